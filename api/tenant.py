@@ -1,0 +1,74 @@
+"""The Tenant resource (cluster-scoped): a customer of the platform, its namespace, people and quotas."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from voxfleet.api.common import Condition
+from voxfleet.api.model_base import DNS_LABEL, ApiModel, cel, validations
+
+KIND = "Tenant"
+PLURAL = "tenants"
+
+
+class Quotas(ApiModel):
+    """Upper bounds for everything the tenant can consume."""
+
+    max_concurrent_sessions: int = Field(default=20, ge=0, le=100000, description="Calls in progress at once.")
+    max_agents: int = Field(default=10, ge=0, le=1000, description="VoiceAgents in the tenant's namespace.")
+    max_workers: int = Field(default=20, ge=0, le=10000, description="Worker pods over all agents and regions.")
+
+
+class TenantSpec(ApiModel):
+    """Who the tenant is, where its agents live and run, and what it may use."""
+
+    model_config = {"json_schema_extra": validations(
+        cel("!has(oldSelf.namespace) || (has(self.namespace) && self.namespace == oldSelf.namespace)",
+            "namespace cannot be changed once set", ".namespace", "FieldValueForbidden"))}
+
+    display_name: str = Field(default="", max_length=128, description="Human-readable name.")
+    namespace: str | None = Field(default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
+                                  description="Namespace of the tenant's VoiceAgents (default: tenant-<name>).")
+    groups: list[str] = Field(default_factory=list, max_length=32,
+                              description="Identity groups allowed to manage VoiceAgents in the namespace.",
+                              json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 256},
+                                                 "x-kubernetes-list-type": "set"})
+    allowed_regions: list[str] = Field(min_length=1, max_length=16,
+                                       description="Regions the tenant's agents may run in.",
+                                       json_schema_extra={"items": {"type": "string", "pattern": DNS_LABEL,
+                                                                    "maxLength": 63},
+                                                          "x-kubernetes-list-type": "set"})
+    quotas: Quotas = Field(default_factory=Quotas, description="Resource quotas.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "TenantSpec":
+        for what, items in (("groups", self.groups), ("allowedRegions", self.allowed_regions)):
+            if len(set(items)) != len(items):
+                raise ValueError(f"{what} must not repeat an entry")
+        return self
+
+    def namespace_for(self, tenant_name: str) -> str:
+        return self.namespace or f"tenant-{tenant_name}"
+
+
+class TenantStatus(ApiModel):
+    observed_generation: int | None = Field(default=None, ge=0, description="The spec generation last reconciled.")
+    namespace: str = Field(default="", description="The namespace the operator manages for the tenant.")
+    agents: int = Field(default=0, ge=0, description="VoiceAgents in the namespace.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready and Degraded.")
+
+
+class Tenant(ApiModel):
+    """A customer of the platform."""
+
+    model_config = {"extra": "ignore"}
+
+    api_version: Literal["voxfleet.dev/v1alpha1"] = Field(default="voxfleet.dev/v1alpha1")
+    kind: Literal["Tenant"] = Field(default="Tenant")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: TenantSpec
+    status: TenantStatus | None = None
+
+

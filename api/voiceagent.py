@@ -1,0 +1,423 @@
+"""The VoiceAgent resource: one tenant's voice agent, its pipeline, tools, regions and scaling.
+
+Everything in a VoiceAgent spec is tenant input. The rules here are enforced twice: by pydantic (gateway and
+operator parse specs with these models) and by the apiserver through the CRD generated from them (schema
+limits plus the CEL rules attached below), so `kubectl apply` and the REST gateway refuse the same things.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import re2
+from pydantic import Field, field_validator, model_validator
+
+from voxfleet.api.common import Condition, SecretKeyRef
+from voxfleet.api.model_base import ApiModel, cel, name_field, validations
+
+GROUP = "voxfleet.dev"
+VERSION = "v1alpha1"
+KIND = "VoiceAgent"
+PLURAL = "voiceagents"
+
+STT_PROVIDERS = ("pocketsphinx", "deepgram", "openai")
+LLM_PROVIDERS = ("scripted", "openai", "anthropic")
+TTS_PROVIDERS = ("espeak", "cartesia", "elevenlabs", "openai")
+# Providers that run inside the worker and need no credentials.
+OFFLINE_PROVIDERS = ("pocketsphinx", "scripted", "espeak")
+
+HTTP_URL = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
+TOOL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+MAX_TOOL_SCHEMA_BYTES = 8192
+MAX_TOOL_ARGUMENT_BYTES = 4096
+
+_SECRET_FOR_CLOUD = cel(
+    "self.provider in ['pocketsphinx', 'scripted', 'espeak'] || has(self.secretRef)"
+    " || (self.provider == 'openai' && has(self.baseUrl))",
+    "secretRef is required for cloud providers (an OpenAI-compatible baseUrl may go without one)",
+    reason="FieldValueRequired",
+)
+
+
+def _stage(providers: tuple[str, ...], default: str, what: str) -> Any:
+    """A pipeline stage model (stt, llm or tts) over its own provider enum."""
+
+    class Stage(ApiModel):
+        model_config = {"json_schema_extra": validations(_SECRET_FOR_CLOUD)}
+
+        provider: Literal[providers] = Field(  # type: ignore[valid-type]
+            default=default, description=f"Which {what} provider runs this stage. Offline ones need no keys.")
+        model: str | None = Field(default=None, max_length=128,
+                                  description=f"Provider model name for {what} (provider default when empty).")
+        voice: str | None = Field(default=None, max_length=128, description="Voice name or id (TTS only).")
+        language: str = Field(default="en-US", max_length=16, pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$",
+                              description="BCP-47 language tag.")
+        base_url: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL,
+                                     description="Override the provider's endpoint (e.g. a vLLM or Ollama server)."
+                                                 " Subject to the platform's outbound URL policy.")
+        options: dict[str, str] = Field(default_factory=dict, max_length=32,
+                                        description="Provider-specific options as strings (e.g. temperature).")
+        secret_ref: SecretKeyRef | None = Field(default=None,
+                                                description="Secret key holding the provider's API key.")
+
+        @model_validator(mode="after")
+        def _cloud_needs_secret(self) -> "Stage":
+            if self.provider not in OFFLINE_PROVIDERS and self.secret_ref is None and not (
+                    self.provider == "openai" and self.base_url):
+                raise ValueError(f"secretRef is required for the cloud provider {self.provider!r}")
+            return self
+
+    Stage.__name__ = Stage.__qualname__ = f"{what.upper()}Stage"
+    return Stage
+
+
+SttStage = _stage(STT_PROVIDERS, "pocketsphinx", "stt")
+LlmStage = _stage(LLM_PROVIDERS, "scripted", "llm")
+TtsStage = _stage(TTS_PROVIDERS, "espeak", "tts")
+
+
+class Pipeline(ApiModel):
+    """The speech pipeline: speech-to-text, language model, text-to-speech."""
+
+    stt: SttStage = Field(default_factory=SttStage, description="Speech-to-text stage.")  # type: ignore[valid-type]
+    llm: LlmStage = Field(default_factory=LlmStage, description="Language model stage.")  # type: ignore[valid-type]
+    tts: TtsStage = Field(default_factory=TtsStage, description="Text-to-speech stage.")  # type: ignore[valid-type]
+
+
+class Vad(ApiModel):
+    """Silero voice activity detection thresholds."""
+
+    confidence: float = Field(default=0.7, ge=0.0, le=1.0, description="Speech probability that counts as voice.")
+    start_secs: float = Field(default=0.2, ge=0.0, le=2.0, description="Voiced time before speech is considered started.")
+    stop_secs: float = Field(default=0.2, ge=0.0, le=3.0, description="Silence before speech is considered stopped.")
+    min_volume: float = Field(default=0.6, ge=0.0, le=1.0, description="Minimum normalised volume that counts as voice.")
+
+
+class TurnTimeouts(ApiModel):
+    """How long the agent waits before it decides the caller has finished."""
+
+    speech_timeout_secs: float = Field(default=0.6, ge=0.0, le=5.0,
+                                       description="speech-timeout detector: silence after speech that ends the turn.")
+    max_turn_wait_secs: float = Field(default=3.0, ge=0.0, le=10.0,
+                                      description="smart-turn detector: the longest wait on a turn it judges"
+                                                  " incomplete.")
+
+
+class TurnDetection(ApiModel):
+    """End-of-turn detection: VAD plus either the smart-turn model or a plain silence timeout."""
+
+    vad: Vad = Field(default_factory=Vad, description="Voice activity detection settings.")
+    detector: Literal["smart-turn", "speech-timeout"] = Field(
+        default="smart-turn", description="smart-turn (an audio model judges whether the caller finished) or"
+                                          " speech-timeout (silence alone ends the turn).")
+    timeouts: TurnTimeouts = Field(default_factory=TurnTimeouts, description="Turn-ending timeouts.")
+
+
+class Interruptions(ApiModel):
+    """Barge-in: whether callers may interrupt the agent, and how much speech it takes."""
+
+    enabled: bool = Field(default=True, description="Callers may interrupt the agent while it speaks.")
+    min_words: int = Field(default=0, ge=0, le=20,
+                           description="Words the caller must say before the agent stops (0: voice alone).")
+
+
+class ToolHeader(ApiModel):
+    """An HTTP header sent with a tool call; secret values come from a Secret, never from the spec."""
+
+    model_config = {"json_schema_extra": validations(cel(
+        "has(self.value) != has(self.secretKeyRef)", "set exactly one of value and secretKeyRef"))}
+
+    name: str = Field(description="Header name.", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9-]+$")
+    value: str | None = Field(default=None, max_length=1024, description="A literal, non-secret value.")
+    secret_key_ref: SecretKeyRef | None = Field(default=None, description="Take the value from this Secret key.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ToolHeader":
+        if (self.value is None) == (self.secret_key_ref is None):
+            raise ValueError(f"header {self.name!r}: set exactly one of value and secretKeyRef")
+        return self
+
+
+class ToolHttp(ApiModel):
+    """Where and how the worker calls the tool. The URL is subject to the platform's outbound policy."""
+
+    url: str = Field(description="http(s) URL of the tool endpoint. Arguments go as JSON (query string for GET).",
+                     min_length=8, max_length=2048, pattern=HTTP_URL)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(default="POST", description="HTTP method.")
+    timeout_ms: int = Field(default=5000, ge=100, le=30000, description="Give up (and apologise) after this long.")
+    headers: list[ToolHeader] = Field(default_factory=list, max_length=16, description="Extra request headers.")
+
+
+class ToolFiller(ApiModel):
+    """What the agent says while a slow tool runs, so the caller never hears dead air."""
+
+    after_ms: int = Field(default=800, ge=0, le=10000, description="Say the filler once the tool has run this long.")
+    say: str = Field(default="One moment please.", min_length=1, max_length=300, description="The filler phrase.")
+
+
+class Tool(ApiModel):
+    """A function the LLM may call; the worker runs it as an HTTP request."""
+
+    name: str = Field(description="Function name the LLM sees.", pattern=TOOL_NAME)
+    description: str = Field(default="", max_length=1024, description="What the tool does, for the LLM.")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema (type: object) of the tool's arguments; arguments are validated against it.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    http: ToolHttp = Field(description="The HTTP endpoint that implements the tool.")
+    interruptible: bool = Field(default=False, description="Barge-in may cancel this tool; when false the caller is"
+                                                           " muted for barge-in until it completes.")
+    idempotent: bool = Field(default=False, description="Safe to run twice; a non-idempotent tool never is.")
+    filler: ToolFiller = Field(default_factory=ToolFiller, description="Filler phrase for slow calls.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _json_schema_object(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value)) > MAX_TOOL_SCHEMA_BYTES:
+            raise ValueError(f"parameters schema is larger than {MAX_TOOL_SCHEMA_BYTES} bytes")
+        if value.get("type") != "object":
+            raise ValueError('parameters must be a JSON Schema with "type": "object"')
+        if not isinstance(value.get("properties", {}), dict):
+            raise ValueError("parameters.properties must be an object")
+        return value
+
+
+class ToolCall(ApiModel):
+    """A tool call the scripted LLM makes when an intent matches."""
+
+    name: str = Field(description="Name of a tool declared in spec.tools.", pattern=TOOL_NAME)
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Arguments; `{slot}` takes a named RE2 group.",
+                                      json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+
+    @field_validator("arguments")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value)) > MAX_TOOL_ARGUMENT_BYTES:
+            raise ValueError(f"arguments are larger than {MAX_TOOL_ARGUMENT_BYTES} bytes")
+        return value
+
+
+class Intent(ApiModel):
+    """For the offline `scripted` LLM: what the caller says (keywords or RE2 patterns) and how the agent answers."""
+
+    model_config = {"json_schema_extra": validations(
+        cel("(has(self.keywords) && size(self.keywords) > 0) || (has(self.patterns) && size(self.patterns) > 0)", "give at least one keyword or pattern"),
+        cel("has(self.reply) || has(self.toolCall)", "give a reply, a toolCall, or both"),
+    )}
+
+    name: str = name_field("Intent name (unique in the agent).")
+    keywords: list[str] = Field(default_factory=list, max_length=32,
+                                description="Matches when the caller's words contain all words of any keyword phrase.",
+                                json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 100}})
+    patterns: list[str] = Field(default_factory=list, max_length=16,
+                                description="RE2 patterns (linear time), matched case-insensitively. Named groups"
+                                            " fill `{name}` in the reply and tool arguments.",
+                                json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 256}})
+    reply: str | None = Field(default=None, max_length=2000,
+                              description="What the agent says. After a tool call, `{result}` is its spoken result.")
+    tool_call: ToolCall | None = Field(default=None, description="Call this tool, then speak the reply.")
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, value: list[str]) -> list[str]:
+        for keyword in value:
+            if not 1 <= len(keyword) <= 100:
+                raise ValueError("each keyword must have 1 to 100 characters")
+        return value
+
+    @field_validator("patterns")
+    @classmethod
+    def _re2(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not 1 <= len(pattern) <= 256:
+                raise ValueError("each pattern must have 1 to 256 characters")
+            try:
+                re2.compile(pattern)
+            except re2.error as error:
+                raise ValueError(f"pattern {pattern!r} is not valid RE2: {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _matchable_and_answerable(self) -> "Intent":
+        if not self.keywords and not self.patterns:
+            raise ValueError(f"intent {self.name!r}: give at least one keyword or pattern")
+        if self.reply is None and self.tool_call is None:
+            raise ValueError(f"intent {self.name!r}: give a reply, a toolCall, or both")
+        return self
+
+
+class Region(ApiModel):
+    """A region the agent runs in, with its warm pool bounds."""
+
+    model_config = {"json_schema_extra": validations(
+        cel("self.minWorkers <= self.maxWorkers", "minWorkers must not exceed maxWorkers", ".minWorkers"))}
+
+    name: str = name_field("Region name, matched against nodes' topology.kubernetes.io/region label.")
+    min_workers: int = Field(default=1, ge=0, le=1000, description="Workers kept running even with no calls.")
+    max_workers: int = Field(default=10, ge=1, le=1000, description="Upper bound of the region's pool.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Region":
+        if self.min_workers > self.max_workers:
+            raise ValueError(f"region {self.name!r}: minWorkers ({self.min_workers}) must not exceed maxWorkers"
+                             f" ({self.max_workers})")
+        return self
+
+
+class Scaling(ApiModel):
+    """Warm-pool scaling: keep bufferSessions free slots ready per region."""
+
+    sessions_per_worker: int = Field(default=4, ge=1, le=100, description="Concurrent calls one worker serves.")
+    buffer_sessions: int = Field(default=2, ge=0, le=1000, description="Free slots kept warm per region.")
+    scale_down_delay_seconds: int = Field(default=60, ge=0, le=3600,
+                                          description="Demand must stay lower this long before workers are removed.")
+
+
+class ResourceList(ApiModel):
+    cpu: str | None = Field(default=None, max_length=32, pattern=QUANTITY, description="CPU quantity, e.g. 500m.")
+    memory: str | None = Field(default=None, max_length=32, pattern=QUANTITY, description="Memory quantity, e.g. 512Mi.")
+
+
+class Resources(ApiModel):
+    """Container resources of each worker."""
+
+    requests: ResourceList = Field(default=ResourceList(cpu="500m", memory="512Mi"),
+                                   description="Guaranteed resources.")
+    limits: ResourceList = Field(default=ResourceList(memory="1Gi"), description="Upper limits.")
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the worker; VOXFLEET_ names are the platform's and are refused."""
+
+    model_config = {"json_schema_extra": validations(
+        cel("!self.name.startsWith('VOXFLEET_')", "names starting with VOXFLEET_ are reserved for the platform",
+            ".name"),
+        cel("!(has(self.value) && has(self.secretKeyRef))", "set at most one of value and secretKeyRef"))}
+
+    name: str = Field(description="Variable name.", min_length=1, max_length=128, pattern=ENV_NAME)
+    value: str | None = Field(default=None, max_length=4096, description="Literal value.")
+    secret_key_ref: SecretKeyRef | None = Field(default=None, description="Take the value from this Secret key.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("VOXFLEET_"):
+            raise ValueError("names starting with VOXFLEET_ are reserved for the platform")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "EnvVar":
+        if self.value is not None and self.secret_key_ref is not None:
+            raise ValueError(f"env {self.name!r}: set at most one of value and secretKeyRef")
+        return self
+
+
+class Worker(ApiModel):
+    """Worker pod settings a tenant may choose. Image, service account and security come from the platform."""
+
+    resources: Resources = Field(default_factory=Resources, description="Container resources.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=32, description="Extra environment variables.",
+                              json_schema_extra={"x-kubernetes-list-type": "map",
+                                                 "x-kubernetes-list-map-keys": ["name"]})
+    image: str | None = Field(default=None, max_length=512, pattern=r"^[^\s]+$",
+                              description="Worker image; used only when the platform's allow-list permits it.")
+
+
+class Limits(ApiModel):
+    """Per-session limits."""
+
+    max_session_seconds: int = Field(default=1800, ge=10, le=14400,
+                                     description="A call ends after this long; also the drain timeout on shutdown.")
+    idle_timeout_seconds: int = Field(default=60, ge=5, le=3600,
+                                      description="A call ends after this long with no speech from either side.")
+
+
+class Observability(ApiModel):
+    record_transcripts: bool = Field(default=False, description="Log and return transcripts (off: never stored).")
+
+
+def _unique_names(items: list[Any], what: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ValueError(f"{what} names must be unique: {item.name!r} appears twice")
+        seen.add(item.name)
+
+
+_LIST_MAP = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+
+
+class VoiceAgentSpec(ApiModel):
+    """What the agent says and does, where it runs, and how its warm pool scales."""
+
+    model_config = {"json_schema_extra": validations(
+        cel("!has(self.intents) || self.intents.all(i, !has(i.toolCall) ||"
+            " (has(self.tools) && self.tools.exists(t, t.name == i.toolCall.name)))",
+            "every intent's toolCall must name a tool declared in spec.tools", ".intents", "FieldValueInvalid"),
+    )}
+
+    greeting: str = Field(default="", max_length=1000, description="Said when a call starts (empty: wait for the"
+                                                                   " caller).")
+    system_prompt: str = Field(default="", max_length=16384, description="Instructions for the LLM.")
+    pipeline: Pipeline = Field(default_factory=Pipeline, description="STT, LLM and TTS providers.")
+    turn_detection: TurnDetection = Field(default_factory=TurnDetection, description="End-of-turn detection.")
+    interruptions: Interruptions = Field(default_factory=Interruptions, description="Barge-in behaviour.")
+    tools: list[Tool] = Field(default_factory=list, max_length=32, description="Functions the LLM may call.",
+                              json_schema_extra=_LIST_MAP)
+    intents: list[Intent] = Field(default_factory=list, max_length=64,
+                                  description="Intents for the offline scripted LLM.", json_schema_extra=_LIST_MAP)
+    regions: list[Region] = Field(min_length=1, max_length=10, description="Regions with a warm pool.",
+                                  json_schema_extra=_LIST_MAP)
+    scaling: Scaling = Field(default_factory=Scaling, description="Warm-pool scaling.")
+    worker: Worker = Field(default_factory=Worker, description="Worker pod settings.")
+    limits: Limits = Field(default_factory=Limits, description="Per-session limits.")
+    observability: Observability = Field(default_factory=Observability, description="Transcripts and telemetry.")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "VoiceAgentSpec":
+        _unique_names(self.tools, "tool")
+        _unique_names(self.intents, "intent")
+        _unique_names(self.regions, "region")
+        _unique_names(self.worker.env, "env")
+        declared = {tool.name for tool in self.tools}
+        for intent in self.intents:
+            if intent.tool_call and intent.tool_call.name not in declared:
+                raise ValueError(f"intent {intent.name!r} calls tool {intent.tool_call.name!r}, which spec.tools"
+                                 " does not declare")
+        return self
+
+
+class RegionStatus(ApiModel):
+    name: str = Field(description="Region name.", max_length=63)
+    desired_workers: int = Field(default=0, ge=0, description="Workers the scaler wants.")
+    ready_workers: int = Field(default=0, ge=0, description="Workers ready to take calls.")
+    active_sessions: int = Field(default=0, ge=0, description="Calls in progress.")
+    free_slots: int = Field(default=0, ge=0, description="Slots ready for new calls.")
+
+
+class VoiceAgentStatus(ApiModel):
+    """What the operator observed (written by the operator only)."""
+
+    observed_generation: int | None = Field(default=None, ge=0, description="The spec generation last reconciled.")
+    regions: list[RegionStatus] = Field(default_factory=list, description="Per-region pool figures.")
+    region_names: str = Field(default="", description="Regions, comma-separated (for kubectl get).")
+    ready_workers: int = Field(default=0, ge=0, description="Ready workers over all regions.")
+    active_sessions: int = Field(default=0, ge=0, description="Calls in progress over all regions.")
+    free_slots: int = Field(default=0, ge=0, description="Free slots over all regions.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing and Degraded.")
+
+
+class VoiceAgent(ApiModel):
+    """A voice agent of one tenant, run by warm worker pools in each of its regions."""
+
+    api_version: Literal["voxfleet.dev/v1alpha1"] = Field(default="voxfleet.dev/v1alpha1")
+    kind: Literal["VoiceAgent"] = Field(default="VoiceAgent")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: VoiceAgentSpec
+    status: VoiceAgentStatus | None = None
+
+    model_config = {"extra": "ignore"}

@@ -1,0 +1,1 @@
+"""voxfleet: real-time voice agents for many tenants on Kubernetes."""

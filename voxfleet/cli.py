@@ -1,0 +1,59 @@
+"""The `voxfleet` command. Each subcommand imports its component only when run, so `voxfleet gateway --help`
+never loads Pipecat and `voxfleet crds` needs no cluster."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+# subcommand -> (module:function taking argv and returning an exit code, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "operator": ("voxfleet.operator.main:main", "run the kopf operator (Tenants and VoiceAgents -> warm pools)"),
+    "gateway": ("voxfleet.gateway.main:main", "run the REST gateway (tenant API, sessions, LiveKit webhooks)"),
+    "worker": ("voxfleet.worker.main:main", "run a warm worker process (Pipecat pipelines in LiveKit rooms)"),
+    "keys": ("voxfleet.gateway.keys_cli:main", "create, list and revoke tenant API keys"),
+    "call": ("voxfleet.world.caller_cli:main", "call an agent from the terminal and time its answers"),
+    "dev": ("voxfleet.world.dev:main", "run the whole platform locally (test world, LiveKit, operator, gateway)"),
+    "cluster": ("voxfleet.world.cli:cluster_main", "start/stop the local test world of real servers"),
+    "crds": ("voxfleet.crds_cli:main", "regenerate crds/ from the API models (or --check that it is current)"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, SUBCOMMANDS))
+    lines = ["usage: voxfleet <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
+    lines += ["", "Run `voxfleet <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def _load(target: str) -> Callable[[list[str]], int] | None:
+    module_name, function_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            return None  # the component is not built yet
+        raise
+    return getattr(module, function_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        print(f"voxfleet: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    entry = _load(SUBCOMMANDS[name][0])
+    if entry is None:
+        print(f"voxfleet {name}: not available in this build yet", file=sys.stderr)
+        return 3
+    return int(entry(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

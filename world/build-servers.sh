@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Builds the real servers the test world runs, from their Go modules, once per machine.
+# Each binary is cached as $VOXFLEET_BIN_DIR/<name>-<version>; a cached one is never rebuilt.
+# Usage: build-servers.sh [name ...]   (default: all). Names: etcd kube-apiserver kube-controller-manager
+#        kube-scheduler kubectl livekit-server kwok helm
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.36.3}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+LIVEKIT_VERSION=${LIVEKIT_VERSION:-v1.13.5}
+KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
+BIN_DIR=${VOXFLEET_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/voxfleet/bin}
+WORK_DIR=${VOXFLEET_BUILD_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/voxfleet/build}
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "build-servers: Go is not installed. Install Go 1.26+ (https://go.dev/dl) or put prebuilt" >&2
+  echo "  binaries on PATH / name them with VOXFLEET_<NAME>_BIN (e.g. VOXFLEET_KUBE_APISERVER_BIN)." >&2
+  exit 3
+fi
+mkdir -p "$BIN_DIR" "$WORK_DIR"
+export GOFLAGS="${GOFLAGS:-} -trimpath"
+
+log() { printf '[build-servers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+version_of() {
+  case "$1" in
+    etcd) echo "$ETCD_VERSION" ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) echo "$K8S_VERSION" ;;
+    livekit-server) echo "$LIVEKIT_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    *) echo "unknown server: $1" >&2; exit 2 ;;
+  esac
+}
+
+# go install into a private GOBIN, then move into the versioned cache name atomically.
+go_install() {  # name module@version binary
+  local name=$1 mod=$2 bin=$3 tmp
+  tmp=$(mktemp -d "$WORK_DIR/gobin.XXXX")
+  GOBIN="$tmp" go install "$mod"
+  mv "$tmp/$bin" "$BIN_DIR/$name-$(version_of "$name")"
+  rm -rf "$tmp"
+}
+
+k8s_wrapper() {  # a module that requires k/k and pins every staging module k/k replaces
+  local dir="$WORK_DIR/k8s-$K8S_VERSION" staging_version
+  staging_version="v0.${K8S_VERSION#v1.}"
+  if [ ! -f "$dir/.ready" ]; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    local kkmod
+    kkmod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    {
+      echo "module voxfleet.dev/k8s-wrapper"
+      echo "go $(sed -n 's/^go //p' "$kkmod")"
+      echo "require k8s.io/kubernetes $K8S_VERSION"
+      grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$kkmod" | awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
+    } > "$dir/go.mod"
+    cat > "$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+    (cd "$dir" && go mod tidy >&2)
+    touch "$dir/.ready"
+  fi
+  echo "$dir"
+}
+
+etcd_wrapper() {
+  local dir="$WORK_DIR/etcd-$ETCD_VERSION"
+  if [ ! -f "$dir/.ready" ]; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    cat > "$dir/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+    (cd "$dir" && go mod init voxfleet.dev/etcd-wrapper >&2 && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2 && go mod tidy >&2)
+    touch "$dir/.ready"
+  fi
+  echo "$dir"
+}
+
+build_one() {
+  local name=$1 version out start
+  version=$(version_of "$name")
+  out="$BIN_DIR/$name-$version"
+  if [ -x "$out" ]; then log "$name $version: cached at $out"; return; fi
+  start=$(date +%s)
+  log "$name $version: building (first time on this machine; cached afterwards) ..."
+  case "$name" in
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
+      local dir; dir=$(k8s_wrapper)
+      (cd "$dir" && go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION" \
+        -o "$out.tmp" "k8s.io/kubernetes/cmd/$name") && mv "$out.tmp" "$out" ;;
+    etcd)
+      local dir; dir=$(etcd_wrapper)
+      (cd "$dir" && go build -ldflags "-s -w" -o "$out.tmp" .) && mv "$out.tmp" "$out" ;;
+    livekit-server) go_install "$name" "github.com/livekit/livekit-server/cmd/server@$version" server ;;
+    kwok) go_install "$name" "sigs.k8s.io/kwok/cmd/kwok@$version" kwok ;;
+    helm) go_install "$name" "helm.sh/helm/v3/cmd/helm@$version" helm ;;
+  esac
+  log "$name $version: built in $(( $(date +%s) - start )) s -> $out"
+}
+
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl livekit-server kwok helm)
+for n in "${names[@]}"; do build_one "$n"; done
