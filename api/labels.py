@@ -1,0 +1,25 @@
+"""Labels, annotations and well-known names every component agrees on (the operator sets them, the gateway
+selects worker Pods by them, the pod runner and dashboards read them)."""
+
+from __future__ import annotations
+
+PREFIX = "voxfleet.dev"
+TENANT = f"{PREFIX}/tenant"
+AGENT = f"{PREFIX}/agent"
+REGION = f"{PREFIX}/region"
+CONFIG_HASH = f"{PREFIX}/config-hash"  # pod-template annotation: a spec edit rolls the pool
+COMPONENT = "app.kubernetes.io/component"
+NAME = "app.kubernetes.io/name"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+PART_OF_VALUE = "voxfleet"
+WORKER_COMPONENT = "voice-worker"
+# What the gateway watches: every worker Pod of every tenant.
+WORKER_SELECTOR = f"{NAME}={PART_OF_VALUE},{COMPONENT}={WORKER_COMPONENT}"
+
+NODE_REGION = "topology.kubernetes.io/region"
+NODE_ZONE = "topology.kubernetes.io/zone"
+POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+WORKER_TOKEN_KEY = "token"  # key of the worker-token Secret
+AGENT_CONFIG_KEY = "agent.json"  # key of the rendered agent ConfigMap
+AGENT_CONFIG_MOUNT = "/etc/voxfleet/agent"
