@@ -3,8 +3,8 @@
 Pydantic's JSON Schema is close to, but not, a Kubernetes structural schema: `$ref`s must be inlined,
 `anyOf [X, null]` collapsed to X, titles and `additionalProperties: false` dropped (the apiserver prunes
 unknown fields instead, and rejects them under strict field validation), and free-form objects marked
-`x-kubernetes-preserve-unknown-fields`. Nested objects get `default: {}` so the apiserver fills in their
-defaults exactly as pydantic would.
+`x-kubernetes-preserve-unknown-fields`. Nested objects get their children's defaults as their own default, so the apiserver
+fills them in exactly as pydantic would (and CEL rules on them see complete objects).
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
         node = {**_convert(branches[0], definitions), **node}
     if node.get("default", "absent") is None:
         del node["default"]
+    elif isinstance(node.get("default"), dict):
+        node["default"] = _without_nulls(node["default"])
     for key in _DROP:
         node.pop(key, None)
 
@@ -54,7 +56,9 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
                 optional_none = raw_properties[name].get("default", "absent") is None
                 if (name not in required and not optional_none and "default" not in child
                         and "properties" in child and not child.get("required")):
-                    child["default"] = {}
+                    # what the apiserver's defaulting would produce, so CEL rules see a complete default
+                    child["default"] = {key: grand["default"] for key, grand in child["properties"].items()
+                                        if "default" in grand}
         elif isinstance(extra, dict):
             node["additionalProperties"] = _convert(extra, definitions)
         else:
@@ -67,6 +71,12 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
     if node.get("format") == "date-time" and "default" in node:
         del node["default"]
     return _ordered(node)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    return value
 
 
 def _ordered(node: dict[str, Any]) -> dict[str, Any]:

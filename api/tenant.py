@@ -25,12 +25,15 @@ class TenantSpec(ApiModel):
     """Who the tenant is, where its agents live and run, and what it may use."""
 
     model_config = {"json_schema_extra": validations(
-        cel("!has(oldSelf.namespace) || (has(self.namespace) && self.namespace == oldSelf.namespace)",
-            "namespace cannot be changed once set", ".namespace", "FieldValueForbidden"))}
+        cel("!has(oldSelf.namespace) || has(self.namespace)", "namespace cannot be changed once set",
+            ".namespace", "FieldValueForbidden"))}
 
     display_name: str = Field(default="", max_length=128, description="Human-readable name.")
     namespace: str | None = Field(default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
-                                  description="Namespace of the tenant's VoiceAgents (default: tenant-<name>).")
+                                  description="Namespace of the tenant's VoiceAgents (default: tenant-<name>)."
+                                              " Cannot be changed once set.",
+                                  json_schema_extra=validations(cel("self == oldSelf",
+                                                                    "namespace cannot be changed once set")))
     groups: list[str] = Field(default_factory=list, max_length=32,
                               description="Identity groups allowed to manage VoiceAgents in the namespace.",
                               json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 256},

@@ -161,7 +161,7 @@ class ToolFiller(ApiModel):
 class Tool(ApiModel):
     """A function the LLM may call; the worker runs it as an HTTP request."""
 
-    name: str = Field(description="Function name the LLM sees.", pattern=TOOL_NAME)
+    name: str = Field(description="Function name the LLM sees.", max_length=64, pattern=TOOL_NAME)
     description: str = Field(default="", max_length=1024, description="What the tool does, for the LLM.")
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
@@ -189,7 +189,7 @@ class Tool(ApiModel):
 class ToolCall(ApiModel):
     """A tool call the scripted LLM makes when an intent matches."""
 
-    name: str = Field(description="Name of a tool declared in spec.tools.", pattern=TOOL_NAME)
+    name: str = Field(description="Name of a tool declared in spec.tools.", max_length=64, pattern=TOOL_NAME)
     arguments: dict[str, Any] = Field(default_factory=dict, description="Arguments; `{slot}` takes a named RE2 group.",
                                       json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
 

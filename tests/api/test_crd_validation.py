@@ -1,0 +1,143 @@
+"""On the real kube-apiserver: the CRDs install, every example applies, invalid resources are refused with a
+message naming the field, and `kubectl explain` teaches the schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.api.invalid_resources import INVALID_AGENTS, INVALID_TENANTS, VALID_AGENT_SPEC, VALID_TENANT_SPEC
+from voxfleet.api.crd import all_crds
+from voxfleet.world import binaries
+
+pytestmark = pytest.mark.world
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "voxfleet.dev", "v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def api(kube, installed_crds):
+    with kube.api_client() as api_client:
+        yield client.CustomObjectsApi(api_client)
+
+
+def _kubectl(kube, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    kubectl = binaries.find("kubectl").path
+    return subprocess.run([str(kubectl), "--kubeconfig", str(kube.kubeconfig), *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _refusal(call) -> str:
+    with pytest.raises(ApiException) as caught:
+        call()
+    assert caught.value.status == 422, caught.value.body
+    return json.loads(caught.value.body)["message"]
+
+
+def test_examples_apply(kube, api, namespace):
+    """Every example resource is accepted (Tenants cluster-wide, agents in a fresh namespace, strict fields)."""
+    applied = 0
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc["kind"] not in ("VoiceAgent", "Tenant"):
+                continue
+            doc = copy.deepcopy(doc)
+            if doc["kind"] == "Tenant":
+                doc["metadata"]["name"] = f"{namespace}-{doc['metadata']['name']}"[:63]
+                doc["spec"].pop("namespace", None)
+                created = api.create_cluster_custom_object(GROUP, VERSION, "tenants", doc, field_validation="Strict")
+                api.delete_cluster_custom_object(GROUP, VERSION, "tenants", created["metadata"]["name"])
+            else:
+                doc["metadata"]["namespace"] = namespace
+                created = api.create_namespaced_custom_object(GROUP, VERSION, namespace, "voiceagents", doc,
+                                                              field_validation="Strict")
+                # the apiserver filled in the defaults the models define
+                assert created["spec"]["limits"]["maxSessionSeconds"] >= 10
+                assert "scaling" in created["spec"] and "turnDetection" in created["spec"]
+            applied += 1
+    assert applied >= 6
+
+
+@pytest.mark.parametrize(("case", "spec", "needles"), INVALID_AGENTS, ids=[c[0] for c in INVALID_AGENTS])
+def test_invalid_voiceagents_are_refused(api, namespace, case, spec, needles):
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VoiceAgent", "metadata": {"name": f"bad-{case}"[:63]},
+            "spec": spec}
+    message = _refusal(lambda: api.create_namespaced_custom_object(GROUP, VERSION, namespace, "voiceagents", body,
+                                                                   field_validation="Strict"))
+    for needle in needles:
+        assert needle in message, f"{case}: {needle!r} not in {message!r}"
+
+
+@pytest.mark.parametrize(("case", "spec", "needles"), INVALID_TENANTS, ids=[c[0] for c in INVALID_TENANTS])
+def test_invalid_tenants_are_refused(api, namespace, case, spec, needles):
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Tenant", "metadata": {"name": f"{namespace}-{case}"[:63]},
+            "spec": spec}
+    message = _refusal(lambda: api.create_cluster_custom_object(GROUP, VERSION, "tenants", body,
+                                                                field_validation="Strict"))
+    for needle in needles:
+        assert needle in message, f"{case}: {needle!r} not in {message!r}"
+
+
+def test_valid_baseline_is_accepted(api, namespace):
+    """The invalid cases differ from this valid spec only in what they break."""
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VoiceAgent", "metadata": {"name": "good"},
+            "spec": VALID_AGENT_SPEC}
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, "voiceagents", body, field_validation="Strict")
+    tenant = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Tenant", "metadata": {"name": f"{namespace}-good"[:63]},
+              "spec": VALID_TENANT_SPEC}
+    api.create_cluster_custom_object(GROUP, VERSION, "tenants", tenant, field_validation="Strict")
+    api.delete_cluster_custom_object(GROUP, VERSION, "tenants", tenant["metadata"]["name"])
+
+
+def test_kubectl_refuses_unknown_fields_and_immutable_tenant_namespace(kube, api, namespace):
+    manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VoiceAgent",
+                "metadata": {"name": "typo", "namespace": namespace},
+                "spec": {**VALID_AGENT_SPEC, "greting": "typo'd key"}}
+    result = _kubectl(kube, "apply", "-f", "-", stdin=json.dumps(manifest))
+    assert result.returncode != 0
+    assert 'unknown field "spec.greting"' in result.stderr
+
+    name = f"{namespace}-imm"[:63]
+    tenant = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Tenant", "metadata": {"name": name},
+              "spec": {**VALID_TENANT_SPEC, "namespace": f"{namespace}-a"[:63]}}
+    api.create_cluster_custom_object(GROUP, VERSION, "tenants", tenant)
+    try:
+        message = _refusal(lambda: api.patch_cluster_custom_object(
+            GROUP, VERSION, "tenants", name, {"spec": {"namespace": f"{namespace}-b"[:63]}}))
+        assert "spec.namespace" in message and "cannot be changed" in message
+    finally:
+        api.delete_cluster_custom_object(GROUP, VERSION, "tenants", name)
+
+
+def test_kubectl_explain_and_printer_columns(kube, api, namespace):
+    explained = _kubectl(kube, "explain", "voiceagent.spec.tools")
+    assert explained.returncode == 0, explained.stderr
+    assert "A function the LLM may call" in explained.stdout and "interruptible" in explained.stdout
+    explained = _kubectl(kube, "explain", "tenant.spec.quotas.maxConcurrentSessions")
+    assert "Calls in progress at once" in explained.stdout
+
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VoiceAgent", "metadata": {"name": "columns"},
+            "spec": VALID_AGENT_SPEC}
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, "voiceagents", body)
+    listed = _kubectl(kube, "get", "va", "-n", namespace)
+    assert listed.returncode == 0, listed.stderr
+    header = listed.stdout.splitlines()[0].split()
+    assert header == ["NAME", "REGIONS", "READY", "WORKERS", "SESSIONS", "AGE"]
+    assert _kubectl(kube, "get", "voxfleet", "-n", namespace).returncode == 0  # the category works
+
+
+def test_installed_crds_are_the_generated_ones(kube, installed_crds):
+    with kube.api_client() as api_client:
+        ext = client.ApiextensionsV1Api(api_client)
+        for crd in all_crds().values():
+            live = ext.read_custom_resource_definition(crd["metadata"]["name"])
+            conditions = {c.type: c.status for c in live.status.conditions}
+            assert conditions.get("Established") == "True" and conditions.get("NamesAccepted") == "True"
