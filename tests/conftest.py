@@ -1,0 +1,86 @@
+"""Shared fixtures: the test world (real servers, see world/ and ARCHITECTURE.md "Real parts in tests").
+
+- ``world``: WorldInfo of the running world (ports, URLs, pids, kubeconfig path).
+- ``kube``: voxfleet.world.access.Cluster: ``.kubeconfig``, ``.api_client()``, ``.rest()``, ``.new_namespace()``.
+- ``namespace``: a fresh namespace for one test, deleted afterwards.
+- ``livekit``: dict region -> LiveKitRegion (``url``, ``http_url``, ``api_key``, ``api_secret``): us-east, eu-west.
+- ``pods``: voxfleet.world.access.RunnerPool: runner node names per region, ``placement(region)`` for a pod spec,
+  ``log_path(namespace, pod, container)``.
+
+One world serves the whole run, also under pytest-xdist: the first worker starts it (under a file lock, in a
+folder keyed by xdist's testrunuid), the others attach, the last to finish stops it. If VOXFLEET_WORLD_DIR names a
+running world (``voxfleet cluster up``), tests use it and leave it running. Tests isolate themselves with unique
+namespaces and never assume the cluster is theirs alone. A server that can't start fails the fixture with its log
+tail; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from voxfleet.world.access import Cluster, RunnerPool
+from voxfleet.world.livekit import LiveKitRegion
+from voxfleet.world.shared import SharedWorld
+from voxfleet.world.world import World, WorldInfo
+
+
+def _run_key(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return workerinput["testrunuid"][:12]  # the same in every worker of one run
+    return f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def world(request: pytest.FixtureRequest) -> Iterator[WorldInfo]:
+    configured = os.environ.get("VOXFLEET_WORLD_DIR")
+    if configured and World(Path(configured)).running():
+        yield WorldInfo.load(Path(configured))  # someone else's world: use it, leave it running
+        return
+    state_dir = Path(tempfile.gettempdir()) / f"voxfleet-world-{_run_key(request.config)}"
+    shared = SharedWorld(state_dir)
+    info = shared.acquire(progress=lambda m: print(f"[world] {m}", file=sys.stderr, flush=True))
+    try:
+        yield info
+    finally:
+        stopped_in = shared.release()
+        if stopped_in is not None:
+            print(f"[world] stopped in {stopped_in:.1f} s", file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="session")
+def kube(world: WorldInfo) -> Cluster:
+    return Cluster.of(world)
+
+
+@pytest.fixture
+def namespace(kube: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    prefix = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:30].strip("-") or "t"
+    name = kube.new_namespace(prefix)
+    yield name
+    kube.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def livekit(world: WorldInfo) -> dict[str, LiveKitRegion]:
+    return world.livekit_regions()
+
+
+@pytest.fixture(scope="session")
+def pods(world: WorldInfo) -> RunnerPool:
+    return RunnerPool.of(world)
+
+
+@pytest.fixture(scope="session")
+def installed_crds(kube: Cluster) -> None:
+    """The CRDs generated into crds/, installed and Established."""
+    from tests.crds import install_crds
+
+    install_crds(kube.kubeconfig)
