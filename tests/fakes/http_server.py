@@ -33,6 +33,7 @@ class Reply:
     body: bytes | str | Any = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0  # sleep before answering (a slow tool)
+    drop: bool = False  # close the connection without answering (a crashed or restarting server)
 
 
 Handler = Callable[[Request], Reply]
@@ -61,6 +62,9 @@ class LocalHTTPServer:
                 reply = owner.handler(request)
                 if reply.delay_s:
                     owner._stopping.wait(reply.delay_s)
+                if reply.drop:
+                    self.close_connection = True
+                    return
                 payload = reply.body
                 headers = dict(reply.headers)
                 if not isinstance(payload, (bytes, str)):
