@@ -26,12 +26,13 @@ import jsonschema
 import re2
 import structlog
 from jsonschema import Draft202012Validator, ValidationError
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from voxfleet.api.common import SecretKeyRef
 from voxfleet.api.outbound import OutboundPolicy, OutboundURLRefused
 from voxfleet.api.voiceagent import MAX_TOOL_ARGUMENT_BYTES, Tool
 from voxfleet.api.worker_config import read_secret
+from voxfleet.worker.telemetry import metrics as worker_metrics
 
 log = structlog.get_logger("voxfleet.worker.tools")
 
@@ -261,8 +262,6 @@ def speakable(result: Any, limit: int = MAX_SPOKEN_CHARS) -> str:
 
 # -- metrics -----------------------------------------------------------------------------------------------------
 
-_LABELS = ("tenant", "agent", "region", "tool")
-
 
 @dataclass(frozen=True)
 class ToolMetrics:
@@ -271,15 +270,15 @@ class ToolMetrics:
 
 
 @functools.lru_cache(maxsize=None)
-def tool_metrics(registry: CollectorRegistry = REGISTRY) -> ToolMetrics:
-    """The tool metrics, registered once per registry."""
-    return ToolMetrics(
-        calls=Counter("voxfleet_tool_calls_total", "Tool calls by result (ok or the error code).",
-                      (*_LABELS, "result"), registry=registry),
-        seconds=Histogram("voxfleet_tool_call_seconds", "Tool call latency, arguments checked to result read.",
-                          _LABELS, registry=registry,
-                          buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32)),
-    )
+def tool_metrics(registry: CollectorRegistry = worker_metrics.REGISTRY) -> ToolMetrics:
+    """The tool metrics in a registry (the worker's own by default, where the latency histogram lives)."""
+    labels = (*worker_metrics.LABELS, "tool")
+    seconds = worker_metrics.TOOL_CALL if registry is worker_metrics.REGISTRY else Histogram(
+        "voxfleet_worker_tool_call_seconds", "HTTP tool call duration.", labels, registry=registry,
+        buckets=worker_metrics.LATENCY_BUCKETS)
+    calls = Counter("voxfleet_worker_tool_calls_total", "Tool calls by result (ok or the error code).",
+                    (*labels, "result"), registry=registry)
+    return ToolMetrics(calls=calls, seconds=seconds)
 
 
 # -- the runner --------------------------------------------------------------------------------------------------
@@ -317,7 +316,7 @@ class ToolRunner:
 
     def __init__(self, tools: Sequence[Tool], *, policy: OutboundPolicy, labels: ToolLabels | None = None,
                  secret_reader: Callable[[SecretKeyRef], str] = read_secret,
-                 registry: CollectorRegistry = REGISTRY, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+                 registry: CollectorRegistry = worker_metrics.REGISTRY, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self._policy = policy
         self._labels = labels or ToolLabels()
         self._metrics = tool_metrics(registry)
