@@ -86,7 +86,7 @@ def resource_value(container: dict, ref: dict) -> str:
     kind, name = resource.split(".", 1)
     declared = ((container.get("resources") or {}).get(kind) or {}).get(name)
     value = quantity(declared) if declared is not None else NODE_ALLOCATABLE.get(name, 0)
-    divisor = quantity(ref.get("divisor") or "1")
+    divisor = quantity(ref.get("divisor") or "1") or 1.0  # the apiserver defaults an unset divisor to "0"
     return str(math.ceil(value / divisor))
 
 

@@ -67,7 +67,7 @@ class RunnerNode:
     pod_cidr: str
     node_ip: str
     _used: dict[str, str] = field(default_factory=dict)  # ip -> pod uid
-    _cursor: int = 2
+    _cursor: int = 1  # network[0] is the network address; the node's own IP is skipped below
 
     def allocate(self, uid: str, wanted: str | None) -> str:
         """A free IP of the node's CIDR (round-robin, so a freed IP isn't reused at once); ``wanted`` is kept if
@@ -79,7 +79,7 @@ class RunnerNode:
         size = network.num_addresses
         for _ in range(size):
             offset = self._cursor
-            self._cursor = self._cursor + 1 if self._cursor + 1 < size - 1 else 2
+            self._cursor = self._cursor + 1 if self._cursor + 1 < size - 1 else 1
             ip = str(network[offset])
             if ip not in self._used and ip != self.node_ip:
                 self._used[ip] = uid
@@ -286,13 +286,20 @@ class PodLifecycle(threading.Thread):
                 self.config_error = ""
                 return True
             except ConfigError as e:
+                self._config_failed("CreateContainerConfigError", str(e), retry_in=1.0)
+            except Exception as e:  # noqa: BLE001 - a runner bug shows on the pod (and in the log), not as silence
                 if str(e) != self.config_error:
-                    log(f"pod {self.namespace}/{self.pod_name}: waiting: {e}")
-                self.config_error = str(e)
-                for container in self.init_containers + self.containers:
-                    container.waiting = ("CreateContainerConfigError", str(e))
-                self._report()
-                self._wait(1.0)
+                    log(f"pod {self.namespace}/{self.pod_name}: runner error\n{traceback.format_exc()}")
+                self._config_failed("RunContainerError", f"pod runner error: {type(e).__name__}: {e}", retry_in=5.0)
+
+    def _config_failed(self, reason: str, message: str, *, retry_in: float) -> None:
+        if message != self.config_error:
+            log(f"pod {self.namespace}/{self.pod_name}: waiting: {message}")
+        self.config_error = message
+        for container in self.init_containers + self.containers:
+            container.waiting = (reason, message)
+        self._report()
+        self._wait(retry_in)
 
     def _configure(self, container: ContainerRun, pod: dict, volumes: dict[str, Path]) -> None:
         mounts = pod_volumes.mounts(container.spec, volumes)
@@ -671,7 +678,7 @@ class PodRunner:
             if not cidr:
                 raise SystemExit(f"node {item['metadata']['name']} has no spec.podCIDR; the pod runner needs one")
             addresses = {a["type"]: a["address"] for a in item.get("status", {}).get("addresses") or []}
-            node_ip = addresses.get("InternalIP") or str(ipaddress.ip_network(cidr)[1])
+            node_ip = addresses.get("InternalIP") or str(ipaddress.ip_network(cidr)[-2])
             self.nodes.append(RunnerNode(item["metadata"]["name"], cidr, node_ip))
         if not self.nodes:
             raise SystemExit(f"no nodes match {self.node_selector!r}: nothing to run")

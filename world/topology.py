@@ -3,9 +3,10 @@ per zone (the pod runner runs their pods as real processes).
 
 Every node gets its own ``spec.podCIDR`` inside 127.0.0.0/8, because Linux routes all of 127/8 to ``lo``: a
 process bound to a pod IP on its container port answers at podIP:port as in a cluster. The CIDR is
-``127.<region><zone>.<slot*16 + n>.0/24`` (region and zone numbered from 1, n = 0 for the runner node,
-1.. for simulated nodes), so it never touches 127.0.0.0/24, and two worlds on one machine (different ``slot``)
-never hand out the same pod IP.
+``127.<region><zone>.<slot*32 + 2n>.0/23`` (region and zone numbered from 1, n = 0 for the runner node,
+1.. for simulated nodes): a /23 holds the 500 pods a node allows, it never touches 127.0.0.0/24, and two worlds
+on one machine (different ``slot``) never hand out the same pod IP. The node's own address (InternalIP, the
+pods' hostIP) is the CIDR's last usable address, clear of pod IPs, which are handed out from the bottom.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ NODE_KIND_LABEL = "voxfleet.dev/node-kind"  # "simulated" or "runner": how the t
 POOL_LABEL = "voxfleet.dev/pool"
 VOICE_POOL = "voice"
 SIMULATED, RUNNER = "simulated", "runner"
-MAX_SLOTS = 16
+MAX_SLOTS = 8
 MAX_SIMULATED_PER_ZONE = 15
 
 # What a pod needs to land on a runner node (the platform's worker placement settings carry the same).
@@ -45,8 +46,8 @@ class NodeSpec:
 
     @property
     def node_ip(self) -> str:
-        """The node's InternalIP (pods' hostIP): the first address of its pod CIDR, which also answers on lo."""
-        return str(ipaddress.ip_network(self.pod_cidr)[1])
+        """The node's InternalIP (pods' hostIP): the last usable address of its pod CIDR (answers on lo too)."""
+        return str(ipaddress.ip_network(self.pod_cidr)[-2])
 
     def manifest(self) -> dict:
         labels = {
@@ -90,7 +91,7 @@ def nodes(*, simulated_per_zone: int = 2, slot: int = 0) -> list[NodeSpec]:
     for r, (region, zones) in enumerate(REGIONS.items(), start=1):
         for z, zone in enumerate(zones, start=1):
             def cidr(n: int) -> str:
-                return f"127.{r}{z}.{slot * 16 + n}.0/24"
+                return f"127.{r}{z}.{slot * 32 + 2 * n}.0/23"
             result.append(NodeSpec(f"runner-{zone}", RUNNER, region, zone, cidr(0)))
             for n in range(1, simulated_per_zone + 1):
                 result.append(NodeSpec(f"sim-{zone}-{n}", SIMULATED, region, zone, cidr(n)))

@@ -26,6 +26,7 @@ from .pod_runner import READY_FILE
 from .processes import Server, ServerFailed
 
 STATE_FILE = "world.json"
+KEEP_ON_RESET = ("lock", "users", "start-failed")  # shared-world bookkeeping (shared.py) lives alongside
 SERVERS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "livekit-server"]
 
 
@@ -190,13 +191,11 @@ class World:
     def _reset_state_dir(self) -> None:
         # Only what a previous world left: never remove a folder that isn't one of ours.
         if self.state_dir.exists():
-            marker = self.state_dir / "logs"
-            if any(self.state_dir.iterdir()) and not marker.exists() and not (self.state_dir / STATE_FILE).exists():
+            children = [c for c in self.state_dir.iterdir() if c.name not in KEEP_ON_RESET]
+            if children and not (self.state_dir / "logs").exists():
                 raise ServerFailed(f"{self.state_dir} exists and is not a voxfleet world folder; "
                                    f"choose another --state-dir")
-            for child in self.state_dir.iterdir():
-                if child.name in ("lock", "users"):  # shared-world bookkeeping lives alongside
-                    continue
+            for child in children:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         self.state_dir.mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,108 @@
+"""Handles on a running world for tests and tools: the cluster (kubeconfig, clients, fresh namespaces) and the
+runner pool (which nodes run pods for real, how to place a pod there, where its logs are)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import topology
+from .kube_rest import KubeError, KubeRest, NotFound
+from .world import WorldInfo
+
+TEST_NAMESPACE_LABEL = "voxfleet.dev/test-namespace"
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    apiserver_url: str
+
+    @classmethod
+    def of(cls, info: WorldInfo) -> "Cluster":
+        return cls(Path(info.kubeconfig), info.apiserver_url)
+
+    def api_client(self):
+        """A new ``kubernetes.client.ApiClient`` (admin); close it when done (it is a context manager)."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def rest(self) -> KubeRest:
+        """The world's small raw-JSON client (admin); close it when done."""
+        return KubeRest.from_kubeconfig(self.kubeconfig)
+
+    def new_namespace(self, prefix: str = "t", *, labels: dict[str, str] | None = None,
+                      timeout: float = 30.0) -> str:
+        """Create a uniquely named namespace and wait until pods can be created in it (its 'default'
+        ServiceAccount exists) and mount the API (kube-root-ca.crt exists)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        rest = self.rest()
+        try:
+            rest.create("/api/v1/namespaces", {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true", **(labels or {})}}})
+            deadline = time.monotonic() + timeout
+            for path in (f"/api/v1/namespaces/{name}/serviceaccounts/default",
+                         f"/api/v1/namespaces/{name}/configmaps/kube-root-ca.crt"):
+                while True:
+                    try:
+                        rest.get(path)
+                        break
+                    except NotFound:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"namespace {name}: {path} did not appear within {timeout:.0f} s "
+                                               f"(is kube-controller-manager running? see its log)") from None
+                        time.sleep(0.05)
+        finally:
+            rest.close()
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        """Start deleting a namespace (doesn't wait: its pods drain in the background)."""
+        rest = self.rest()
+        try:
+            rest.delete(f"/api/v1/namespaces/{name}")
+        except (NotFound, KubeError):
+            pass
+        finally:
+            rest.close()
+
+
+@dataclass
+class RunnerPool:
+    """The nodes whose pods the pod runner runs as real processes (one per zone, region -> node names)."""
+    nodes: dict[str, list[str]]
+    simulated_nodes: dict[str, list[str]]
+    pods_dir: Path
+    runner_log: Path
+
+    node_selector = topology.RUNNER_NODE_SELECTOR
+    tolerations = topology.RUNNER_TOLERATIONS
+
+    @classmethod
+    def of(cls, info: WorldInfo) -> "RunnerPool":
+        return cls(info.runner_nodes, info.simulated_nodes, Path(info.pods_dir),
+                   Path(info.logs_dir) / "pod-runner.log")
+
+    def placement(self, region: str | None = None) -> dict:
+        """Pod-spec fields that put a pod on a runner node (of ``region``, if given): merge into ``spec``."""
+        selector = dict(self.node_selector)
+        if region is not None:
+            if region not in self.nodes:
+                raise ValueError(f"unknown region {region!r}; regions: {', '.join(self.nodes)}")
+            selector[topology.REGION_LABEL] = region
+        return {"nodeSelector": selector, "tolerations": [dict(t) for t in self.tolerations]}
+
+    def pod_dir(self, namespace: str, pod: str) -> Path:
+        return self.pods_dir / namespace / pod
+
+    def log_path(self, namespace: str, pod: str, container: str) -> Path:
+        """stdout+stderr of a container (appended across restarts, each run starts with a '---' line)."""
+        return self.pod_dir(namespace, pod) / f"{container}.log"
+
+    def log(self, namespace: str, pod: str, container: str) -> str:
+        path = self.log_path(namespace, pod, container)
+        return path.read_text(errors="replace") if path.exists() else ""
