@@ -1,0 +1,136 @@
+"""The worker control API: what the gateway and operator call (platform worker token), plus probes and metrics.
+
+    POST   /v1/dispatch          claim a slot and start the session (201; 409 worker_full | draining)
+    GET    /v1/sessions/{id}     the session's state
+    DELETE /v1/sessions/{id}     end it (202 with the state; its slot frees as it ends)
+    GET    /v1/load              LoadReport for the scaler and placement
+    GET    /healthz /readyz /metrics   no token (probes and Prometheus)
+
+Every error is an ErrorBody. Validation errors never echo the request's values (the dispatch carries a
+LiveKit token).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Protocol
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from voxfleet.api.wire import DispatchRequest, DispatchResponse, ErrorBody, LoadReport, SessionState
+from voxfleet.worker.slots import SlotRefused
+from voxfleet.worker.telemetry.metrics import REGISTRY
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class WorkerControl(Protocol):
+    """What the API needs from the worker (voxfleet.worker.worker_process.WorkerProcess implements it)."""
+
+    ready: bool
+    draining: bool
+
+    def dispatch(self, request: DispatchRequest) -> tuple[SessionState, bool]: ...
+    def session(self, session_id: str) -> SessionState | None: ...
+    async def end_session(self, session_id: str) -> SessionState | None: ...
+    def load(self) -> LoadReport: ...
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: list | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+def _error(status: int, code: str, message: str, details: list | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(code=code, message=message, details=details or [])
+    return JSONResponse(body.to_wire(), status_code=status, headers=headers)
+
+
+def build_app(worker: WorkerControl, token: str) -> FastAPI:
+    app = FastAPI(title="voxfleet worker", docs_url=None, redoc_url=None, openapi_url=None)
+    expected = token.encode()
+
+    def require_token(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+            raise ApiError(401, "unauthorized", "missing or wrong worker token: send Authorization: Bearer <token>"
+                                                " with the platform's worker token")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, error: ApiError):
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return _error(error.status, error.code, error.message, error.details, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError):
+        details = [{"field": ".".join(str(p) for p in item.get("loc", ()) if p != "body"),
+                    "problem": item.get("msg", "")} for item in error.errors()[:20]]
+        return _error(422, "invalid_request", "the request body does not match the DispatchRequest contract;"
+                                              " see details for each field", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return _error(error.status_code, code, str(error.detail))
+
+    @app.middleware("http")
+    async def bounded_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return _error(413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+    @app.post("/v1/dispatch", status_code=201, dependencies=[Depends(require_token)])
+    async def dispatch(body: DispatchRequest):
+        if not worker.ready and not worker.draining:
+            raise ApiError(503, "not_ready", "the worker is still loading its models; retry shortly")
+        try:
+            state, created = worker.dispatch(body)
+        except SlotRefused as refused:
+            raise ApiError(409, refused.code, refused.message) from None
+        response = DispatchResponse(session=state, load=worker.load())
+        # A repeat of the same session id answers the same session, with the same status.
+        return JSONResponse(response.to_wire(), status_code=201)
+
+    @app.get("/v1/sessions/{session_id}", dependencies=[Depends(require_token)])
+    async def get_session(session_id: str):
+        state = worker.session(session_id)
+        if state is None:
+            raise ApiError(404, "session_not_found", f"no session {session_id[:200]!r} on this worker")
+        return JSONResponse(state.to_wire())
+
+    @app.delete("/v1/sessions/{session_id}", dependencies=[Depends(require_token)])
+    async def delete_session(session_id: str):
+        state = await worker.end_session(session_id)
+        if state is None:
+            raise ApiError(404, "session_not_found", f"no session {session_id[:200]!r} on this worker")
+        return JSONResponse(state.to_wire(), status_code=202 if state.phase != "ended" else 200)
+
+    @app.get("/v1/load", dependencies=[Depends(require_token)])
+    async def load():
+        return JSONResponse(worker.load().to_wire())
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        if worker.draining:
+            return _error(503, "draining", "the worker is draining and takes no new sessions")
+        if not worker.ready:
+            return _error(503, "not_ready", "the worker is still loading its models")
+        return {"status": "ready"}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,117 @@
+"""One session's Pipecat pipeline, assembled in one place from the agent's spec:
+
+    LiveKit input (16 kHz, 32 ms frames) -> STT -> user aggregator (shared Silero VAD, smart-turn v3 or
+    speech-timeout, barge-in start strategies, mute only during non-interruptible tools) -> LLM with tools
+    -> TTS -> LiveKit output -> assistant aggregator
+
+Everything per-process (ONNX sessions, decoders, provider registry) is passed in; only light per-stream state
+is created here, so building a session costs milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.transports.livekit.transport import LiveKitParams
+from pipecat.turns.user_start import (
+    MinWordsUserTurnStartStrategy,
+    TranscriptionUserTurnStartStrategy,
+    VADUserTurnStartStrategy,
+)
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy, TurnAnalyzerUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+from voxfleet.api.voiceagent import VoiceAgentSpec
+from voxfleet.api.wire import DispatchRequest
+from voxfleet.worker.livekit_input import INPUT_SAMPLE_RATE, FramedLiveKitTransport
+from voxfleet.worker.providers.registry import ProviderContext, build_llm, build_stt, build_tts
+from voxfleet.worker.shared_models import SharedModels, SharedSileroVAD
+from voxfleet.worker.telemetry.conversation_observer import ConversationObserver
+from voxfleet.worker.tool_calls import ToolRunnerLike, register_tools, tools_schema
+from voxfleet.worker.tool_mute_strategy import NonInterruptibleToolMuteStrategy
+
+OUTPUT_SAMPLE_RATE = 24000
+
+
+@dataclass
+class SessionPipeline:
+    worker: PipelineWorker
+    transport: FramedLiveKitTransport
+    vad: SharedSileroVAD
+    observer: ConversationObserver
+    context: LLMContext
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+def user_turn_strategies(spec: VoiceAgentSpec, models: SharedModels) -> UserTurnStrategies:
+    interruptions = spec.interruptions
+    if interruptions.min_words > 0:
+        start = [MinWordsUserTurnStartStrategy(min_words=interruptions.min_words,
+                                               enable_interruptions=interruptions.enabled)]
+    else:
+        start = [VADUserTurnStartStrategy(enable_interruptions=interruptions.enabled),
+                 TranscriptionUserTurnStartStrategy(enable_interruptions=interruptions.enabled)]
+    timeouts = spec.turn_detection.timeouts
+    if spec.turn_detection.detector == "smart-turn":
+        stop = [TurnAnalyzerUserTurnStopStrategy(
+            turn_analyzer=models.smart_turn(SmartTurnParams(stop_secs=timeouts.max_turn_wait_secs)))]
+    else:
+        stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=timeouts.speech_timeout_secs)]
+    return UserTurnStrategies(start=start, stop=stop)
+
+
+def build_session_pipeline(request: DispatchRequest, *, providers: ProviderContext, models: SharedModels,
+                           tool_runner: ToolRunnerLike, labels: dict[str, str], tracing: bool) -> SessionPipeline:
+    spec = providers.config.spec
+    settings = providers.settings
+    vad_spec = spec.turn_detection.vad
+    vad = models.vad(VADParams(confidence=vad_spec.confidence, start_secs=vad_spec.start_secs,
+                               stop_secs=vad_spec.stop_secs, min_volume=vad_spec.min_volume))
+
+    transport = FramedLiveKitTransport(
+        request.livekit_url, request.livekit_token, request.room,
+        LiveKitParams(audio_in_enabled=True, audio_out_enabled=True, audio_in_sample_rate=INPUT_SAMPLE_RATE,
+                      audio_out_sample_rate=OUTPUT_SAMPLE_RATE, audio_out_queue_size_ms=settings.audio_out_queue_ms),
+        frame_size_ms=settings.input_frame_ms)
+
+    mute = [NonInterruptibleToolMuteStrategy({tool.name for tool in spec.tools if not tool.interruptible})]
+    messages = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
+    schema = tools_schema(spec.tools)
+    context = LLMContext(messages=messages, tools=schema) if schema else LLMContext(messages=messages)
+    aggregators = LLMContextAggregatorPair(context, user_params=LLMUserAggregatorParams(
+        vad_analyzer=vad, user_turn_strategies=user_turn_strategies(spec, models), user_mute_strategies=mute))
+
+    stt, llm, tts = build_stt(providers), build_llm(providers), build_tts(providers)
+    register_tools(llm, spec.tools, tool_runner)
+
+    observer = ConversationObserver(labels=labels, vad=vad, stt_name=stt.name, llm_name=llm.name,
+                                    tts_name=tts.name, record_transcripts=spec.observability.record_transcripts)
+    pipeline = Pipeline([transport.input(), stt, aggregators.user(), llm, tts, transport.output(),
+                         aggregators.assistant()])
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=INPUT_SAMPLE_RATE, audio_out_sample_rate=OUTPUT_SAMPLE_RATE,
+                              enable_metrics=True, enable_usage_metrics=True),
+        observers=[observer],
+        name=f"session-{request.session_id}",
+        conversation_id=request.session_id,
+        enable_tracing=tracing,
+        additional_span_attributes=dict(labels),
+        enable_rtvi=False,
+        idle_timeout_secs=spec.limits.idle_timeout_seconds,
+        cancel_on_idle_timeout=False,  # the session ends itself, with end reason "idle"
+        cancel_runner_on_idle_timeout=False,
+        setup_timeout_secs=settings.room_join_timeout_seconds,
+        check_dangling_tasks=False)
+    return SessionPipeline(worker=worker, transport=transport, vad=vad, observer=observer, context=context,
+                           services={"stt": stt, "llm": llm, "tts": tts, "aggregators": aggregators})

@@ -1,0 +1,142 @@
+"""The deterministic `scripted` LLM: the agent's intents (keywords or RE2 patterns) decide the answer.
+
+It behaves like a real streaming LLM so the rest of the pipeline cannot tell the difference: the reply goes
+out token by token between LLMFullResponseStart/End frames, a tool call goes through Pipecat's
+run_function_calls (FunctionCallsStarted/InProgress/Result frames, the registered handler, the aggregator
+re-running inference with the result), and token usage is reported the way cloud services report it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from pipecat.frames.frames import (
+    Frame,
+    FunctionCallFromLLM,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+)
+from pipecat.metrics.metrics import LLMTokenUsage
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.llm_service import LLMService
+
+from voxfleet.api.voiceagent import Intent
+from voxfleet.worker.providers.intent_matcher import IntentMatch, IntentMatcher, fill, fill_arguments
+
+DEFAULT_FALLBACK = "Sorry, I did not catch that. Could you say it again?"
+MAX_REPLY_CHARS = 2000
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose (platform fault-injection setting only) to prove a session's crash stays contained."""
+
+
+class ScriptedLLMService(LLMService):
+    def __init__(self, intents: list[Intent], *, fallback: str = DEFAULT_FALLBACK, token_delay_s: float = 0.0,
+                 fault_injection: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self._matcher = IntentMatcher(intents)
+        self._fallback = fallback[:MAX_REPLY_CHARS]
+        self._token_delay_s = token_delay_s
+        self._fault_injection = fault_injection
+        self._pending_tools: dict[str, IntentMatch] = {}  # tool_call_id -> the intent waiting for the result
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame):
+            await self.push_frame(LLMFullResponseStartFrame())
+            await self.start_processing_metrics()
+            try:
+                await self._respond(frame.context)
+            finally:
+                await self.stop_processing_metrics()
+                await self.push_frame(LLMFullResponseEndFrame())
+        else:
+            await self.push_frame(frame, direction)
+
+    async def _respond(self, context: LLMContext) -> None:
+        await self.start_ttfb_metrics()
+        messages = context.get_messages()
+        last = messages[-1] if messages else {}
+        if last.get("role") == "tool" and last.get("tool_call_id") in self._pending_tools:
+            match = self._pending_tools.pop(last["tool_call_id"])
+            slots = {**match.slots, "result": speakable_result(last.get("content"))}
+            await self._say(fill(match.intent.reply or "{result}", slots), messages)
+            return
+        heard = last_user_text(messages)
+        match = self._matcher.match(heard) if heard else None
+        if match is None:
+            await self._say(self._fallback, messages)
+            return
+        if self._fault_injection and match.intent.name.startswith("crash"):
+            raise InjectedFault(f"intent {match.intent.name!r} crashes this session on purpose")
+        call = match.intent.tool_call
+        if call is None:
+            await self._say(fill(match.intent.reply or "", match.slots), messages)
+            return
+        tool_call_id = f"call_{uuid.uuid4().hex[:16]}"
+        self._pending_tools[tool_call_id] = match
+        arguments = fill_arguments(call.arguments, match.slots)
+        await self.stop_ttfb_metrics()
+        await self._report_usage(messages, json.dumps(arguments))
+        await self.run_function_calls([FunctionCallFromLLM(function_name=call.name, tool_call_id=tool_call_id,
+                                                           arguments=arguments, context=context)])
+
+    async def _say(self, reply: str, messages: list[Any]) -> None:
+        reply = reply[:MAX_REPLY_CHARS]
+        tokens = reply.split(" ")
+        for index, token in enumerate(tokens):
+            if index == 0:
+                await self.stop_ttfb_metrics()
+            await self._push_llm_text(token if index == 0 else " " + token)
+            if self._token_delay_s:
+                await asyncio.sleep(self._token_delay_s)
+        await self._report_usage(messages, reply)
+
+    async def _report_usage(self, messages: list[Any], completion: str) -> None:
+        prompt_tokens = sum(len(str(message.get("content") or "").split()) for message in messages
+                            if isinstance(message, dict))
+        completion_tokens = len(completion.split())
+        await self.start_llm_usage_metrics(LLMTokenUsage(prompt_tokens=prompt_tokens,
+                                                         completion_tokens=completion_tokens,
+                                                         total_tokens=prompt_tokens + completion_tokens))
+
+
+def last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def speakable_result(content: Any) -> str:
+    """What a tool result says out loud: its `speech` field when the tool runner gave one, else plain text."""
+    text = content_text(content)
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return text
+    if isinstance(value, dict):
+        for key in ("speech", "say", "text", "result", "message"):
+            if isinstance(value.get(key), str):
+                return value[key]
+        return ", ".join(f"{k} {v}" for k, v in value.items() if isinstance(v, (str, int, float)))
+    if isinstance(value, str):
+        return value
+    return text

@@ -1,0 +1,224 @@
+"""One call: its pipeline in its room, from dispatch to the freed slot, whatever happens in between.
+
+A session runs in its own asyncio task with its own Pipecat WorkerRunner, so nothing one session does (an
+exception in a processor, a stuck provider, a cancelled room) reaches another; the worker only sees the task
+end. Every way out - the caller leaves, the room closes, maxSessionSeconds, idle timeout, DELETE, drain, an
+error while building or running - goes through `_run`'s finally, which frees the slot, counts the end reason
+and logs one usage record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pipecat.frames.frames import TTSSpeakFrame
+from pipecat.workers.runner import WorkerRunner
+
+from voxfleet.api.settings import PlatformSettings
+from voxfleet.api.wire import DispatchRequest, EndReason, SessionState
+from voxfleet.api.worker_config import WorkerConfig
+from voxfleet.worker.pipeline_builder import SessionPipeline, build_session_pipeline
+from voxfleet.worker.providers.registry import ProviderContext
+from voxfleet.worker.settings import WorkerSettings
+from voxfleet.worker.shared_models import SharedModels
+from voxfleet.worker.telemetry import metrics
+from voxfleet.worker.tool_calls import ToolRunnerLike
+
+log = structlog.get_logger("voxfleet.worker.session")
+
+CANCEL_TIMEOUT_S = 10.0
+GREETING_WAIT_S = 2.0
+
+
+@dataclass
+class WorkerResources:
+    """Everything built once per process that sessions use."""
+
+    config: WorkerConfig
+    settings: WorkerSettings
+    platform: PlatformSettings
+    models: SharedModels
+    providers: ProviderContext
+    tool_runner: ToolRunnerLike
+    tracing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"tenant": self.config.tenant, "agent": self.config.agent, "region": self.settings.region}
+
+
+class Session:
+    def __init__(self, request: DispatchRequest, resources: WorkerResources,
+                 on_ended: Callable[["Session"], None]):
+        self.request = request
+        self._resources = resources
+        self._on_ended = on_ended
+        self.state = SessionState(session_id=request.session_id, tenant=request.tenant, agent=request.agent,
+                                  region=request.region, room=request.room, phase="starting",
+                                  started_at=datetime.now(UTC), recovery=request.recovery)
+        self._started = time.monotonic()
+        self._end_reason: EndReason | None = None
+        self._runner: WorkerRunner | None = None
+        self._pipeline: SessionPipeline | None = None
+        self._task: asyncio.Task | None = None
+        self._done = asyncio.Event()
+        self._caller: str | None = request.caller_identity
+        self._greeted = False
+        self._subscribed = asyncio.Event()  # someone (the caller) subscribed to the agent's audio track
+        self._log = log.bind(session_id=request.session_id, tenant=request.tenant, agent=request.agent,
+                             region=request.region, room=request.room)
+
+    @property
+    def ended(self) -> bool:
+        return self.state.phase == "ended"
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"session-{self.request.session_id}")
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def end(self, reason: EndReason) -> None:
+        """Ask the session to end (idempotent; the first reason wins). Returns once it has asked, not ended."""
+        if self._end_reason is None:
+            self._end_reason = reason
+        if self._runner is not None:
+            await self._runner.cancel(reason)
+        elif self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        resources = self._resources
+        spec = resources.config.spec
+        limit: asyncio.TimerHandle | None = None
+        try:
+            self._pipeline = build_session_pipeline(
+                self.request, providers=resources.providers, models=resources.models,
+                tool_runner=resources.tool_runner, labels=resources.labels, tracing=resources.tracing)
+            self._wire_events(self._pipeline)
+            self._runner = WorkerRunner(handle_sigint=False, handle_sigterm=False, check_dangling_tasks=False)
+            await self._runner.add_workers(self._pipeline.worker)
+            loop = asyncio.get_running_loop()
+            limit = loop.call_later(spec.limits.max_session_seconds,
+                                    lambda: asyncio.ensure_future(self.end("max-duration")))
+            if self._end_reason is not None:  # ended (DELETE, drain) while it was being built
+                return
+            await self._runner.run()
+            if self._end_reason is None:
+                self._end_reason = "error"  # the pipeline stopped by itself: a processor gave up
+        except asyncio.CancelledError:
+            self._end_reason = self._end_reason or "deleted"
+        except Exception as error:
+            self._end_reason = "error"
+            self._log.error("session failed", error=f"{type(error).__name__}: {error}"[:500])
+        finally:
+            if limit is not None:
+                limit.cancel()
+            await self._finish()
+
+    def _wire_events(self, pipeline: SessionPipeline) -> None:
+        transport, worker = pipeline.transport, pipeline.worker
+
+        @transport.event_handler("on_connected")
+        async def on_connected(_transport):
+            self.state.phase = "active"
+            transport._client.room.on("local_track_subscribed", lambda _track: self._subscribed.set())
+            self._log.info("joined room", identity=self.request.agent_identity)
+
+        @transport.event_handler("on_participant_connected")
+        async def on_participant(_transport, participant_id: str):
+            if self._caller is None and participant_id != self.request.agent_identity:
+                self._caller = participant_id
+            if participant_id == self._caller and not self._greeted:
+                self._greeted = True
+                worker.create_task(self._greet(), "greeting")
+
+        @transport.event_handler("on_participant_disconnected")
+        async def on_left(_transport, participant_id: str):
+            if participant_id == self._caller:
+                await self.end("caller-left")
+
+        @transport.event_handler("on_disconnected")
+        async def on_disconnected(_transport):
+            await self.end("room-finished")
+
+        @worker.event_handler("on_idle_timeout")
+        async def on_idle(_worker):
+            await self.end("idle")
+
+        @worker.event_handler("on_pipeline_error")
+        async def on_error(_worker, frame):
+            # An uncaught exception inside a processor is a crash of this call: end it (only it).
+            if frame.fatal or frame.exception is not None and not isinstance(frame.exception, asyncio.TimeoutError):
+                self._log.error("pipeline error ends the session", error=str(frame.error)[:500],
+                                processor=str(frame.processor))
+                await self.end("error")
+
+    async def _greet(self) -> None:
+        # Audio sent before the caller has subscribed to our track is lost; wait for it (bounded).
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), GREETING_WAIT_S)
+        except TimeoutError:
+            pass
+        spec = self._resources.config.spec
+        line = self._resources.settings.recovery_line if self.request.recovery else spec.greeting
+        if line and self._pipeline is not None:
+            await self._pipeline.worker.queue_frames([TTSSpeakFrame(line)])
+            self._pipeline.observer.note_agent_text(line)
+
+    async def _finish(self) -> None:
+        if self._runner is not None:
+            try:
+                await asyncio.wait_for(self._runner.cancel(self._end_reason), CANCEL_TIMEOUT_S)
+            except Exception as error:
+                self._log.warning("session teardown did not finish cleanly", error=str(error)[:300])
+        reason: EndReason = self._end_reason or "error"
+        duration = time.monotonic() - self._started
+        self.state.phase = "ended"
+        self.state.ended_at = datetime.now(UTC)
+        self.state.end_reason = reason
+        labels = self._resources.labels
+        metrics.SESSIONS.labels(**labels, end_reason=reason).inc()
+        metrics.SESSION_DURATION.labels(**labels).observe(duration)
+        self._record_usage(duration, reason)
+        self._done.set()
+        self._on_ended(self)
+
+    def _record_usage(self, duration: float, reason: str) -> None:
+        observer = self._pipeline.observer if self._pipeline else None
+        pipeline = self._resources.config.spec.pipeline
+        labels = self._resources.labels
+        record: dict[str, Any] = {"duration_seconds": round(duration, 3), "end_reason": reason,
+                                  "stt": pipeline.stt.provider, "llm": pipeline.llm.provider,
+                                  "tts": pipeline.tts.provider}
+        if observer is not None:
+            usage = observer.usage
+            cost = self._resources.settings.prices.cost(
+                stt=pipeline.stt.provider, llm=pipeline.llm.provider, tts=pipeline.tts.provider,
+                stt_seconds=usage.stt_seconds, llm_input_tokens=usage.llm_input_tokens,
+                llm_output_tokens=usage.llm_output_tokens, tts_characters=usage.tts_characters)
+            metrics.STT_SECONDS.labels(**labels).inc(usage.stt_seconds)
+            metrics.LLM_INPUT_TOKENS.labels(**labels).inc(usage.llm_input_tokens)
+            metrics.LLM_OUTPUT_TOKENS.labels(**labels).inc(usage.llm_output_tokens)
+            metrics.TTS_CHARACTERS.labels(**labels).inc(usage.tts_characters)
+            metrics.COST.labels(**labels).inc(cost)
+            figures = observer.figures
+            record.update(stt_seconds=round(usage.stt_seconds, 3), llm_input_tokens=usage.llm_input_tokens,
+                          llm_output_tokens=usage.llm_output_tokens, tts_characters=usage.tts_characters,
+                          cost=round(cost, 6), turns=figures.turns, interruptions=figures.interruptions,
+                          false_interruptions=figures.false_interruptions,
+                          ttfa_ms=[round(v * 1000, 1) for v in figures.ttfa])
+            if self._resources.config.spec.observability.record_transcripts:
+                record["transcript"] = observer.transcript
+        self._log.info("session usage", **record)

@@ -1,0 +1,140 @@
+"""Watches one session's frames and turns them into latency figures, turn counts and usage.
+
+How TTFA is estimated (worker side): the session's VAD records the monotonic time at which it last judged a
+32 ms window voiced (`SharedSileroVAD.last_voiced_at`, i.e. when the caller's last voiced audio reached the
+worker); the output transport pushes BotStartedSpeakingFrame immediately before it writes the turn's first
+audio frame to the LiveKit audio source. TTFA = the second minus the first. It leaves out the two network legs
+(caller -> worker, worker -> caller), which a caller adds on top; tests check the estimate against the TTFA a
+caller hears minus the round trip through livekit-server measured by an echo participant in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    MetricsFrame,
+    TranscriptionFrame,
+    TTSSpeakFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.metrics.metrics import LLMUsageMetricsData, STTUsageMetricsData, TTFBMetricsData, TTSUsageMetricsData
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.processors.frame_processor import FrameDirection
+
+from voxfleet.worker.telemetry import metrics
+
+MAX_TRANSCRIPT_LINES = 500
+MAX_LINE_CHARS = 1000
+
+
+@dataclass
+class Usage:
+    stt_seconds: float = 0.0
+    llm_input_tokens: int = 0
+    llm_output_tokens: int = 0
+    tts_characters: int = 0
+
+
+@dataclass
+class TurnFigures:
+    """The latest turn's figures, for the session state and the usage record."""
+
+    ttfa: list[float] = field(default_factory=list)
+    turns: int = 0
+    interruptions: int = 0
+    false_interruptions: int = 0
+
+
+class ConversationObserver(BaseObserver):
+    def __init__(self, *, labels: dict[str, str], vad: Any, stt_name: str, llm_name: str, tts_name: str,
+                 record_transcripts: bool):
+        super().__init__(observe_every_push=False)
+        self._labels = labels
+        self._vad = vad
+        self._names = {stt_name: "stt", llm_name: "llm", tts_name: "tts"}
+        self._record = record_transcripts
+        self.usage = Usage()
+        self.figures = TurnFigures()
+        self.transcript: list[dict[str, str]] = []
+        self.last_activity = time.monotonic()
+        self._bot_speaking = False
+        self._speech_end: float | None = None  # last voiced audio of the turn awaiting its answer
+        self._interrupted_turn = False
+        self._words_in_turn = False
+
+    def _observe(self, histogram, value: float) -> None:
+        if value >= 0:
+            histogram.labels(**self._labels).observe(value)
+
+    async def on_push_frame(self, data: FramePushed):
+        frame = data.frame
+        now = time.monotonic()
+        if isinstance(frame, BotStartedSpeakingFrame):
+            if data.direction != FrameDirection.DOWNSTREAM:
+                return
+            self._bot_speaking = True
+            self.last_activity = now
+            if self._speech_end is not None:
+                ttfa = now - self._speech_end
+                self._speech_end = None
+                self.figures.ttfa.append(ttfa)
+                self._observe(metrics.TTFA, ttfa)
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            if data.direction == FrameDirection.DOWNSTREAM:
+                self._bot_speaking = False
+                self.last_activity = now
+        elif isinstance(frame, UserStartedSpeakingFrame):
+            self.last_activity = now
+            self._words_in_turn = False
+            self._interrupted_turn = self._bot_speaking
+            if self._interrupted_turn:
+                self.figures.interruptions += 1
+                metrics.INTERRUPTIONS.labels(**self._labels).inc()
+        elif isinstance(frame, TranscriptionFrame):
+            self.last_activity = now
+            if frame.text.strip():
+                self._words_in_turn = True
+                self._remember("caller", frame.text)
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self.last_activity = now
+            if self._interrupted_turn and not self._words_in_turn:
+                self.figures.false_interruptions += 1
+                metrics.FALSE_INTERRUPTIONS.labels(**self._labels).inc()
+            self._interrupted_turn = False
+            voiced = getattr(self._vad, "last_voiced_at", 0.0)
+            if voiced:
+                self._observe(metrics.TURN_DETECTION, now - voiced)
+                self._speech_end = voiced
+            self.figures.turns += 1
+            metrics.TURNS.labels(**self._labels).inc()
+        elif isinstance(frame, TTSSpeakFrame):
+            self._remember("agent", frame.text)
+        elif isinstance(frame, MetricsFrame):
+            self._metrics(frame)
+
+    def _metrics(self, frame: MetricsFrame) -> None:
+        for item in frame.data:
+            stage = self._names.get(item.processor)
+            if isinstance(item, TTFBMetricsData) and stage and item.value > 0:
+                self._observe({"stt": metrics.STT_FINAL_LATENCY, "llm": metrics.LLM_TTFT,
+                               "tts": metrics.TTS_TTFB}[stage], item.value)
+            elif isinstance(item, LLMUsageMetricsData):
+                self.usage.llm_input_tokens += item.value.prompt_tokens
+                self.usage.llm_output_tokens += item.value.completion_tokens
+            elif isinstance(item, TTSUsageMetricsData):
+                self.usage.tts_characters += item.value
+            elif isinstance(item, STTUsageMetricsData):
+                self.usage.stt_seconds += item.value.audio_seconds
+
+    def note_agent_text(self, text: str) -> None:
+        self._remember("agent", text)
+
+    def _remember(self, who: str, text: str) -> None:
+        if self._record and len(self.transcript) < MAX_TRANSCRIPT_LINES:
+            self.transcript.append({"who": who, "text": text[:MAX_LINE_CHARS]})
