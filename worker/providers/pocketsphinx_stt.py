@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator
 
 from pipecat.frames.frames import Frame, InterimTranscriptionFrame, TranscriptionFrame
+from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import STTService
 from pipecat.utils.time import time_now_iso8601
 from pocketsphinx import Decoder
@@ -58,7 +59,9 @@ class SphinxDecoderPool:
 
 class PocketSphinxSTTService(STTService):
     def __init__(self, pool: SphinxDecoderPool, **kwargs):
-        super().__init__(sample_rate=SAMPLE_RATE, ttfs_p99_latency=0.05, **kwargs)
+        # The final transcript is pushed at the VAD stop itself, so turn strategies need not wait for it.
+        super().__init__(sample_rate=SAMPLE_RATE, ttfs_p99_latency=0.0,
+                         settings=STTSettings(model="pocketsphinx", language=None), **kwargs)
         self._pool = pool
         self._decoder: Decoder | None = None
         self._in_utterance = False

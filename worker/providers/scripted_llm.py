@@ -24,6 +24,7 @@ from pipecat.metrics.metrics import LLMTokenUsage
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
+from pipecat.services.settings import LLMSettings
 
 from voxfleet.api.voiceagent import Intent
 from voxfleet.worker.providers.intent_matcher import IntentMatch, IntentMatcher, fill, fill_arguments
@@ -39,7 +40,10 @@ class InjectedFault(RuntimeError):
 class ScriptedLLMService(LLMService):
     def __init__(self, intents: list[Intent], *, fallback: str = DEFAULT_FALLBACK, token_delay_s: float = 0.0,
                  fault_injection: bool = False, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(settings=LLMSettings(
+            model="scripted", system_instruction=None, temperature=None, max_tokens=None, top_p=None, top_k=None,
+            frequency_penalty=None, presence_penalty=None, seed=None, filter_incomplete_user_turns=False,
+            user_turn_completion_config=None), **kwargs)
         self._matcher = IntentMatcher(intents)
         self._fallback = fallback[:MAX_REPLY_CHARS]
         self._token_delay_s = token_delay_s

@@ -1,0 +1,1 @@
+"""Reusable callers for tests and benchmarks (see caller_bot's docstring)."""

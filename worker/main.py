@@ -1,0 +1,113 @@
+"""`voxfleet worker`: one long-lived process per pod serving sessionsPerWorker calls of one agent.
+
+The control API answers at once (/healthz 200, /readyz 503) while the models load; /readyz turns 200 when the
+worker is warm. SIGTERM (or SIGINT) drains: /readyz 503, dispatch 409 draining, live calls finish up to
+limits.maxSessionSeconds, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+import uvicorn
+from pydantic import ValidationError
+
+from voxfleet.api.settings import ENV_PREFIX, PlatformSettings
+from voxfleet.api.worker_config import WorkerConfig
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxfleet worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"agent config JSON (default ${ENV_PREFIX}AGENT_CONFIG or /etc/voxfleet/agent/agent.json)")
+    parser.add_argument("--host", default=None, help=f"bind address (default ${ENV_PREFIX}BIND_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help=f"port (default ${ENV_PREFIX}WORKER_PORT or 8080)")
+    parser.add_argument("--region", default=None, help=f"region (default ${ENV_PREFIX}REGION)")
+    return parser
+
+
+def load_config(path: Path) -> WorkerConfig:
+    """The rendered agent config; errors say which file and which field."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise SystemExit(f"voxfleet worker: cannot read agent config {path}: {error.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise SystemExit(f"voxfleet worker: agent config {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return WorkerConfig.model_validate_json(raw)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:10])
+        raise SystemExit(f"voxfleet worker: agent config {path} is not a valid WorkerConfig: {problems}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from voxfleet.worker.settings import WorkerSettings
+    from voxfleet.worker.telemetry.logging_setup import configure_logging
+
+    overrides = {k: v for k, v in (("agent_config", args.config), ("bind_host", args.host),
+                                   ("worker_port", args.port), ("region", args.region)) if v is not None}
+    settings = WorkerSettings(**overrides)
+    platform = PlatformSettings()
+    configure_logging(log_format=platform.log_format, level=platform.log_level, pod=settings.pod_name,
+                      region=settings.region)
+    try:
+        token = platform.load_worker_token()
+    except (RuntimeError, OSError) as error:
+        print(f"voxfleet worker: {error}", file=sys.stderr)
+        return 2
+    config = load_config(settings.agent_config)
+    return asyncio.run(serve(config, settings, platform, token))
+
+
+async def serve(config: WorkerConfig, settings, platform: PlatformSettings, token: str) -> int:
+    import structlog
+
+    from voxfleet.worker.control_api import build_app
+    from voxfleet.worker.worker_process import WorkerProcess
+
+    log = structlog.get_logger("voxfleet.worker")
+    worker = WorkerProcess(config, settings, platform)
+    server = _QuietServer(uvicorn.Config(build_app(worker, token), host=settings.bind_host,
+                                         port=settings.worker_port, log_config=None, access_log=False,
+                                         lifespan="off", timeout_graceful_shutdown=5))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve())
+    try:
+        warming = asyncio.create_task(worker.warm_up())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({warming, stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if warming.done() and warming.exception() is not None:
+            log.error("warm start failed", error=str(warming.exception())[:1000])
+            return 1
+        if serving.done():
+            log.error("control API stopped", error=str(serving.exception() or "exited")[:500])
+            return 1
+        await stopped
+        await worker.drain()
+        return 0
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 10)
+        log.info("worker exiting", pid=os.getpid())
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: SIGTERM means drain first, which serve() owns."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield

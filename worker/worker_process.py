@@ -1,0 +1,155 @@
+"""The warm worker: loads everything once, then serves sessionsPerWorker calls until it is told to drain.
+
+Warm start builds, before /readyz turns 200: the shared ONNX sessions (Silero VAD, smart-turn v3 when the
+agent uses it), the offline engines (eSpeak, one PocketSphinx decoder per slot), the provider registry, the
+tool runner with its pooled HTTP client, and tracing. Dispatches before that get 503 not_ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import structlog
+
+from voxfleet.api.outbound import OutboundPolicy
+from voxfleet.api.settings import PlatformSettings
+from voxfleet.api.wire import DispatchRequest, LoadReport, SessionState
+from voxfleet.api.worker_config import WorkerConfig
+from voxfleet.worker.providers.registry import ProviderContext, load_providers
+from voxfleet.worker.session import Session, WorkerResources
+from voxfleet.worker.settings import WorkerSettings
+from voxfleet.worker.shared_models import SharedModels
+from voxfleet.worker.slots import SlotRefused, SlotTable
+from voxfleet.worker.telemetry import metrics
+from voxfleet.worker.telemetry.tracing import configure_tracing
+
+log = structlog.get_logger("voxfleet.worker")
+
+DRAIN_CANCEL_WAIT_S = 15.0
+
+
+def process_age_seconds() -> float:
+    """Seconds since this process was started (from /proc: includes interpreter start and imports)."""
+    try:
+        with open("/proc/self/stat") as handle:
+            start_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.process_time()
+
+
+class WorkerProcess:
+    def __init__(self, config: WorkerConfig, settings: WorkerSettings, platform: PlatformSettings):
+        self.config = config
+        self.settings = settings
+        self.platform = platform
+        self.slots: SlotTable[Session] = SlotTable(config.spec.scaling.sessions_per_worker,
+                                                   ended_kept=settings.ended_sessions_kept)
+        self.ready = False
+        self.resources: WorkerResources | None = None
+        self.labels = {"tenant": config.tenant, "agent": config.agent, "region": settings.region}
+        self.startup_seconds: float | None = None
+        self._config_hash = config.config_hash()
+        self._drained = asyncio.Event()
+        metrics.CAPACITY.labels(**self.labels).set(self.slots.capacity)
+        metrics.READY.labels(**self.labels).set(0)
+
+    @property
+    def draining(self) -> bool:
+        return self.slots.draining
+
+    async def warm_up(self) -> None:
+        spec = self.config.spec
+        load_providers()
+        models = await asyncio.to_thread(SharedModels, with_smart_turn=spec.turn_detection.detector == "smart-turn")
+        await asyncio.to_thread(models.warm_up)
+        providers = ProviderContext(config=self.config, settings=self.settings, platform=self.platform)
+        if spec.pipeline.stt.provider == "pocketsphinx":
+            from voxfleet.worker.providers.offline import prepare_pocketsphinx
+
+            await asyncio.to_thread(prepare_pocketsphinx, providers, self.slots.capacity)
+        if spec.pipeline.tts.provider == "espeak":
+            from voxfleet.worker.providers.espeak_voice import ESpeakVoice
+
+            await asyncio.to_thread(ESpeakVoice.shared)
+        from voxfleet.worker.tools import ToolLabels, ToolRunner
+
+        tool_runner = ToolRunner(spec.tools, policy=OutboundPolicy.from_settings(self.platform),
+                                 labels=ToolLabels(**self.labels))
+        self.resources = WorkerResources(config=self.config, settings=self.settings, platform=self.platform,
+                                         models=models, providers=providers, tool_runner=tool_runner,
+                                         tracing=configure_tracing())
+        self.ready = True
+        self.startup_seconds = process_age_seconds()
+        metrics.READY.labels(**self.labels).set(1)
+        metrics.STARTUP.labels(**self.labels).set(self.startup_seconds)
+        log.info("worker ready", startup_seconds=round(self.startup_seconds, 3),
+                 models_seconds=round(models.load_seconds, 3), slots=self.slots.capacity,
+                 detector=spec.turn_detection.detector, config_hash=self._config_hash)
+
+    # -- the control API's view ---------------------------------------------------------------------------------
+
+    def dispatch(self, request: DispatchRequest) -> tuple[SessionState, bool]:
+        if (request.tenant, request.agent) != (self.config.tenant, self.config.agent):
+            raise SlotRefused("wrong_agent", f"this worker serves agent {self.config.agent!r} of tenant"
+                                             f" {self.config.tenant!r}; dispatch to one of the requested agent")
+        assert self.resources is not None
+        session, created = self.slots.claim(request, lambda r: Session(r, self.resources, self._ended))
+        if created:
+            session.start()
+            metrics.ACTIVE.labels(**self.labels).set(self.slots.active)
+            log.info("session dispatched", session_id=request.session_id, room=request.room,
+                     recovery=request.recovery, active=self.slots.active)
+        return session.state, created
+
+    def session(self, session_id: str) -> SessionState | None:
+        session = self.slots.get(session_id)
+        return session.state if session else None
+
+    async def end_session(self, session_id: str) -> SessionState | None:
+        session = self.slots.get(session_id)
+        if session is None:
+            return None
+        if not session.ended:
+            await session.end("deleted")
+            await session.wait(5.0)
+        return session.state
+
+    def load(self) -> LoadReport:
+        return LoadReport(worker=self.settings.pod_name, tenant=self.config.tenant, agent=self.config.agent,
+                          region=self.settings.region, capacity=self.slots.capacity, active=self.slots.active,
+                          free=self.slots.free(ready=self.ready), ready=self.ready and not self.draining,
+                          draining=self.draining, config_hash=self._config_hash,
+                          idle_seconds=round(self.slots.idle_seconds(), 3))
+
+    def _ended(self, session: Session) -> None:
+        self.slots.release(session.request.session_id)
+        metrics.ACTIVE.labels(**self.labels).set(self.slots.active)
+        if self.draining and self.slots.active == 0:
+            self._drained.set()
+
+    # -- shutdown -----------------------------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Stop taking sessions, let live calls finish within maxSessionSeconds (+ grace), end the rest."""
+        self.slots.draining = True
+        metrics.READY.labels(**self.labels).set(0)
+        limit = self.config.spec.limits.max_session_seconds + self.settings.drain_grace_seconds
+        live = self.slots.live()
+        log.info("draining", live_sessions=len(live), limit_seconds=limit)
+        if live:
+            if self.slots.active == 0:
+                self._drained.set()
+            try:
+                await asyncio.wait_for(self._drained.wait(), limit)
+            except TimeoutError:
+                for session in self.slots.live():
+                    await session.end("drained")
+                await asyncio.gather(*(s.wait(DRAIN_CANCEL_WAIT_S) for s in self.slots.live()))
+        if self.resources is not None:
+            await self.resources.tool_runner.aclose()
+        log.info("drained", ended_sessions=len(live))
