@@ -3,12 +3,14 @@ runner pool (which nodes run pods for real, how to place a pod there, where its 
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import topology
+from . import binaries, topology
 from .kube_rest import KubeError, KubeRest, NotFound
 from .world import WorldInfo
 
@@ -33,6 +35,27 @@ class Cluster:
     def rest(self) -> KubeRest:
         """The world's small raw-JSON client (admin); close it when done."""
         return KubeRest.from_kubeconfig(self.kubeconfig)
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run our kubectl (v1.36, not an old one from PATH) against the world; text output captured."""
+        return self._run("kubectl", args, check, input, timeout)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run helm against the world (its own cache/config folders, so a user's helm setup isn't touched)."""
+        return self._run("helm", args, check, None, timeout)
+
+    def _run(self, tool: str, args, check: bool, input: str | None, timeout: float) -> subprocess.CompletedProcess:
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        if tool == "helm":
+            home = self.kubeconfig.parent / "helm"
+            env.update(HELM_CACHE_HOME=str(home / "cache"), HELM_CONFIG_HOME=str(home / "config"),
+                       HELM_DATA_HOME=str(home / "data"))
+        result = subprocess.run([str(binaries.find(tool).path), *args], env=env, input=input, text=True,
+                                capture_output=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}")
+        return result
 
     def new_namespace(self, prefix: str = "t", *, labels: dict[str, str] | None = None,
                       timeout: float = 30.0) -> str:

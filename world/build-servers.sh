@@ -23,6 +23,15 @@ export GOFLAGS="${GOFLAGS:-} -trimpath"
 
 log() { printf '[build-servers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# One build at a time per cache (two terminals, two test runs): the second waits, then finds the binaries cached.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$BIN_DIR/.build.lock"
+  if ! flock -n 9; then
+    log "another build-servers.sh is running; waiting for it ..."
+    flock 9
+  fi
+fi
+
 version_of() {
   case "$1" in
     etcd) echo "$ETCD_VERSION" ;;

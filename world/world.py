@@ -216,6 +216,7 @@ class World:
             return 0.0
         _stop_in_order(info.pids, info.world_id)
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)  # 60+ MB of preallocated WAL; logs stay
         self.info = None
         return time.monotonic() - t0
 

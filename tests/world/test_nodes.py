@@ -48,3 +48,8 @@ def test_runner_nodes_are_the_tainted_voice_pool(kube, pods):
                     (topology.POOL_LABEL, topology.VOICE_POOL, "NoSchedule")]
                 assert {k: node.status.allocatable[k] for k in ("cpu", "memory", "pods")} == {
                     "cpu": "64", "memory": "256Gi", "pods": "500"}
+
+
+def test_kubectl_and_helm_of_the_world_talk_to_it(kube):
+    assert "runner-us-east-a" in kube.kubectl("get", "nodes", "-o", "name").stdout
+    assert kube.helm("list", "-A").returncode == 0

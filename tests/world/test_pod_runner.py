@@ -125,7 +125,7 @@ def test_delete_sends_sigterm_and_waits_for_the_process_to_drain(kube, namespace
             "worker", [container], pods.placement("eu-west"), terminationGracePeriodSeconds=10,
             volumes=[{"name": "scripts", "configMap": {"name": "scripts"}}]))
         _wait_ready(core, namespace, "worker")
-        wait_for("script started", lambda: "started" in pods.log(namespace, "worker", "worker"))
+        wait_for("script started", lambda: "\nstarted\n" in pods.log(namespace, "worker", "worker"))
 
         t0 = time.monotonic()
         core.delete_namespaced_pod("worker", namespace)
@@ -147,7 +147,7 @@ def test_grace_period_ends_with_sigkill(kube, namespace, pods):
         core.create_namespaced_pod(namespace, _pod("stubborn", [container], pods.placement("us-east"),
                                                    terminationGracePeriodSeconds=1))
         _wait_ready(core, namespace, "stubborn")
-        wait_for("script started", lambda: "started" in pods.log(namespace, "stubborn", "stubborn"))
+        wait_for("script started", lambda: "\nstarted\n" in pods.log(namespace, "stubborn", "stubborn"))
         pid = int(core.read_namespaced_pod("stubborn", namespace).status.container_statuses[0]
                   .container_id.rsplit("/", 1)[1])
         t0 = time.monotonic()
