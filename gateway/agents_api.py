@@ -1,0 +1,170 @@
+"""`/v1/agents`: a tenant lists, reads, creates, changes and deletes its own VoiceAgents.
+
+Every path is built from the authenticated tenant's namespace, never from the request, so one tenant's key
+reaches no other tenant's agents: a name that exists only elsewhere is simply 404 here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Request, Response
+from pydantic import Field
+
+from voxfleet.api.model_base import DNS_LABEL, ApiModel
+from voxfleet.api.voiceagent import VoiceAgentStatus
+from voxfleet.api.wire import ErrorBody
+from voxfleet.gateway import agent_writes
+from voxfleet.gateway.agent_writes import AgentSpecInput
+from voxfleet.gateway.api_errors import ApiError
+from voxfleet.gateway.kube_client import KubeApiError
+from voxfleet.gateway.runtime import runtime_of
+from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
+
+AgentName = Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL,
+                                description="VoiceAgent name (a DNS label).")]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in (
+        (401, "No valid API key."), (403, "Not allowed for this tenant (region or quota)."),
+        (404, "No such agent in this tenant."), (409, "Concurrent change."), (413, "Body too large."),
+        (422, "Invalid spec (field paths in details)."), (429, "Rate limited (Retry-After).")
+    )}
+
+
+class AgentView(ApiModel):
+    """A VoiceAgent as its tenant sees it: the spec, and the status the operator reports per region."""
+
+    name: str
+    spec: dict[str, Any] = Field(description="The VoiceAgent spec, defaults filled in by the cluster.")
+    status: VoiceAgentStatus = Field(default_factory=VoiceAgentStatus,
+                                     description="Per-region workers, sessions and free slots; conditions.")
+    ready: bool = Field(description="The operator reports the agent Ready in all its regions.")
+    generation: int = Field(default=0, description="Spec generation; status.observedGeneration catches up.")
+    created_at: datetime | None = None
+
+
+class AgentList(ApiModel):
+    items: list[AgentView]
+
+
+router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=_ERRORS)
+
+
+def _view(obj: dict[str, Any]) -> AgentView:
+    meta = obj.get("metadata") or {}
+    try:
+        status = VoiceAgentStatus.model_validate(obj.get("status") or {})
+    except ValueError:
+        status = VoiceAgentStatus()  # an operator newer than this gateway: show the spec anyway
+    ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions)
+    return AgentView(name=meta.get("name", ""), spec=obj.get("spec") or {}, status=status, ready=ready,
+                     generation=int(meta.get("generation") or 0), created_at=meta.get("creationTimestamp"))
+
+
+@router.get("", response_model=AgentList, summary="List the tenant's agents")
+async def list_agents(request: Request, tenant: TenantContext = Depends(require_tenant)) -> AgentList:
+    runtime = runtime_of(request)
+    try:
+        listing = await runtime.kube.get(agent_writes.agent_path(tenant.namespace))
+    except KubeApiError as error:
+        if error.code == 404:  # the namespace or the CRD is not there yet: no agents
+            return AgentList(items=[])
+        raise agent_writes.apiserver_refusal(error) from None
+    items = sorted(listing.get("items") or [], key=lambda o: o["metadata"]["name"])
+    return AgentList(items=[_view(obj) for obj in items])
+
+
+@router.get("/{agent}", response_model=AgentView, summary="Read one agent with its status per region")
+async def get_agent(request: Request, agent: AgentName,
+                    tenant: TenantContext = Depends(require_tenant)) -> AgentView:
+    return _view(await _read(request, tenant, agent))
+
+
+@router.put("/{agent}", response_model=AgentView, summary="Create or replace an agent's spec",
+            responses={201: {"model": AgentView, "description": "Created."}})
+async def put_agent(request: Request, response: Response, agent: AgentName, spec: AgentSpecInput,
+                    tenant: TenantContext = Depends(require_tenant)) -> AgentView:
+    body = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    existed = await _exists(request, tenant, agent)
+    view = await _apply(request, tenant, agent, body)
+    if not existed:
+        response.status_code = 201
+    return view
+
+
+@router.patch("/{agent}", response_model=AgentView, summary="Change part of an agent's spec (JSON merge patch)")
+async def patch_agent(request: Request, agent: AgentName,
+                      patch: Annotated[dict[str, Any], Body(description="RFC 7386 merge patch of the spec.")],
+                      tenant: TenantContext = Depends(require_tenant)) -> AgentView:
+    current = await _read(request, tenant, agent)
+    merged = agent_writes.merge_patch(agent_writes.writable_part(current.get("spec") or {}), patch)
+    return await _apply(request, tenant, agent, merged,
+                        resource_version=current["metadata"].get("resourceVersion"))
+
+
+@router.delete("/{agent}", status_code=204, summary="Delete an agent (its workers drain and go away)")
+async def delete_agent(request: Request, agent: AgentName,
+                       tenant: TenantContext = Depends(require_tenant)) -> Response:
+    try:
+        await runtime_of(request).kube.delete(agent_writes.agent_path(tenant.namespace, agent))
+    except KubeApiError as error:
+        raise _not_found(agent) if error.code == 404 else agent_writes.apiserver_refusal(error) from None
+    return Response(status_code=204)
+
+
+async def _read(request: Request, tenant: TenantContext, agent: str) -> dict[str, Any]:
+    try:
+        return await runtime_of(request).kube.get(agent_writes.agent_path(tenant.namespace, agent))
+    except KubeApiError as error:
+        raise _not_found(agent) if error.code == 404 else agent_writes.apiserver_refusal(error) from None
+
+
+async def _exists(request: Request, tenant: TenantContext, agent: str) -> bool:
+    try:
+        await _read(request, tenant, agent)
+        return True
+    except ApiError as error:
+        if error.status == 404:
+            return False
+        raise
+
+
+async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict[str, Any],
+                 resource_version: str | None = None) -> AgentView:
+    runtime = runtime_of(request)
+    wire, parsed, cross_field_problems = agent_writes.checked_spec(body)
+    manifest = agent_writes.apply_body(tenant, agent, wire)
+    if resource_version:  # PATCH: apply only onto the version the patch was merged into
+        manifest["metadata"]["resourceVersion"] = resource_version
+    path = agent_writes.agent_path(tenant.namespace, agent)
+    try:
+        if cross_field_problems:
+            await _refuse_cross_field(runtime, path, manifest, cross_field_problems)
+        listing = await runtime.kube.get(agent_writes.agent_path(tenant.namespace))
+        agent_writes.check_tenant_limits(tenant, parsed, agent, listing.get("items") or [])
+        applied = await runtime.kube.apply(path, manifest, field_manager=agent_writes.FIELD_MANAGER)
+    except KubeApiError as error:
+        if error.code == 404:
+            raise ApiError(503, "tenant_not_ready", f"The tenant's namespace {tenant.namespace!r} does not exist"
+                                                    " yet; try again shortly.",
+                           headers={"Retry-After": str(runtime.settings.retry_after_seconds)}) from None
+        raise agent_writes.apiserver_refusal(error) from None
+    return _view(applied)
+
+
+async def _refuse_cross_field(runtime, path: str, manifest: dict[str, Any], problems: list[dict[str, Any]]) -> None:
+    """The CRD's schema and CEL rules name the exact field of a cross-field problem: prefer the apiserver's
+    paths (a dry-run create: server-side apply answers 500 to duplicate list-map keys), and fall back to the
+    gateway's own findings when the apiserver does not refuse."""
+    try:
+        candidate = {**manifest, "metadata": {k: v for k, v in manifest["metadata"].items() if k != "resourceVersion"}}
+        await runtime.kube.create(path.rsplit("/", 1)[0], candidate, dry_run=True)
+    except KubeApiError as error:
+        if error.code == 422:
+            raise agent_writes.apiserver_refusal(error) from None
+    raise ApiError(422, "invalid_agent", "The agent spec is not valid; see details.", details=problems)
+
+
+def _not_found(agent: str) -> ApiError:
+    return ApiError(404, "agent_not_found", f"This tenant has no agent named {agent!r}.")

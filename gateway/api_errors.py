@@ -1,0 +1,93 @@
+"""Every error the gateway answers is an ErrorBody (code + message + details), whatever raised it.
+
+Validation errors list the field path and the problem, never the rejected input: a request body may hold a
+secret the caller pasted in the wrong place, and an error body must not echo it back into someone's logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from voxfleet.api.wire import ErrorBody
+
+log = structlog.get_logger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, *, details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(code=code, message=message, details=details or [])
+    return JSONResponse(body.to_wire(), status_code=status, headers=headers)
+
+
+def field_path(location: tuple[Any, ...] | list[Any]) -> str:
+    """pydantic's loc ('body', 'spec', 'regions', 0, 'name') as a Kubernetes-style path spec.regions[0].name."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path
+
+
+def validation_details(errors: list[dict[str, Any]], *, drop_prefix: int = 0, prefix: str = "") -> list[dict]:
+    """pydantic errors as {field, message, reason}, without the offending input."""
+    details = []
+    for error in errors:
+        location = list(error.get("loc", ()))[drop_prefix:]
+        if location[:1] == ["body"]:  # paths are relative to the JSON body the client sent
+            location = location[1:]
+        # pydantic appends the function name for model validators; a "[...]" union branch name is noise too.
+        location = [part for part in location if not (isinstance(part, str) and part.startswith("function-"))]
+        path = field_path(location)
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        details.append({"field": path, "message": str(error.get("msg", "invalid"))[:500],
+                        "reason": str(error.get("type", "invalid"))})
+    return details
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message, details=error.details,
+                              headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        details = validation_details(list(error.errors()))
+        where = ", ".join(d["field"] for d in details[:5]) or "the request"
+        return error_response(422, "invalid_request", f"The request is not valid; see details ({where}).",
+                              details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: ("not_found", "No such endpoint; see /docs for the API."),
+                 405: ("method_not_allowed", "This endpoint does not take that method; see /docs."),
+                 413: ("request_too_large", "The request body is too large.")}
+        code, message = codes.get(error.status_code, ("http_error", str(error.detail)))
+        return error_response(error.status_code, code, message, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.error("unhandled error", path=request.url.path, method=request.method,
+                  error_type=type(error).__name__)
+        return error_response(500, "internal_error", "The gateway failed to handle this request; it was logged."
+                                                     " Try again, and report it if it persists.")

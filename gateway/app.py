@@ -1,0 +1,59 @@
+"""The gateway's FastAPI application: routers, middleware, health and metrics endpoints."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from voxfleet.gateway import api_errors
+from voxfleet.gateway.agents_api import router as agents_router
+from voxfleet.gateway.request_limits import BodySizeLimit, RequestRecorder
+from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
+from voxfleet.gateway.settings import GatewaySettings
+
+DESCRIPTION = """The voxfleet tenant API. Authenticate with `Authorization: Bearer <API key>`.
+Every error is a JSON body `{"code", "message", "details"}`; 429 and 503 carry Retry-After."""
+
+
+def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None) -> FastAPI:
+    runtime = runtime or GatewayRuntime.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="voxfleet gateway", version="v1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.runtime = runtime
+    api_errors.install(app)
+    app.include_router(agents_router)
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Watches are synced and the gateway takes requests")
+    async def readyz(request: Request) -> Response:
+        if runtime_of(request).ready():
+            return Response('{"status":"ready"}', media_type="application/json")
+        return api_errors.error_response(503, "not_ready", "The gateway is still loading its view of the cluster.",
+                                         headers={"Retry-After": "1"})
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(runtime_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.cors_allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "traceparent"], max_age=600)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestRecorder, metrics=runtime.metrics, access_log=settings.access_log)
+    return app

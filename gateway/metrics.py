@@ -1,0 +1,44 @@
+"""The gateway's Prometheus metrics (one registry per app, so several gateways in one test process stay apart)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.allocations = Counter(
+            "voxfleet_gateway_allocations", "Session allocations by outcome (ok, no_capacity, quota, error).",
+            ["tenant", "agent", "region", "result"], registry=r)
+        self.allocation_seconds = Histogram(
+            "voxfleet_gateway_allocation_seconds", "Time to allocate a session: placement, slot claim, tokens.",
+            ["tenant", "agent", "region", "result"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.dispatch_seconds = Histogram(
+            "voxfleet_gateway_dispatch_seconds", "One POST /v1/dispatch to a worker, by answer.",
+            ["region", "answer"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.dispatch_attempts = Histogram(
+            "voxfleet_gateway_dispatch_attempts", "Workers tried per allocation.", ["region"],
+            buckets=(1, 2, 3, 4, 6, 10, 20), registry=r)
+        self.recoveries = Counter(
+            "voxfleet_gateway_recoveries", "Sessions re-dispatched after losing their worker, by outcome.",
+            ["tenant", "agent", "region", "result"], registry=r)
+        self.webhooks = Counter(
+            "voxfleet_gateway_webhooks", "LiveKit webhook events by event and outcome.", ["event", "result"],
+            registry=r)
+        self.auth_failures = Counter(
+            "voxfleet_gateway_auth_failures", "Refused API keys by reason.", ["reason"], registry=r)
+        self.rate_limited = Counter(
+            "voxfleet_gateway_rate_limited", "Requests refused by the tenant rate limit.", ["tenant"], registry=r)
+        self.requests = Counter(
+            "voxfleet_gateway_http_requests", "HTTP requests by route, method and status.",
+            ["route", "method", "status"], registry=r)
+        self.request_seconds = Histogram(
+            "voxfleet_gateway_http_request_seconds", "HTTP request latency by route.", ["route", "method"],
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.workers = Gauge(
+            "voxfleet_gateway_workers", "Worker pods the gateway sees, by tenant, agent, region and readiness.",
+            ["tenant", "agent", "region", "ready"], registry=r)

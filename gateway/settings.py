@@ -1,0 +1,96 @@
+"""Gateway settings (env prefix VOXFLEET_): the platform's settings plus what only the gateway needs.
+
+Nested values come as JSON in env vars, e.g.
+``VOXFLEET_REGIONS='{"us-east": {"url": "wss://lk-us.example", "apiKey": "...", "apiSecret": "..."}}'`` and
+``VOXFLEET_LATENCY_MS='{"us-east": {"eu-west": 80}}'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from voxfleet.api.settings import PlatformSettings
+
+
+class LiveKitRegion(BaseModel):
+    """The LiveKit deployment that serves one region (several regions may name the same one)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    url: str = Field(pattern=r"^wss?://", description="What participants connect to (ws:// or wss://).")
+    api_url: str | None = Field(default=None, pattern=r"^https?://",
+                                description="Twirp API base (default: url with http(s)://).")
+    api_key: str = Field(min_length=1)
+    api_secret: SecretStr
+
+    def twirp_url(self) -> str:
+        if self.api_url:
+            return self.api_url
+        return "http" + self.url[2:] if self.url.startswith("ws") else self.url
+
+
+class GatewaySettings(PlatformSettings):
+    """Everything `voxfleet gateway` reads at start-up."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    kubeconfig: Path | None = Field(default=None, description="Kubeconfig file (default: in-cluster, then"
+                                                              " KUBECONFIG / ~/.kube/config).")
+    regions: dict[str, LiveKitRegion] = Field(default_factory=dict,
+                                              description="Region name -> the LiveKit that serves it.")
+    latency_ms: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Caller region -> serving region -> round-trip ms; missing pairs count as far away.")
+    default_caller_region: str | None = Field(
+        default=None, description="Where callers are assumed to be when a request gives no hint.")
+    session_signing_key: SecretStr | None = Field(default=None, description="HMAC key for session ids (>= 32 bytes)."
+                                                                            " Every replica needs the same one.")
+    session_signing_key_file: Path | None = Field(default=None, description="File holding the signing key.")
+    previous_session_signing_keys: list[SecretStr] = Field(
+        default_factory=list, description="Older keys still accepted for verification (rotation).")
+    cors_allow_origins: list[str] = Field(default_factory=list, description="Browser origins allowed by CORS.")
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="Requests per second per tenant and"
+                                                                        " replica (token bucket refill).")
+    rate_limit_burst: int = Field(default=100, ge=1, description="Bucket size: requests a tenant may burst.")
+    max_request_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted.")
+    caller_token_ttl_seconds: int = Field(default=600, ge=10, le=86400,
+                                          description="How long the caller has to join with its token.")
+    dispatch_timeout_seconds: float = Field(default=2.0, gt=0, description="One dispatch call to a worker.")
+    dispatch_attempts: int = Field(default=6, ge=1, le=50, description="Workers tried before answering 503.")
+    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After on 429/503.")
+    webhook_max_age_seconds: int = Field(default=300, ge=10,
+                                         description="Webhook events older than this are refused as replays.")
+    load_poll_seconds: float = Field(default=5.0, gt=0, description="How often worker load hints are refreshed.")
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP traces endpoint (none: spans stay local).")
+    access_log: bool = Field(default=False, description="uvicorn access log (paths only, never headers).")
+
+    @field_validator("session_signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("session_signing_key must have at least 32 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _known_default_region(self) -> "GatewaySettings":
+        if self.default_caller_region and self.regions and self.default_caller_region not in self.regions \
+                and self.default_caller_region not in self.latency_ms:
+            raise ValueError(f"default_caller_region {self.default_caller_region!r} is neither a served region"
+                             " nor a row of latency_ms")
+        return self
+
+    def load_session_keys(self) -> list[bytes]:
+        """The signing key first, then the older ones that still verify."""
+        if self.session_signing_key is not None:
+            key = self.session_signing_key.get_secret_value()
+        elif self.session_signing_key_file is not None:
+            key = self.session_signing_key_file.read_text().strip()
+        else:
+            raise RuntimeError("no session signing key: set VOXFLEET_SESSION_SIGNING_KEY or"
+                               " VOXFLEET_SESSION_SIGNING_KEY_FILE (the same on every gateway replica)")
+        if len(key) < 32:
+            raise RuntimeError("the session signing key must have at least 32 characters")
+        return [key.encode()] + [old.get_secret_value().encode() for old in self.previous_session_signing_keys]

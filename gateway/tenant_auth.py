@@ -1,0 +1,59 @@
+"""Who is calling: the FastAPI dependency that turns `Authorization: Bearer <API key>` into a tenant.
+
+401 when there is no valid key (missing, malformed, unknown and revoked keys get the same answer, so the
+answer tells an attacker nothing about which key ids exist); 403 when the key is valid but its Tenant is
+gone or unusable; 429 when the tenant is over its request rate. The key itself is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from voxfleet.api.tenant import TenantSpec
+from voxfleet.gateway.api_errors import ApiError
+from voxfleet.gateway.rate_limits import TenantRateLimiter
+from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
+
+_bearer = HTTPBearer(auto_error=False, description="A tenant API key (`voxfleet keys create --tenant <name>`).")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="voxfleet"'}
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    """The authenticated tenant of a request."""
+
+    name: str
+    namespace: str
+    spec: TenantSpec
+    key_id: str
+
+
+async def require_tenant(request: Request,
+                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> TenantContext:
+    runtime: GatewayRuntime = runtime_of(request)
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        runtime.metrics.auth_failures.labels(reason="missing").inc()
+        raise ApiError(401, "missing_api_key", "Send your API key as `Authorization: Bearer <key>`.",
+                       headers=_CHALLENGE)
+    stored = runtime.keys.authenticate(credentials.credentials.strip())
+    if stored is None:
+        runtime.metrics.auth_failures.labels(reason="invalid").inc()
+        raise ApiError(401, "invalid_api_key", "The API key is not valid: it is malformed, unknown or revoked."
+                                               " Ask your platform team for a key (`voxfleet keys create`).",
+                       headers=_CHALLENGE)
+    tenant = runtime.tenants.get(stored.tenant)
+    if tenant is None:
+        runtime.metrics.auth_failures.labels(reason="tenant").inc()
+        raise ApiError(403, "tenant_unavailable", f"The key {stored.key_id} belongs to a tenant that no longer exists"
+                                                  " or whose spec is invalid; ask your platform team.")
+    wait = runtime.rate_limiter.try_acquire(tenant.name)
+    if wait > 0:
+        runtime.metrics.rate_limited.labels(tenant=tenant.name).inc()
+        raise ApiError(429, "rate_limited", "Too many requests for this tenant; slow down and retry after the"
+                                            " Retry-After seconds.",
+                       headers={"Retry-After": TenantRateLimiter.retry_after_header(wait)})
+    request.state.tenant = tenant.name  # for access logs and metrics, never the key
+    return TenantContext(name=tenant.name, namespace=tenant.namespace, spec=tenant.spec, key_id=stored.key_id)

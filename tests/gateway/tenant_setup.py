@@ -1,0 +1,68 @@
+"""Tenants for gateway tests: a Tenant object, its namespace and API keys made with `voxfleet keys`.
+
+The operator normally creates the tenant's namespace; gateway tests create it themselves so they don't depend
+on the operator's progress. Names are unique, so tests in parallel workers never meet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from voxfleet.api.tenant import PLURAL
+from voxfleet.api.voiceagent import GROUP, VERSION
+from voxfleet.gateway import keys_cli
+from voxfleet.world.access import Cluster
+
+
+@dataclass
+class TenantUnderTest:
+    name: str
+    namespace: str
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.keys[0]
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+
+def run_keys_cli(kubeconfig: Path, platform_namespace: str, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = keys_cli.main(["--kubeconfig", str(kubeconfig), "--namespace", platform_namespace, *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def create_key(kube: Cluster, platform_namespace: str, tenant: str, description: str = "test") -> str:
+    code, out, err = run_keys_cli(kube.kubeconfig, platform_namespace, "create", "--tenant", tenant,
+                                  "--description", description)
+    assert code == 0, err
+    return out.strip()
+
+
+def create_tenant(kube: Cluster, platform_namespace: str, *, allowed_regions: list[str],
+                  quotas: dict[str, Any] | None = None, prefix: str = "tn") -> TenantUnderTest:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    namespace = kube.new_namespace(name)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Tenant", "metadata": {"name": name},
+            "spec": {"namespace": namespace, "allowedRegions": allowed_regions, "quotas": quotas or {}}}
+    with kube.api_client() as api:
+        client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+    tenant = TenantUnderTest(name=name, namespace=namespace)
+    tenant.keys.append(create_key(kube, platform_namespace, name))
+    return tenant
+
+
+def delete_tenant(kube: Cluster, tenant: TenantUnderTest) -> None:
+    with kube.api_client() as api, contextlib.suppress(client.exceptions.ApiException):
+        client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, PLURAL, tenant.name)
+    kube.delete_namespace(tenant.namespace)
