@@ -1,7 +1,8 @@
 """etcd, kube-apiserver, kube-controller-manager and kube-scheduler as real processes on 127.0.0.1.
 
 No kubelet: nodes come from kwok, real pods from the pod runner. Start order matters: etcd, then the apiserver
-(waited for on /readyz), then controller-manager and scheduler, which need a ready apiserver to list from.
+(waited for on /readyz), then controller-manager and scheduler. Started earlier, they exit at once: their first
+read of kube-system/extension-apiserver-authentication is refused until the apiserver's RBAC bootstrap is done.
 """
 
 from __future__ import annotations

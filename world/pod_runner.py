@@ -520,7 +520,7 @@ class PodLifecycle(threading.Thread):
             self.gone = True
             return
         except KubeError as e:
-            if e.status == 409:
+            if e.status == 409 or (e.status == 422 and "metadata.uid" in str(e)):
                 self.gone = True  # the uid precondition failed: our pod was replaced by a namesake
                 return
             log(f"pod {self.namespace}/{self.pod_name}: status patch failed: {e}")
