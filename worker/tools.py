@@ -316,7 +316,8 @@ class ToolRunner:
 
     def __init__(self, tools: Sequence[Tool], *, policy: OutboundPolicy, labels: ToolLabels | None = None,
                  secret_reader: Callable[[SecretKeyRef], str] = read_secret,
-                 registry: CollectorRegistry = worker_metrics.REGISTRY, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+                 registry: CollectorRegistry = worker_metrics.REGISTRY,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self._policy = policy
         self._labels = labels or ToolLabels()
         self._metrics = tool_metrics(registry)

@@ -285,7 +285,8 @@ async def test_metrics_count_calls_by_tool_and_result(servers, runner_for) -> No
     await runner.run("book", {"people": 1}, call_id="m1")
     await runner.run("fail", {}, call_id="m2")
     labels = {"tenant": "acme", "agent": "support", "region": "us-east"}
-    assert registry.get_sample_value("voxfleet_worker_tool_calls_total", {**labels, "tool": "book", "result": "ok"}) == 1
+    assert registry.get_sample_value("voxfleet_worker_tool_calls_total",
+                                     {**labels, "tool": "book", "result": "ok"}) == 1
     assert registry.get_sample_value("voxfleet_worker_tool_calls_total",
                                      {**labels, "tool": "fail", "result": "http_status"}) == 1
     assert registry.get_sample_value("voxfleet_worker_tool_call_seconds_count", {**labels, "tool": "book"}) == 1

@@ -62,6 +62,13 @@ def _pinned_http_client(context: ProviderContext) -> Any:
     return context.shared[OUTBOUND_HTTPX2]
 
 
+async def aclose_cloud_clients(context: ProviderContext) -> None:
+    """Close the process-wide clients this module opened (at worker shutdown)."""
+    client = context.shared.pop(OUTBOUND_HTTPX2, None)
+    if client is not None:
+        await client.aclose()
+
+
 def _base_url(stage: Any, context: ProviderContext) -> str | None:
     """The stage's baseUrl after the build-time checks; a clear OutboundURLRefused otherwise."""
     if not stage.base_url:
