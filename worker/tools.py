@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import math
 import re
@@ -338,7 +339,7 @@ class ToolRunner:
             self._tools[tool.name] = _PreparedTool(tool, build_validator(tool), headers, refusal)
         self._client = policy.httpx_client(timeout=None, limits=httpx.Limits(max_connections=32,
                                                                              max_keepalive_connections=8))
-        self._calls: OrderedDict[tuple[str, str], asyncio.Task[ToolOutcome]] = OrderedDict()
+        self._calls: OrderedDict[tuple[str, str, str, str], asyncio.Task[ToolOutcome]] = OrderedDict()
 
     @property
     def tools(self) -> dict[str, Tool]:
@@ -348,16 +349,19 @@ class ToolRunner:
         await self._client.aclose()
 
     async def run(self, tool: Tool | str, arguments: Mapping[str, Any] | str | None, *, call_id: str,
-                  on_slow: OnSlow | None = None) -> ToolOutcome:
+                  on_slow: OnSlow | None = None, scope: str = "") -> ToolOutcome:
         """Run one tool call. Never raises for the tool's failures; cancelled only by the caller (barge-in on
-        an interruptible tool). `on_slow` is awaited once when the call outlasts the tool's filler.afterMs."""
+        an interruptible tool). `on_slow` is awaited once when the call outlasts the tool's filler.afterMs.
+
+        A non-idempotent call runs at most once per (scope, tool, call id, arguments): pass the session id as
+        `scope` when the runner serves several sessions, since some OpenAI-compatible servers reuse call ids."""
         name = tool if isinstance(tool, str) else tool.name
         prepared = self._tools.get(name)
         if prepared is None:
             return self._finish(name, call_id, 0.0, _ToolFailed("unknown_tool", f"no tool named {name!r}"))
         if prepared.tool.idempotent:
             return await self._run_once(prepared, arguments, call_id, on_slow)
-        key = (name, call_id)
+        key = (scope, name, call_id, _fingerprint(arguments))
         running = self._calls.get(key)
         if running is not None:
             # The same call again (an LLM or pipeline retry): never send it twice, answer with the first outcome.
@@ -464,6 +468,15 @@ class ToolRunner:
         if failure is not None:
             return self._outcome_for(failure, latency_s)
         return ToolOutcome(ok=True, speakable=speakable(result), result=result, status=status, latency_s=latency_s)
+
+
+def _fingerprint(arguments: Mapping[str, Any] | str | None) -> str:
+    """The arguments' identity for deduplication: canonical JSON when they parse, their text otherwise."""
+    try:
+        text = json.dumps(_normalise_arguments(arguments), sort_keys=True, separators=(",", ":"))
+    except (ValueError, TypeError):
+        text = repr(arguments)[:MAX_TOOL_ARGUMENT_BYTES * 2]
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _decode(body: bytes, content_type: str) -> Any:

@@ -235,6 +235,11 @@ async def test_a_non_idempotent_tool_never_runs_twice_for_one_call(servers, runn
     assert len(server.calls("/book")) - before == 1
     await runner.run("book", {"people": 3}, call_id="another")
     assert len(server.calls("/book")) - before == 2
+    # A reused call id (some OpenAI-compatible servers number their calls) is not the same call: another
+    # session, or other arguments, still run.
+    await runner.run("book", {"people": 3}, call_id="same", scope="another-session")
+    await runner.run("book", {"people": 5}, call_id="same")
+    assert len(server.calls("/book")) - before == 4
 
 
 async def test_only_idempotent_tools_retry_after_a_dropped_connection(servers, runner_for) -> None:
