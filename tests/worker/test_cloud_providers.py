@@ -284,3 +284,23 @@ def test_a_missing_secret_names_the_secret_not_a_value(context, monkeypatch) -> 
     monkeypatch.delenv(secret_env_name(KEY_REF))
     with pytest.raises(RuntimeError, match="Secret 'provider-keys' key 'api-key' is not available"):
         deepgram_stt(_stage(SttStage, provider="deepgram"), context)
+
+
+async def test_the_fake_provider_bundle_is_a_valid_pipeline_for_the_registry(monkeypatch) -> None:
+    from tests.fakes.providers import start_fake_providers
+    from voxfleet.worker.providers.registry import build_llm, build_stt, build_tts, load_providers
+
+    fakes = start_fake_providers(llm_ttft_ms=50)
+    try:
+        for name, value in fakes.secret_env().items():
+            monkeypatch.setenv(name, value)
+        spec = VoiceAgentSpec.model_validate({"regions": [{"name": "local"}], "pipeline": fakes.pipeline_spec()})
+        context = ProviderContext(config=WorkerConfig(tenant="acme", agent="bench", namespace="acme", spec=spec),
+                                  settings=WorkerSettings(),
+                                  platform=PlatformSettings(outbound_allowed_cidrs=["127.0.0.1/32"]))
+        load_providers()
+        built = [type(build(context)).__name__ for build in (build_stt, build_llm, build_tts)]
+        assert built == ["CheckedDeepgramSTTService", "PinnedOpenAILLMService", "PinnedCartesiaTTSService"]
+        await aclose_cloud_clients(context)
+    finally:
+        fakes.stop()
