@@ -24,9 +24,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+import structlog
 
 if TYPE_CHECKING:
     from voxfleet.api.settings import PlatformSettings
+
+log = structlog.get_logger("voxfleet.outbound")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -336,7 +339,10 @@ def _transport_class(httpx_module: Any) -> type:
                 try:
                     return await super().handle_async_request(request)
                 except _AddressRefused as refused:
-                    raise OutboundURLRefused(url, refused.reason) from None
+                    error = OutboundURLRefused(url, refused.reason)
+                    # Logged here too: some SDKs (anthropic) wrap it into a bare "Connection error."
+                    log.warning("outbound connection refused", url=error.url, reason=error.reason)
+                    raise error from None
 
         PinnedTransport.__qualname__ = PinnedTransport.__name__ = f"PinnedTransport[{name}]"
         _TRANSPORT_CLASSES[name] = PinnedTransport

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import structlog
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.frames.frames import (
@@ -304,3 +305,22 @@ async def test_the_fake_provider_bundle_is_a_valid_pipeline_for_the_registry(mon
         await aclose_cloud_clients(context)
     finally:
         fakes.stop()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_llm_base_urls_are_checked_on_every_connection(context, provider: str) -> None:
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["10.0.0.9"]
+
+    context.shared[OUTBOUND_POLICY] = OutboundPolicy(["127.0.0.1/32"], resolver=resolver)
+    llm = CLOUD_LLM[provider](_stage(LlmStage, provider=provider, baseUrl="http://llm.internal.test:8000/v1"),
+                              context)
+    pair = LLMContextAggregatorPair(LLMContext(messages=[{"role": "user", "content": "hi"}]))
+    with structlog.testing.capture_logs() as logs:
+        _, up = await run_test(Pipeline([pair.user(), llm, pair.assistant()]),
+                               frames_to_send=[LLMRunFrame(), SleepFrame(sleep=0.5)])
+    assert [frame for frame in up if isinstance(frame, ErrorFrame)]
+    refusals = [entry for entry in logs if entry["event"] == "outbound connection refused"]
+    assert refusals and refusals[0]["reason"] == ("llm.internal.test resolves to a refused address"
+                                                  " (10.0.0.9 is a private address)")
+    assert PROVIDER_KEY not in repr(logs)
