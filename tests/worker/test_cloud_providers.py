@@ -171,7 +171,7 @@ async def test_deepgram_transcribes_what_it_hears(context) -> None:
         chunk = 16000 * 2 * 20 // 1000
         frames = [InputAudioRawFrame(audio=audio[i:i + chunk], sample_rate=16000, num_channels=1)
                   for i in range(0, len(audio), chunk)]
-        down, up = await run_test(stt, frames_to_send=[SleepFrame(sleep=0.3), *frames, SleepFrame(sleep=0.8)])
+        down, up = await run_test(stt, frames_to_send=[SleepFrame(sleep=0.3), *frames, SleepFrame(sleep=1.5)])
         transcripts = [frame.text for frame in down if isinstance(frame, TranscriptionFrame)]
         assert transcripts == ["what is the weather in paris"]
         assert not [frame for frame in up if isinstance(frame, ErrorFrame)]
@@ -201,7 +201,7 @@ async def test_cartesia_speaks_through_the_pinned_websocket(context) -> None:
         tts = cartesia_tts(_stage(TtsStage, provider="cartesia", baseUrl=base_url, voice="voice-1",
                                   model="sonic-fake", options={"speed": "0.2"}), context)
         text = "Your table for four is booked for seven tonight."
-        down, up = await run_test(tts, frames_to_send=[TTSSpeakFrame(text), SleepFrame(sleep=1.0)],
+        down, up = await run_test(tts, frames_to_send=[TTSSpeakFrame(text), SleepFrame(sleep=1.5)],
                                   pipeline_params=METRICS)
         audio = [frame for frame in down if isinstance(frame, TTSAudioRawFrame)]
         assert audio and {frame.sample_rate for frame in audio} == {24000}

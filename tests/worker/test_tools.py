@@ -42,7 +42,7 @@ class ToolServer:
             return Reply(201, {"message": f"Booked a table for {request.json()['people']} at 7 pm.",
                                "bookingId": "B-1"})
         if path == "/slow":
-            return Reply(200, {"say": "done"}, delay_s=1.2)
+            return Reply(200, {"say": "done"}, delay_s=3.0)
         if path == "/fail":
             return Reply(500, {"error": "database down"})
         if path == "/huge":
@@ -154,7 +154,7 @@ def test_unusable_schemas_are_refused_when_the_runner_is_built() -> None:
 
 async def test_a_slow_tool_times_out_with_an_apology_and_says_the_filler_once(servers, runner_for) -> None:
     server, _ = servers
-    slow = make_tool("slow", f"{server.url}/slow", http={"timeoutMs": 500}, filler={"afterMs": 150, "say": "Hmm."})
+    slow = make_tool("slow", f"{server.url}/slow", http={"timeoutMs": 1000}, filler={"afterMs": 150, "say": "Hmm."})
     runner = runner_for(slow)
     fillers: list[float] = []
     started = time.monotonic()
@@ -166,8 +166,8 @@ async def test_a_slow_tool_times_out_with_an_apology_and_says_the_filler_once(se
     elapsed = time.monotonic() - started
     assert not outcome.ok and outcome.error == "timeout"
     assert "too long" in outcome.speakable
-    assert 0.45 < elapsed < 1.1, elapsed
-    assert len(fillers) == 1 and 0.14 < fillers[0] < 0.45, fillers
+    assert 0.95 < elapsed < 2.5, elapsed  # the tool would take 3 s
+    assert len(fillers) == 1 and 0.14 < fillers[0] < 0.9, fillers
 
 
 async def test_a_fast_tool_needs_no_filler(servers, runner_for) -> None:
