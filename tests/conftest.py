@@ -83,4 +83,4 @@ def installed_crds(kube: Cluster) -> None:
     """The CRDs generated into crds/, installed and Established."""
     from tests.crds import install_crds
 
-    install_crds(kube.kubeconfig)
+    install_crds(kube)

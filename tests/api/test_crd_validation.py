@@ -15,7 +15,6 @@ from kubernetes.client.rest import ApiException
 
 from tests.api.invalid_resources import INVALID_AGENTS, INVALID_TENANTS, VALID_AGENT_SPEC, VALID_TENANT_SPEC
 from voxfleet.api.crd import all_crds
-from voxfleet.world import binaries
 
 pytestmark = pytest.mark.world
 
@@ -30,9 +29,7 @@ def api(kube, installed_crds):
 
 
 def _kubectl(kube, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    kubectl = binaries.find("kubectl").path
-    return subprocess.run([str(kubectl), "--kubeconfig", str(kube.kubeconfig), *args], input=stdin,
-                          capture_output=True, text=True, timeout=60)
+    return kube.kubectl(*args, check=False, input=stdin)
 
 
 def _refusal(call) -> str:
