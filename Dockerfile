@@ -1,0 +1,50 @@
+# syntax=docker/dockerfile:1
+# One image for every voxfleet component: `voxfleet operator`, `voxfleet gateway`, `voxfleet worker` (the Helm
+# chart sets the command). The offline models ship inside the installed wheels (Silero VAD and smart-turn v3 in
+# pipecat-ai, the PocketSphinx en-us model in pocketsphinx, eSpeak NG's library and data in espeakng-loader), so
+# a worker loads them from disk and downloads nothing at start.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- builder: wheels for the dependencies (cached apart from the code), then voxfleet, into one venv ----------
+FROM ${PYTHON_IMAGE} AS builder
+# PYTHONSAFEPATH: the repository has a folder named `operator`; with the working directory on sys.path it would
+# shadow the standard library's operator module in `python -m ...`.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1 PYTHONSAFEPATH=1
+WORKDIR /src
+# Every compiled dependency publishes manylinux wheels for CPython 3.11 and the few sdists (docopt) are pure
+# Python, so no compiler is needed; one that did would fail here (add build-essential to this stage only).
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --prefer-binary --wheel-dir /wheels -r requirements.txt
+COPY . .
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-index --find-links /wheels voxfleet \
+ && /opt/venv/bin/pip uninstall --yes pip \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+
+# --- runtime: the interpreter, the venv, a non-root user; nothing else -------------------------------------
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="voxfleet" \
+      org.opencontainers.image.description="Real-time voice agents for many tenants on Kubernetes: operator, gateway, worker" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN groupadd --system --gid 10001 voxfleet \
+ && useradd --system --uid 10001 --gid voxfleet --home-dir /home/voxfleet --create-home --shell /usr/sbin/nologin voxfleet
+COPY --from=builder /opt/venv /opt/venv
+# Bytecode is compiled at build time because the root file system is read-only at run time. Model hubs are
+# switched off so a library that would reach for one fails loudly instead of downloading in a pod.
+RUN /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib > /dev/null
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    VOXFLEET_LOG_FORMAT=json
+USER 10001:10001
+WORKDIR /home/voxfleet
+EXPOSE 8080
+ENTRYPOINT ["voxfleet"]
+CMD ["--help"]

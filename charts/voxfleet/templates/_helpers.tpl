@@ -1,0 +1,152 @@
+{{/* Names, labels, images and the pieces every pod of the chart shares. */}}
+
+{{- define "voxfleet.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Resource name prefix: the release name, plus the chart name unless the release name already has it. */}}
+{{- define "voxfleet.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "voxfleet.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels selectors use; call with (dict "root" $ "component" "gateway"). */}}
+{{- define "voxfleet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "voxfleet.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end -}}
+
+{{/* Standard labels of every resource; call with (dict "root" $ "component" "gateway"). */}}
+{{- define "voxfleet.labels" -}}
+helm.sh/chart: {{ include "voxfleet.chart" .root }}
+{{ include "voxfleet.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: voxfleet
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "voxfleet.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "voxfleet.workerImage" -}}
+{{- default (include "voxfleet.image" .) .Values.workers.image -}}
+{{- end -}}
+
+{{- define "voxfleet.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (printf "%s-operator" (include "voxfleet.fullname" .)) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "voxfleet.gateway.serviceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create -}}
+{{- default (printf "%s-gateway" (include "voxfleet.fullname" .)) .Values.gateway.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.gateway.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "voxfleet.platformConfigName" -}}
+{{- printf "%s-platform" (include "voxfleet.fullname" .) -}}
+{{- end -}}
+
+{{- define "voxfleet.sessionKeySecretName" -}}
+{{- default (printf "%s-session-key" (include "voxfleet.fullname" .)) .Values.gateway.sessionSigningKey.existingSecret -}}
+{{- end -}}
+
+{{/* Where the worker token is mounted; the components read it through VOXFLEET_WORKER_TOKEN_FILE. */}}
+{{- define "voxfleet.workerTokenDir" -}}/etc/voxfleet/worker-token{{- end -}}
+
+{{/* Env every component container gets first: who and where it is (downward API), for bind addresses and logs. */}}
+{{- define "voxfleet.podEnv" -}}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+- name: POD_IP
+  valueFrom: {fieldRef: {fieldPath: status.podIP}}
+{{- end -}}
+
+{{/* The platform settings ConfigMap as envFrom, plus the worker token file. */}}
+{{- define "voxfleet.platformEnvFrom" -}}
+- configMapRef:
+    name: {{ include "voxfleet.platformConfigName" . }}
+{{- end -}}
+
+{{/* Volumes every component pod has: the worker token and a writable /tmp (the root file system is read-only). */}}
+{{- define "voxfleet.commonVolumes" -}}
+- name: worker-token
+  secret:
+    secretName: {{ .Values.platform.workerToken.secretName }}
+    items: [{key: token, path: token}]
+    defaultMode: 0440
+- name: tmp
+  emptyDir: {sizeLimit: 256Mi}
+{{- end -}}
+
+{{- define "voxfleet.commonVolumeMounts" -}}
+- name: worker-token
+  mountPath: {{ include "voxfleet.workerTokenDir" . }}
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{- define "voxfleet.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* VOXFLEET_REGIONS as JSON. The LiveKit credentials stay in their Secrets: each becomes an env var of its own
+(secretKeyRef, see voxfleet.gateway.livekitCredentialEnv) that this JSON references as $(NAME), which the kubelet
+expands when it starts the container. */}}
+{{- define "voxfleet.gateway.regionsJson" -}}
+{{- $regions := dict -}}
+{{- range $i, $name := keys .Values.gateway.regions | sortAlpha -}}
+{{- $region := index $.Values.gateway.regions $name -}}
+{{- $entry := dict "url" $region.livekitUrl "apiKey" (printf "$(LIVEKIT_%d_API_KEY)" $i) "apiSecret" (printf "$(LIVEKIT_%d_API_SECRET)" $i) -}}
+{{- with $region.apiUrl }}{{ $_ := set $entry "apiUrl" . }}{{ end -}}
+{{- $_ := set $regions $name $entry -}}
+{{- end -}}
+{{- toJson $regions -}}
+{{- end -}}
+
+{{- define "voxfleet.gateway.livekitCredentialEnv" -}}
+{{- range $i, $name := keys .Values.gateway.regions | sortAlpha }}
+{{- $region := index $.Values.gateway.regions $name }}
+- name: LIVEKIT_{{ $i }}_API_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ $region.credentialsSecret | quote }}, key: {{ $region.apiKeyKey | default "api-key" | quote }}}
+- name: LIVEKIT_{{ $i }}_API_SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ $region.credentialsSecret | quote }}, key: {{ $region.apiSecretKey | default "api-secret" | quote }}}
+{{- end }}
+{{- end -}}

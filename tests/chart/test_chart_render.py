@@ -1,0 +1,274 @@
+"""The chart without a cluster: lint, schema errors, CRDs in step with the API models, security settings, labels,
+and the settings it renders parse as the components' own settings classes (so the chart can't drift from them)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from voxfleet import crds_cli
+from voxfleet.api.crd import all_crds
+from voxfleet.api.settings import PlatformSettings
+from voxfleet.world.pod_env import expand
+
+from .helm_render import (CHART, MONITORING_API_VERSIONS, VALUES_FILES, container_env, find, helm, render,
+                          render_text, template_args)
+
+VALUE_SETS = {"default": (), **{name: (path,) for name, path in VALUES_FILES.items()}}
+STANDARD_LABELS = ("helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
+                   "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "app.kubernetes.io/component")
+
+
+def test_the_three_values_files_exist():
+    assert set(VALUES_FILES) == {"minimal", "production", "multi-region"}
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_helm_lint_strict_passes(name):
+    args = ["lint", "--strict", str(CHART)] + [a for path in VALUE_SETS[name] for a in ("--values", str(path))]
+    result = helm(*args)
+    assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+# --- schema: bad values fail before anything renders, naming the key -------------------------------------
+
+@pytest.mark.parametrize("assignment, names", [
+    ("gateway.replica=3", ["/gateway", "'replica'"]),  # typo'd key
+    ("operator.port=http", ["/operator/port", "want integer"]),  # wrong type
+    ("gateway.regions.us-east.livekitUrl=wss://lk,gateway.regions.us-east.credentialsSecret=lk,"
+     "gateway.regions.us-east.apiSecretKy=x", ["/gateway/regions/us-east", "'apiSecretKy'"]),  # nested typo
+    ("gateway.regions.us-east.livekitUrl=https://lk,gateway.regions.us-east.credentialsSecret=lk",
+     ["/gateway/regions/us-east/livekitUrl"]),  # LiveKit URLs are ws:// or wss://
+    ("platform.logFormat=text", ["/platform/logFormat"]),  # not one of the choices
+    ("workers.port=70000", ["/workers/port"]),  # out of range
+    ("monitorin.serviceMonitor.enabled=true", ["'monitorin'"]),  # typo at the top level
+])
+def test_bad_values_fail_with_a_schema_error_naming_the_key(assignment, names):
+    result = helm(*template_args(set_values=(assignment,)), check=False)
+    assert result.returncode != 0, f"{assignment} was accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+    for name in names:
+        assert name in result.stderr, f"{name} missing from: {result.stderr}"
+
+
+def test_wrong_type_in_a_values_file_is_refused(tmp_path: Path):
+    bad = tmp_path / "bad-values.yaml"
+    bad.write_text(yaml.safe_dump({"gateway": {"autoscaling": {"enabled": "yes"}}}))
+    result = helm(*template_args(values=(bad,)), check=False)
+    assert result.returncode != 0
+    assert "/gateway/autoscaling/enabled" in result.stderr and "want boolean" in result.stderr, result.stderr
+
+
+def test_every_value_in_values_yaml_is_described_by_the_schema():
+    """additionalProperties: false all the way down: a key added to values.yaml without the schema fails lint."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def walk(node: dict, path: str) -> None:
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path or '/'} accepts unknown keys"
+            for key, child in node["properties"].items():
+                if "$ref" not in child:
+                    walk(child, f"{path}/{key}")
+
+    walk(schema, "")
+    for name, definition in schema["definitions"].items():
+        walk(definition, f"#/definitions/{name}")
+
+
+# --- CRDs: the chart ships exactly what the API models generate ---------------------------------------------
+
+def test_chart_crds_are_the_generated_ones():
+    crds_dir = CHART / "crds"
+    assert sorted(p.name for p in crds_dir.iterdir()) == sorted(all_crds()), "extra or missing files in chart crds/"
+    assert crds_cli.main(["--check", "--dir", str(crds_dir)]) == 0, \
+        "charts/voxfleet/crds is stale: run `voxfleet crds --dir charts/voxfleet/crds`"
+    repo_crds = CHART.parents[1] / "crds"
+    for name in all_crds():
+        assert (crds_dir / name).read_text() == (repo_crds / name).read_text(), f"{name} differs from crds/{name}"
+
+
+# --- what every rendering must hold ---------------------------------------------------------------------
+
+def _pod_specs(manifests: list[dict]) -> list[tuple[str, dict]]:
+    specs = []
+    for m in manifests:
+        if m["kind"] == "Deployment":
+            specs.append((m["metadata"]["name"], m["spec"]["template"]["spec"]))
+        elif m["kind"] == "Pod":
+            specs.append((m["metadata"]["name"], m["spec"]))
+    return specs
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_every_pod_is_non_root_read_only_without_capabilities(name):
+    manifests = render(values=VALUE_SETS[name], api_versions=MONITORING_API_VERSIONS)
+    specs = _pod_specs(manifests)
+    assert len(specs) == 3  # operator, gateway, helm test
+    for pod_name, spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True, pod_name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, pod_name
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, pod_name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, pod_name
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, pod_name
+            # The test world (and the image) run the container's command: it must be the voxfleet entry point.
+            assert container["command"][0] in ("voxfleet", "python"), pod_name
+            assert container["resources"]["limits"]["memory"], pod_name
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_every_object_has_the_standard_labels(name):
+    for manifest in render(values=VALUE_SETS[name], api_versions=MONITORING_API_VERSIONS):
+        labels = manifest["metadata"].get("labels", {})
+        missing = [label for label in STANDARD_LABELS if label not in labels]
+        assert not missing, f"{manifest['kind']}/{manifest['metadata']['name']} lacks {missing}"
+        assert labels["app.kubernetes.io/part-of"] == "voxfleet"
+
+
+def test_monitoring_objects_render_only_where_the_api_is_served():
+    production = VALUE_SETS["production"]
+    kinds = lambda ms: sorted(m["kind"] for m in ms if m["kind"] in ("ServiceMonitor", "PodMonitor"))  # noqa: E731
+    assert kinds(render(values=production)) == []
+    assert kinds(render(values=production, api_versions=MONITORING_API_VERSIONS)) == [
+        "PodMonitor", "ServiceMonitor", "ServiceMonitor"]
+    assert kinds(render(api_versions=MONITORING_API_VERSIONS)) == []  # defaults: off even when served
+
+
+# --- the settings the chart renders are the components' settings ----------------------------------------
+
+def _config_map_env(manifests: list[dict], name: str) -> dict[str, str]:
+    return dict(find(manifests, "ConfigMap", name)["data"])
+
+
+POD_FIELDS = {"metadata.name": "pod-0", "metadata.namespace": "voxfleet-system", "status.podIP": "10.1.2.3"}
+
+
+def _literal_env(deployment: dict) -> dict[str, str]:
+    """The container's env as the kubelet would resolve it: downward-API fields and secretKeyRefs get stand-in
+    values (a Secret key becomes "<lowercased var name>-value"), literal values are $(VAR)-expanded."""
+    env: dict[str, str] = {}
+    for name, var in container_env(deployment).items():
+        source = var.get("valueFrom", {})
+        if "value" in var:
+            env[name] = expand(var["value"], env)
+        elif "fieldRef" in source:
+            env[name] = POD_FIELDS[source["fieldRef"]["fieldPath"]]
+        elif "secretKeyRef" in source:
+            env[name] = f"{name.lower()}-value"
+    return env
+
+
+def _apply_env(monkeypatch, env: dict[str, str]) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_gateway_env_parses_as_gateway_settings(name, monkeypatch):
+    from voxfleet.gateway.settings import GatewaySettings
+
+    manifests = render(values=VALUE_SETS[name])
+    deployment = find(manifests, "Deployment", "voxfleet-gateway")
+    env = {**_config_map_env(manifests, "voxfleet-platform"), **_config_map_env(manifests, "voxfleet-gateway"),
+           **_literal_env(deployment)}
+    known = {f"VOXFLEET_{field.upper()}" for field in GatewaySettings.model_fields}
+    unknown = sorted(n for n in env if n.startswith("VOXFLEET_") and n not in known)
+    assert not unknown, f"the chart sets env vars GatewaySettings doesn't read: {unknown}"
+    _apply_env(monkeypatch, env)
+    settings = GatewaySettings()
+    values = _values(name)
+    regions = values.get("gateway", {}).get("regions", {})
+    assert sorted(settings.regions) == sorted(regions)
+    for index, region in enumerate(sorted(regions)):
+        parsed = settings.regions[region]
+        assert parsed.url == regions[region]["livekitUrl"]
+        # Credentials arrive from their Secrets, never from the chart's values.
+        assert parsed.api_key == f"livekit_{index}_api_key-value"
+        assert parsed.api_secret.get_secret_value() == f"livekit_{index}_api_secret-value"
+    assert settings.latency_ms == values.get("gateway", {}).get("latencyMs", {})
+    assert str(settings.session_signing_key_file).startswith("/etc/voxfleet/session-key/")
+    mounts = {m["mountPath"] for m in deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert str(settings.session_signing_key_file.parent) in mounts
+    assert str(settings.worker_token_file.parent) in mounts
+
+
+def _values(name: str) -> dict:
+    return yaml.safe_load(VALUE_SETS[name][0].read_text()) if VALUE_SETS[name] else {}
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_operator_env_parses_as_operator_and_platform_settings(name, monkeypatch):
+    from voxfleet.operator.settings import OperatorSettings
+
+    manifests = render(values=VALUE_SETS[name])
+    deployment = find(manifests, "Deployment", "voxfleet-operator")
+    env = {**_config_map_env(manifests, "voxfleet-platform"), **_literal_env(deployment)}
+    known = {f"VOXFLEET_{f.upper()}" for f in PlatformSettings.model_fields} | {
+        f"VOXFLEET_OPERATOR_{f.upper()}" for f in OperatorSettings.model_fields}
+    unknown = sorted(n for n in env if n.startswith("VOXFLEET_") and n not in known)
+    assert not unknown, f"the chart sets env vars the operator doesn't read: {unknown}"
+    _apply_env(monkeypatch, env)
+    operator, platform = OperatorSettings(), PlatformSettings()
+    values = _values(name)
+    workers = values.get("workers", {})
+    assert operator.identity == "pod-0"  # the pod name: replicas tell themselves apart
+    assert operator.lease_name == find(manifests, "Lease")["metadata"]["name"]
+    assert platform.platform_namespace == "voxfleet-system"
+    assert platform.worker_node_selector == workers.get("nodeSelector", {})
+    assert platform.worker_tolerations == workers.get("tolerations", [])
+    assert platform.allowed_worker_images == workers.get("allowedImages", [])
+    image = values.get("image", {})
+    assert platform.worker_image == f"{image.get('repository', 'voxfleet/voxfleet')}:{image.get('tag', '0.1.0')}"
+    assert platform.worker_token_secret == find(manifests, "Secret", "voxfleet-worker-token")["metadata"]["name"]
+    assert platform.outbound_allowed_cidrs == values.get("platform", {}).get("outboundAllowedCidrs", [])
+
+
+# --- upgrades roll exactly what a change touches -----------------------------------------------------------
+
+def _pod_template(manifests: list[dict], component: str) -> dict:
+    return find(manifests, "Deployment", f"voxfleet-{component}")["spec"]["template"]
+
+
+def test_a_changed_value_rolls_only_the_deployments_that_read_it():
+    base = render(values=VALUE_SETS["minimal"])
+    gateway_only = render(values=VALUE_SETS["minimal"], set_values=("gateway.latencyMs.us-east.us-east=3",))
+    platform_wide = render(values=VALUE_SETS["minimal"], set_values=("workers.allowedImages={registry.example/*}",))
+    assert _pod_template(gateway_only, "gateway") != _pod_template(base, "gateway")
+    assert _pod_template(gateway_only, "operator") == _pod_template(base, "operator")
+    assert _pod_template(platform_wide, "gateway") != _pod_template(base, "gateway")
+    assert _pod_template(platform_wide, "operator") != _pod_template(base, "operator")
+
+
+# --- the Grafana dashboard only charts metrics the components export -----------------------------------------
+
+def test_dashboard_queries_name_only_exported_metrics():
+    from voxfleet.gateway.metrics import GatewayMetrics
+    from voxfleet.worker.telemetry.metrics import REGISTRY
+
+    exported: set[str] = set()
+    for registry in (REGISTRY, GatewayMetrics().registry):
+        for family in registry.collect():
+            exported |= {sample.name for sample in family.samples} | {family.name}
+    dashboard = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    expressions += [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    used = {name for expr in expressions for name in re.findall(r"\b(voxfleet_[a-z_]+)", expr)}
+    # Series of labelled histograms and counters (_bucket, _sum, _count, _total) appear once observed; their
+    # family name is exported from the start.
+    missing = sorted(n for n in used if n not in exported and re.sub(r"_(bucket|sum|count|total)$", "", n) not in exported)
+    assert not missing, f"the dashboard queries metrics nobody exports: {missing}"
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for topic in ("first audio", "active sessions", "free slots", "allocation failures", "usage per tenant"):
+        assert topic in titles
+
+
+def test_dashboard_config_map_carries_the_dashboard_json():
+    manifests = render(values=VALUE_SETS["production"])
+    config_map = find(manifests, "ConfigMap", "voxfleet-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["voxfleet-overview.json"])["uid"] == "voxfleet-overview"
