@@ -34,7 +34,8 @@ log = structlog.get_logger("voxfleet.outbound")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-MAX_URL_LENGTH = 2048
+MAX_URL_LENGTH = 2048  # a URL in a spec
+MAX_REQUEST_URL_LENGTH = 16384  # a request's URL, which may carry a GET tool's arguments as its query string
 MAX_REDIRECTS = 3
 MAX_ADDRESSES = 16
 HTTP_SCHEMES = ("http", "https")
@@ -170,12 +171,13 @@ class OutboundPolicy:
                 return None if why is None else f"{ip} embeds IPv4 {inner}: {why}"
         return _category_refusal(ip)
 
-    def check_url(self, url: str, schemes: tuple[str, ...] = HTTP_SCHEMES) -> OutboundTarget:
+    def check_url(self, url: str, schemes: tuple[str, ...] = HTTP_SCHEMES,
+                  max_length: int = MAX_URL_LENGTH) -> OutboundTarget:
         """The syntax checks (no DNS): scheme, credentials, length, host and port; IP literals checked here."""
         if not isinstance(url, str) or not url:
             raise OutboundURLRefused(str(url), "the URL is empty")
-        if len(url) > MAX_URL_LENGTH:
-            raise OutboundURLRefused(url, f"the URL is longer than {MAX_URL_LENGTH} characters")
+        if len(url) > max_length:
+            raise OutboundURLRefused(url, f"the URL is longer than {max_length} characters")
         if any(c.isspace() or ord(c) < 0x20 or c == "\\" for c in url):
             raise OutboundURLRefused(url, "the URL contains whitespace, control characters or backslashes")
         try:
@@ -335,7 +337,7 @@ def _transport_class(httpx_module: Any) -> type:
 
             async def handle_async_request(self, request: Any) -> Any:
                 url = str(request.url)
-                self._policy.check_url(url)
+                self._policy.check_url(url, max_length=MAX_REQUEST_URL_LENGTH)
                 try:
                     return await super().handle_async_request(request)
                 except _AddressRefused as refused:

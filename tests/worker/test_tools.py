@@ -117,6 +117,14 @@ async def test_a_tool_call_returns_its_result_and_speakable_words(servers, runne
     assert server.calls("/book")[-1].headers["content-type"] == "application/json"
 
 
+async def test_a_get_tool_carries_large_arguments_in_its_query_string(servers, runner_for) -> None:
+    server, _ = servers
+    search = make_tool("search", f"{server.url}/weather", http={"method": "GET"},
+                       parameters={"type": "object", "properties": {"city": {"type": "string"}}})
+    outcome = await runner_for(search).run("search", {"city": "x" * 3000}, call_id="long")
+    assert outcome.ok and server.calls("/weather")[-1].query["city"] == ["x" * 3000]
+
+
 async def test_arguments_that_break_the_schema_never_reach_the_tool(servers, runner_for) -> None:
     server, _ = servers
     runner = runner_for(make_tool("get_weather", f"{server.url}/weather", parameters=WEATHER_SCHEMA))
