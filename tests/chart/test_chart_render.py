@@ -15,6 +15,7 @@ from voxfleet.api.crd import all_crds
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.world.pod_env import expand
 
+from .chart_generated_files import POLICY_FILE, tenant_deletion_policy_json
 from .helm_render import (CHART, MONITORING_API_VERSIONS, VALUES_FILES, container_env, find, helm, render,
                           render_text, template_args)
 
@@ -85,10 +86,20 @@ def test_chart_crds_are_the_generated_ones():
     crds_dir = CHART / "crds"
     assert sorted(p.name for p in crds_dir.iterdir()) == sorted(all_crds()), "extra or missing files in chart crds/"
     assert crds_cli.main(["--check", "--dir", str(crds_dir)]) == 0, \
-        "charts/voxfleet/crds is stale: run `voxfleet crds --dir charts/voxfleet/crds`"
+        "charts/voxfleet/crds is stale: run `python -m tests.chart.chart_generated_files`"
     repo_crds = CHART.parents[1] / "crds"
     for name in all_crds():
         assert (crds_dir / name).read_text() == (repo_crds / name).read_text(), f"{name} differs from crds/{name}"
+
+
+def test_chart_tenant_deletion_policy_is_the_operators():
+    assert POLICY_FILE.read_text() == tenant_deletion_policy_json(), \
+        f"{POLICY_FILE} is stale: run `python -m tests.chart.chart_generated_files`"
+    rendered = [m for m in render() if m["kind"].startswith("ValidatingAdmissionPolicy")]
+    policy = find(rendered, "ValidatingAdmissionPolicy", "voxfleet-tenant-deletion")
+    binding = find(rendered, "ValidatingAdmissionPolicyBinding", "voxfleet-tenant-deletion")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert policy["spec"] == json.loads(POLICY_FILE.read_text())[0]["spec"]
 
 
 # --- what every rendering must hold ---------------------------------------------------------------------
