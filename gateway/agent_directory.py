@@ -38,12 +38,12 @@ class AgentDirectory:
 
     def get(self, namespace: str, name: str) -> AgentInfo | None:
         obj = self.cache.get(namespace, name)
-        return None if obj is None else self._parse(obj)
+        return None if obj is None else self.parse(obj)
 
     def in_namespace(self, namespace: str) -> list[dict[str, Any]]:
         return [obj for (ns, _), obj in self.cache.objects.items() if ns == namespace]
 
-    def _parse(self, obj: dict[str, Any]) -> AgentInfo | None:
+    def parse(self, obj: dict[str, Any]) -> AgentInfo | None:
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
         cached = self._parsed.get(key)

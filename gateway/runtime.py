@@ -6,18 +6,43 @@ Nothing here is shared state between replicas: each replica rebuilds all of it f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
+import structlog
 from fastapi import Request
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from voxfleet.gateway.agent_directory import AgentDirectory
+from voxfleet.gateway.allocation import Allocator
 from voxfleet.gateway.key_store import KeyStore
 from voxfleet.gateway.kube_client import KubeClient
+from voxfleet.gateway.livekit_rooms import LiveKitRooms
+from voxfleet.gateway.livekit_tokens import LiveKitTokens
 from voxfleet.gateway.metrics import GatewayMetrics
 from voxfleet.gateway.rate_limits import TenantRateLimiter
+from voxfleet.gateway.session_locator import SessionLocator
+from voxfleet.gateway.session_quota import SessionQuota
 from voxfleet.gateway.settings import GatewaySettings
 from voxfleet.gateway.tenant_directory import TenantDirectory
 from voxfleet.gateway.watch_cache import WatchCache
+from voxfleet.gateway.worker_client import WorkerClient
+from voxfleet.gateway.worker_registry import WorkerRegistry
+
+log = structlog.get_logger(__name__)
+
+
+def tracer_provider(settings: GatewaySettings) -> TracerProvider:
+    """Spans are always made (so trace context reaches the workers); exported only when an endpoint is set."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "voxfleet-gateway"}))
+    if settings.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
+    return provider
 
 
 @dataclass
@@ -27,35 +52,71 @@ class GatewayRuntime:
     keys: KeyStore
     tenants: TenantDirectory
     agents: AgentDirectory
+    workers: WorkerRegistry
+    worker_client: WorkerClient
+    tokens: LiveKitTokens
+    rooms: LiveKitRooms
+    allocator: Allocator
+    locator: SessionLocator
     metrics: GatewayMetrics
     rate_limiter: TenantRateLimiter
+    session_keys: list[bytes]
+    tracer_provider: TracerProvider
     background: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: GatewaySettings, kube: KubeClient | None = None) -> "GatewayRuntime":
         kube = kube or KubeClient.from_kubeconfig(settings.kubeconfig)
+        metrics = GatewayMetrics()
+        agents = AgentDirectory(kube)
+        workers = WorkerRegistry(kube, metrics)
+        client = WorkerClient(settings.load_worker_token(), settings.worker_port,
+                              timeout=settings.dispatch_timeout_seconds)
+        tokens = LiveKitTokens(settings.regions)
+        rooms = LiveKitRooms(settings.regions)
+        session_keys = settings.load_session_keys()
+        provider = tracer_provider(settings)
+        allocator = Allocator(settings, workers, client, tokens, SessionQuota(workers, agents, client), metrics,
+                              session_keys, provider.get_tracer("voxfleet.gateway"))
         return cls(settings=settings, kube=kube, keys=KeyStore(kube, settings.platform_namespace),
-                   tenants=TenantDirectory(kube), agents=AgentDirectory(kube), metrics=GatewayMetrics(),
-                   rate_limiter=TenantRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
+                   tenants=TenantDirectory(kube), agents=agents, workers=workers, worker_client=client,
+                   tokens=tokens, rooms=rooms, allocator=allocator, locator=SessionLocator(workers, client, rooms),
+                   metrics=metrics,
+                   rate_limiter=TenantRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+                   session_keys=session_keys, tracer_provider=provider)
 
     @property
     def watches(self) -> list[WatchCache]:
-        return [self.keys.cache, self.tenants.cache, self.agents.cache]
+        return [self.keys.cache, self.tenants.cache, self.agents.cache, self.workers.cache]
 
     async def start(self, sync_timeout: float = 30.0) -> None:
         for watch in self.watches:
             watch.start()
         await asyncio.gather(*(watch.wait_synced(sync_timeout) for watch in self.watches))
+        self.background.append(asyncio.create_task(
+            self.workers.poll_loads(self.worker_client, self.settings.load_poll_seconds), name="load hints"))
 
     def ready(self) -> bool:
         return all(watch.synced.is_set() for watch in self.watches)
 
+    async def close_room(self, region: str, room: str) -> None:
+        """Best effort: the caller is dropped from a session that was ended (the worker already left)."""
+        try:
+            await self.rooms.delete_room(region, room)
+        except Exception as error:  # noqa: BLE001 - LiveKit may have closed it already
+            log.debug("room not deleted", region=region, error=type(error).__name__)
+
     async def stop(self) -> None:
         for task in self.background:
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for watch in self.watches:
             await watch.stop()
+        await self.worker_client.aclose()
+        await self.rooms.aclose()
         await self.kube.aclose()
+        self.tracer_provider.shutdown()
 
 
 def runtime_of(request: Request) -> GatewayRuntime:

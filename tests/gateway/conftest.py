@@ -28,3 +28,22 @@ def gateway_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def start_gateway(kube: Cluster, platform_namespace: str, log_dir: Path, **kwargs) -> GatewayProcess:
     return GatewayProcess(kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace,
                           log_path=log_dir / f"gateway-{uuid.uuid4().hex[:6]}.log", **kwargs).start()
+
+
+LATENCY_MS = {"us-east": {"eu-west": 80, "ap-south": 210},
+              "eu-west": {"us-east": 80, "ap-south": 120},
+              "ap-south": {"eu-west": 120, "us-east": 210}}
+
+
+def livekit_regions(livekit: dict) -> dict[str, dict[str, str]]:
+    """Gateway region settings for the world's two LiveKits; ap-south shares eu-west's (one LiveKit, two regions)."""
+    regions = {name: {"url": lk.url, "apiUrl": lk.http_url, "apiKey": lk.api_key, "apiSecret": lk.api_secret}
+               for name, lk in livekit.items()}
+    regions["ap-south"] = dict(regions["eu-west"])
+    return regions
+
+
+def session_gateway_env(**extra: str) -> dict[str, str]:
+    import json
+
+    return {"VOXFLEET_LATENCY_MS": json.dumps(LATENCY_MS), "VOXFLEET_LOAD_POLL_SECONDS": "1", **extra}

@@ -95,7 +95,8 @@ def test_a_tampered_key_is_refused_and_never_echoed(gateway, tenant):
     real = tenant.key
     tampered = real[:-1] + ("A" if real[-1] != "A" else "B")
     for method, path in (("GET", "/v1/agents"), ("PUT", "/v1/agents/x"), ("PATCH", "/v1/agents/x"),
-                         ("DELETE", "/v1/agents/x")):
+                         ("DELETE", "/v1/agents/x"), ("POST", "/v1/agents/x/sessions"),
+                         ("GET", "/v1/sessions/abcdefgh"), ("DELETE", "/v1/sessions/abcdefgh")):
         response = httpx.request(method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {tampered}"},
                                  json={"regions": [{"name": "us-east"}]})
         assert response.status_code == 401, (method, path, response.text)

@@ -1,0 +1,205 @@
+"""Allocating a session: pick candidate workers, claim a slot at one (409 -> the next, a bounded number of
+times), hold the tenant's quota, and mint the tokens for the region the slot is in.
+
+The same claim loop serves recovery: a session whose worker died is dispatched, with ``recovery: true`` and
+its own session id and room, to another worker of the agent in a region the room's LiveKit serves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from opentelemetry import propagate, trace
+
+from voxfleet.api.wire import DispatchRequest, DispatchResponse
+from voxfleet.gateway import placement, room_names, session_ids
+from voxfleet.gateway.agent_directory import AgentInfo
+from voxfleet.gateway.api_errors import ApiError
+from voxfleet.gateway.livekit_tokens import LiveKitTokens, MintedToken
+from voxfleet.gateway.metrics import GatewayMetrics
+from voxfleet.gateway.session_quota import SessionQuota
+from voxfleet.gateway.settings import GatewaySettings
+from voxfleet.gateway.worker_client import DispatchOutcome, WorkerClient
+from voxfleet.gateway.worker_registry import Worker, WorkerRegistry
+
+log = structlog.get_logger(__name__)
+
+SESSION_GRACE_SECONDS = 120  # session ids and agent tokens outlive maxSessionSeconds by this much
+
+
+@dataclass(frozen=True)
+class Allocation:
+    session_id: str
+    room: str
+    region: str
+    livekit_url: str
+    worker: Worker
+    response: DispatchResponse
+    expires_at: datetime
+    caller_identity: str | None = None
+    caller_token: MintedToken | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    worker: Worker
+    request: DispatchRequest
+    response: DispatchResponse
+
+
+class Allocator:
+    def __init__(self, settings: GatewaySettings, registry: WorkerRegistry, client: WorkerClient,
+                 tokens: LiveKitTokens, quota: SessionQuota, metrics: GatewayMetrics, session_keys: list[bytes],
+                 tracer: trace.Tracer):
+        self.settings = settings
+        self.registry = registry
+        self.client = client
+        self.tokens = tokens
+        self.quota = quota
+        self.metrics = metrics
+        self.session_keys = session_keys
+        self.tracer = tracer
+
+    # --- new sessions ---------------------------------------------------------------------------------------
+
+    def regions_for(self, tenant_allowed: Sequence[str], agent: AgentInfo, *, preference: str | None,
+                    caller_region: str | None) -> list[str]:
+        usable = set(tenant_allowed) & set(self.settings.regions)
+        return placement.region_order(agent.regions, usable=usable, preference=preference,
+                                      caller_region=caller_region, default_origin=self.settings.default_caller_region,
+                                      latency_ms=self.settings.latency_ms)
+
+    async def allocate(self, *, tenant: str, namespace: str, quota_limit: int, agent: AgentInfo,
+                       regions: list[str], caller_identity: str | None, caller_name: str,
+                       metadata: dict[str, Any], room_name: Callable[[str], str] | None = None,
+                       mint_caller_token: bool = True) -> Allocation:
+        started = time.perf_counter()
+        labels = {"tenant": tenant, "agent": agent.name}
+        with self.tracer.start_as_current_span("gateway.allocate_session", attributes={
+                "voxfleet.tenant": tenant, "voxfleet.agent": agent.name}) as span:
+            if quota_limit <= 0:
+                self._count(labels, "", "quota", started)
+                raise self._over_quota(quota_limit)
+            lifetime = agent.spec.limits.max_session_seconds + SESSION_GRACE_SECONDS
+            nonce = session_ids.new_nonce()
+            identity = caller_identity or f"caller-{nonce.hex()}"
+
+            def build(worker: Worker) -> DispatchRequest:
+                ref = session_ids.SessionRef(region=worker.region, worker_ip=worker.ip or "", nonce=nonce,
+                                             expires_at=int(time.time()) + lifetime)
+                session_id = session_ids.encode(ref, tenant=tenant, key=self.session_keys[0])
+                room = room_name(session_id) if room_name else room_names.room_for_session(tenant, agent.name,
+                                                                                           session_id)
+                return self._dispatch_request(tenant, agent, worker, session_id, room, nonce.hex(),
+                                              caller_identity=identity, metadata=metadata, recovery=False)
+
+            claimed = await self.claim(self._candidates(tenant, agent.name, regions), build)
+            if claimed is None:
+                self._count(labels, regions[0] if regions else "", "no_capacity", started)
+                span.set_attribute("voxfleet.result", "no_capacity")
+                raise ApiError(503, "no_capacity", "No warm worker of this agent has a free slot in the usable"
+                                                   " regions right now; retry after Retry-After seconds.",
+                               headers={"Retry-After": str(self.settings.retry_after_seconds)})
+            worker, request = claimed.worker, claimed.request
+            if self.quota.needs_count(tenant, namespace, quota_limit):
+                total = await self.quota.count(tenant, claimed=worker, claimed_active=claimed.response.load.active)
+                if total > quota_limit:
+                    await self.client.end_session(worker.ip or "", request.session_id)
+                    self._count(labels, worker.region, "quota", started)
+                    span.set_attribute("voxfleet.result", "quota")
+                    raise self._over_quota(quota_limit)
+            caller_token = None
+            if mint_caller_token:
+                caller_token = self.tokens.caller(worker.region, room=request.room, identity=identity,
+                                                  name=caller_name or identity,
+                                                  ttl_seconds=self.settings.caller_token_ttl_seconds)
+            self._count(labels, worker.region, "ok", started)
+            span.set_attribute("voxfleet.region", worker.region)
+            span.set_attribute("voxfleet.worker", worker.name)
+            ref = session_ids.decode(request.session_id, tenant=tenant, keys=self.session_keys)
+            expires = datetime.fromtimestamp(ref.expires_at if ref else 0, tz=timezone.utc)
+            return Allocation(session_id=request.session_id, room=request.room, region=worker.region,
+                              livekit_url=self.tokens.url(worker.region), worker=worker, response=claimed.response,
+                              expires_at=expires, caller_identity=identity, caller_token=caller_token)
+
+    def _over_quota(self, limit: int) -> ApiError:
+        return ApiError(429, "quota_exceeded", f"The tenant already has its maximum of {limit} concurrent sessions;"
+                                               " end one or retry after Retry-After seconds.",
+                        headers={"Retry-After": str(self.settings.retry_after_seconds)})
+
+    def _count(self, labels: dict[str, str], region: str, result: str, started: float) -> None:
+        self.metrics.allocations.labels(labels["tenant"], labels["agent"], region, result).inc()
+        self.metrics.allocation_seconds.labels(labels["tenant"], labels["agent"], region, result).observe(
+            time.perf_counter() - started)
+
+    def _candidates(self, tenant: str, agent: str, regions: list[str]) -> list[Worker]:
+        ordered: list[Worker] = []
+        for region in regions:
+            ordered += placement.worker_order(self.registry.ready_workers(tenant, agent, region),
+                                              self.registry.free_hint)
+        return ordered
+
+    def _dispatch_request(self, tenant: str, agent: AgentInfo, worker: Worker, session_id: str, room: str,
+                          nonce_hex: str, *, caller_identity: str | None, metadata: dict[str, Any],
+                          recovery: bool) -> DispatchRequest:
+        identity = room_names.agent_identity(nonce_hex, worker.name)
+        token = self.tokens.agent(worker.region, room=room, identity=identity, session_id=session_id,
+                                  ttl_seconds=agent.spec.limits.max_session_seconds + SESSION_GRACE_SECONDS)
+        return DispatchRequest(session_id=session_id, tenant=tenant, agent=agent.name, region=worker.region,
+                               room=room, livekit_url=self.tokens.url(worker.region), livekit_token=token.jwt,
+                               agent_identity=identity, caller_identity=caller_identity, metadata=metadata,
+                               recovery=recovery)
+
+    # --- the claim loop -------------------------------------------------------------------------------------
+
+    async def claim(self, candidates: list[Worker], build: Callable[[Worker], DispatchRequest]) -> Claimed | None:
+        """Try candidates in order until one accepts; at most settings.dispatch_attempts of them."""
+        attempts = 0
+        for worker in candidates[: self.settings.dispatch_attempts]:
+            attempts += 1
+            request = build(worker)
+            outcome = await self._dispatch(worker, request)
+            if outcome.answer == "accepted" and outcome.response is not None:
+                self.registry.note_load(worker, outcome.response.load)
+                self.metrics.dispatch_attempts.labels(worker.region).observe(attempts)
+                return Claimed(worker, request, outcome.response)
+            if outcome.answer in ("full", "draining", "not_ready"):
+                self.registry.note_full(worker)
+            log.debug("dispatch refused", pod=worker.name, region=worker.region, answer=outcome.answer,
+                      detail=outcome.detail)
+        if candidates:
+            self.metrics.dispatch_attempts.labels(candidates[0].region).observe(attempts)
+        return None
+
+    async def _dispatch(self, worker: Worker, request: DispatchRequest) -> DispatchOutcome:
+        started = time.perf_counter()
+        with self.tracer.start_as_current_span("gateway.dispatch", attributes={
+                "voxfleet.worker": worker.name, "voxfleet.region": worker.region,
+                "voxfleet.recovery": request.recovery}) as span:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            request = request.model_copy(update={"traceparent": carrier.get("traceparent")})
+            outcome = await self.client.dispatch(worker.ip or "", request)
+            span.set_attribute("voxfleet.answer", outcome.answer)
+        self.metrics.dispatch_seconds.labels(worker.region, outcome.answer).observe(time.perf_counter() - started)
+        return outcome
+
+    # --- recovery -------------------------------------------------------------------------------------------
+
+    async def redispatch(self, *, tenant: str, agent: AgentInfo, session_id: str, room: str, nonce_hex: str,
+                         regions: list[str], exclude: set[str], caller_identity: str | None,
+                         candidates: list[Worker] | None = None) -> Claimed | None:
+        """Dispatch an existing session (its id and room unchanged) to another worker, with recovery: true."""
+        if candidates is None:
+            candidates = [w for w in self._candidates(tenant, agent.name, regions) if w.uid not in exclude]
+
+        def build(worker: Worker) -> DispatchRequest:
+            return self._dispatch_request(tenant, agent, worker, session_id, room, nonce_hex,
+                                          caller_identity=caller_identity, metadata={}, recovery=True)
+
+        return await self.claim(candidates, build)
