@@ -1,0 +1,259 @@
+"""One VoiceAgent into its warm pools: check what the schema can't, apply the ConfigMap, Service and one
+Deployment + PodDisruptionBudget per region, drain regions that left the spec, and write status when a figure
+changed. Level-triggered: it looks only at the agent as it is now and at what exists, never at what happened."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from voxfleet.api import labels
+from voxfleet.api.tenant import TenantSpec
+from voxfleet.api.voiceagent import VoiceAgentSpec
+from voxfleet.operator import agent_status, spec_checks
+from voxfleet.operator.agent_builder import build_config_map, build_service, worker_config
+from voxfleet.operator.cluster_view import AgentKey, tenant_namespace
+from voxfleet.operator.kube_client import NotFound
+from voxfleet.operator.ownership import Owner
+from voxfleet.operator.pool_builder import build_deployment, build_pod_disruption_budget, deployment_name
+from voxfleet.operator.pools import Pool
+from voxfleet.operator.runtime import Runtime
+from voxfleet.operator.scaling import PoolScaler, recommend
+from voxfleet.operator.spec_checks import Problem
+
+log = structlog.get_logger("voxfleet.operator.agent")
+SESSION_FIGURES = ("activeSessions", "freeSlots")
+_UNWATCHABLE = {"SecretMissing", "SecretKeyMissing", "NoTenant"}  # nothing tells us when these are fixed
+
+
+class AgentReconciler:
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    async def reconcile(self, namespace: str, name: str, full: bool) -> float | None:
+        key = (namespace, name)
+        body = self.rt.view.agents.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            self.forget(key)  # owner references let the garbage collector remove what it owned
+            return None
+        if self.rt.settings.tenant_selector and self.rt.view.tenant_for_namespace(namespace) is None:
+            self.forget(key)  # not one of our Tenants': another operator instance serves it
+            return None
+        memory = self.rt.memory(key)
+        again = None
+        if full or memory.observed_generation is None:
+            memory.problems = await self._apply(body)
+            memory.observed_generation = int(body["metadata"].get("generation") or 0)
+            if any(p.reason in _UNWATCHABLE for p in memory.problems):
+                again = self.rt.settings.recheck_seconds
+        return await self._status(key, body, full) or again
+
+    def forget(self, key: AgentKey) -> None:
+        namespace, name = key
+        self.rt.agents.pop(key, None)
+        self.rt.recorder.forget(f"VoiceAgent/{namespace}/{name}")
+        for pool in self.rt.pools.of_agent(namespace, name):
+            self.rt.pools.drop(pool.key)
+            self.rt.metrics.forget_pool(pool.tenant, pool.agent, pool.region)
+        # Forgetting what was applied is always safe: at worst the next apply is sent instead of skipped.
+        self.rt.applier.forget(lambda k: k[1] == namespace and (k[2] == name or k[2].startswith(f"{name}-")))
+        self.rt.metrics.pools.set(len(self.rt.pools))
+
+    # --- apply ----------------------------------------------------------------------------------------------
+
+    async def _tenant(self, namespace: str) -> dict[str, Any] | None:
+        tenant = self.rt.view.tenant_for_namespace(namespace)
+        if tenant is not None:
+            return tenant
+        # Not (yet) in the cache: ask the apiserver, the namespace's label names its tenant.
+        ns = await self.rt.client.get_or_none("Namespace", namespace)
+        tenant_name = ((ns or {}).get("metadata", {}).get("labels") or {}).get(labels.TENANT)
+        if not tenant_name:
+            return None
+        tenant = await self.rt.client.get_or_none("Tenant", tenant_name)
+        return tenant if tenant is not None and tenant_namespace(tenant) == namespace else None
+
+    async def _secret_keys(self, namespace: str, names: set[str]) -> dict[str, set[str] | None]:
+        keys: dict[str, set[str] | None] = {}
+        for secret_name in sorted(names):
+            secret = await self.rt.client.get_or_none("Secret", secret_name, namespace)
+            keys[secret_name] = None if secret is None else set((secret.get("data") or {}).keys()) | set(
+                (secret.get("stringData") or {}).keys())
+        return keys
+
+    async def _apply(self, body: dict[str, Any]) -> list[Problem]:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        try:
+            spec = VoiceAgentSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            return [Problem("InvalidSpec", f"spec.{where}: {first.get('msg')}", blocking=True)]
+        tenant = await self._tenant(namespace)
+        if tenant is None:
+            return [Problem("NoTenant", f"namespace {namespace} belongs to no Tenant: VoiceAgents run only in a"
+                                        " Tenant's namespace", blocking=True)]
+        tenant_name = tenant["metadata"]["name"]
+        try:
+            allowed = TenantSpec.model_validate(tenant.get("spec") or {}).allowed_regions
+        except ValidationError:
+            allowed = []
+        problems = spec_checks.check_name(name) + spec_checks.check_image(spec, self.rt.platform)
+        referenced = {ref.name for _, ref in spec_checks.secret_references(spec)}
+        problems += spec_checks.check_secrets(spec, namespace, await self._secret_keys(namespace, referenced))
+        problems += spec_checks.check_regions(spec, allowed, self.rt.view.regions_with_nodes(), tenant_name)
+        if any(p.blocking for p in problems):
+            return problems  # the pools keep running the last spec that was fine
+
+        config = worker_config(tenant_name, body, spec)
+        owner = Owner.of(body)
+        applier = self.rt.applier
+        await applier.apply(build_config_map(owner, config))
+        await applier.apply(build_service(owner, config, self.rt.platform))
+
+        skipped = {p.region for p in problems if p.region_skipped}
+        accepted: set[str] = set()
+        now = time.monotonic()
+        for region in spec.regions:
+            if region.name in skipped:
+                continue
+            existing = self.rt.view.deployments.get(namespace, deployment_name(name, region.name))
+            if existing is not None and existing.agent != name:
+                problems.append(Problem("NameConflict", f"Deployment {deployment_name(name, region.name)} already"
+                                                        f" belongs to VoiceAgent {existing.agent}; rename one of"
+                                                        " them", region=region.name, region_skipped=True))
+                continue
+            accepted.add(region.name)
+            pool = self._pool(tenant_name, namespace, name, spec, region, config.config_hash(), existing, now)
+            await applier.apply(build_deployment(owner, config, region.name, pool.scaler.desired, self.rt.platform,
+                                                 self.rt.settings.grace_margin_seconds))
+            await applier.apply(build_pod_disruption_budget(owner, config, region.name))
+
+        await self._drain_removed(owner, config, accepted)
+        self.rt.metrics.pools.set(len(self.rt.pools))
+        return problems
+
+    def _pool(self, tenant: str, namespace: str, name: str, spec: VoiceAgentSpec, region: Any, config_hash: str,
+              existing: Any, now: float) -> Pool:
+        key = (namespace, name, region.name)
+        pool = self.rt.pools.get(key)
+        scaling = spec.scaling
+        if pool is None:
+            # After a restart the Deployment's size is the best knowledge of demand: keep it.
+            initial = existing.replicas if existing is not None else recommend(
+                0, scaling.buffer_sessions, scaling.sessions_per_worker, region.min_workers, region.max_workers)
+            pool = Pool(tenant=tenant, namespace=namespace, agent=name, region=region.name, min_workers=0,
+                        max_workers=0, sessions_per_worker=1, buffer_sessions=0, scale_down_delay=0,
+                        config_hash=config_hash, scaler=PoolScaler(desired=initial))
+            self.rt.pools.put(pool)
+        pool.tenant, pool.config_hash, pool.draining = tenant, config_hash, False
+        pool.min_workers, pool.max_workers = region.min_workers, region.max_workers
+        pool.sessions_per_worker, pool.buffer_sessions = scaling.sessions_per_worker, scaling.buffer_sessions
+        pool.scale_down_delay = scaling.scale_down_delay_seconds
+        pool.scaler.clamp(region.min_workers, region.max_workers, now)
+        return pool
+
+    async def _drain_removed(self, owner: Owner, config: Any, accepted: set[str]) -> None:
+        """A region that left the spec: scale to 0 (each worker drains its calls on SIGTERM), delete when empty."""
+        namespace, name = config.namespace, config.agent
+        for deployment in self.rt.view.agent_deployments(namespace, name):
+            if deployment.region in accepted:
+                continue
+            key = (namespace, name, deployment.region)
+            pool = self.rt.pools.get(key)
+            if pool is not None:
+                pool.draining = True
+                pool.scaler.desired = 0
+            if deployment.replicas != 0:
+                log.info("draining region", namespace=namespace, agent=name, region=deployment.region)
+                await self.rt.client.merge_patch("Deployment", deployment.name, {"spec": {"replicas": 0}},
+                                                 namespace, subresource="scale")
+            elif not self.rt.view.pool_pods(key):
+                log.info("region drained, removing its pool", namespace=namespace, agent=name,
+                         region=deployment.region)
+                await self.rt.applier.delete("Deployment", namespace, deployment.name)
+                await self.rt.applier.delete("PodDisruptionBudget", namespace, deployment.name)
+                self.rt.pools.drop(key)
+                self.rt.metrics.forget_pool(config.tenant, name, deployment.region)
+        for pool in self.rt.pools.of_agent(namespace, name):
+            if pool.region not in accepted and self.rt.view.deployments.get(
+                    namespace, deployment_name(name, pool.region)) is None:
+                self.rt.pools.drop(pool.key)
+
+    # --- status ---------------------------------------------------------------------------------------------
+
+    def _figures(self, namespace: str, name: str, spec_regions: list[str],
+                 problems: list[Problem]) -> list[agent_status.RegionFigures]:
+        skipped = {p.region for p in problems if p.region_skipped}
+        figures: dict[str, agent_status.RegionFigures] = {}
+        for region in spec_regions:
+            pool = self.rt.pools.get((namespace, name, region))
+            deployment = self.rt.view.deployments.get(namespace, deployment_name(name, region))
+            if region in skipped or pool is None or pool.draining:
+                figures[region] = agent_status.RegionFigures(region, 0, has_pool=False)
+                continue
+            figures[region] = agent_status.RegionFigures(
+                region, pool.scaler.desired, ready=deployment.ready if deployment else 0,
+                updated=deployment.updated_current if deployment else 0, active=pool.active, free=pool.free)
+        for deployment in self.rt.view.agent_deployments(namespace, name):
+            pool = self.rt.pools.get((namespace, name, deployment.region))
+            if deployment.region not in spec_regions or deployment.region in skipped or (pool and pool.draining):
+                figures[deployment.region] = agent_status.RegionFigures(
+                    deployment.region, 0, ready=deployment.ready, updated=deployment.updated_current,
+                    active=pool.active if pool else 0, draining=True)
+        return list(figures.values())
+
+    async def _status(self, key: AgentKey, body: dict[str, Any], full: bool) -> float | None:
+        namespace, name = key
+        memory = self.rt.memory(key)
+        problems = list(memory.problems)
+        for deployment in self.rt.view.agent_deployments(namespace, name):
+            problems += spec_checks.replica_failure(deployment.region, deployment.failure)
+        spec_regions = [r.get("name", "") for r in (body.get("spec") or {}).get("regions") or []]
+        figures = self._figures(namespace, name, spec_regions, problems)
+        self._export(namespace, name, figures)
+        await self.rt.recorder.problems(f"VoiceAgent/{namespace}/{name}", body, [(p.reason, p.message) for p in problems])
+
+        previous = body.get("status") or {}
+        status = agent_status.build_agent_status(memory.observed_generation, spec_regions, figures, problems,
+                                                 previous)
+        if not agent_status.status_differs(status, previous):
+            return None
+        now = time.monotonic()
+        wait = memory.status_written_at + self.rt.settings.status_session_interval_seconds - now
+        if not full and wait > 0 and not agent_status.status_differs(_without_sessions(status),
+                                                                     _without_sessions(previous)):
+            return wait  # only session figures moved: coalesce them into one write later
+        try:
+            written = await self.rt.client.merge_patch("VoiceAgent", name, {"status": status}, namespace,
+                                                       subresource="status")
+        except NotFound:
+            self.forget(key)
+            return None
+        memory.status_written_at = now
+        self.rt.metrics.status_writes.labels(kind="VoiceAgent").inc()
+        if key in self.rt.view.agents:
+            self.rt.view.agents[key] = written  # compare the next status with what we just wrote
+        return None
+
+    def _export(self, namespace: str, name: str, figures: list[agent_status.RegionFigures]) -> None:
+        metrics = self.rt.metrics
+        for figure in figures:
+            pool = self.rt.pools.get((namespace, name, figure.name))
+            if pool is not None:
+                pool_labels = (pool.tenant, pool.agent, pool.region)
+                metrics.desired.labels(*pool_labels).set(figure.desired)
+                metrics.ready.labels(*pool_labels).set(figure.ready)
+                metrics.active.labels(*pool_labels).set(figure.active)
+                metrics.free.labels(*pool_labels).set(figure.free)
+
+
+def _without_sessions(status: dict[str, Any]) -> dict[str, Any]:
+    trimmed = {k: v for k, v in status.items() if k not in SESSION_FIGURES}
+    trimmed["regions"] = [{k: v for k, v in r.items() if k not in SESSION_FIGURES}
+                          for r in status.get("regions") or []]
+    return trimmed

@@ -1,0 +1,90 @@
+"""A keyed work queue: each key is reconciled by one worker at a time, repeated adds collapse into one pending
+run, failures retry with exponential backoff, and a reconcile may ask to be run again after a delay.
+
+Keys carry a `full` flag: a full reconcile applies objects, a light one only refreshes status; a pending full
+run absorbs a light one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+
+import structlog
+
+log = structlog.get_logger("voxfleet.operator.queue")
+
+# (key, full) -> seconds until the next run wanted, or None
+Reconcile = Callable[[Hashable, bool], Awaitable[float | None]]
+
+
+class ReconcileQueue:
+    def __init__(self, reconcile: Reconcile, *, workers: int, retry_min: float, retry_max: float):
+        self.reconcile = reconcile
+        self.workers = workers
+        self.retry_min, self.retry_max = retry_min, retry_max
+        self.pending: dict[Hashable, bool] = {}  # key -> full; insertion order is FIFO order
+        self.running: set[Hashable] = set()
+        self.failures: dict[Hashable, int] = {}
+        self._wakeup = asyncio.Event()
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def add(self, key: Hashable, *, full: bool = True, delay: float = 0.0) -> None:
+        if delay > 0:
+            timer = self._timers.get(key)
+            if timer is not None and not timer.cancelled():
+                return  # a retry is already scheduled; the sooner add path still works
+            self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key, full)
+            return
+        self.pending[key] = self.pending.get(key, False) or full
+        self.idle.clear()
+        self._wakeup.set()
+
+    def _fire(self, key: Hashable, full: bool) -> None:
+        self._timers.pop(key, None)
+        self.add(key, full=full)
+
+    def __len__(self) -> int:
+        return len(self.pending) + len(self.running)
+
+    def _take(self) -> tuple[Hashable, bool] | None:
+        for key in self.pending:
+            if key not in self.running:
+                return key, self.pending.pop(key)
+        return None
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+
+    async def _worker(self) -> None:
+        while True:
+            item = self._take()
+            if item is None:
+                if not self.running and not self.pending:
+                    self.idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            key, full = item
+            self.running.add(key)
+            try:
+                again = await self.reconcile(key, full)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - one bad object must not stop the others
+                failures = self.failures.get(key, 0) + 1
+                self.failures[key] = failures
+                delay = min(self.retry_max, self.retry_min * 2 ** (failures - 1))
+                log.warning("reconcile failed, retrying", key=str(key), error=str(error)[:500], retry_in=delay,
+                            failures=failures)
+                self.add(key, full=True, delay=delay)
+            else:
+                self.failures.pop(key, None)
+                if again:
+                    self.add(key, full=True, delay=again)
+            finally:
+                self.running.discard(key)
+                if key in self.pending:
+                    self._wakeup.set()  # it was added again while running

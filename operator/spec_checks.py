@@ -1,0 +1,103 @@
+"""What the CRD schema can't check about a VoiceAgent: things that depend on the cluster and the platform.
+
+Each problem becomes the Degraded condition and a Warning Event. `blocking` problems stop every change to the
+agent's pools (they keep running the last spec that was fine, so a bad edit never takes a working agent down);
+region problems affect only that region's pool. Messages name Secrets and keys, never values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from voxfleet.api.common import SecretKeyRef
+from voxfleet.api.settings import PlatformSettings
+from voxfleet.api.voiceagent import VoiceAgentSpec
+
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str  # CamelCase, as Kubernetes reasons are
+    message: str
+    region: str | None = None
+    blocking: bool = False  # True: no pool of this agent changes until it is fixed
+    region_skipped: bool = False  # True: this region gets no pool (or its pool drains)
+
+
+def secret_references(spec: VoiceAgentSpec) -> list[tuple[str, SecretKeyRef]]:
+    """(spec path, ref) for every Secret key the pods will read, so a message can say where it was named."""
+    found: list[tuple[str, SecretKeyRef]] = []
+    for stage in ("stt", "llm", "tts"):
+        ref = getattr(spec.pipeline, stage).secret_ref
+        if ref is not None:
+            found.append((f"spec.pipeline.{stage}.secretRef", ref))
+    for tool in spec.tools:
+        for header in tool.http.headers:
+            if header.secret_key_ref is not None:
+                found.append((f"spec.tools[{tool.name}].http.headers[{header.name}].secretKeyRef",
+                              header.secret_key_ref))
+    for var in spec.worker.env:
+        if var.secret_key_ref is not None:
+            found.append((f"spec.worker.env[{var.name}].secretKeyRef", var.secret_key_ref))
+    return found
+
+
+def check_name(name: str) -> list[Problem]:
+    if DNS_1035.match(name):
+        return []
+    return [Problem("InvalidName", f"VoiceAgent name {name!r} must be a DNS-1035 label (lowercase letters, digits"
+                                   " and '-', starting with a letter, at most 63 characters): it names the agent's"
+                                   " Service and labels its pods. Recreate the agent under such a name.",
+                    blocking=True)]
+
+
+def check_image(spec: VoiceAgentSpec, platform: PlatformSettings) -> list[Problem]:
+    image = spec.worker.image
+    if image is None or platform.image_allowed(image):
+        return []
+    return [Problem("ImageNotAllowed", f"spec.worker.image {image!r} is not in the platform's allow-list of worker"
+                                       " images; remove spec.worker.image to use the platform's image, or ask the"
+                                       " platform team to allow it. The pools keep their current spec meanwhile.",
+                    blocking=True)]
+
+
+def check_secrets(spec: VoiceAgentSpec, namespace: str, secret_keys: Mapping[str, set[str] | None]) -> list[Problem]:
+    """secret_keys: Secret name -> its keys, or None when the Secret does not exist."""
+    problems = []
+    for path, ref in secret_references(spec):
+        keys = secret_keys.get(ref.name)
+        if keys is None:
+            problems.append(Problem("SecretMissing", f"Secret {ref.name!r} named by {path} does not exist in"
+                                                     f" namespace {namespace}; create it. The pools keep their"
+                                                     " current spec meanwhile.", blocking=True))
+        elif ref.key not in keys:
+            problems.append(Problem("SecretKeyMissing", f"Secret {ref.name!r} named by {path} has no key"
+                                                        f" {ref.key!r}; add it. The pools keep their current spec"
+                                                        " meanwhile.", blocking=True))
+    return problems
+
+
+def check_regions(spec: VoiceAgentSpec, allowed_regions: list[str], regions_with_nodes: set[str],
+                  tenant: str) -> list[Problem]:
+    problems = []
+    for region in spec.regions:
+        if region.name not in allowed_regions:
+            problems.append(Problem("RegionNotAllowed", f"region {region.name!r} is not among Tenant {tenant}'s"
+                                                        f" allowedRegions ({', '.join(allowed_regions)}); it gets"
+                                                        " no pool.", region=region.name, region_skipped=True))
+        elif region.name not in regions_with_nodes:
+            problems.append(Problem("NoNodesInRegion", f"no schedulable voice node has"
+                                                       f" topology.kubernetes.io/region={region.name}; its workers"
+                                                       " stay Pending until such nodes join.", region=region.name))
+    return problems
+
+
+def replica_failure(region: str, failure: str | None) -> list[Problem]:
+    """The ReplicaSet's FailedCreate (e.g. exceeded quota), which the Deployment surfaces as ReplicaFailure."""
+    if not failure:
+        return []
+    reason = "QuotaExceeded" if "exceeded quota" in failure else "WorkersNotCreated"
+    return [Problem(reason, f"region {region}: {failure}", region=region)]

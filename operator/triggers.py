@@ -1,0 +1,80 @@
+"""Which change of a watched built-in object makes which Tenant or VoiceAgent reconcile (level-triggered: the
+reconcile then looks at everything as it is).
+
+- a managed object deleted, or changed by someone else (its version is not the one our apply produced): the
+  owner reconciles fully and puts it back;
+- a pool Deployment's status moved: the agent's status is refreshed;
+- a pod of a draining pool went away: the agent reconciles (the pool may be empty now and can be removed);
+- the set of regions with voice nodes changed: every agent reconciles (NoNodesInRegion may have cleared);
+- the worker token changed: every Tenant reconciles (its copy is refreshed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voxfleet.operator.cluster_view import DeploymentView, ManagedView, PodView
+from voxfleet.operator.reconcile_queue import ReconcileQueue
+from voxfleet.operator.runtime import AGENT, TENANT, Runtime
+from voxfleet.operator.watch_cache import Key
+
+
+class Triggers:
+    def __init__(self, runtime: Runtime, queue: ReconcileQueue):
+        self.rt = runtime
+        self.queue = queue
+        self.regions: set[str] | None = None
+
+    def __call__(self, kind: str, key: Key, old: Any, new: Any) -> None:
+        if kind == "Deployment":
+            self._deployment(key, old, new)
+        elif kind == "Pod":
+            self._pod(old, new)
+        elif kind == "Node":
+            self._nodes()
+        elif kind == "WorkerToken":
+            for name in list(self.rt.view.tenants):
+                self.queue.add((TENANT, name), full=True)
+        elif kind.startswith("Managed"):
+            self._managed(old, new)
+
+    def _agent_exists(self, namespace: str, agent: str) -> bool:
+        return (namespace, agent) in self.rt.view.agents
+
+    def _deployment(self, key: Key, old: DeploymentView | None, new: DeploymentView | None) -> None:
+        current = new or old
+        if current is None or not self._agent_exists(current.namespace, current.agent):
+            return
+        agent_key = (AGENT, current.namespace, current.agent)
+        ours = self.rt.applier.our_version(("Deployment", *key))
+        if new is None or (ours is not None and str(new.generation) != ours and new.generation > int(ours or 0)):
+            self.queue.add(agent_key, full=True)
+        else:
+            self.queue.add(agent_key, full=False)
+
+    def _pod(self, old: PodView | None, new: PodView | None) -> None:
+        if new is None and old is not None:
+            pool = self.rt.pools.get(old.pool)
+            if pool is not None and pool.draining:
+                self.queue.add((AGENT, old.namespace, old.agent), full=True)
+
+    def _nodes(self) -> None:
+        regions = self.rt.view.regions_with_nodes()
+        if self.regions is not None and regions != self.regions:
+            for namespace, name in list(self.rt.view.agents):
+                self.queue.add((AGENT, namespace, name), full=True)
+        self.regions = regions
+
+    def _managed(self, old: ManagedView | None, new: ManagedView | None) -> None:
+        current = new or old
+        if current is None:
+            return
+        ours = self.rt.applier.our_version((current.kind, current.namespace, current.name))
+        if new is not None and (ours is None or new.version == ours):
+            return  # our own write, or something we have not applied in this process
+        if current.agent:
+            if self._agent_exists(current.namespace, current.agent):
+                self.queue.add((AGENT, current.namespace, current.agent), full=True)
+        elif current.tenant and current.tenant in self.rt.view.tenants:
+            self.queue.add((TENANT, current.tenant), full=True)
+

@@ -1,0 +1,144 @@
+"""Status, conditions and the checks the schema can't make (pure), plus the reconcile queue's guarantees."""
+
+from __future__ import annotations
+
+import asyncio
+
+from voxfleet.api.voiceagent import VoiceAgentSpec, VoiceAgentStatus
+from voxfleet.operator import conditions, spec_checks
+from voxfleet.operator.agent_status import RegionFigures, build_agent_status, status_differs
+from voxfleet.operator.reconcile_queue import ReconcileQueue
+from tests.operator.specs import AGENT_SPEC, agent_spec, platform
+
+
+def _conditions(status: dict) -> dict[str, dict]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_ready_status_validates_against_the_contract_model():
+    figures = [RegionFigures("us-east", 2, ready=2, updated=2, active=3, free=5),
+               RegionFigures("eu-west", 1, ready=1, updated=1, active=0, free=4)]
+    status = build_agent_status(7, ["us-east", "eu-west"], figures, [], None, now="2025-01-01T00:00:00Z")
+    model = VoiceAgentStatus.model_validate(status)
+    assert (model.ready_workers, model.active_sessions, model.free_slots) == (3, 3, 9)
+    assert model.region_names == "us-east,eu-west"
+    assert model.observed_generation == 7
+    found = _conditions(status)
+    assert found["Ready"]["status"] == "True"
+    assert found["Progressing"]["status"] == "False"
+    assert found["Degraded"]["status"] == "False"
+
+
+def test_not_ready_while_rolling_or_scaling():
+    rolling = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 2, ready=2, updated=1)], [], None)
+    assert _conditions(rolling)["Ready"]["status"] == "False"
+    assert _conditions(rolling)["Progressing"]["reason"] == "RollingOut"
+    draining = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 1, ready=1, updated=1),
+                                                   RegionFigures("eu-west", 0, ready=1, draining=True)], [], None)
+    assert _conditions(draining)["Ready"]["status"] == "True"
+    assert _conditions(draining)["Progressing"]["reason"] == "DrainingRegion"
+
+
+def test_degraded_carries_the_problem_and_blocking_ones_make_it_not_ready():
+    problem = spec_checks.Problem("ImageNotAllowed", "spec.worker.image 'x' is not allowed", blocking=True)
+    status = build_agent_status(2, ["us-east"], [RegionFigures("us-east", 1, ready=1, updated=1)], [problem], None)
+    found = _conditions(status)
+    assert (found["Degraded"]["status"], found["Degraded"]["reason"]) == ("True", "ImageNotAllowed")
+    assert (found["Ready"]["status"], found["Ready"]["reason"]) == ("False", "ImageNotAllowed")
+
+
+def test_unchanged_picture_keeps_transition_times_and_needs_no_write():
+    figures = [RegionFigures("us-east", 1, ready=1, updated=1)]
+    first = build_agent_status(1, ["us-east"], figures, [], None, now="2025-01-01T00:00:00Z")
+    again = build_agent_status(1, ["us-east"], figures, [], first, now="2025-06-01T00:00:00Z")
+    assert not status_differs(again, first)
+    moved = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 1, ready=1, updated=1, active=1)], [],
+                               first, now="2025-06-01T00:00:00Z")
+    assert status_differs(moved, first)
+    assert _conditions(moved)["Ready"]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
+
+
+def test_condition_transition_time_moves_only_with_status():
+    old = conditions.merge(None, [conditions.Wanted("Ready", "False", "X")], 1, now="t1")
+    same = conditions.merge(old, [conditions.Wanted("Ready", "False", "Y", "other")], 2, now="t2")
+    flipped = conditions.merge(same, [conditions.Wanted("Ready", "True", "Z")], 3, now="t3")
+    assert [c["lastTransitionTime"] for c in (old[0], same[0], flipped[0])] == ["t1", "t1", "t3"]
+
+
+def test_secret_checks_name_the_secret_and_spec_path_never_a_value():
+    spec = VoiceAgentSpec.model_validate(AGENT_SPEC)
+    problems = spec_checks.check_secrets(spec, "tenant-acme", {"llm-keys": None, "tool-keys": {"orders"}})
+    reasons = sorted(p.reason for p in problems)
+    assert reasons == ["SecretKeyMissing", "SecretMissing"]
+    missing = next(p for p in problems if p.reason == "SecretMissing")
+    assert "'llm-keys'" in missing.message and "spec.pipeline.llm.secretRef" in missing.message
+    key_missing = next(p for p in problems if p.reason == "SecretKeyMissing")
+    assert "'crm'" in key_missing.message and "spec.worker.env[CRM_TOKEN]" in key_missing.message
+    assert all(p.blocking for p in problems)
+    assert spec_checks.check_secrets(spec, "ns", {"llm-keys": {"openai"}, "tool-keys": {"orders", "crm"}}) == []
+
+
+def test_region_and_image_checks():
+    spec = VoiceAgentSpec.model_validate(agent_spec(worker={"image": "evil.example/x:1"}))
+    [image] = spec_checks.check_image(spec, platform())
+    assert image.reason == "ImageNotAllowed" and "evil.example/x:1" in image.message and image.blocking
+    problems = spec_checks.check_regions(spec, ["us-east"], {"ap-south"}, "acme")
+    by_region = {p.region: p for p in problems}
+    assert by_region["eu-west"].reason == "RegionNotAllowed" and by_region["eu-west"].region_skipped
+    assert by_region["us-east"].reason == "NoNodesInRegion" and not by_region["us-east"].region_skipped
+    assert spec_checks.check_name("Support.Bot")[0].reason == "InvalidName"
+    assert spec_checks.check_name("support-bot") == []
+    assert spec_checks.replica_failure("us-east", 'pods "x" is forbidden: exceeded quota: q')[0].reason == \
+        "QuotaExceeded"
+
+
+async def test_queue_runs_one_reconcile_per_key_at_a_time_and_collapses_repeats():
+    running: set = set()
+    overlaps, calls = [], []
+    release = asyncio.Event()
+
+    async def reconcile(key, full):
+        if key in running:
+            overlaps.append(key)
+        running.add(key)
+        calls.append((key, full))
+        await release.wait()
+        running.discard(key)
+        return None
+
+    queue = ReconcileQueue(reconcile, workers=4, retry_min=0.01, retry_max=0.1)
+    task = asyncio.create_task(queue.run())
+    queue.add("a", full=False)
+    await asyncio.sleep(0.01)
+    for _ in range(5):
+        queue.add("a", full=False)  # while "a" runs: collapses into one pending run
+    queue.add("a", full=True)
+    queue.add("b", full=False)
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.wait_for(queue.idle.wait(), 2)
+    task.cancel()
+    assert overlaps == []
+    assert calls.count(("a", False)) == 1 and calls.count(("a", True)) == 1 and ("b", False) in calls
+
+
+async def test_queue_retries_failures_with_backoff():
+    attempts = []
+
+    async def reconcile(key, full):
+        attempts.append(asyncio.get_running_loop().time())
+        if len(attempts) < 3:
+            raise RuntimeError("apiserver said no")
+        return None
+
+    queue = ReconcileQueue(reconcile, workers=1, retry_min=0.05, retry_max=1)
+    task = asyncio.create_task(queue.run())
+    queue.add("x")
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if len(attempts) == 3:
+            break
+    task.cancel()
+    assert len(attempts) == 3
+    assert attempts[1] - attempts[0] >= 0.05
+    assert attempts[2] - attempts[1] > attempts[1] - attempts[0]  # the second wait is the longer one
