@@ -1,0 +1,114 @@
+"""Warm-pool scaling with real worker processes (stand-ins serving the `/v1/load` contract on the pod runner):
+scale up within 10 s on load, scale down after the delay taking idle workers first, spec edits roll the pool,
+and a rollout never cuts a live call (the old worker gets SIGTERM and finishes)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.operator.fleet import Fleet, wait_for
+from tests.operator.operator_process import OperatorProcess
+from voxfleet.api import labels
+from voxfleet.world.access import RunnerPool
+
+pytestmark = pytest.mark.world
+
+
+def pool_spec(min_workers: int = 1, max_workers: int = 4, delay: int = 4) -> dict:
+    return {"regions": [{"name": "us-east", "minWorkers": min_workers, "maxWorkers": max_workers}],
+            "scaling": {"sessionsPerWorker": 2, "bufferSessions": 1, "scaleDownDelaySeconds": delay},
+            "limits": {"maxSessionSeconds": 60}}
+
+
+@pytest.fixture(scope="module")
+def tenant_namespace(operator: OperatorProcess, fleet: Fleet) -> str:
+    tenant, namespace = fleet.create_tenant()
+    fleet.wait_tenant_ready(tenant)
+    return namespace
+
+
+def replicas(fleet: Fleet, namespace: str, agent: str) -> int:
+    deployment = fleet.deployment(namespace, f"{agent}-us-east")
+    return deployment.spec.replicas if deployment else -1
+
+
+def test_load_scales_up_within_10_seconds_and_down_after_the_delay_idle_first(
+        operator: OperatorProcess, fleet: Fleet, tenant_namespace: str):
+    ns = tenant_namespace
+    fleet.create_agent(ns, "scaler", pool_spec())
+    fleet.wait_agent_ready(ns, "scaler")
+    [first] = fleet.ready_pods(ns, "scaler")
+    assert replicas(fleet, ns, "scaler") == 1  # ceil((0 + 1) / 2)
+
+    fleet.set_calls(first, 2)  # full: (2 + 1) / 2 -> 2 workers
+    loaded = time.monotonic()
+    wait_for("a second worker wanted", lambda: replicas(fleet, ns, "scaler") == 2, timeout=10)
+    scaled_in = time.monotonic() - loaded
+    wait_for("two ready workers", lambda: len(fleet.ready_pods(ns, "scaler")) == 2, timeout=20)
+    assert scaled_in < 10, f"scale-up took {scaled_in:.1f} s"
+
+    second = next(p for p in fleet.ready_pods(ns, "scaler") if p.metadata.name != first.metadata.name)
+    fleet.set_calls(second, 1)  # 3 calls + 1 buffer -> 2 workers still; then a third worker for more
+    fleet.set_calls(first, 2)
+    fleet.set_calls(second, 2)  # 4 + 1 -> 3 workers
+    wait_for("a third worker", lambda: len(fleet.ready_pods(ns, "scaler")) == 3, timeout=20)
+    third = next(p for p in fleet.ready_pods(ns, "scaler")
+                 if p.metadata.name not in (first.metadata.name, second.metadata.name))
+
+    # Demand drops to one call on the *second* worker: 1 + 1 -> 1 worker wanted; first and third are idle.
+    fleet.set_calls(first, 0)
+    fleet.set_calls(second, 1)
+    dropped = time.monotonic()
+    wait_for("the pool to shrink to one", lambda: replicas(fleet, ns, "scaler") == 1, timeout=30)
+    waited = time.monotonic() - dropped
+    assert waited >= 4 - 1.5, f"scaled down after {waited:.1f} s, before the 4 s delay"
+    wait_for("the idle workers to go", lambda: [p.metadata.name for p in fleet.pool_pods(
+        ns, "scaler", include_terminating=True)] == [second.metadata.name], timeout=30)
+    assert third.metadata.name not in [p.metadata.name for p in fleet.pool_pods(ns, "scaler", include_terminating=True)]
+    # No flapping: one step up at a time and one step down, nothing else.
+    time.sleep(3)
+    assert replicas(fleet, ns, "scaler") == 1
+    agent = fleet.wait_agent(ns, "scaler", "session figures in status",
+                             lambda a: a["status"]["activeSessions"] == 1 and a["status"]["freeSlots"] == 1,
+                             timeout=15)
+    assert agent["status"]["regions"][0]["desiredWorkers"] == 1
+    assert operator.metric("voxfleet_pool_desired_workers", agent="scaler", region="us-east") == 1
+    assert operator.metric("voxfleet_operator_scale_events_total", direction="up") >= 2
+    assert operator.metric("voxfleet_operator_scale_events_total", direction="down") >= 1
+
+
+def test_a_rollout_keeps_a_worker_with_a_live_call_until_the_call_ends(
+        operator: OperatorProcess, fleet: Fleet, tenant_namespace: str, pods: RunnerPool):
+    ns = tenant_namespace
+    fleet.create_agent(ns, "roller", pool_spec(delay=60) | {"greeting": "Hello."})
+    fleet.wait_agent_ready(ns, "roller")
+    [old] = fleet.ready_pods(ns, "roller")
+    old_hash = old.metadata.annotations[labels.CONFIG_HASH]
+    fleet.set_calls(old, 1)
+    wait_for("the call to be seen", lambda: fleet.agent(ns, "roller")["status"]["activeSessions"] == 1,
+             timeout=15)
+
+    fleet.patch_agent(ns, "roller", {"greeting": "Hello again."})  # a spec edit rolls the pool
+    new = wait_for("a ready worker on the new config", lambda: next((
+        p for p in fleet.ready_pods(ns, "roller") if p.metadata.annotations[labels.CONFIG_HASH] != old_hash),
+        None), timeout=30)
+    assert new.metadata.annotations[labels.CONFIG_HASH] != old_hash
+    wait_for("the old worker to get SIGTERM", lambda: "got SIGTERM with 1 live call" in pods.log(
+        ns, old.metadata.name, "worker"), timeout=30)
+    time.sleep(2)  # it keeps its call: still there, still draining
+    still = [p for p in fleet.pool_pods(ns, "roller", include_terminating=True) if p.metadata.name == old.metadata.name]
+    assert still and still[0].metadata.deletion_timestamp is not None
+    assert "drained" not in pods.log(ns, old.metadata.name, "worker")
+    agent = fleet.agent(ns, "roller")
+    assert agent["status"]["activeSessions"] == 1  # the draining worker's call still counts
+
+    fleet.set_calls(old, 0)  # the caller hangs up
+    wait_for("the old worker to finish and go", lambda: old.metadata.name not in [
+        p.metadata.name for p in fleet.pool_pods(ns, "roller", include_terminating=True)], timeout=30)
+    assert "drained: exiting" in pods.log(ns, old.metadata.name, "worker")
+    agent = fleet.wait_agent_ready(ns, "roller")
+    assert agent["status"]["readyWorkers"] == 1
+    assert [p.metadata.annotations[labels.CONFIG_HASH] for p in fleet.pool_pods(ns, "roller")] == \
+        [new.metadata.annotations[labels.CONFIG_HASH]]
