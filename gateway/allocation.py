@@ -87,7 +87,8 @@ class Allocator:
                 raise self._over_quota(quota_limit)
             lifetime = agent.spec.limits.max_session_seconds + SESSION_GRACE_SECONDS
             nonce = session_ids.new_nonce()
-            identity = caller_identity or f"caller-{nonce.hex()}"
+            # Rooms started outside the API (SIP) have no caller identity yet; API callers get one.
+            identity = caller_identity or (f"caller-{nonce.hex()}" if mint_caller_token else None)
 
             def build(worker: Worker) -> DispatchRequest:
                 ref = session_ids.SessionRef(region=worker.region, worker_ip=worker.ip or "", nonce=nonce,
@@ -115,8 +116,8 @@ class Allocator:
                     raise self._over_quota(quota_limit)
             caller_token = None
             if mint_caller_token:
-                caller_token = self.tokens.caller(worker.region, room=request.room, identity=identity,
-                                                  name=caller_name or identity,
+                caller_token = self.tokens.caller(worker.region, room=request.room, identity=identity or "",
+                                                  name=caller_name or identity or "",
                                                   ttl_seconds=self.settings.caller_token_ttl_seconds)
             self._count(labels, worker.region, "ok", started)
             span.set_attribute("voxfleet.region", worker.region)

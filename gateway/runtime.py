@@ -24,11 +24,14 @@ from voxfleet.gateway.livekit_rooms import LiveKitRooms
 from voxfleet.gateway.livekit_tokens import LiveKitTokens
 from voxfleet.gateway.metrics import GatewayMetrics
 from voxfleet.gateway.rate_limits import TenantRateLimiter
+from voxfleet.gateway.recovery import SessionRecovery
+from voxfleet.gateway.room_events import RoomEvents
 from voxfleet.gateway.session_locator import SessionLocator
 from voxfleet.gateway.session_quota import SessionQuota
 from voxfleet.gateway.settings import GatewaySettings
 from voxfleet.gateway.tenant_directory import TenantDirectory
 from voxfleet.gateway.watch_cache import WatchCache
+from voxfleet.gateway.webhook_replays import ReplayGuard
 from voxfleet.gateway.worker_client import WorkerClient
 from voxfleet.gateway.worker_registry import WorkerRegistry
 
@@ -62,6 +65,9 @@ class GatewayRuntime:
     rate_limiter: TenantRateLimiter
     session_keys: list[bytes]
     tracer_provider: TracerProvider
+    recovery: SessionRecovery
+    room_events: RoomEvents
+    webhook_replays: ReplayGuard
     background: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -78,12 +84,17 @@ class GatewayRuntime:
         provider = tracer_provider(settings)
         allocator = Allocator(settings, workers, client, tokens, SessionQuota(workers, agents, client), metrics,
                               session_keys, provider.get_tracer("voxfleet.gateway"))
+        tenants = TenantDirectory(kube)
+        locator = SessionLocator(workers, client, rooms)
+        recovery = SessionRecovery(workers, agents, tenants, allocator, client, rooms, locator, metrics, session_keys)
+        workers.on_lost(recovery.worker_lost)
         return cls(settings=settings, kube=kube, keys=KeyStore(kube, settings.platform_namespace),
-                   tenants=TenantDirectory(kube), agents=agents, workers=workers, worker_client=client,
-                   tokens=tokens, rooms=rooms, allocator=allocator, locator=SessionLocator(workers, client, rooms),
-                   metrics=metrics,
+                   tenants=tenants, agents=agents, workers=workers, worker_client=client,
+                   tokens=tokens, rooms=rooms, allocator=allocator, locator=locator, metrics=metrics,
                    rate_limiter=TenantRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-                   session_keys=session_keys, tracer_provider=provider)
+                   session_keys=session_keys, tracer_provider=provider, recovery=recovery,
+                   room_events=RoomEvents(workers, agents, tenants, allocator, client, rooms, recovery),
+                   webhook_replays=ReplayGuard(settings.webhook_max_age_seconds + 60))
 
     @property
     def watches(self) -> list[WatchCache]:

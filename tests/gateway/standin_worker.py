@@ -8,9 +8,11 @@
   session id (a repeat answers the same session); 401 without the worker token (VOXFLEET_WORKER_TOKEN).
 - GET/DELETE /v1/sessions/{id}, GET /v1/load, /healthz, /readyz (503 while draining).
 - SIGTERM: drain (409 draining, /readyz 503), exit when the last session ends (or after --drain-seconds).
-- --join-rooms: join each session's LiveKit room with the dispatched token as the agent participant, leave
-  when the session ends (so tests can see the agent in the room on the region's LiveKit).
+- --join-rooms: join each session's LiveKit room with the dispatched token as the agent participant (publishing
+  a silent microphone track), leave when the session ends (so tests see the agent in the region's room).
 - GET /test/dispatches: what the gateway sent (without the LiveKit token): for trace-context assertions.
+- POST /test/crash: exit at once (a crashed worker); POST /test/leave/{id}: the agent participant leaves its
+  room while the session stays active (a worker that lost its room connection).
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ class StandIn:
         room = rtc.Room()
         try:
             await room.connect(request.livekit_url, request.livekit_token)
+            # Publish a (silent) microphone like a real agent: LiveKit announces a participant that publishes
+            # nothing only seconds later, which would hide the gateway's own timing.
+            track = rtc.LocalAudioTrack.create_audio_track("agent", rtc.AudioSource(48000, 1))
+            await room.local_participant.publish_track(
+                track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
             await asyncio.Event().wait()  # stay until the session ends
         finally:
             await room.disconnect()
@@ -142,6 +149,18 @@ def build_app(standin: StandIn) -> FastAPI:
     @app.get("/test/dispatches")
     async def dispatches():
         return JSONResponse(standin.dispatches)
+
+    @app.post("/test/crash")
+    async def crash():
+        asyncio.get_running_loop().call_later(0.05, os._exit, 1)  # die like a crashed process: no drain, no leave
+        return {"status": "crashing"}
+
+    @app.post("/test/leave/{session_id}")
+    async def leave(session_id: str):
+        task = standin.rooms.pop(session_id, None)  # the agent drops out of the room; the session stays "active"
+        if task is not None:
+            task.cancel()
+        return {"status": "left" if task else "not_in_room"}
 
     @app.get("/healthz")
     async def healthz():
