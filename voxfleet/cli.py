@@ -13,8 +13,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("voxfleet.gateway.main:main", "run the REST gateway (tenant API, sessions, LiveKit webhooks)"),
     "worker": ("voxfleet.worker.main:main", "run a warm worker process (Pipecat pipelines in LiveKit rooms)"),
     "keys": ("voxfleet.gateway.keys_cli:main", "create, list and revoke tenant API keys"),
-    "call": ("voxfleet.world.caller_cli:main", "call an agent from the terminal and time its answers"),
-    "dev": ("voxfleet.world.dev:main", "run the whole platform locally (test world, LiveKit, operator, gateway)"),
+    "call": ("voxfleet.devplatform.caller_cli:main", "call an agent from the terminal and time its answers"),
+    "dev": ("voxfleet.devplatform.dev_cli:main", "run the whole platform locally (test world, LiveKit, operator, gateway)"),
     "cluster": ("voxfleet.world.cli:cluster_main", "start/stop the local test world of real servers"),
     "crds": ("voxfleet.crds_cli:main", "regenerate crds/ from the API models (or --check that it is current)"),
 }
