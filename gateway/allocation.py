@@ -77,7 +77,7 @@ class Allocator:
     async def allocate(self, *, tenant: str, namespace: str, quota_limit: int, agent: AgentInfo,
                        regions: list[str], caller_identity: str | None, caller_name: str,
                        metadata: dict[str, Any], room_name: Callable[[str], str] | None = None,
-                       mint_caller_token: bool = True) -> Allocation:
+                       mint_caller_token: bool = True, eval_mode: bool = False) -> Allocation:
         started = time.perf_counter()
         labels = {"tenant": tenant, "agent": agent.name}
         with self.tracer.start_as_current_span("gateway.allocate_session", attributes={
@@ -97,7 +97,8 @@ class Allocator:
                 room = room_name(session_id) if room_name else room_names.room_for_session(tenant, agent.name,
                                                                                            session_id)
                 return self._dispatch_request(tenant, agent, worker, session_id, room, nonce.hex(),
-                                              caller_identity=identity, metadata=metadata, recovery=False)
+                                              caller_identity=identity, metadata=metadata, recovery=False,
+                                              eval_mode=eval_mode)
 
             claimed = await self.claim(self._candidates(tenant, agent.name, regions), build)
             if claimed is None:
@@ -147,14 +148,14 @@ class Allocator:
 
     def _dispatch_request(self, tenant: str, agent: AgentInfo, worker: Worker, session_id: str, room: str,
                           nonce_hex: str, *, caller_identity: str | None, metadata: dict[str, Any],
-                          recovery: bool) -> DispatchRequest:
+                          recovery: bool, eval_mode: bool = False) -> DispatchRequest:
         identity = room_names.agent_identity(nonce_hex, worker.name)
         token = self.tokens.agent(worker.region, room=room, identity=identity, session_id=session_id,
                                   ttl_seconds=agent.spec.limits.max_session_seconds + SESSION_GRACE_SECONDS)
         return DispatchRequest(session_id=session_id, tenant=tenant, agent=agent.name, region=worker.region,
                                room=room, livekit_url=self.tokens.url(worker.region), livekit_token=token.jwt,
                                agent_identity=identity, caller_identity=caller_identity, metadata=metadata,
-                               recovery=recovery)
+                               recovery=recovery, eval_mode=eval_mode)
 
     # --- the claim loop -------------------------------------------------------------------------------------
 

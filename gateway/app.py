@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voxfleet.gateway import api_errors
 from voxfleet.gateway.agents_api import router as agents_router
+from voxfleet.gateway.eval_results import router as eval_results_router
 from voxfleet.gateway.livekit_webhooks import router as webhooks_router
 from voxfleet.gateway.sessions_api import router as sessions_router
 from voxfleet.gateway.request_limits import BodySizeLimit, RequestRecorder
@@ -37,6 +38,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     api_errors.install(app)
     app.include_router(agents_router)
     app.include_router(sessions_router)
+    app.include_router(eval_results_router)  # GET /v1/sessions/{id}/eval (voxfleet eval)
     app.include_router(webhooks_router)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")

@@ -51,6 +51,9 @@ class SessionCreate(ApiModel):
     participant_name: str | None = Field(default=None, max_length=128, description="The caller's display name.")
     metadata: dict[str, Any] = Field(default_factory=dict, description=f"Passed to the agent's worker (at most"
                                                                        f" {MAX_METADATA_BYTES} bytes as JSON).")
+    eval_mode: bool = Field(default=False, description="An eval run's call (`voxfleet eval`): the worker keeps its tool"
+                                                       " calls and transcript for GET /v1/sessions/{id}/eval, when the"
+                                                       " agent's spec records transcripts.")
 
     @field_validator("participant_identity")
     @classmethod
@@ -118,7 +121,7 @@ async def create_session(request: Request, agent: AgentName, body: SessionCreate
             tenant=tenant.name, namespace=tenant.namespace,
             quota_limit=tenant.spec.quotas.max_concurrent_sessions, agent=info, regions=regions,
             caller_identity=body.participant_identity, caller_name=body.participant_name or "",
-            metadata=body.metadata)
+            metadata=body.metadata, eval_mode=body.eval_mode)
     finally:
         otel_context.detach(token)
     assert allocation.caller_token is not None

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("voxfleet.gateway.keys_cli:main", "create, list and revoke tenant API keys"),
     "call": ("voxfleet.devplatform.caller_cli:main", "call an agent from the terminal and time its answers"),
     "dev": ("voxfleet.devplatform.dev_cli:main", "run the whole platform locally (test world, LiveKit, operator, gateway)"),
+    "eval": ("voxfleet.evaluation.eval_cli:main", "run scenario tests of an agent as real calls (JUnit, JSON, baseline)"),
     "cluster": ("voxfleet.world.cli:cluster_main", "start/stop the local test world of real servers"),
     "crds": ("voxfleet.crds_cli:main", "regenerate crds/ from the API models (or --check that it is current)"),
 }

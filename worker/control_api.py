@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voxfleet.api.wire import DispatchRequest, DispatchResponse, ErrorBody, LoadReport, SessionState
+from voxfleet.worker.eval_record import eval_routes
 from voxfleet.worker.slots import SlotRefused
 from voxfleet.worker.telemetry.metrics import REGISTRY
 
@@ -112,6 +113,8 @@ def build_app(worker: WorkerControl, token: str) -> FastAPI:
         if state is None:
             raise ApiError(404, "session_not_found", f"no session {session_id[:200]!r} on this worker")
         return JSONResponse(state.to_wire(), status_code=202 if state.phase != "ended" else 200)
+
+    app.include_router(eval_routes(worker, require_token))  # GET /v1/sessions/{id}/eval (voxfleet eval)
 
     @app.get("/v1/load", dependencies=[Depends(require_token)])
     async def load():

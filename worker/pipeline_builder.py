@@ -33,6 +33,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.api.wire import DispatchRequest
+from voxfleet.worker.eval_record import recorder_for
 from voxfleet.worker.livekit_input import INPUT_SAMPLE_RATE, FramedLiveKitTransport
 from voxfleet.worker.providers.registry import ProviderContext, build_llm, build_stt, build_tts
 from voxfleet.worker.shared_models import SharedModels, SharedSileroVAD
@@ -102,7 +103,7 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         pipeline,
         params=PipelineParams(audio_in_sample_rate=INPUT_SAMPLE_RATE, audio_out_sample_rate=OUTPUT_SAMPLE_RATE,
                               enable_metrics=True, enable_usage_metrics=True),
-        observers=[observer],
+        observers=[observer, *filter(None, [recorder_for(request, spec)])],  # eval mode: voxfleet eval
         name=f"session-{request.session_id}",
         conversation_id=request.session_id,
         enable_tracing=tracing,

@@ -1,0 +1,107 @@
+"""The gateway's tenant API as the eval runner uses it: start a session in eval mode, end it, fetch its eval
+results (the tool calls and transcript the worker kept for it).
+
+    POST   /v1/agents/{agent}/sessions   {"evalMode": true, "region": ...}   -> room, LiveKit URL, caller token
+    DELETE /v1/sessions/{id}
+    GET    /v1/sessions/{id}/eval                                             -> SessionEvalRecord
+
+Eval results exist only for sessions started with evalMode and only when the agent's spec records transcripts
+(`spec.observability.recordTranscripts`); otherwise the gateway says why and the runner judges by audio alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from voxfleet.api.eval_record import SessionEvalRecord
+from voxfleet.devplatform.sessions_client import GatewayRefused, SessionGrant
+
+TIMEOUT_S = 15.0
+RETRYABLE = (429, 503)  # quota or no free slot right now: other scenarios of this run will free one
+START_PATIENCE_S = 120.0
+RECORD_PATIENCE_S = 10.0
+
+
+@dataclass(frozen=True)
+class EvalResults:
+    """What the gateway answered for a session's eval results: the record, or why there is none."""
+
+    record: SessionEvalRecord | None
+    status: str  # "returned", or the gateway's error code (transcripts_disabled, not_an_eval_session, ...)
+    message: str = ""
+
+
+class EvalSessions:
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = TIMEOUT_S):
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout,
+                                       headers={"Authorization": f"Bearer {api_key}"})
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def start(self, agent: str, *, region: str | None = None, metadata: dict[str, Any] | None = None,
+                    patience_s: float = START_PATIENCE_S) -> SessionGrant:
+        """A session in eval mode; waits out 429/503 (as their Retry-After says) up to ``patience_s``."""
+        body: dict[str, Any] = {"evalMode": True}
+        if region:
+            body["region"] = region
+        if metadata:
+            body["metadata"] = metadata
+        deadline = time.monotonic() + patience_s
+        while True:
+            response = await self._http.post(f"/v1/agents/{agent}/sessions", json=body)
+            if response.status_code not in RETRYABLE or time.monotonic() > deadline:
+                return SessionGrant.from_body(_json(response))
+            await asyncio.sleep(min(_retry_after(response), max(0.1, deadline - time.monotonic())))
+
+    async def end(self, session_id: str) -> None:
+        response = await self._http.delete(f"/v1/sessions/{session_id}")
+        if response.status_code not in (204, 404):  # 404: it had already ended and been forgotten
+            _json(response)
+
+    async def results(self, session_id: str, *, patience_s: float = RECORD_PATIENCE_S) -> EvalResults:
+        """The session's eval record once its worker has finished it (``complete``), or why there is none."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            response = await self._http.get(f"/v1/sessions/{session_id}/eval")
+            if response.status_code != 200:
+                error = _error_body(response)
+                return EvalResults(None, str(error.get("code") or response.status_code),
+                                   str(error.get("message") or response.text[:300]))
+            try:
+                record = SessionEvalRecord.model_validate(response.json())
+            except (ValidationError, ValueError) as error:
+                return EvalResults(None, "unreadable", f"the gateway's eval results do not match the contract:"
+                                                       f" {str(error)[:300]}")
+            if record.complete or time.monotonic() > deadline:
+                return EvalResults(record, "returned")
+            await asyncio.sleep(0.2)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.2, min(10.0, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        error = _error_body(response)
+        raise GatewayRefused(response.status_code, str(error.get("code") or "error"),
+                             str(error.get("message") or response.text[:200]), response.headers.get("Retry-After"))
+    return response.json()

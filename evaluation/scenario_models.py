@@ -1,0 +1,205 @@
+"""Scenario files: a suite of scripted calls to one agent, with what each turn must show.
+
+    agent: concierge
+    defaults: {ttfaMaxMs: 2500}
+    scenarios:
+      - name: opening-hours
+        turns:
+          - say: what are your opening hours         # or wav: recordings/hours.wav (relative to this file)
+            expect:
+              mentions: [nine, six]
+              ttfaMaxMs: 1500
+          - say: where is my order number one two three four
+            expect:
+              toolCalls: [{name: lookup_order, arguments: {order_id: "1234"}}]
+          - say: tell me your opening hours
+            bargeIn: {atMs: 500, say: goodbye}        # spoken 500 ms into the agent's reply
+            expect: {stopsWhenInterrupted: true}
+
+These models are the documented contract: scenario-suite.schema.json is generated from them (editors use it
+for completion), and `voxfleet eval` validates every file with them before it places a single call.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from voxfleet.api.model_base import DNS_LABEL, ApiModel
+from voxfleet.api.voiceagent import MAX_TOOL_ARGUMENT_BYTES, TOOL_NAME
+
+SCENARIO_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
+MAX_LINE_CHARS = 500
+MAX_WORD_CHARS = 100
+
+
+# A word or phrase to look for in what the agent said (something other than blanks).
+Phrase = Annotated[str, StringConstraints(min_length=1, max_length=MAX_WORD_CHARS, pattern=r"\S")]
+
+
+def _words_field(description: str) -> Any:
+    return Field(default_factory=list, max_length=20, description=description)
+
+
+class Utterance(ApiModel):
+    """Something the caller says: a line of text (spoken locally by eSpeak NG) or a WAV recording."""
+
+    say: str | None = Field(default=None, min_length=1, max_length=MAX_LINE_CHARS,
+                            description="Text the caller speaks (synthesised locally with eSpeak NG).")
+    wav: str | None = Field(default=None, min_length=1, max_length=1024,
+                            description="A PCM WAV file the caller plays, relative to the scenario file.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Utterance":
+        if (self.say is None) == (self.wav is None):
+            raise ValueError("give exactly one of say and wav")
+        return self
+
+    def shown(self) -> str:
+        return self.say if self.say is not None else f"[{self.wav}]"
+
+
+class BargeIn(Utterance):
+    """The caller talks over the agent: this utterance starts `atMs` after the agent's reply began."""
+
+    at_ms: int = Field(ge=0, le=30000, description="How far into the agent's reply (as the caller hears it) the"
+                                                   " caller starts speaking.")
+    stop_within_ms: int = Field(default=1500, ge=100, le=10000,
+                                description="The agent counts as having stopped when its audio goes quiet within"
+                                            " this long after the barge-in began.")
+
+
+class ToolCallExpectation(ApiModel):
+    """A tool the agent must call during the turn; `arguments` must match (extra arguments are fine)."""
+
+    name: str = Field(max_length=64, pattern=TOOL_NAME, description="The tool's name in the agent's spec.")
+    arguments: dict[str, Any] = Field(default_factory=dict,
+                                      description="Arguments the call must carry, compared after JSON decoding"
+                                                  " (numbers and strings are not interchangeable).")
+
+    @field_validator("arguments")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import json
+
+        if len(json.dumps(value)) > MAX_TOOL_ARGUMENT_BYTES:
+            raise ValueError(f"arguments are larger than {MAX_TOOL_ARGUMENT_BYTES} bytes")
+        return value
+
+
+class TurnExpectations(ApiModel):
+    """What the turn must show. Every turn also expects an answer within the suite's answerTimeoutMs."""
+
+    mentions: list[Phrase] = _words_field("Words or phrases the agent's speech in this turn must all contain"
+                                       " (case-insensitive, whole words).")
+    not_mentions: list[Phrase] = _words_field("Words or phrases the agent must not say in this turn.")
+    tool_calls: list[ToolCallExpectation] = Field(default_factory=list, max_length=10,
+                                                  description="Tools the agent must call in this turn (checked"
+                                                              " against the tool calls the session recorded).")
+    no_tool_calls: bool = Field(default=False, description="The agent must call no tool in this turn.")
+    stops_when_interrupted: bool | None = Field(
+        default=None, description="With bargeIn: true if the agent must stop talking when interrupted, false if it"
+                                  " must keep talking.")
+    ttfa_max_ms: int | None = Field(default=None, ge=1, le=60000,
+                                    description="Upper bound of the time to first audio (end of the caller's"
+                                                " speech to the agent's first audio, as the caller hears it).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TurnExpectations":
+        if self.no_tool_calls and self.tool_calls:
+            raise ValueError("noToolCalls contradicts toolCalls")
+        clash = {w.lower() for w in self.mentions} & {w.lower() for w in self.not_mentions}
+        if clash:
+            raise ValueError(f"{sorted(clash)} appear in both mentions and notMentions")
+        return self
+
+
+class CallerTurn(Utterance):
+    """One caller turn: say (or play) a line into silence, then wait for the agent's reply."""
+
+    barge_in: BargeIn | None = Field(default=None, description="Talk over the agent's reply to this line.")
+    expect: TurnExpectations = Field(default_factory=TurnExpectations, description="What this turn must show.")
+
+    @model_validator(mode="after")
+    def _interruption_needs_barge_in(self) -> "CallerTurn":
+        if self.expect.stops_when_interrupted is not None and self.barge_in is None:
+            raise ValueError("expect.stopsWhenInterrupted needs a bargeIn on the same turn")
+        return self
+
+
+class GreetingExpectations(ApiModel):
+    mentions: list[Phrase] = _words_field("Words or phrases the greeting must contain.")
+
+
+class Scenario(ApiModel):
+    """One scripted call."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=SCENARIO_NAME,
+                      description="Unique in the suite; names the JUnit test cases and the report entries.")
+    description: str = Field(default="", max_length=1000, description="What the scenario checks.")
+    wait_for_greeting: bool = Field(default=True, description="Let the agent greet before the first turn.")
+    greeting: GreetingExpectations | None = Field(default=None, description="What the greeting must contain.")
+    turns: list[CallerTurn] = Field(min_length=1, max_length=50, description="The caller's turns, in order.")
+
+
+class RunDefaults(ApiModel):
+    """Settings for every scenario of the suite."""
+
+    ttfa_max_ms: int | None = Field(default=None, ge=1, le=60000,
+                                    description="TTFA bound for every turn without its own ttfaMaxMs.")
+    answer_timeout_ms: int = Field(default=20000, ge=1000, le=120000,
+                                   description="A turn fails when no agent audio is heard within this long.")
+    reply_quiet_ms: int = Field(default=1000, ge=300, le=10000,
+                                description="The agent's reply is over once it has been quiet this long (the next"
+                                            " turn is spoken only then).")
+    greeting_timeout_ms: int = Field(default=8000, ge=500, le=60000,
+                                     description="How long to wait for a greeting before speaking anyway.")
+    voice: str = Field(default="en-us", max_length=64, pattern=r"^[A-Za-z0-9_+-]+$",
+                       description="eSpeak NG voice for `say` lines.")
+    rate: int = Field(default=175, ge=80, le=450, description="Speaking rate of `say` lines, words per minute.")
+
+
+class Tolerances(ApiModel):
+    """How much worse than the baseline a run may be before `voxfleet eval --baseline` fails it."""
+
+    ttfa_p95_increase_ms: float = Field(default=150.0, ge=0, le=60000,
+                                        description="Allowed rise of the TTFA p95 over the baseline's.")
+    ttfa_p95_increase_percent: float = Field(default=20.0, ge=0, le=1000,
+                                             description="Allowed rise of the TTFA p95, in percent of the"
+                                                         " baseline's (the larger of the two allowances counts).")
+    turn_success_rate_drop: float = Field(default=0.0, ge=0, le=1,
+                                          description="Allowed fall of the share of turns that passed (0.05 = five"
+                                                      " percentage points).")
+    failed_expectations_increase: int = Field(default=0, ge=0, le=10000,
+                                              description="Allowed rise in the number of failed expectations.")
+
+
+class ScenarioSuite(ApiModel):
+    """A suite of scenarios for one agent: what `voxfleet eval` runs."""
+
+    agent: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL, description="The VoiceAgent to call.")
+    description: str = Field(default="", max_length=2000, description="What the suite covers.")
+    region: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
+                               description="Preferred region for the calls (default: the gateway's choice).")
+    defaults: RunDefaults = Field(default_factory=RunDefaults, description="Settings for every scenario.")
+    tolerances: Tolerances = Field(default_factory=Tolerances,
+                                   description="Regression tolerances against a baseline report.")
+    scenarios: list[Scenario] = Field(min_length=1, max_length=500, description="The scripted calls.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "ScenarioSuite":
+        seen: set[str] = set()
+        for scenario in self.scenarios:
+            if scenario.name in seen:
+                raise ValueError(f"scenario names must be unique: {scenario.name!r} appears twice")
+            seen.add(scenario.name)
+        return self
+
+    def audio_files(self) -> list[str]:
+        """Every WAV path the suite names (turns and barge-ins), relative to the suite file."""
+        paths: list[str] = []
+        for scenario in self.scenarios:
+            for turn in scenario.turns:
+                paths += [u.wav for u in (turn, turn.barge_in) if u is not None and u.wav is not None]
+        return paths

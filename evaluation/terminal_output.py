@@ -1,0 +1,135 @@
+"""What `voxfleet eval` prints: a progress bar while calls run (stderr), then a table per scenario and turn
+(pass/fail, TTFA, what each side said, why a turn failed), the summary and the baseline comparison (stdout).
+
+The bar redraws in place on a terminal; in CI logs (no TTY) it prints one line per finished scenario instead.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from typing import TextIO
+
+from voxfleet.evaluation.report_models import RunReport, ScenarioResult
+
+BAR_WIDTH = 24
+SAID_WIDTH = 34
+
+
+class ProgressBar:
+    def __init__(self, scenarios: int, turns: int, *, stream: TextIO = sys.stderr, enabled: bool = True):
+        self.scenarios_total, self.turns_total = scenarios, turns
+        self.scenarios_done = self.turns_done = self.failed_turns = self.running = 0
+        self.stream = stream
+        self.enabled = enabled
+        self.live = enabled and stream.isatty()
+        self.started = time.monotonic()
+
+    def scenario_started(self) -> None:
+        self.running += 1
+        self._draw()
+
+    def turn_done(self, answered: bool) -> None:
+        self.turns_done += 1
+        self.failed_turns += 0 if answered else 1
+        self._draw()
+
+    def scenario_done(self, name: str, summary: str) -> None:
+        self.running -= 1
+        self.scenarios_done += 1
+        if self.enabled and not self.live:
+            print(f"[eval] {self.scenarios_done}/{self.scenarios_total} {name}: {summary}", file=self.stream,
+                  flush=True)
+        self._draw()
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        if not self.live:
+            return
+        share = self.turns_done / self.turns_total if self.turns_total else 1.0
+        filled = int(share * BAR_WIDTH)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        line = (f"[eval] [{bar}] {self.turns_done}/{self.turns_total} turns  {self.scenarios_done}/"
+                f"{self.scenarios_total} scenarios  {self.running} calling  {self.failed_turns} unanswered  "
+                f"{time.monotonic() - self.started:.0f}s")
+        width = shutil.get_terminal_size((100, 20)).columns
+        self.stream.write("\r\033[K" + line[: width - 1])
+        self.stream.flush()
+
+
+def render_report(report: RunReport, *, color: bool = False) -> str:
+    paint = _painter(color)
+    lines: list[str] = []
+    for scenario in report.scenarios:
+        lines += _scenario_table(scenario, paint)
+        lines.append("")
+    s = report.summary
+    lines.append(paint("bold", f"{s.scenarios_passed}/{s.scenarios} scenarios passed, {s.turns_passed}/{s.turns} turns"
+                               f" ({s.turn_success_rate:.0%}), {s.failed_expectations}/{s.expectations} expectations"
+                               f" failed"))
+    if s.ttfa_count:
+        lines.append(f"TTFA over {s.ttfa_count} answers: p50 {s.ttfa_p50_ms:.0f} ms, p95 {s.ttfa_p95_ms:.0f} ms,"
+                     f" max {s.ttfa_max_ms:.0f} ms (caller-heard, end of speech to first audio)")
+    if report.baseline is not None:
+        comparison = report.baseline
+        if comparison.passed:
+            lines.append(paint("green", f"no regression against the baseline {comparison.baseline}"))
+        for regression in comparison.regressions:
+            lines.append(paint("red", f"REGRESSION: {regression.message}"))
+        for key in comparison.newly_failing:
+            lines.append(paint("red", f"  newly failing: {key}"))
+        for key in comparison.fixed:
+            lines.append(paint("green", f"  fixed since the baseline: {key}"))
+    return "\n".join(lines)
+
+
+def _scenario_table(scenario: ScenarioResult, paint) -> list[str]:
+    verdict = paint("green", "PASS") if scenario.passed else paint("red", "FAIL")
+    where = ", ".join(x for x in (scenario.region, f"session {scenario.session_id[:12]}…" if scenario.session_id
+                                  else None) if x)
+    lines = [paint("bold", f"{verdict} {scenario.name}") + (f"  ({where})" if where else "")]
+    if scenario.error:
+        lines.append(paint("red", f"  call: {scenario.error}"))
+    if scenario.eval_results not in ("returned", "none"):
+        lines.append(f"  eval results: {scenario.eval_results} ({scenario.eval_results_note[:160]})")
+    if scenario.greeting_heard or scenario.greeting:
+        lines.append(f"  greeting: {_clip(scenario.greeting or '(heard, no transcript)', 100)}")
+    for failed in (e for e in scenario.greeting_expectations if not e.passed):
+        lines.append(paint("red", f"      x greeting: {failed.message}"))
+    lines.append(f"  {'#':>2}  {'result':<6}  {'TTFA':>8}  {'caller said':<{SAID_WIDTH}}  agent said")
+    for turn in scenario.turns:
+        result = paint("green", "pass  ") if turn.passed else paint("red", "FAIL  ")
+        ttfa = f"{turn.ttfa_ms:.0f} ms" if turn.ttfa_ms is not None else "-"
+        said = _clip(turn.said, SAID_WIDTH)
+        agent = _clip(turn.agent_text, 70) if turn.agent_text else ("(spoke; no transcript)" if turn.ttfa_ms
+                                                                    is not None else "(silence)")
+        lines.append(f"  {turn.index:>2}  {result}  {ttfa:>8}  {said:<{SAID_WIDTH}}  {agent}")
+        if turn.barge_in is not None:
+            barge = turn.barge_in
+            stop = (f"agent stopped after {barge.agent_stopped_after_ms:.0f} ms" if barge.agent_stopped_after_ms
+                    is not None else "agent was already quiet")
+            lines.append(f"      barge-in at {barge.started_after_reply_ms:.0f} ms: {_clip(barge.said, 40)!r}; {stop}")
+        for call in turn.tool_calls:
+            lines.append(f"      tool {call.name}({_clip(str(call.arguments), 60)}) {call.outcome}")
+        for failed in (e for e in turn.expectations if not e.passed):
+            lines.append(paint("red", f"      x {failed.kind}: {failed.message}"))
+    return lines
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _painter(color: bool):
+    codes = {"red": "31", "green": "32", "bold": "1"}
+
+    def paint(style: str, text: str) -> str:
+        return f"\033[{codes[style]}m{text}\033[0m" if color else text
+
+    return paint
