@@ -147,7 +147,7 @@ def _gateway_url(kube, rel: Release) -> str:
 
 # --- the steps ----------------------------------------------------------------------------------------------
 
-def _check_install(kube, pods, rel: Release, output: str) -> None:
+def _check_install(kube, pods, rel: Release, output: str, *, operator_works: bool = True) -> None:
     # NOTES.txt tells the platform team what to do next.
     for hint in ("kind: Tenant", "voxfleet keys create --tenant acme", f"--namespace {rel.namespace}",
                  "/v1/agents/concierge/sessions"):
@@ -167,6 +167,8 @@ def _check_install(kube, pods, rel: Release, output: str) -> None:
     assert httpx.get(f"http://{operator.status.pod_ip}:8080/readyz", timeout=5).status_code == 200
     metrics = httpx.get(f"http://{operator.status.pod_ip}:8080/metrics", timeout=5).text
     assert "voxfleet_operator" in metrics
+    if not operator_works:
+        return
     # The chart's Lease is the one the operator holds (its RBAC allows exactly that Lease).
     coordination = client.CoordinationV1Api(kube.api_client())
     wait_for("the operator holding the chart's Lease", lambda: coordination.read_namespaced_lease(
@@ -271,7 +273,7 @@ def _check_helm_test(kube, rel: Release) -> None:
     assert not _component_pods(kube, rel, "test")
 
 
-def _check_upgrade(kube, rel: Release, namespace: str) -> None:
+def _check_upgrade(kube, rel: Release, tenant_namespace: str | None) -> None:
     core = _core(kube)
     token_before = core.read_namespaced_secret("voxfleet-worker-token", rel.namespace).data["token"]
     session_key_before = core.read_namespaced_secret(f"{rel.fullname}-session-key", rel.namespace).data["key"]
@@ -287,7 +289,8 @@ def _check_upgrade(kube, rel: Release, namespace: str) -> None:
     assert {p.metadata.uid for p in _ready_pods(kube, rel, "operator")} == operator_before
     assert core.read_namespaced_secret("voxfleet-worker-token", rel.namespace).data["token"] == token_before
     assert core.read_namespaced_secret(f"{rel.fullname}-session-key", rel.namespace).data["key"] == session_key_before
-    assert core.read_namespaced_secret("voxfleet-worker-token", namespace).data["token"] == token_before
+    if tenant_namespace:  # the operator's copy for the workers is the same token still
+        assert core.read_namespaced_secret("voxfleet-worker-token", tenant_namespace).data["token"] == token_before
     gateway_env = json.loads(core.read_namespaced_config_map(f"{rel.fullname}-gateway", rel.namespace)
                              .data["VOXFLEET_LATENCY_MS"])
     assert gateway_env == {"us-east": {"us-east": 2}}
@@ -356,15 +359,20 @@ def _operator_token_kubeconfig_problem(tmp_path: Path) -> str | None:
 
 
 def test_install_reconcile_session_upgrade_test_uninstall(kube, pods, livekit, release, tmp_path):
-    problem = _operator_token_kubeconfig_problem(tmp_path)
-    if problem:
-        pytest.xfail(problem)
-    output = _install(kube, release).stdout
-    _check_install(kube, pods, release, output)
+    # While the operator can't authenticate from a pod, everything that doesn't need it still runs, then xfail.
+    operator_problem = _operator_token_kubeconfig_problem(tmp_path)
+    operator_works = operator_problem is None
     tenant, agent = _tenant_and_agent(release)
-    _check_reconcile(kube, pods, release, tenant, agent)
-    _check_session(kube, release, livekit)
+    tenant_namespace = agent["metadata"]["namespace"] if operator_works else None
+    output = _install(kube, release).stdout
+    _check_install(kube, pods, release, output, operator_works=operator_works)
+    if operator_works:
+        _check_reconcile(kube, pods, release, tenant, agent)
+        _check_session(kube, release, livekit)
     _check_helm_test(kube, release)
-    _check_upgrade(kube, release, agent["metadata"]["namespace"])
-    _delete_tenant(kube, release, agent["metadata"]["namespace"])
+    _check_upgrade(kube, release, tenant_namespace)
+    if operator_works:
+        _delete_tenant(kube, release, tenant_namespace)
     _check_uninstall(kube, release)
+    if operator_problem:
+        pytest.xfail(operator_problem)
