@@ -85,6 +85,7 @@ def synthesize(text: str, *, voice: str = "en-us", rate: int = 175) -> np.ndarra
 class SpokenTiming:
     text: str
     started: float = 0.0  # first frame handed to the source
+    voice_started: float = 0.0  # the frame holding the first voiced sample handed to the source
     voice_ended: float = 0.0  # the frame holding the last voiced sample handed to the source
     ended: float = 0.0  # last frame of the utterance (incl. eSpeak's trailing silence) handed over
     done: asyncio.Future = field(default=None, repr=False)  # type: ignore[assignment]
@@ -184,6 +185,7 @@ class CallerBot:
                 continue
             samples, timing = self._queue.popleft()
             voiced_until = _last_voiced_sample(samples)
+            voiced_from = _first_voiced_sample(samples)
             for offset in range(0, len(samples), self.frame_samples):
                 chunk = samples[offset:offset + self.frame_samples]
                 if len(chunk) < self.frame_samples:
@@ -192,6 +194,8 @@ class CallerBot:
                 now = time.monotonic()
                 if offset == 0:
                     timing.started = now
+                if offset <= voiced_from < offset + self.frame_samples:
+                    timing.voice_started = now
                 if offset <= voiced_until < offset + self.frame_samples:
                     timing.voice_ended = now
             timing.ended = time.monotonic()
@@ -273,6 +277,14 @@ def _last_voiced_sample(samples: np.ndarray, block: int = 160) -> int:
     for start in range((len(samples) - 1) // block * block, -1, -block):
         if rms(samples[start:start + block]) >= VOICED_RMS:
             return min(len(samples) - 1, start + block - 1)
+    return -1
+
+
+def _first_voiced_sample(samples: np.ndarray, block: int = 160) -> int:
+    """Index of the first sample of the first voiced 10 ms block (-1 when there is none)."""
+    for start in range(0, len(samples), block):
+        if rms(samples[start:start + block]) >= VOICED_RMS:
+            return start
     return -1
 
 
