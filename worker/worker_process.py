@@ -152,4 +152,10 @@ class WorkerProcess:
                 await asyncio.gather(*(s.wait(DRAIN_CANCEL_WAIT_S) for s in self.slots.live()))
         if self.resources is not None:
             await self.resources.tool_runner.aclose()
+            try:
+                from voxfleet.worker.providers.cloud import aclose_cloud_clients
+            except ModuleNotFoundError:
+                pass
+            else:
+                await aclose_cloud_clients(self.resources.providers)
         log.info("drained", ended_sessions=len(live))
