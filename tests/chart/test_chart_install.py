@@ -167,12 +167,38 @@ def _check_install(kube, pods, rel: Release, output: str, *, operator_works: boo
     assert httpx.get(f"http://{operator.status.pod_ip}:8080/readyz", timeout=5).status_code == 200
     metrics = httpx.get(f"http://{operator.status.pod_ip}:8080/metrics", timeout=5).text
     assert "voxfleet_operator" in metrics
+    _check_least_privilege(kube, rel)
     if not operator_works:
         return
     # The chart's Lease is the one the operator holds (its RBAC allows exactly that Lease).
     coordination = client.CoordinationV1Api(kube.api_client())
     wait_for("the operator holding the chart's Lease", lambda: coordination.read_namespaced_lease(
         "voxfleet-operator", rel.namespace).spec.holder_identity == operator.metadata.name, timeout=60)
+
+
+def _check_least_privilege(kube, rel: Release) -> None:
+    """What the service accounts may and may not do, as the apiserver's authorizer answers."""
+    def can(account: str, *args: str) -> bool:
+        result = kube.kubectl("auth", "can-i", *args, f"--as=system:serviceaccount:{rel.namespace}:{account}",
+                              check=False)
+        return result.stdout.strip() == "yes"
+
+    operator, gateway = f"{rel.fullname}-operator", f"{rel.fullname}-gateway"
+    allowed = [(operator, "patch", "deployments.apps", "-n", "tenant-x"), (operator, "create", "namespaces"),
+               (operator, "patch", "voiceagents.voxfleet.dev/status", "-n", "tenant-x"),
+               (operator, "update", "leases.coordination.k8s.io/voxfleet-operator", "-n", rel.namespace),
+               (gateway, "watch", "pods", "-A"), (gateway, "patch", "voiceagents.voxfleet.dev", "-n", "tenant-x"),
+               (gateway, "list", "secrets", "-n", rel.namespace)]
+    refused = [(operator, "create", "clusterroles.rbac.authorization.k8s.io"),
+               (operator, "create", "validatingadmissionpolicies.admissionregistration.k8s.io"),
+               (operator, "create", "pods", "-n", "tenant-x"), (operator, "update", "deployments.apps", "-n", "x"),
+               (operator, "update", "leases.coordination.k8s.io/other-lease", "-n", rel.namespace),
+               (operator, "delete", "customresourcedefinitions.apiextensions.k8s.io"),
+               (gateway, "get", "secrets", "-n", "tenant-x"), (gateway, "create", "secrets", "-n", rel.namespace),
+               (gateway, "patch", "tenants.voxfleet.dev"), (gateway, "create", "pods", "-n", "tenant-x")]
+    wrong = [f"{a} may not: {' '.join(args)}" for a, *args in allowed if not can(a, *args)]
+    wrong += [f"{a} may: {' '.join(args)}" for a, *args in refused if can(a, *args)]
+    assert not wrong, wrong
 
 
 def _tenant_and_agent(rel: Release) -> tuple[dict, dict]:
