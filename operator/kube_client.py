@@ -116,7 +116,9 @@ class KubeCredentials:
 
         configuration = client.Configuration()
         config.load_kube_config(config_file=path, client_configuration=configuration)
-        auth = (configuration.api_key or {}).get("authorization", "")
+        # kubernetes >= 37 files the kubeconfig's token under "BearerToken"; older releases under "authorization".
+        api_key = configuration.api_key or {}
+        auth = api_key.get("BearerToken") or api_key.get("authorization") or ""
         token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else None
         return cls(server=configuration.host, ca_path=configuration.ssl_ca_cert, cert_path=configuration.cert_file,
                    key_path=configuration.key_file, token=token, insecure=not configuration.verify_ssl)
