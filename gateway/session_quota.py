@@ -8,7 +8,9 @@ Why this never over-admits: take any moment when n sessions are admitted and ord
 completed. The last one, S, counted only after its own claim completed, so after every other claim had
 completed too, and its count saw all of them: if n exceeded the quota, S would have released itself. (Two
 sessions racing at the limit may both release, a false 429 that the Retry-After absorbs; never the reverse.)
-Workers that do not answer the count are counted as full (at their last reported capacity, else 100).
+Workers that do not answer the count are counted as full (their last reported capacity, else the agent's
+sessionsPerWorker, else 100), unless they have not been Ready since their process started: no replica
+dispatches to a worker before it is Ready, so such a worker holds nothing.
 
 Counting costs one `GET /v1/load` per live worker of the tenant, so it is skipped when it cannot matter: when
 the tenant's workers can never hold more sessions than the quota (sum over its agents' regions of
@@ -55,14 +57,18 @@ class SessionQuota:
 
     def _capacity(self, worker: Worker) -> int:
         hint = self.registry.hints.get(worker.uid)
-        return hint.capacity if hint and hint.capacity else _UNKNOWN_CAPACITY
+        if hint and hint.capacity:
+            return hint.capacity
+        info = self.agents.get(worker.namespace, worker.agent)
+        return info.spec.scaling.sessions_per_worker if info else _UNKNOWN_CAPACITY
 
     def needs_count(self, tenant: str, namespace: str, limit: int) -> bool:
         return self.potential_sessions(tenant, namespace) > limit
 
     async def count(self, tenant: str, *, claimed: Worker, claimed_active: int) -> int:
         """Sessions of the tenant now, counted after our own claim (claimed_active: that worker's answer)."""
-        others = [w for w in self.registry.tenant_workers(tenant) if w.alive and w.uid != claimed.uid]
+        # A worker never Ready since its process started has had no dispatch from anyone: it holds nothing.
+        others = [w for w in self.registry.tenant_workers(tenant) if w.alive and w.served and w.uid != claimed.uid]
         reports = await asyncio.gather(*(self.client.load(w.ip, timeout=self.count_timeout) for w in others))
         total = claimed_active
         for worker, report in zip(others, reports):

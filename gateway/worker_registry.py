@@ -11,6 +11,7 @@ old one's calls): listeners get the last known Worker, to recover its calls.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class Worker:
     ready: bool
     terminating: bool
     incarnation: tuple[Any, ...]  # changes when the container process is replaced
+    served: bool = False  # was Ready at some point of this incarnation: only then can it hold sessions
 
     @property
     def takes_sessions(self) -> bool:
@@ -99,6 +101,9 @@ class WorkerRegistry:
         uid = ((new or old or {}).get("metadata") or {}).get("uid", "")
         previous = self.by_uid.get(uid)
         current = worker_from_pod(new) if new is not None else None
+        if current is not None:
+            carried = previous is not None and previous.incarnation[:2] == current.incarnation[:2] and previous.served
+            current = dataclasses.replace(current, served=current.ready or carried)
         if previous is not None:
             self._forget(previous)
         if current is not None:

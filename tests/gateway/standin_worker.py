@@ -176,6 +176,10 @@ def build_app(standin: StandIn) -> FastAPI:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    if args.join_rooms:  # load LiveKit's native library now: loading it on the first call stalls the server
+        from livekit import rtc
+
+        rtc.AudioSource(48000, 1)
     standin = StandIn(args)
     server = uvicorn.Server(uvicorn.Config(build_app(standin), host=args.host, port=args.port, log_level="warning",
                                            access_log=False))

@@ -166,7 +166,7 @@ def test_a_key_of_a_deleted_tenant_gets_403(kube, platform_namespace, gateway):
 def test_rate_limit_answers_429_with_retry_after_and_cors_allows_configured_origins(
         kube, platform_namespace, gateway_logs, tenant):
     limited = start_gateway(kube, platform_namespace, gateway_logs, extra_env={
-        "VOXFLEET_RATE_LIMIT_PER_SECOND": "2", "VOXFLEET_RATE_LIMIT_BURST": "3",
+        "VOXFLEET_RATE_LIMIT_PER_SECOND": "0.1", "VOXFLEET_RATE_LIMIT_BURST": "3",
         "VOXFLEET_CORS_ALLOW_ORIGINS": json.dumps(["https://app.example.com"])})
     try:
         statuses = [httpx.get(f"{limited.url}/v1/agents", headers=tenant.headers()) for _ in range(6)]
