@@ -144,6 +144,12 @@ class Session:
                 self._greeted = True
                 worker.create_task(self._greet(), "greeting")
 
+        if self._resources.config.spec.observability.record_transcripts:
+            @pipeline.services["aggregators"].assistant().event_handler("on_assistant_turn_stopped")
+            async def on_agent_said(_aggregator, message):
+                if message.content:
+                    pipeline.observer.note_agent_text(message.content)
+
         @transport.event_handler("on_participant_disconnected")
         async def on_left(_transport, participant_id: str):
             if participant_id == self._caller:
@@ -175,7 +181,6 @@ class Session:
         line = self._resources.settings.recovery_line if self.request.recovery else spec.greeting
         if line and self._pipeline is not None:
             await self._pipeline.worker.queue_frames([TTSSpeakFrame(line)])
-            self._pipeline.observer.note_agent_text(line)
 
     async def _finish(self) -> None:
         if self._runner is not None:

@@ -19,7 +19,6 @@ from pipecat.frames.frames import (
     BotStoppedSpeakingFrame,
     MetricsFrame,
     TranscriptionFrame,
-    TTSSpeakFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
@@ -67,6 +66,7 @@ class ConversationObserver(BaseObserver):
         self._speech_end: float | None = None  # last voiced audio of the turn awaiting its answer
         self._interrupted_turn = False
         self._words_in_turn = False
+        self._in_turn = False  # between the caller's turn start and its end (a session end closes none)
 
     def _observe(self, histogram, value: float) -> None:
         if value >= 0:
@@ -91,6 +91,7 @@ class ConversationObserver(BaseObserver):
                 self.last_activity = now
         elif isinstance(frame, UserStartedSpeakingFrame):
             self.last_activity = now
+            self._in_turn = True
             self._words_in_turn = False
             self._interrupted_turn = self._bot_speaking
             if self._interrupted_turn:
@@ -102,6 +103,9 @@ class ConversationObserver(BaseObserver):
                 self._words_in_turn = True
                 self._remember("caller", frame.text)
         elif isinstance(frame, UserStoppedSpeakingFrame):
+            if not self._in_turn:
+                return
+            self._in_turn = False
             self.last_activity = now
             if self._interrupted_turn and not self._words_in_turn:
                 self.figures.false_interruptions += 1
@@ -113,8 +117,6 @@ class ConversationObserver(BaseObserver):
                 self._speech_end = voiced
             self.figures.turns += 1
             metrics.TURNS.labels(**self._labels).inc()
-        elif isinstance(frame, TTSSpeakFrame):
-            self._remember("agent", frame.text)
         elif isinstance(frame, MetricsFrame):
             self._metrics(frame)
 
