@@ -50,7 +50,7 @@ def phrases_from_intents(intents: list[Intent]) -> list[str]:
     for intent in intents:
         phrases.extend(intent.keywords)
         for pattern in intent.patterns:
-            phrases.extend(_WORD.findall(re.sub(r"\(\?P<[^>]*>", "(", pattern.lower())))
+            phrases.extend(_WORD.findall(re.sub(r"\(\?P<[^>]*>", "(", pattern).lower()))
             if _WANTS_DIGITS.search(pattern):
                 phrases.extend(DIGIT_WORDS)
     return phrases
