@@ -171,7 +171,7 @@ class AgentReconciler:
             if deployment.replicas != 0:
                 log.info("draining region", namespace=namespace, agent=name, region=deployment.region)
                 await self.rt.client.merge_patch("Deployment", deployment.name, {"spec": {"replicas": 0}},
-                                                 namespace, subresource="scale")
+                                                 namespace)
             elif not self.rt.view.pool_pods(key):
                 log.info("region drained, removing its pool", namespace=namespace, agent=name,
                          region=deployment.region)
@@ -198,7 +198,8 @@ class AgentReconciler:
                 continue
             figures[region] = agent_status.RegionFigures(
                 region, pool.scaler.desired, ready=deployment.ready if deployment else 0,
-                updated=deployment.updated_current if deployment else 0, active=pool.active, free=pool.free)
+                updated=deployment.updated_current if deployment else 0, active=pool.active, free=pool.free,
+                rolled_out=deployment.rolled_out if deployment else False)
         for deployment in self.rt.view.agent_deployments(namespace, name):
             pool = self.rt.pools.get((namespace, name, deployment.region))
             if deployment.region not in spec_regions or deployment.region in skipped or (pool and pool.draining):

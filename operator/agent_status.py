@@ -20,10 +20,11 @@ class RegionFigures:
     free: int = 0
     draining: bool = False  # the region left the spec: its pool drains, then goes
     has_pool: bool = True
+    rolled_out: bool = True  # no pod of an older template left (Deployment rollout complete)
 
     @property
     def settled(self) -> bool:
-        return self.ready >= self.desired and self.updated >= self.desired
+        return self.rolled_out and self.ready >= self.desired and self.updated >= self.desired
 
     def wire(self) -> dict[str, Any]:
         return {"name": self.name, "desiredWorkers": self.desired, "readyWorkers": self.ready,
@@ -47,7 +48,8 @@ def _ready(regions: list[RegionFigures], problems: list[Problem]) -> conditions.
 
 def _progressing(regions: list[RegionFigures]) -> conditions.Wanted:
     draining = [r.name for r in regions if r.draining]
-    rolling = [r.name for r in regions if r.has_pool and not r.draining and r.updated < r.desired]
+    rolling = [r.name for r in regions if r.has_pool and not r.draining
+               and (r.updated < r.desired or not r.rolled_out)]
     scaling = [r.name for r in regions if r.has_pool and not r.draining and r.ready < r.desired]
     if rolling:
         return conditions.Wanted("Progressing", "True", "RollingOut", f"rolling out in {', '.join(rolling)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Hashable
@@ -39,7 +40,7 @@ class OperatorApp:
         self.platform, self.settings, self.credentials = platform, settings, credentials
         self.client = KubeClient(credentials, max_connections=64)
         if settings.crash_after_writes:
-            self.client.on_write = _crash_after(settings.crash_after_writes)
+            self.client.on_write = _crash_after(settings.crash_after_writes, settings.crash_write_pattern)
         self.rt = Runtime.build(platform, settings, self.client)
         self.queue = ReconcileQueue(self._reconcile, workers=settings.reconcile_workers,
                                     retry_min=settings.retry_min_seconds, retry_max=settings.retry_max_seconds)
@@ -54,6 +55,7 @@ class OperatorApp:
                                    port=settings.http_port)
         self.started = False  # caches listed, reconciling
         self.kopf_stop = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []  # ours, ended before kopf waits for "hung" tasks on shutdown
 
     # --- probes ---------------------------------------------------------------------------------------------
 
@@ -108,7 +110,8 @@ class OperatorApp:
             await self.client.close()
 
     async def _lead(self, stop: asyncio.Event, stopped: asyncio.Task) -> int:
-        tasks = [asyncio.create_task(cache.run(), name=f"watch {cache.kind}") for cache in self.rt.view.caches()]
+        tasks = self.tasks
+        tasks += [asyncio.create_task(cache.run(), name=f"watch {cache.kind}") for cache in self.rt.view.caches()]
         try:
             await self._install_admission_policy()
             for cache in self.rt.view.caches():
@@ -204,11 +207,20 @@ class OperatorApp:
                                        scheme="Bearer" if token else None, token=token,
                                        insecure=credentials.insecure or None)
 
+        @kopf.on.cleanup(registry=registry)
+        async def stop_our_tasks(**_: Any) -> None:
+            # kopf stops on SIGTERM itself, then waits for every task it didn't start (its own stop-flag waiter
+            # included): end ours and raise the flag, or it waits 5 s for nothing.
+            self.kopf_stop.set()
+            for task in self.tasks:
+                task.cancel()
+
         tenant_handlers.register(registry, self.rt, self.queue)
         voiceagent_handlers.register(registry, self.rt, self.queue)
         settings = kopf.OperatorSettings()
         settings.posting.enabled = False  # our own Events say what matters, once
         settings.scanning.disabled = True
+        settings.queueing.idle_timeout = 0.5  # per-object workers end soon: a SIGTERM waits for them
         settings.networking.request_timeout = 60
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
@@ -218,13 +230,17 @@ class OperatorApp:
                             stop_flag=self.kopf_stop)
 
 
-def _crash_after(writes: int):
-    """Crash tests: a real SIGKILL (no cleanup, no finally) right after the Nth apiserver write."""
+def _crash_after(writes: int, pattern: str):
+    """Crash tests: a real SIGKILL (no cleanup, no finally) right after the Nth (matching) apiserver write."""
     count = 0
+    matches = re.compile(pattern).search if pattern else (lambda _: True)
 
     def on_write(method: str, path: str) -> None:
         nonlocal count
+        if not matches(f"{method} {path}"):
+            return
         count += 1
+        log.debug("crash test: write", writes=count, write=f"{method} {path}")
         if count >= writes:
             log.warning("crash test: SIGKILL now", writes=count, last_write=f"{method} {path}")
             os.kill(os.getpid(), signal.SIGKILL)

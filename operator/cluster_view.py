@@ -71,12 +71,19 @@ class DeploymentView:
     ready: int
     updated: int
     available: int
+    total: int  # status.replicas: pods of every ReplicaSet, terminating ones excluded
     failure: str | None  # the ReplicaFailure message (e.g. exceeded quota)
 
     @property
     def updated_current(self) -> int:
         """Pods on the current template, 0 until the controller has seen the latest spec."""
         return self.updated if self.observed_generation >= self.generation else 0
+
+    @property
+    def rolled_out(self) -> bool:
+        """`kubectl rollout status` says done: only current-template pods left, all of them available."""
+        return (self.observed_generation >= self.generation and self.updated >= self.replicas
+                and self.total == self.updated and self.available >= self.updated)
 
 
 def project_deployment(obj: dict[str, Any]) -> DeploymentView:
@@ -88,7 +95,7 @@ def project_deployment(obj: dict[str, Any]) -> DeploymentView:
         region=dep_labels.get(labels.REGION, ""), generation=int(meta.get("generation") or 0),
         replicas=int(spec.get("replicas") or 0), observed_generation=int(status.get("observedGeneration") or 0),
         ready=int(status.get("readyReplicas") or 0), updated=int(status.get("updatedReplicas") or 0),
-        available=int(status.get("availableReplicas") or 0),
+        available=int(status.get("availableReplicas") or 0), total=int(status.get("replicas") or 0),
         failure=failure.get("message") if failure and failure.get("status") == "True" else None)
 
 

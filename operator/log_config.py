@@ -39,6 +39,6 @@ def configure(log_format: str = "json", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # kopf logs every watch (re)connection at INFO; its warnings and errors still come through.
-    logging.getLogger("kopf").setLevel(max(numeric, logging.WARNING))
+    # kopf logs every watch (re)connection at INFO; its warnings and errors still come through (all at debug).
+    logging.getLogger("kopf").setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,6 +1,6 @@
 """The scaling loop: every poll interval, read every worker's load, let each pool's PoolScaler decide, and act.
 
-Writes happen only when a pool's size changes (the Deployment's /scale, and at scale-down the deletion-cost
+Writes happen only when a pool's size changes (the Deployment's replicas, and at scale-down the deletion-cost
 annotation on the chosen idle pods) and, rate-limited, when a status figure moved: never per session.
 """
 
@@ -104,8 +104,7 @@ class Scaler:
             if victims:
                 await self._mark_victims(pool, victims)
             await self.rt.client.merge_patch("Deployment", deployment_name(pool.agent, pool.region),
-                                             {"spec": {"replicas": pool.scaler.desired}}, pool.namespace,
-                                             subresource="scale")
+                                             {"spec": {"replicas": pool.scaler.desired}}, pool.namespace)
         except NotFound:
             return  # the reconciler recreates the Deployment (with the new size)
         except KubeApiError as error:

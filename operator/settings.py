@@ -55,6 +55,9 @@ class OperatorSettings(BaseSettings):
     # Fault injection for crash tests: SIGKILL this process right after its Nth write to the apiserver (0: off),
     # so a test can stop a reconcile at an exact point and check that a restarted operator converges.
     crash_after_writes: int = Field(default=0, ge=0, description="Crash tests only: die after this many writes.")
+    crash_write_pattern: str = Field(default="", max_length=256,
+                                     description="Crash tests only: count only writes whose 'METHOD path' matches"
+                                                 " this regular expression (empty: every write).")
 
     install_admission_policy: bool = Field(
         default=True, description="Apply the ValidatingAdmissionPolicy that refuses deleting Tenants with agents.")

@@ -54,6 +54,7 @@ class OperatorProcess:
         self.popen: subprocess.Popen | None = None
 
     def start(self, *, wait_leader: bool = True, timeout: float = 60.0) -> "OperatorProcess":
+        """Start and wait until it serves /healthz (and, by default, leads)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -63,9 +64,10 @@ class OperatorProcess:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.popen.returncode}:\n{self.log()[-4000:]}")
             try:
-                if not wait_leader or self.metric("voxfleet_operator_leader") == 1:
-                    if not wait_leader or "operator leading" in self.log():
-                        return self
+                serving = httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+                if serving and (not wait_leader or (self.metric("voxfleet_operator_leader") == 1
+                                                    and "operator leading" in self.log())):
+                    return self
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:

@@ -122,8 +122,9 @@ def test_removing_a_region_drains_its_pool_then_removes_it(operator: OperatorPro
     fleet.set_calls(busy, 0)
     wait_for("the drained pool to be removed", lambda: fleet.deployment(namespace, "line-ap-south") is None,
              timeout=30)
-    agent = fleet.wait_agent_ready(namespace, "line")
-    assert [r["name"] for r in agent["status"]["regions"]] == ["us-east"]
+    fleet.wait_agent_ready(namespace, "line")
+    fleet.wait_agent(namespace, "line", "only us-east left in status", lambda a: [
+        r["name"] for r in a["status"]["regions"]] == ["us-east"], timeout=10)
 
 
 def test_deleting_a_tenant_with_agents_is_refused(operator: OperatorProcess, fleet: Fleet):

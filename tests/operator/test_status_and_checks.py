@@ -33,6 +33,11 @@ def test_not_ready_while_rolling_or_scaling():
     rolling = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 2, ready=2, updated=1)], [], None)
     assert _conditions(rolling)["Ready"]["status"] == "False"
     assert _conditions(rolling)["Progressing"]["reason"] == "RollingOut"
+    # Enough ready pods, but an old one is still there: the rollout is not done.
+    old_left = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 1, ready=2, updated=1,
+                                                                 rolled_out=False)], [], None)
+    assert _conditions(old_left)["Ready"]["status"] == "False"
+    assert _conditions(old_left)["Progressing"]["reason"] == "RollingOut"
     draining = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 1, ready=1, updated=1),
                                                    RegionFigures("eu-west", 0, ready=1, draining=True)], [], None)
     assert _conditions(draining)["Ready"]["status"] == "True"
