@@ -96,7 +96,7 @@ def _world_values(pods, livekit, shard: str, namespace: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def release(kube, pods, livekit, installed_crds, tmp_path_factory):
+def release(kube, pods, livekit, tmp_path_factory):
     suffix = uuid.uuid4().hex[:6]
     namespace = kube.new_namespace("voxfleet-chart")
     shard = f"chart-{suffix}"
