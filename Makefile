@@ -9,9 +9,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup servers dev test test-fast crds bench clean
+.PHONY: setup servers playground chromium dev test test-fast crds bench clean
 
-setup: $(STAMP) servers
+setup: $(STAMP) servers playground
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "voxfleet needs Python 3.11+; found " + sys.version)'
@@ -25,10 +25,27 @@ servers:
 	@echo "==> the real servers of the test world (built once per machine, then cached)"
 	bash world/build-servers.sh
 
+# The browser playground the gateway serves: livekit-client bundled with esbuild, both from the npm registry.
+PLAYGROUND_BUNDLE := playground/dist/index.html
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
+playground: $(PLAYGROUND_BUNDLE)
+
+$(PLAYGROUND_BUNDLE): playground/package.json playground/package-lock.json $(wildcard playground/src/*)
+	@command -v npm >/dev/null 2>&1 || { echo "==> installing node and npm (Debian)"; $(APT_INSTALL) nodejs npm; }
+	@echo "==> building the browser playground (npm ci, esbuild)"
+	cd playground && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+# Debian's chromium for the playground's browser test; skipped when it is already installed.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "==> installing Debian's chromium for the browser test"; \
+		$(APT_INSTALL) chromium chromium-driver; }
+
 dev: setup
 	$(BIN)/voxfleet dev
 
-test: setup
+test: setup chromium
 	@echo "==> running the whole suite against real servers"
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15 tests
 

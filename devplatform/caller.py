@@ -60,6 +60,8 @@ class Caller:
         self._tasks: list[asyncio.Task] = []
         self._streams: list[rtc.AudioStream] = []
         self._agents: set[str] = set()
+        self._closing = False
+        self._microphone_task: asyncio.Task | None = None
 
     async def __aenter__(self) -> "Caller":
         await self.join()
@@ -95,9 +97,17 @@ class Caller:
         options = rtc.TrackPublishOptions()
         options.source = rtc.TrackSource.SOURCE_MICROPHONE
         await self.room.local_participant.publish_track(track, options)
-        self._tasks.append(asyncio.create_task(self._microphone()))
+        self._microphone_task = asyncio.create_task(self._microphone())
+        self._tasks.append(self._microphone_task)
 
     async def leave(self) -> None:
+        # The microphone ends after its current frame: cancelling a capture mid-flight makes LiveKit's native
+        # side log an error when the frame's completion arrives after the source is gone.
+        self._closing = True
+        microphone = self._microphone_task
+        if microphone is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(microphone, 1.0)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -134,13 +144,15 @@ class Caller:
 
     async def _microphone(self) -> None:
         silence = np.zeros(self.frame_samples, dtype=np.int16)
-        while True:
+        while not self._closing:
             if not self._queue:
                 await self._send(silence)
                 continue
             samples, timing = self._queue.popleft()
             voiced_until = last_voiced_sample(samples)
             for offset in range(0, len(samples), self.frame_samples):
+                if self._closing:
+                    break
                 chunk = samples[offset:offset + self.frame_samples]
                 if len(chunk) < self.frame_samples:
                     chunk = np.concatenate([chunk, silence[:self.frame_samples - len(chunk)]])

@@ -365,10 +365,14 @@ class LocalPlatform:
         if self.state is not None:
             self.state.phase = "stopping"
             self.state.save()
-        processes.stop_groups([s.pid for s in self.servers], timeout=10)
+        if self.servers:
+            processes.stop_groups([s.pid for s in self.servers], timeout=10)
+            self.progress(f"  stopped {', '.join(s.name for s in self.servers)} "
+                          f"({time.monotonic() - started:.1f} s)")
         self.servers = []
         if self.world is not None:
-            self.world.stop()
+            seconds = self.world.stop()
+            self.progress(f"  stopped the world: workers, pod runner, LiveKit, Kubernetes ({seconds:.1f} s)")
         if self.info is not None:
             processes.kill_marked(self.info.world_id)
         if self.state is not None:

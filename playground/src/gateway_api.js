@@ -44,7 +44,7 @@ async function request(method, path, apiKey, body) {
     } else {
       message = HINTS[response.status] || `The gateway answered ${response.status}.`;
     }
-    if (payload.message) message += ` (${payload.message})`;
+    if (payload.message && response.status !== 503) message += ` (${payload.message})`;
     throw new GatewayError(response.status, code, message, retryAfter);
   }
   return payload;

@@ -10,7 +10,7 @@ const KEY_STORAGE = 'voxfleet.playground.apiKey';
 
 const call = {
   room: null, mic: null, audioContext: null, audioElements: [], timer: null, transcript: null, session: null,
-  active: false,
+  active: false, agentHeard: false, hintTimer: 0,
 };
 // For people poking around in the console, and for the browser test.
 window.voxfleetPlayground = {
@@ -143,7 +143,9 @@ async function startCall() {
   if (!agent) return showMessage('Pick an agent first.');
   setInCall(true);
   call.active = true;
+  call.session = null;
   $('transcript').replaceChildren();
+  $('transcript-hint').hidden = true;
   $('turns').replaceChildren();
   // Created inside the click, so the browser lets it play.
   call.audioContext = new AudioContext();
@@ -167,6 +169,7 @@ async function startCall() {
 
 async function joinRoom(agent) {
   const { session } = call;
+  call.agentHeard = false;
   call.timer = new TurnTimer({ onTurn: addTurn });
   call.transcript = new Transcript();
   const room = new Room({ adaptiveStream: false, dynacast: false });
@@ -182,6 +185,7 @@ async function joinRoom(agent) {
       call.timer.agent(t, rms);
       $('agent-level').value = rms;
     });
+    call.agentHeard = true;
     setStatus(`In a call with ${agent} (region ${session.region || '?'}). Speak now.`);
   });
   room.on(RoomEvent.ParticipantDisconnected, () => {
@@ -197,8 +201,8 @@ async function joinRoom(agent) {
     call.timer.caller(t, rms);
     $('caller-level').value = rms;
   });
-  setStatus(`Waiting for ${agent} to answer (region ${session.region || '?'})…`);
-  window.setTimeout(() => {
+  if (!call.agentHeard) setStatus(`Waiting for ${agent} to answer (region ${session.region || '?'})…`);
+  call.hintTimer = window.setTimeout(() => {
     if (call.active && call.transcript && call.transcript.lines.length === 0) $('transcript-hint').hidden = false;
   }, 15000);
 }
@@ -206,6 +210,7 @@ async function joinRoom(agent) {
 async function endCall(statusText) {
   if (!call.active && !call.room) return;
   call.active = false;
+  window.clearTimeout(call.hintTimer);
   const { room, mic, audioContext } = call;
   call.room = null;
   call.mic = null;
