@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for every voxfleet component: `voxfleet operator`, `voxfleet gateway`, `voxfleet worker` (the Helm
 # chart sets the command). The offline models ship inside the installed wheels (Silero VAD and smart-turn v3 in
 # pipecat-ai, the PocketSphinx en-us model in pocketsphinx, eSpeak NG's library and data in espeakng-loader), so
