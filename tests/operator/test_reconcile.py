@@ -10,7 +10,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.operator.fleet import Fleet, condition, wait_for
-from tests.operator.operator_process import OperatorProcess
+from tests.operator.operator_process import WORKER_TOKEN, OperatorProcess
 from voxfleet.api import labels
 from voxfleet.world.access import Cluster, RunnerPool
 
@@ -153,3 +153,27 @@ def _gone(read) -> bool:
         return False
     except ApiException as error:
         return error.status == 404
+
+
+def test_health_metrics_and_json_logs(operator: OperatorProcess, fleet: Fleet):
+    import json
+
+    import httpx
+
+    tenant, namespace = fleet.create_tenant()
+    fleet.wait_tenant_ready(tenant)
+    fleet.create_agent(namespace, "watched", small_agent("eu-west"))
+    fleet.wait_agent(namespace, "watched", "load read", lambda a: a["status"].get("freeSlots") == 2)
+    assert httpx.get(f"{operator.url}/healthz", timeout=5).json() == {"ok": True}
+    assert operator.metric("voxfleet_operator_reconciles_total", kind="agent", result="ok") > 0
+    assert operator.metric("voxfleet_operator_reconcile_duration_seconds_count", kind="tenant") > 0
+    assert operator.metric("voxfleet_operator_pools") >= 1
+    pool = {"tenant": tenant, "agent": "watched", "region": "eu-west"}
+    assert operator.metric("voxfleet_pool_desired_workers", **pool) == 1
+    wait_for("ready workers exported", lambda: operator.metric("voxfleet_pool_ready_workers", **pool) == 1)
+    assert operator.metric("voxfleet_pool_free_slots", **pool) == 2
+    assert operator.metric("voxfleet_operator_load_polls_total", result="ok") > 0
+    assert "voxfleet_operator_load_poll_failures_total" in operator.metrics()
+    records = [json.loads(line) for line in operator.log().splitlines() if line.startswith("{")]
+    assert records and all("event" in r and "level" in r and "timestamp" in r for r in records)
+    assert WORKER_TOKEN not in operator.log()

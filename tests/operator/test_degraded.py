@@ -1,0 +1,116 @@
+"""Bad specs the schema can't catch become a Degraded condition and a Warning Event with a clear message, and the
+operator keeps serving every other agent. Workers here are kwok-simulated pods (no processes needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.operator.conftest import operator_process
+from tests.operator.fleet import Fleet, condition, wait_for
+from tests.operator.operator_process import OperatorProcess
+from voxfleet.world.access import Cluster
+
+pytestmark = pytest.mark.world
+
+
+@pytest.fixture(scope="module")
+def simulated_operator(kube: Cluster, platform_namespace: str, shard: str, operator_logs: Path,
+                       fleet: Fleet) -> Iterator[OperatorProcess]:
+    process = operator_process(kube, platform_namespace, shard, operator_logs, real_workers=False,
+                               extra_env={"VOXFLEET_ALLOWED_WORKER_IMAGES": '["registry.example/voxfleet-*"]'})
+    process.start()
+    yield process
+    fleet.delete_everything()
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def tenant(simulated_operator: OperatorProcess, fleet: Fleet) -> str:
+    name, namespace = fleet.create_tenant(allowedRegions=["us-east", "eu-west", "mars-north"],
+                                          quotas={"maxWorkers": 6, "maxAgents": 10})
+    fleet.wait_tenant_ready(name)
+    return namespace
+
+
+def spec(**changes) -> dict:
+    base = {"regions": [{"name": "us-east", "minWorkers": 1, "maxWorkers": 2}],
+            "scaling": {"sessionsPerWorker": 2, "bufferSessions": 0}}
+    base.update(changes)
+    return base
+
+
+def degraded(fleet: Fleet, namespace: str, name: str, reason: str) -> dict:
+    agent = fleet.wait_agent(namespace, name, f"Degraded {reason}", lambda a: (
+        condition(a, "Degraded").get("status") == "True" and condition(a, "Degraded").get("reason") == reason))
+    event = wait_for(f"a {reason} Event", lambda: next((
+        e for e in fleet.events(namespace, name) if e.reason == reason and e.type == "Warning"), None))
+    assert event.involved_object.kind == "VoiceAgent"
+    assert event.message == condition(agent, "Degraded")["message"]
+    return agent
+
+
+def test_missing_secret(simulated_operator: OperatorProcess, fleet: Fleet, tenant: str):
+    llm = {"llm": {"provider": "openai", "secretRef": {"name": "llm-keys", "key": "openai"}}}
+    fleet.create_agent(tenant, "nokey", spec(pipeline=llm))
+    agent = degraded(fleet, tenant, "nokey", "SecretMissing")
+    message = condition(agent, "Degraded")["message"]
+    assert "Secret 'llm-keys' named by spec.pipeline.llm.secretRef does not exist" in message
+    assert condition(agent, "Ready")["status"] == "False"
+    assert fleet.deployment(tenant, "nokey-us-east") is None  # nothing half-made
+
+    # A Secret with the wrong key, then the right one: the operator rechecks on its own.
+    fleet.core.create_namespaced_secret(tenant, {"metadata": {"name": "llm-keys"},
+                                                 "stringData": {"anthropic": "sk-not-this-one"}})
+    agent = degraded(fleet, tenant, "nokey", "SecretKeyMissing")
+    assert "sk-not-this-one" not in str(agent) and all("sk-not" not in (e.message or "")
+                                                        for e in fleet.events(tenant, "nokey"))
+    fleet.core.patch_namespaced_secret("llm-keys", tenant, {"stringData": {"openai": "sk-test"}})
+    fleet.wait_agent_ready(tenant, "nokey", timeout=30)
+    assert condition(fleet.agent(tenant, "nokey"), "Degraded")["status"] == "False"
+
+
+def test_image_not_allowed_keeps_the_running_pool(simulated_operator: OperatorProcess, fleet: Fleet, tenant: str):
+    fleet.create_agent(tenant, "badimage", spec(worker={"image": "evil.example/miner:latest"}))
+    agent = degraded(fleet, tenant, "badimage", "ImageNotAllowed")
+    assert "'evil.example/miner:latest' is not in the platform's allow-list" in condition(agent, "Degraded")["message"]
+    assert fleet.deployment(tenant, "badimage-us-east") is None
+
+    fleet.create_agent(tenant, "edited", spec(worker={"image": "registry.example/voxfleet-gpu:2"}))
+    fleet.wait_agent_ready(tenant, "edited")
+    before = fleet.deployment(tenant, "edited-us-east")
+    assert before.spec.template.spec.containers[0].image == "registry.example/voxfleet-gpu:2"
+    fleet.patch_agent(tenant, "edited", {"worker": {"image": "evil.example/miner:latest"}, "greeting": "x"})
+    degraded(fleet, tenant, "edited", "ImageNotAllowed")
+    after = fleet.deployment(tenant, "edited-us-east")
+    assert after.metadata.generation == before.metadata.generation  # the bad edit was not rolled out
+    assert after.spec.template.spec.containers[0].image == "registry.example/voxfleet-gpu:2"
+
+
+def test_region_without_nodes(simulated_operator: OperatorProcess, fleet: Fleet, tenant: str):
+    fleet.create_agent(tenant, "mars", spec(regions=[{"name": "us-east", "minWorkers": 1, "maxWorkers": 2},
+                                                     {"name": "mars-north", "minWorkers": 1, "maxWorkers": 2}]))
+    agent = degraded(fleet, tenant, "mars", "NoNodesInRegion")
+    assert "topology.kubernetes.io/region=mars-north" in condition(agent, "Degraded")["message"]
+    # The region that has nodes serves anyway; the other's pool waits for nodes (Pending, not elsewhere).
+    wait_for("us-east ready", lambda: fleet.ready_pods(tenant, "mars", "us-east"))
+    pending = wait_for("a mars-north pod", lambda: fleet.pool_pods(tenant, "mars", "mars-north"))
+    assert pending[0].spec.node_name is None and pending[0].status.phase == "Pending"
+
+
+def test_quota_exceeded(simulated_operator: OperatorProcess, fleet: Fleet, tenant: str):
+    name, namespace = fleet.create_tenant(quotas={"maxWorkers": 1})
+    fleet.wait_tenant_ready(name)
+    fleet.create_agent(namespace, "big", spec(regions=[{"name": "eu-west", "minWorkers": 2, "maxWorkers": 3}]))
+    agent = degraded(fleet, namespace, "big", "QuotaExceeded")
+    assert "exceeded quota" in condition(agent, "Degraded")["message"]
+    assert len(fleet.pool_pods(namespace, "big")) == 1
+
+
+def test_other_agents_keep_being_served(simulated_operator: OperatorProcess, fleet: Fleet, tenant: str):
+    fleet.create_agent(tenant, "healthy", spec(regions=[{"name": "eu-west", "minWorkers": 1, "maxWorkers": 2}]))
+    agent = fleet.wait_agent_ready(tenant, "healthy")
+    assert condition(agent, "Degraded")["status"] == "False"
+    assert simulated_operator.metric("voxfleet_operator_events_total") >= 4
