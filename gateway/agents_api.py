@@ -14,22 +14,15 @@ from pydantic import Field
 
 from voxfleet.api.model_base import DNS_LABEL, ApiModel
 from voxfleet.api.voiceagent import VoiceAgentStatus
-from voxfleet.api.wire import ErrorBody
 from voxfleet.gateway import agent_writes
 from voxfleet.gateway.agent_writes import AgentSpecInput
-from voxfleet.gateway.api_errors import ApiError
+from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.runtime import runtime_of
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
 
 AgentName = Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL,
                                 description="VoiceAgent name (a DNS label).")]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text} for status, text in (
-        (401, "No valid API key."), (403, "Not allowed for this tenant (region or quota)."),
-        (404, "No such agent in this tenant."), (409, "Concurrent change."), (413, "Body too large."),
-        (422, "Invalid spec (field paths in details)."), (429, "Rate limited (Retry-After).")
-    )}
 
 
 class AgentView(ApiModel):
@@ -48,7 +41,8 @@ class AgentList(ApiModel):
     items: list[AgentView]
 
 
-router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=_ERRORS)
+router = APIRouter(prefix="/v1/agents", tags=["agents"],
+                   responses=documented(401, 403, 404, 409, 413, 422, 429, 502, 503))
 
 
 def _view(obj: dict[str, Any]) -> AgentView:

@@ -19,6 +19,21 @@ from voxfleet.api.wire import ErrorBody
 log = structlog.get_logger(__name__)
 
 
+_DESCRIPTIONS = {
+    400: "Malformed request.", 401: "No valid API key (or webhook signature).",
+    403: "Not allowed for this tenant (region, quota, or the tenant is unavailable).",
+    404: "Not found for this tenant.",
+    409: "Conflict (a concurrent change, or a repeated webhook delivery).", 413: "Request body too large.",
+    422: "Invalid request; details name each field.", 429: "Rate or session quota exceeded; see Retry-After.",
+    502: "The cluster answered unexpectedly; retry.", 503: "No capacity or not ready yet; see Retry-After.",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries: these statuses answer an ErrorBody (replacing FastAPI's default 422)."""
+    return {status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, *, details: list[dict[str, Any]] | None = None,
                  headers: dict[str, str] | None = None):

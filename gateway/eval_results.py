@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from voxfleet.api.eval_record import SessionEvalRecord
 from voxfleet.api.wire import ErrorBody
 from voxfleet.gateway import session_ids
-from voxfleet.gateway.api_errors import ApiError
+from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.runtime import runtime_of
 from voxfleet.gateway.sessions_api import SessionId
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
@@ -31,11 +31,7 @@ router = APIRouter(tags=["sessions"])
 
 @router.get("/v1/sessions/{session_id}/eval", response_model=SessionEvalRecord,
             summary="Tool calls and transcript of an eval-mode session",
-            responses={status: {"model": ErrorBody, "description": text} for status, text in (
-                (401, "No valid API key."),
-                (403, "transcripts_disabled: the agent's spec does not record transcripts."),
-                (404, "Unknown session, or not_an_eval_session: started without evalMode."),
-                (502, "The session's worker did not answer."))})
+            responses=documented(401, 403, 404, 422, 429, 502))
 async def session_eval(request: Request, session_id: SessionId,
                        tenant: TenantContext = Depends(require_tenant)) -> JSONResponse:
     runtime = runtime_of(request)

@@ -85,7 +85,8 @@ def _create(api: k8s_client.ApiClient, core: k8s_client.CoreV1Api, namespace: st
     return 0
 
 
-def _list(api: k8s_client.ApiClient, core: k8s_client.CoreV1Api, namespace: str, tenant: str | None, as_json: bool) -> int:
+def _list(api: k8s_client.ApiClient, core: k8s_client.CoreV1Api, namespace: str, tenant: str | None,
+          as_json: bool) -> int:
     selector = api_keys.KEY_SECRET_SELECTOR + (f",{labels.TENANT}={tenant}" if tenant else "")
     secrets = core.list_namespaced_secret(namespace, label_selector=selector).items
     stored = [api_keys.from_secret(api.sanitize_for_serialization(s)) for s in secrets]

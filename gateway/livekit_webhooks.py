@@ -22,8 +22,7 @@ from livekit import api
 from livekit.protocol import webhook as webhook_proto
 
 from voxfleet.api.model_base import DNS_LABEL
-from voxfleet.api.wire import ErrorBody
-from voxfleet.gateway.api_errors import ApiError
+from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 
 log = structlog.get_logger(__name__)
@@ -90,14 +89,13 @@ def _livekit_region(runtime: GatewayRuntime, event: webhook_proto.WebhookEvent, 
 
 
 @router.post("/livekit/webhook", summary="LiveKit webhook (signed by LiveKit)", response_model=dict,
-             responses={401: {"model": ErrorBody}, 400: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+             responses=documented(400, 401, 409, 413))
 async def livekit_webhook(request: Request) -> dict:
     return await _handle(request, None)
 
 
 @router.post("/livekit/webhook/{region}", summary="LiveKit webhook of one region's LiveKit", response_model=dict,
-             responses={401: {"model": ErrorBody}, 400: {"model": ErrorBody}, 404: {"model": ErrorBody},
-                        409: {"model": ErrorBody}})
+             responses=documented(400, 401, 404, 409, 413, 422))
 async def livekit_region_webhook(request: Request,
                                  region: str = Path(max_length=63, pattern=DNS_LABEL)) -> dict:
     return await _handle(request, region)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import structlog
 from fastapi import Request
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor

@@ -18,12 +18,12 @@ from opentelemetry import propagate
 from pydantic import Field, field_validator
 
 from voxfleet.api.model_base import DNS_LABEL, ApiModel
-from voxfleet.api.wire import MAX_METADATA_BYTES, SESSION_ID_PATTERN, EndReason, ErrorBody, SessionPhase
+from voxfleet.api.wire import MAX_METADATA_BYTES, SESSION_ID_PATTERN, EndReason, SessionPhase
 from voxfleet.gateway import room_names, session_ids
 from voxfleet.gateway.agent_directory import AgentInfo
 from voxfleet.gateway.agent_writes import agent_path
 from voxfleet.gateway.agents_api import AgentName
-from voxfleet.gateway.api_errors import ApiError
+from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
@@ -32,10 +32,6 @@ log = structlog.get_logger(__name__)
 
 SessionId = Annotated[str, Path(min_length=8, max_length=200, pattern=SESSION_ID_PATTERN,
                                 description="The session id returned when the session was created.")]
-
-
-def _errors(*pairs: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody, "description": text} for status, text in pairs}
 
 
 class SessionCreate(ApiModel):
@@ -105,10 +101,7 @@ router = APIRouter(tags=["sessions"])
 
 @router.post("/v1/agents/{agent}/sessions", status_code=201, response_model=SessionCreated,
              summary="Start a session with an agent",
-             responses=_errors((401, "No valid API key."), (404, "No such agent in this tenant."),
-                               (413, "Body too large."), (422, "Invalid request (region, identity, metadata)."),
-                               (429, "Over the tenant's maxConcurrentSessions or request rate (Retry-After)."),
-                               (503, "No warm capacity in any usable region (Retry-After).")))
+             responses=documented(401, 403, 404, 413, 422, 429, 503))
 async def create_session(request: Request, agent: AgentName, body: SessionCreate | None = None,
                          tenant: TenantContext = Depends(require_tenant)) -> SessionCreated:
     runtime = runtime_of(request)
@@ -134,8 +127,7 @@ async def create_session(request: Request, agent: AgentName, body: SessionCreate
 
 
 @router.get("/v1/sessions/{session_id}", response_model=SessionView, summary="Read a session",
-            responses=_errors((401, "No valid API key."), (404, "Unknown, ended and forgotten, or not this"
-                                                                " tenant's session.")))
+            responses=documented(401, 403, 404, 422, 429))
 async def get_session(request: Request, session_id: SessionId,
                       tenant: TenantContext = Depends(require_tenant)) -> SessionView:
     runtime = runtime_of(request)
@@ -151,7 +143,7 @@ async def get_session(request: Request, session_id: SessionId,
 
 
 @router.delete("/v1/sessions/{session_id}", status_code=204, summary="End a session (the room closes)",
-               responses=_errors((401, "No valid API key."), (404, "Unknown or not this tenant's session.")))
+               responses=documented(401, 403, 404, 422, 429))
 async def delete_session(request: Request, session_id: SessionId,
                          tenant: TenantContext = Depends(require_tenant)) -> Response:
     runtime = runtime_of(request)

@@ -43,7 +43,8 @@ def _all_secret_bytes(kube, namespace: str) -> bytes:
     for secret in secrets:
         for value in (secret.data or {}).values():
             blob += base64.b64decode(value) + b"\n"
-        blob += json.dumps(secret.metadata.annotations or {}).encode() + json.dumps(secret.metadata.labels or {}).encode()
+        blob += json.dumps(secret.metadata.annotations or {}).encode()
+        blob += json.dumps(secret.metadata.labels or {}).encode()
     return blob
 
 
