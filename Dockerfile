@@ -23,7 +23,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
  && python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-index --find-links /wheels voxfleet \
  && /opt/venv/bin/pip uninstall --yes pip \
- && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib > /dev/null
 
 # --- runtime: the interpreter, the venv, a non-root user; nothing else -------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -32,10 +33,9 @@ LABEL org.opencontainers.image.title="voxfleet" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid 10001 voxfleet \
  && useradd --system --uid 10001 --gid voxfleet --home-dir /home/voxfleet --create-home --shell /usr/sbin/nologin voxfleet
+# Bytecode was compiled in the builder: the root file system is read-only at run time. Model hubs are switched
+# off so a library that would reach for one fails loudly instead of downloading in a pod.
 COPY --from=builder /opt/venv /opt/venv
-# Bytecode is compiled at build time because the root file system is read-only at run time. Model hubs are
-# switched off so a library that would reach for one fails loudly instead of downloading in a pod.
-RUN /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib > /dev/null
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
