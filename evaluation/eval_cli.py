@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.report, args.save_baseline):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(report.to_wire(), indent=2) + "\n")
+            path.write_text(json.dumps(report.model_dump(mode="json", by_alias=True), indent=2) + "\n")
     if args.junit is not None:
         write_junit(report, args.junit)
     if baseline is not None:

@@ -26,6 +26,8 @@ TIMEOUT_S = 15.0
 RETRYABLE = (429, 503)  # quota or no free slot right now: other scenarios of this run will free one
 START_PATIENCE_S = 120.0
 RECORD_PATIENCE_S = 10.0
+FINAL_REFUSALS = ("not_an_eval_session", "transcripts_disabled", "missing_api_key", "invalid_api_key",
+                  "tenant_unavailable")
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,12 @@ class EvalSessions:
             response = await self._http.get(f"/v1/sessions/{session_id}/eval")
             if response.status_code != 200:
                 error = _error_body(response)
-                return EvalResults(None, str(error.get("code") or response.status_code),
-                                   str(error.get("message") or response.text[:300]))
+                code = str(error.get("code") or response.status_code)
+                # A busy worker may miss the gateway's lookup: only these answers are final.
+                if code in FINAL_REFUSALS or time.monotonic() > deadline:
+                    return EvalResults(None, code, str(error.get("message") or response.text[:300]))
+                await asyncio.sleep(0.5)
+                continue
             try:
                 record = SessionEvalRecord.model_validate(response.json())
             except (ValidationError, ValueError) as error:

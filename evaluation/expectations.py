@@ -18,6 +18,7 @@ from voxfleet.evaluation.report_models import (
     BargeInResult,
     ExpectationResult,
     ScenarioResult,
+    TimedLine,
     ToolCallSeen,
     TurnResult,
 )
@@ -52,6 +53,11 @@ def judge(timeline: CallTimeline, defaults: RunDefaults, *, recognise: bool = Tr
             result.turns.append(_judge_turn(timeline, timeline.turns[index], turn, window, defaults, recognise))
         else:
             result.turns.append(_unreached(index + 1, turn, timeline.error or "the call ended early"))
+    record = timeline.results.record if timeline.results else None
+    if record is not None and timeline.joined:
+        joined = timeline.wall(timeline.joined)
+        result.transcript = [TimedLine(role=line.role, text=line.text, at_s=round(line.at - joined, 3))
+                             for line in record.transcript]
     result.passed = (timeline.error is None and all(t.passed for t in result.turns)
                      and all(e.passed for e in result.greeting_expectations))
     return result
@@ -82,7 +88,16 @@ def _judge_turn(timeline: CallTimeline, measured: TurnTimeline, turn: CallerTurn
             checks.append(_stopped(result.barge_in, expect.stops_when_interrupted, turn.barge_in.stop_within_ms))
     result.expectations = checks
     result.passed = all(c.passed for c in checks)
+    result.timeline = _timeline(timeline, measured)
     return result
+
+
+def _timeline(timeline: CallTimeline, measured: TurnTimeline) -> dict[str, float]:
+    points = {"spoke": measured.started, "voiceEnded": measured.voice_ended, "reply": measured.reply_start,
+              "replyEnd": measured.reply_end, "ended": measured.ended}
+    if measured.barge_in is not None:
+        points.update(bargeIn=measured.barge_in.started, agentStopped=measured.barge_in.agent_last_voice)
+    return {name: round(at - timeline.joined, 3) for name, at in points.items() if at}
 
 
 def _unreached(index: int, turn: CallerTurn, reason: str) -> TurnResult:

@@ -46,6 +46,12 @@ class BargeInResult(ApiModel):
                                   " no eval results).")
 
 
+class TimedLine(ApiModel):
+    role: Literal["caller", "agent"]
+    text: str
+    at_s: float = Field(description="Seconds since the agent joined the room.")
+
+
 class TurnResult(ApiModel):
     index: int = Field(description="1-based turn number.")
     said: str = Field(description="The caller's line (or WAV file).")
@@ -61,6 +67,8 @@ class TurnResult(ApiModel):
     tool_calls: list[ToolCallSeen] = Field(default_factory=list)
     expectations: list[ExpectationResult] = Field(default_factory=list)
     passed: bool = False
+    timeline: dict[str, float] = Field(default_factory=dict, description="Seconds since the agent joined: when the"
+                                                                         " caller spoke and the agent answered.")
 
 
 class ScenarioResult(ApiModel):
@@ -77,12 +85,14 @@ class ScenarioResult(ApiModel):
     greeting_heard: bool = False
     greeting_expectations: list[ExpectationResult] = Field(default_factory=list)
     turns: list[TurnResult] = Field(default_factory=list)
+    transcript: list[TimedLine] = Field(default_factory=list, description="The session's eval transcript, timed"
+                                                                          " like the turns' timelines.")
 
     def expectations(self) -> list[tuple[str, ExpectationResult]]:
-        """Every expectation with a stable key (scenario / turn / kind) for baselines and JUnit."""
-        found = [(f"{self.name}/greeting/{e.kind}", e) for e in self.greeting_expectations]
+        """Every expectation with a stable key (scenario / turn / what was expected) for baselines."""
+        found = [(f"{self.name}/greeting/{e.expected}", e) for e in self.greeting_expectations]
         for turn in self.turns:
-            found += [(f"{self.name}/turn {turn.index}/{e.kind}", e) for e in turn.expectations]
+            found += [(f"{self.name}/turn {turn.index}/{e.expected}", e) for e in turn.expectations]
         return found
 
 

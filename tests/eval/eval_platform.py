@@ -110,11 +110,14 @@ class EvalPlatform:
         self.workers[agent] = list(ips.values())
         return self.workers[agent]
 
-    def eval(self, suite: Path, *args: str, timeout: float = EVAL_TIMEOUT_S) -> subprocess.CompletedProcess:
+    def eval_command(self, suite: Path, *args: str) -> tuple[list[str], dict[str, str]]:
         """`voxfleet eval` as a user runs it; the key goes by environment variable, never on the command line."""
         env = {**os.environ, "VOXFLEET_API_KEY": self.tenant.key, "VOXFLEET_DEV_DIR": str(self.work_dir / "no-dev")}
-        return subprocess.run([VOXFLEET, "eval", str(suite), "--gateway", self.gateway.url, "--color", "never",
-                               *args], env=env, capture_output=True, text=True, timeout=timeout)
+        return [VOXFLEET, "eval", str(suite), "--gateway", self.gateway.url, "--color", "never", *args], env
+
+    def eval(self, suite: Path, *args: str, timeout: float = EVAL_TIMEOUT_S) -> subprocess.CompletedProcess:
+        argv, env = self.eval_command(suite, *args)
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
 
     def worker_metric(self, agent: str, name: str) -> float:
         """Sum of one sample (e.g. voxfleet_worker_ttfa_seconds_count) over the agent's worker pods."""
