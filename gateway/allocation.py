@@ -7,6 +7,8 @@ its own session id and room, to another worker of the agent in a region the room
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from voxfleet.gateway.worker_registry import Worker, WorkerRegistry
 log = structlog.get_logger(__name__)
 
 SESSION_GRACE_SECONDS = 120  # session ids and agent tokens outlive maxSessionSeconds by this much
+QUOTA_ROUNDS = 4  # claim-then-count attempts before 429 (see session_quota.py)
+QUOTA_BACKOFF_SECONDS = 0.02  # random back-off before the second attempt; doubles after each
 
 
 @dataclass(frozen=True)
@@ -86,35 +90,44 @@ class Allocator:
                 self._count(labels, "", "quota", started)
                 raise self._over_quota(quota_limit)
             lifetime = agent.spec.limits.max_session_seconds + SESSION_GRACE_SECONDS
-            nonce = session_ids.new_nonce()
+            first_nonce = session_ids.new_nonce()
             # Rooms started outside the API (SIP) have no caller identity yet; API callers get one.
-            identity = caller_identity or (f"caller-{nonce.hex()}" if mint_caller_token else None)
+            identity = caller_identity or (f"caller-{first_nonce.hex()}" if mint_caller_token else None)
 
-            def build(worker: Worker) -> DispatchRequest:
-                ref = session_ids.SessionRef(region=worker.region, worker_ip=worker.ip or "", nonce=nonce,
-                                             expires_at=int(time.time()) + lifetime)
-                session_id = session_ids.encode(ref, tenant=tenant, key=self.session_keys[0])
-                room = room_name(session_id) if room_name else room_names.room_for_session(tenant, agent.name,
-                                                                                           session_id)
-                return self._dispatch_request(tenant, agent, worker, session_id, room, nonce.hex(),
-                                              caller_identity=identity, metadata=metadata, recovery=False,
-                                              eval_mode=eval_mode)
+            def builder(nonce: bytes) -> Callable[[Worker], DispatchRequest]:
+                def build(worker: Worker) -> DispatchRequest:
+                    ref = session_ids.SessionRef(region=worker.region, worker_ip=worker.ip or "", nonce=nonce,
+                                                 expires_at=int(time.time()) + lifetime)
+                    session_id = session_ids.encode(ref, tenant=tenant, key=self.session_keys[0])
+                    room = room_name(session_id) if room_name else room_names.room_for_session(
+                        tenant, agent.name, session_id)
+                    return self._dispatch_request(tenant, agent, worker, session_id, room, nonce.hex(),
+                                                  caller_identity=identity, metadata=metadata, recovery=False,
+                                                  eval_mode=eval_mode)
+                return build
 
-            claimed = await self.claim(self._candidates(tenant, agent.name, regions), build)
-            if claimed is None:
-                self._count(labels, regions[0] if regions else "", "no_capacity", started)
-                span.set_attribute("voxfleet.result", "no_capacity")
-                raise ApiError(503, "no_capacity", "No warm worker of this agent has a free slot in the usable"
-                                                   " regions right now; retry after Retry-After seconds.",
-                               headers={"Retry-After": str(self.settings.retry_after_seconds)})
-            worker, request = claimed.worker, claimed.request
-            if self.quota.needs_count(tenant, namespace, quota_limit):
+            for attempt in range(QUOTA_ROUNDS):
+                nonce = first_nonce if attempt == 0 else session_ids.new_nonce()  # a released id stays ended
+                claimed = await self.claim(self._candidates(tenant, agent.name, regions), builder(nonce))
+                if claimed is None:
+                    self._count(labels, regions[0] if regions else "", "no_capacity", started)
+                    span.set_attribute("voxfleet.result", "no_capacity")
+                    raise ApiError(503, "no_capacity", "No warm worker of this agent has a free slot in the usable"
+                                                       " regions right now; retry after Retry-After seconds.",
+                                   headers={"Retry-After": str(self.settings.retry_after_seconds)})
+                worker, request = claimed.worker, claimed.request
+                if not self.quota.needs_count(tenant, namespace, quota_limit):
+                    break
                 total = await self.quota.count(tenant, claimed=worker, claimed_active=claimed.response.load.active)
-                if total > quota_limit:
-                    await self.client.end_session(worker.ip or "", request.session_id)
+                if total <= quota_limit:
+                    break
+                await self.client.end_session(worker.ip or "", request.session_id)
+                if attempt + 1 == QUOTA_ROUNDS:
                     self._count(labels, worker.region, "quota", started)
                     span.set_attribute("voxfleet.result", "quota")
                     raise self._over_quota(quota_limit)
+                # Contenders at the limit all release; backing off at random lets some of them through next time.
+                await asyncio.sleep(random.uniform(0, QUOTA_BACKOFF_SECONDS * 2 ** attempt))
             caller_token = None
             if mint_caller_token:
                 caller_token = self.tokens.caller(worker.region, room=request.room, identity=identity or "",
@@ -166,7 +179,8 @@ class Allocator:
             attempts += 1
             request = build(worker)
             outcome = await self._dispatch(worker, request)
-            if outcome.answer == "accepted" and outcome.response is not None:
+            if outcome.answer == "accepted" and outcome.response is not None \
+                    and outcome.response.session.phase != "ended":
                 self.registry.note_load(worker, outcome.response.load)
                 self.metrics.dispatch_attempts.labels(worker.region).observe(attempts)
                 return Claimed(worker, request, outcome.response)

@@ -6,8 +6,9 @@ load, and releases its own claim (429) when the count is over the quota.
 
 Why this never over-admits: take any moment when n sessions are admitted and order them by when their claims
 completed. The last one, S, counted only after its own claim completed, so after every other claim had
-completed too, and its count saw all of them: if n exceeded the quota, S would have released itself. (Two
-sessions racing at the limit may both release, a false 429 that the Retry-After absorbs; never the reverse.)
+completed too, and its count saw all of them: if n exceeded the quota, S would have released itself. Sessions
+racing at the limit may all release (never the reverse); so a released claim backs off at random and tries
+again a few times (allocation.QUOTA_ROUNDS) before answering 429, which lets some of the racers through.
 Workers that do not answer the count are counted as full (their last reported capacity, else the agent's
 sessionsPerWorker, else 100), unless they have not been Ready since their process started: no replica
 dispatches to a worker before it is Ready, so such a worker holds nothing.

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.world
 
 AGENT = "prop-agent"
 DOCUMENTED_5XX = {503: {"no_capacity", "tenant_not_ready"}}
-EXAMPLES = 25  # per operation and mode: ~500 requests in all, a few seconds of gateway time
+EXAMPLES = 15  # per operation and mode: ~300 requests in all, a few seconds of gateway time
 
 
 @pytest.fixture(scope="module")
