@@ -4,7 +4,9 @@ changed. Level-triggered: it looks only at the agent as it is now and at what ex
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -30,8 +32,9 @@ _UNWATCHABLE = {"SecretMissing", "SecretKeyMissing", "NoTenant"}  # nothing tell
 
 
 class AgentReconciler:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, refresh_status_later: Callable[[str, str, float], None]):
         self.rt = runtime
+        self.refresh_status_later = refresh_status_later  # (namespace, name, delay): a status-only run later
 
     async def reconcile(self, namespace: str, name: str, full: bool) -> float | None:
         key = (namespace, name)
@@ -112,8 +115,10 @@ class AgentReconciler:
         config = worker_config(tenant_name, body, spec)
         owner = Owner.of(body)
         applier = self.rt.applier
-        await applier.apply(build_config_map(owner, config))
-        await applier.apply(build_service(owner, config, self.rt.platform))
+        # The ConfigMap first: a pod of the new template must never start on the old config. Everything else is
+        # independent and goes out at once (one round trip per step, not one per object).
+        await _apply_all(applier, [build_config_map(owner, config), build_service(owner, config, self.rt.platform)])
+        manifests: list[dict[str, Any]] = []
 
         skipped = {p.region for p in problems if p.region_skipped}
         accepted: set[str] = set()
@@ -129,9 +134,10 @@ class AgentReconciler:
                 continue
             accepted.add(region.name)
             pool = self._pool(tenant_name, namespace, name, spec, region, config.config_hash(), existing, now)
-            await applier.apply(build_deployment(owner, config, region.name, pool.scaler.desired, self.rt.platform,
-                                                 self.rt.settings.grace_margin_seconds))
-            await applier.apply(build_pod_disruption_budget(owner, config, region.name))
+            manifests.append(build_deployment(owner, config, region.name, pool.scaler.desired, self.rt.platform,
+                                              self.rt.settings.grace_margin_seconds))
+            manifests.append(build_pod_disruption_budget(owner, config, region.name))
+        await _apply_all(applier, manifests)
 
         await self._drain_removed(owner, config, accepted)
         self.rt.metrics.pools.set(len(self.rt.pools))
@@ -225,10 +231,14 @@ class AgentReconciler:
         if not agent_status.status_differs(status, previous):
             return None
         now = time.monotonic()
-        wait = memory.status_written_at + self.rt.settings.status_session_interval_seconds - now
-        if not full and wait > 0 and not agent_status.status_differs(_without_sessions(status),
-                                                                     _without_sessions(previous)):
-            return wait  # only session figures moved: coalesce them into one write later
+        settings = self.rt.settings
+        sessions_only = not agent_status.status_differs(_without_sessions(status), _without_sessions(previous))
+        interval = settings.status_session_interval_seconds if sessions_only else settings.status_min_interval_seconds
+        wait = memory.status_written_at + interval - now
+        if wait > 0:
+            # Coalesce: whatever else changes meanwhile goes out in the same, later write.
+            self.refresh_status_later(namespace, name, wait)
+            return None
         try:
             written = await self.rt.client.merge_patch("VoiceAgent", name, {"status": status}, namespace,
                                                        subresource="status")
@@ -251,6 +261,14 @@ class AgentReconciler:
                 metrics.ready.labels(*pool_labels).set(figure.ready)
                 metrics.active.labels(*pool_labels).set(figure.active)
                 metrics.free.labels(*pool_labels).set(figure.free)
+
+
+async def _apply_all(applier: Any, manifests: list[dict[str, Any]]) -> None:
+    """Apply concurrently; every apply finishes (they are idempotent), then the first failure is raised."""
+    results = await asyncio.gather(*(applier.apply(m) for m in manifests), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _without_sessions(status: dict[str, Any]) -> dict[str, Any]:

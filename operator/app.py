@@ -44,7 +44,8 @@ class OperatorApp:
         self.rt = Runtime.build(platform, settings, self.client)
         self.queue = ReconcileQueue(self._reconcile, workers=settings.reconcile_workers,
                                     retry_min=settings.retry_min_seconds, retry_max=settings.retry_max_seconds)
-        self.agents = AgentReconciler(self.rt)
+        self.agents = AgentReconciler(self.rt, lambda ns, name, delay: self.queue.add((AGENT, ns, name), full=False,
+                                                                                    delay=delay))
         self.tenants = TenantReconciler(self.rt)
         self.rt.view.listeners.append(Triggers(self.rt, self.queue))
         self.scaler = Scaler(self.rt, lambda ns, name: self.queue.add((AGENT, ns, name), full=False))

@@ -37,6 +37,10 @@ class OperatorMetrics:
         self.poll_round_seconds = Histogram("voxfleet_operator_load_poll_round_seconds",
                                             "Time to poll every worker once.", registry=r,
                                             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
+        self.poll_last_round = Gauge("voxfleet_operator_load_poll_last_round_seconds",
+                                     "Duration of the last poll-and-scale round.", registry=r)
+        self.polled_workers = Gauge("voxfleet_operator_load_polled_workers", "Workers polled in the last round.",
+                                    registry=r)
         self.poll_failures = Counter("voxfleet_operator_load_poll_failures_total",
                                      "Failed /v1/load polls per pool.", POOL, registry=r)
         self.events = Counter("voxfleet_operator_events_total", "Kubernetes Events posted.", ["reason"], registry=r)

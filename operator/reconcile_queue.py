@@ -27,23 +27,30 @@ class ReconcileQueue:
         self.running: set[Hashable] = set()
         self.failures: dict[Hashable, int] = {}
         self._wakeup = asyncio.Event()
-        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._timers: dict[Hashable, tuple[asyncio.TimerHandle, bool, float]] = {}  # key -> (timer, full, due)
         self.idle = asyncio.Event()
         self.idle.set()
 
     def add(self, key: Hashable, *, full: bool = True, delay: float = 0.0) -> None:
         if delay > 0:
-            timer = self._timers.get(key)
-            if timer is not None and not timer.cancelled():
-                return  # a retry is already scheduled; the sooner add path still works
-            self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key, full)
+            loop = asyncio.get_running_loop()
+            due = loop.time() + delay
+            scheduled = self._timers.get(key)
+            if scheduled is not None:
+                timer, was_full, was_due = scheduled
+                full = full or was_full
+                if was_due <= due:  # the earlier run stays; it now also carries a full reconcile if asked
+                    self._timers[key] = (timer, full, was_due)
+                    return
+                timer.cancel()
+            self._timers[key] = (loop.call_at(due, self._fire, key), full, due)
             return
         self.pending[key] = self.pending.get(key, False) or full
         self.idle.clear()
         self._wakeup.set()
 
-    def _fire(self, key: Hashable, full: bool) -> None:
-        self._timers.pop(key, None)
+    def _fire(self, key: Hashable) -> None:
+        _, full, _ = self._timers.pop(key)
         self.add(key, full=full)
 
     def __len__(self) -> int:

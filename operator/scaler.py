@@ -55,6 +55,8 @@ class Scaler:
         await asyncio.gather(*(self._scale(pool, now) for pool in list(self.rt.pools.pools.values())))
         self.last_round_seconds = time.monotonic() - started
         self.rt.metrics.poll_round_seconds.observe(self.last_round_seconds)
+        self.rt.metrics.poll_last_round.set(self.last_round_seconds)
+        self.rt.metrics.polled_workers.set(len(pods))
         self.rounds += 1
         self.last_round_at = time.monotonic()
 

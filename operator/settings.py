@@ -25,6 +25,8 @@ class OperatorSettings(BaseSettings):
     poll_concurrency: int = Field(default=256, ge=1, le=4096, description="Load requests in flight at once.")
     stale_report_seconds: float = Field(
         default=10.0, gt=0, description="A worker's last report counts this long after its polls start failing.")
+    status_min_interval_seconds: float = Field(
+        default=1.0, ge=0, description="At most one status write per agent this often (changes are coalesced).")
     status_session_interval_seconds: float = Field(
         default=5.0, ge=0, description="Session figures (active, free) reach status at most this often per agent.")
 

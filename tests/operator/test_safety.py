@@ -113,14 +113,15 @@ def scenario(kube: Cluster, fleet: Fleet, platform_namespace: str, operator_logs
 
 # Kill points, in the order a first reconcile writes (one reconcile worker): the Tenant's finalizer, its
 # namespace, quota, network policies, Role, RoleBinding, ServiceAccount, token Secret, Tenant status; then the
-# agent's ConfigMap, Service, per region a Deployment and a PDB, and its status. Each crashing process dies right
-# after its first write to the named object; what comes next in that order has then never been written.
+# agent's ConfigMap and Service, then (together) a Deployment and a PDB per region, then its status. Each crashing
+# process dies right after its first write to the named object; the object named beside it comes later in that
+# order, so it has never been written yet.
 KILL_POINTS = [
     (r"/tenants/crash-[^/]+$", ("Namespace", None)),                     # finalizer set, no namespace yet
     (r"PATCH /api/v1/namespaces/[^/]+$", ("ResourceQuota", "voxfleet-quota")),  # namespace adopted, empty
     (r"/roles/voxfleet-tenant$", ("RoleBinding", "voxfleet-tenant")),    # RBAC half done
-    (r"/configmaps/desk-config$", ("Service", "desk")),                  # agent config, no Service or pools
-    (r"/deployments/desk-us-east$", ("PodDisruptionBudget", "desk-us-east")),  # a Deployment without its PDB
+    (r"/configmaps/desk-config$", ("Deployment", "desk-us-east")),       # agent config, no pools
+    (r"/deployments/desk-us-east$", ("status", None)),                   # pools (partly) there, no status
 ]
 
 
@@ -131,6 +132,8 @@ def test_sigkill_at_each_point_of_a_reconcile_then_restart_converges(scenario: S
         assert crashing.wait_exit(timeout=60) == -9, crashing.log()[-2000:]  # SIGKILLed right after that write
         if kind == "Namespace":
             assert scenario.fleet.core.read_namespace(scenario.namespace).metadata.owner_references is None
+        elif kind == "status":
+            assert scenario.fleet.agent(scenario.namespace, "desk").get("status") is None
         else:
             assert name not in scenario.inventory()[kind], f"{kind} {name} written before {pattern}"
     assert scenario.fleet.agent(scenario.namespace, "desk").get("status") is None  # no reconcile ever finished

@@ -147,3 +147,23 @@ async def test_queue_retries_failures_with_backoff():
     assert len(attempts) == 3
     assert attempts[1] - attempts[0] >= 0.05
     assert attempts[2] - attempts[1] > attempts[1] - attempts[0]  # the second wait is the longer one
+
+
+async def test_delayed_adds_keep_the_earliest_time_and_a_full_run():
+    calls = []
+
+    async def reconcile(key, full):
+        calls.append((key, full, asyncio.get_running_loop().time()))
+        return None
+
+    queue = ReconcileQueue(reconcile, workers=1, retry_min=0.01, retry_max=0.1)
+    task = asyncio.create_task(queue.run())
+    start = asyncio.get_running_loop().time()
+    queue.add("k", full=False, delay=0.3)
+    queue.add("k", full=True, delay=0.5)   # later: merged into the 0.3 s run, which becomes full
+    queue.add("k", full=False, delay=0.1)  # sooner: replaces it, keeping full
+    await asyncio.sleep(0.6)
+    task.cancel()
+    assert len(calls) == 1
+    key, full, at = calls[0]
+    assert full is True and at - start < 0.25
