@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -384,21 +386,40 @@ def _operator_token_kubeconfig_problem(tmp_path: Path) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _step(name: str, timings: list[tuple[str, float]]):
+    """Time one step; the table is printed (shown with the failure, or with -s) to tell a slow step from a hang."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        timings.append((name, round(time.monotonic() - started, 1)))
+        print(f"chart install story: {timings}")
+
+
 def test_install_reconcile_session_upgrade_test_uninstall(kube, pods, livekit, release, tmp_path):
     # While the operator can't authenticate from a pod, everything that doesn't need it still runs, then xfail.
     operator_problem = _operator_token_kubeconfig_problem(tmp_path)
     operator_works = operator_problem is None
     tenant, agent = _tenant_and_agent(release)
     tenant_namespace = agent["metadata"]["namespace"] if operator_works else None
-    output = _install(kube, release).stdout
-    _check_install(kube, pods, release, output, operator_works=operator_works)
+    timings: list[tuple[str, float]] = []
+    with _step("install", timings):
+        output = _install(kube, release).stdout
+        _check_install(kube, pods, release, output, operator_works=operator_works)
     if operator_works:
-        _check_reconcile(kube, pods, release, tenant, agent)
-        _check_session(kube, release, livekit)
-    _check_helm_test(kube, release)
-    _check_upgrade(kube, release, tenant_namespace)
+        with _step("reconcile", timings):
+            _check_reconcile(kube, pods, release, tenant, agent)
+        with _step("session", timings):
+            _check_session(kube, release, livekit)
+    with _step("helm test", timings):
+        _check_helm_test(kube, release)
+    with _step("upgrade", timings):
+        _check_upgrade(kube, release, tenant_namespace)
     if operator_works:
-        _delete_tenant(kube, release, tenant_namespace)
-    _check_uninstall(kube, release)
+        with _step("delete tenant", timings):
+            _delete_tenant(kube, release, tenant_namespace)
+    with _step("uninstall", timings):
+        _check_uninstall(kube, release)
     if operator_problem:
         pytest.xfail(operator_problem)
