@@ -52,7 +52,8 @@ class AgentReconciler:
             memory.observed_generation = int(body["metadata"].get("generation") or 0)
             if any(p.reason in _UNWATCHABLE for p in memory.problems):
                 again = self.rt.settings.recheck_seconds
-        return await self._status(key, body, full) or again
+        await self._status(key, body)
+        return again
 
     def forget(self, key: AgentKey) -> None:
         namespace, name = key
@@ -214,7 +215,7 @@ class AgentReconciler:
                     active=pool.active if pool else 0, draining=True)
         return list(figures.values())
 
-    async def _status(self, key: AgentKey, body: dict[str, Any], full: bool) -> float | None:
+    async def _status(self, key: AgentKey, body: dict[str, Any]) -> None:
         namespace, name = key
         memory = self.rt.memory(key)
         problems = list(memory.problems)
@@ -223,13 +224,14 @@ class AgentReconciler:
         spec_regions = [r.get("name", "") for r in (body.get("spec") or {}).get("regions") or []]
         figures = self._figures(namespace, name, spec_regions, problems)
         self._export(namespace, name, figures)
-        await self.rt.recorder.problems(f"VoiceAgent/{namespace}/{name}", body, [(p.reason, p.message) for p in problems])
+        await self.rt.recorder.problems(f"VoiceAgent/{namespace}/{name}", body,
+                                        [(p.reason, p.message) for p in problems])
 
         previous = body.get("status") or {}
         status = agent_status.build_agent_status(memory.observed_generation, spec_regions, figures, problems,
                                                  previous)
         if not agent_status.status_differs(status, previous):
-            return None
+            return
         now = time.monotonic()
         settings = self.rt.settings
         sessions_only = not agent_status.status_differs(_without_sessions(status), _without_sessions(previous))
@@ -238,18 +240,17 @@ class AgentReconciler:
         if wait > 0:
             # Coalesce: whatever else changes meanwhile goes out in the same, later write.
             self.refresh_status_later(namespace, name, wait)
-            return None
+            return
         try:
             written = await self.rt.client.merge_patch("VoiceAgent", name, {"status": status}, namespace,
                                                        subresource="status")
         except NotFound:
             self.forget(key)
-            return None
+            return
         memory.status_written_at = now
         self.rt.metrics.status_writes.labels(kind="VoiceAgent").inc()
         if key in self.rt.view.agents:
             self.rt.view.agents[key] = written  # compare the next status with what we just wrote
-        return None
 
     def _export(self, namespace: str, name: str, figures: list[agent_status.RegionFigures]) -> None:
         metrics = self.rt.metrics

@@ -188,8 +188,8 @@ class ClusterView:
             on_change=relay("Deployment", self.deployments_by_agent))
         self.nodes: WatchCache[NodeView] = WatchCache(client, "Node", project_node, on_change=relay("Node"))
         self.managed: dict[str, WatchCache[ManagedView]] = {
-            kind: WatchCache(client, kind, managed_projector(kind), label_selector=f"{MANAGED_SELECTOR},{labels.TENANT}",
-                             on_change=relay(f"Managed{kind}"))
+            kind: WatchCache(client, kind, managed_projector(kind),
+                             label_selector=f"{MANAGED_SELECTOR},{labels.TENANT}", on_change=relay(f"Managed{kind}"))
             for kind in MANAGED_KINDS}
         self.token: WatchCache[bytes | None] = WatchCache(
             client, "Secret", project_token, namespace=platform.platform_namespace,
