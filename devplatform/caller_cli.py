@@ -77,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         print("voxfleet call: no API key: pass --key or set VOXFLEET_API_KEY (voxfleet dev prints one)",
               file=sys.stderr)
         return 2
-    from voxfleet.devplatform.sessions_client import GatewayClient, GatewayRefused
+    from voxfleet.devplatform.sessions_client import GatewayClient, GatewayRefused, GatewayUnreachable
 
     if args.list:
         try:
             with GatewayClient(gateway, key) as client:
                 agents = client.agents()
-        except (GatewayRefused, OSError, ValueError) as error:
+        except (GatewayRefused, GatewayUnreachable, ValueError) as error:
             print(f"voxfleet call: {error}", file=sys.stderr)
             return 1
         for agent in agents:
@@ -119,17 +119,14 @@ async def _call(args, gateway: str, key: str, lines) -> int:
     from voxfleet.devplatform import speech
     from voxfleet.devplatform.caller import Caller
     from voxfleet.devplatform.conversation import collect_late_transcripts, converse
-    from voxfleet.devplatform.sessions_client import GatewayClient, GatewayRefused
+    from voxfleet.devplatform.sessions_client import GatewayClient, GatewayRefused, GatewayUnreachable
 
     quiet = args.json
     try:
         with GatewayClient(gateway, key) as client:
             grant = await asyncio.to_thread(client.start_session, args.agent)
-    except GatewayRefused as error:
+    except (GatewayRefused, GatewayUnreachable, ValueError) as error:
         print(f"voxfleet call: {error}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as error:  # httpx's connection errors are OSErrors
-        print(f"voxfleet call: cannot reach the gateway at {gateway}: {error}", file=sys.stderr)
         return 1
     _progress(f"session {grant.session_id or '?'} in region {grant.region or '?'}; joining room {grant.room}", quiet)
 
@@ -161,10 +158,12 @@ async def _call(args, gateway: str, key: str, lines) -> int:
         return 1
     finally:
         await caller.leave()
+    audio_origin = None
     if args.save_audio is not None:
         speech.write_wav(args.save_audio, caller.agent_audio())
+        audio_origin = caller.heard.frames[0][0] if caller.heard.frames else None
         _progress(f"saved the agent's audio to {args.save_audio}", quiet)
-    summary = conversation.summary()
+    summary = conversation.summary(audio_origin)
     summary.update(agent=args.agent, region=grant.region, room=grant.room, sessionId=grant.session_id)
     if args.json:
         print(json.dumps(summary), flush=True)

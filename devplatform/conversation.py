@@ -45,9 +45,14 @@ class Turn:
     def ttfa_s(self) -> float | None:
         return None if self.reply_start is None else self.reply_start - self.voice_ended
 
-    def summary(self) -> dict:
-        return {"said": self.said, "heard": self.caller_text or None, "agentText": self.agent_text or None,
-                "ttfaMs": None if self.ttfa_s is None else round(self.ttfa_s * 1000)}
+    def summary(self, audio_origin: float | None = None) -> dict:
+        """``audio_origin``: when the saved recording starts, so the answer can be found in it (seconds)."""
+        result = {"said": self.said, "heard": self.caller_text or None, "agentText": self.agent_text or None,
+                  "ttfaMs": None if self.ttfa_s is None else round(self.ttfa_s * 1000)}
+        if audio_origin is not None and self.reply_start is not None and self.reply_end is not None:
+            result["answerInAudioS"] = [round(self.reply_start - audio_origin, 2),
+                                        round(self.reply_end - audio_origin, 2)]
+        return result
 
 
 @dataclass
@@ -60,10 +65,11 @@ class Conversation:
     def ttfas_ms(self) -> list[float]:
         return [t.ttfa_s * 1000 for t in self.turns if t.ttfa_s is not None]
 
-    def summary(self) -> dict:
+    def summary(self, audio_origin: float | None = None) -> dict:
         ttfas = self.ttfas_ms()
         return {"greeting": self.greeting_text or None, "greetingHeard": self.greeting_heard,
-                "turns": [t.summary() for t in self.turns], "answered": len(ttfas), "asked": len(self.turns),
+                "turns": [t.summary(audio_origin) for t in self.turns], "answered": len(ttfas),
+                "asked": len(self.turns),
                 "ttfaP50Ms": round(statistics.median(ttfas)) if ttfas else None,
                 "ttfaMaxMs": round(max(ttfas)) if ttfas else None}
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -176,8 +177,6 @@ def _down(dev_dir: Path) -> int:
         return 0
     if processes.pid_alive(state.supervisor_pid):
         _progress(f"asking voxfleet dev (pid {state.supervisor_pid}) to stop")
-        import os
-
         os.kill(state.supervisor_pid, signal.SIGINT)
         deadline = time.monotonic() + 60
         while processes.pid_alive(state.supervisor_pid) and time.monotonic() < deadline:

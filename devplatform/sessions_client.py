@@ -22,6 +22,10 @@ _HINTS = {
 }
 
 
+class GatewayUnreachable(RuntimeError):
+    """No answer at all (nothing listens, a timeout): say where we looked."""
+
+
 class GatewayRefused(RuntimeError):
     def __init__(self, status: int, code: str, message: str, retry_after: str | None = None):
         self.status, self.code, self.retry_after = status, code, retry_after
@@ -56,6 +60,7 @@ class SessionGrant:
 
 class GatewayClient:
     def __init__(self, base_url: str, api_key: str, *, timeout: float = TIMEOUT_S):
+        self.base_url = base_url
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
                                   headers={"Authorization": f"Bearer {api_key}"})
 
@@ -69,11 +74,18 @@ class GatewayClient:
         self._http.close()
 
     def agents(self) -> list[dict[str, Any]]:
-        return self._json(self._http.get("/v1/agents")).get("items", [])
+        return self._json(self._send("GET", "/v1/agents")).get("items", [])
 
     def start_session(self, agent: str, *, metadata: dict[str, Any] | None = None) -> SessionGrant:
         body: dict[str, Any] = {"metadata": metadata} if metadata else {}
-        return SessionGrant.from_body(self._json(self._http.post(f"/v1/agents/{agent}/sessions", json=body)))
+        return SessionGrant.from_body(self._json(self._send("POST", f"/v1/agents/{agent}/sessions", json=body)))
+
+    def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise GatewayUnreachable(f"cannot reach the gateway at {self.base_url}: {error} (is voxfleet dev "
+                                     f"running? pass --gateway)") from None
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:

@@ -13,11 +13,19 @@ const call = {
   active: false, agentHeard: false, hintTimer: 0,
 };
 // For people poking around in the console, and for the browser test.
+const levels = { caller: { blocks: 0, max: 0 }, agent: { blocks: 0, max: 0 } }; // "is any audio flowing?"
 window.voxfleetPlayground = {
   turns: () => (call.timer ? call.timer.turns : []),
   transcript: () => (call.transcript ? call.transcript.lines : []),
   session: () => call.session,
+  levels: () => JSON.parse(JSON.stringify(levels)),
+  audioState: () => (call.audioContext ? call.audioContext.state : 'none'),
 };
+
+function countLevel(side, rms) {
+  levels[side].blocks += 1;
+  levels[side].max = Math.max(levels[side].max, rms);
+}
 
 function setStatus(text) {
   $('status').textContent = text;
@@ -183,6 +191,7 @@ async function joinRoom(agent) {
     call.audioElements.push(element);
     startMeter(track.mediaStreamTrack, (t, rms) => {
       call.timer.agent(t, rms);
+      countLevel('agent', rms);
       $('agent-level').value = rms;
     });
     call.agentHeard = true;
@@ -199,6 +208,7 @@ async function joinRoom(agent) {
   await room.localParticipant.publishTrack(call.mic, { source: Track.Source.Microphone });
   startMeter(call.mic.mediaStreamTrack, (t, rms) => {
     call.timer.caller(t, rms);
+    countLevel('caller', rms);
     $('caller-level').value = rms;
   });
   if (!call.agentHeard) setStatus(`Waiting for ${agent} to answer (region ${session.region || '?'})…`);
