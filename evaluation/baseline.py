@@ -34,7 +34,8 @@ def load_baseline(path: Path) -> RunReport:
                             f" {str(error)[:300]}") from None
 
 
-def compare(current: RunReport, baseline: RunReport, tolerances: Tolerances, *, baseline_name: str) -> BaselineComparison:
+def compare(current: RunReport, baseline: RunReport, tolerances: Tolerances, *,
+            baseline_name: str) -> BaselineComparison:
     now, then = current.summary, baseline.summary
     regressions: list[Regression] = []
     if now.ttfa_p95_ms is not None and then.ttfa_p95_ms is not None:

@@ -18,7 +18,8 @@ def junit_xml(report: RunReport) -> str:
                                    time=f"{report.duration_s:.3f}")
     for scenario in report.scenarios:
         if scenario.greeting_expectations:
-            _case(suite, report.agent, scenario, "greeting", 0.0, [e for e in scenario.greeting_expectations if not e.passed],
+            failed = [e for e in scenario.greeting_expectations if not e.passed]
+            _case(suite, report.agent, scenario, "greeting", 0.0, failed,
                   f"agent said: {scenario.greeting or '(no transcript)'}")
         for turn in scenario.turns:
             _turn_case(suite, report.agent, scenario, turn)

@@ -158,10 +158,12 @@ async def _turn(caller: Caller, loaded: LoadedSuite, index: int, turn: CallerTur
         if barge.agent_was_speaking:
             barge.agent_last_voice = await quiet_after(heard, barge.started, STOP_GAP_S, timeout=answer_s * 3)
         record.reply_end = barge.agent_last_voice or _last_voice_before(heard, barge.started)
-        try:  # the answer to the barge-in line (or the rest of a reply that was not interrupted)
-            last_speech = await first_voice_after(heard, barge.voice_ended, answer_s)
+        # The answer to the barge-in line starts after the agent stopped (or finished) the interrupted reply.
+        answer_after = max(barge.voice_ended, (barge.agent_last_voice or barge.started) + 0.01)
+        try:
+            last_speech = await first_voice_after(heard, answer_after, answer_s)
         except TimeoutError:
-            last_speech = barge.voice_ended
+            last_speech = answer_after
     end = await quiet_after(caller.heard, last_speech, quiet_s, timeout=answer_s * 3)
     if record.reply_end is None:
         record.reply_end = await quiet_after(caller.heard, record.reply_start, quiet_s, timeout=answer_s * 3)

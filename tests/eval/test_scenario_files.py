@@ -63,7 +63,8 @@ def test_every_example_agent_ships_a_suite_and_every_suite_is_valid():
         loaded = load_suite(path)
         agents.add(loaded.suite.agent)
         assert not list(validator.iter_errors(yaml.safe_load(path.read_text()))), path
-        assert path.read_text().startswith("# yaml-language-server: $schema=../../evaluation/scenario-suite.schema.json")
+        assert path.read_text().startswith(
+            "# yaml-language-server: $schema=../../evaluation/scenario-suite.schema.json")
     assert agents == _example_agents()
 
 
