@@ -308,7 +308,9 @@ class PodLifecycle(threading.Thread):
         if sa_mount is not None:
             base["KUBECONFIG"] = str(self._pod_kubeconfig(sa_mount.host_path))
         env = self.runner.env_resolver.resolve(pod, container.spec, base)
-        env = {k: pod_volumes.rewrite(v, mounts) for k, v in env.items()}
+        # Only the pod's own values point into its mounts; the runner's (PATH, KUBECONFIG, ...) are host paths
+        # already, and rewriting them would break a pod that mounts e.g. /tmp.
+        env = {k: v if base.get(k) == v else pod_volumes.rewrite(v, mounts) for k, v in env.items()}
         argv = [expand(a, env) for a in (container.spec.get("command") or []) + (container.spec.get("args") or [])]
         container.argv = [pod_volumes.rewrite(a, mounts) for a in argv]
         container.env = env
