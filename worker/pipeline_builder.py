@@ -1,8 +1,8 @@
 """One session's Pipecat pipeline, assembled in one place from the agent's spec:
 
     LiveKit input (16 kHz, 32 ms frames) -> STT -> user aggregator (shared Silero VAD, smart-turn v3 or
-    speech-timeout, barge-in start strategies, mute only during non-interruptible tools) -> LLM with tools
-    -> TTS -> LiveKit output -> assistant aggregator
+    speech-timeout, barge-in start strategies, mute only during non-interruptible tools) -> [caller audio
+    stops here] -> LLM with tools -> TTS -> LiveKit output -> assistant aggregator
 
 Everything per-process (ONNX sessions, decoders, provider registry) is passed in; only light per-stream state
 is created here, so building a session costs milliseconds.
@@ -34,6 +34,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.api.wire import DispatchRequest
 from voxfleet.worker.eval_record import recorder_for
+from voxfleet.worker.input_audio_stop import InputAudioStop
 from voxfleet.worker.livekit_input import INPUT_SAMPLE_RATE, FramedLiveKitTransport
 from voxfleet.worker.providers.registry import ProviderContext, build_llm, build_stt, build_tts
 from voxfleet.worker.shared_models import SharedModels, SharedSileroVAD
@@ -97,7 +98,7 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
 
     observer = ConversationObserver(labels=labels, vad=vad, stt_name=stt.name, llm_name=llm.name,
                                     tts_name=tts.name, record_transcripts=spec.observability.record_transcripts)
-    pipeline = Pipeline([transport.input(), stt, aggregators.user(), llm, tts, transport.output(),
+    pipeline = Pipeline([transport.input(), stt, aggregators.user(), InputAudioStop(), llm, tts, transport.output(),
                          aggregators.assistant()])
     worker = PipelineWorker(
         pipeline,
@@ -107,6 +108,7 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         name=f"session-{request.session_id}",
         conversation_id=request.session_id,
         enable_tracing=tracing,
+        enable_turn_tracking=tracing,  # its observer sees every frame; only tracing reads it
         additional_span_attributes=dict(labels),
         enable_rtvi=False,
         idle_timeout_secs=spec.limits.idle_timeout_seconds,

