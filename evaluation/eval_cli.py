@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", "-j", type=int, default=4, help="calls at once (default 4)")
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME",
                         help="run only this scenario (repeat for more)")
+    parser.add_argument("--retries", type=int, default=0, metavar="N",
+                        help="place a failed scenario again up to N times; it passes (marked flaky) if one attempt"
+                             " does (default 0)")
     parser.add_argument("--report", type=Path, default=None, metavar="JSON", help="write the JSON report here")
     parser.add_argument("--junit", type=Path, default=None, metavar="XML", help="write JUnit XML here")
     parser.add_argument("--baseline", type=Path, default=None, metavar="JSON",
@@ -79,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"voxfleet eval: no scenario named {', '.join(unknown)} in {args.suite}", file=sys.stderr)
         return 2
-    if args.concurrency < 1:
-        print("voxfleet eval: --concurrency must be at least 1", file=sys.stderr)
+    if args.concurrency < 1 or not 0 <= args.retries <= 10:
+        print("voxfleet eval: --concurrency must be at least 1 and --retries 0 to 10", file=sys.stderr)
         return 2
     if args.check:
         print(f"{args.suite}: {len(loaded.suite.scenarios)} scenario(s) for agent {loaded.suite.agent}, valid")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = ProgressBar(len(chosen), sum(len(s.turns) for s in chosen), enabled=not args.no_progress)
     try:
         report = asyncio.run(run_suite(loaded, gateway=gateway, api_key=key, concurrency=args.concurrency,
-                                       only=args.scenario or None, progress=progress))
+                                       only=args.scenario or None, retries=args.retries, progress=progress))
     except KeyboardInterrupt:
         return 130
     if baseline is not None:

@@ -71,9 +71,25 @@ class TurnResult(ApiModel):
                                                                          " caller spoke and the agent answered.")
 
 
+class FailedExpectation(ApiModel):
+    key: str = Field(description="scenario/turn N/what was expected")
+    message: str
+
+
+class EarlierAttempt(ApiModel):
+    """A failed attempt of a scenario that was run again (--retries)."""
+
+    session_id: str | None = None
+    error: str | None = None
+    failed: list[FailedExpectation] = Field(default_factory=list)
+
+
 class ScenarioResult(ApiModel):
     name: str
     passed: bool = False
+    flaky: bool = Field(default=False, description="Failed first, passed when run again.")
+    earlier_attempts: list[EarlierAttempt] = Field(default_factory=list,
+                                                   description="Failed attempts before this, final, one.")
     error: str | None = Field(default=None, description="Why the call could not be placed or broke off.")
     session_id: str | None = None
     region: str | None = None
@@ -95,10 +111,15 @@ class ScenarioResult(ApiModel):
             found += [(f"{self.name}/turn {turn.index}/{e.expected}", e) for e in turn.expectations]
         return found
 
+    def as_earlier_attempt(self) -> EarlierAttempt:
+        return EarlierAttempt(session_id=self.session_id, error=self.error, failed=[
+            FailedExpectation(key=key, message=e.message) for key, e in self.expectations() if not e.passed])
+
 
 class RunSummary(ApiModel):
     scenarios: int = 0
     scenarios_passed: int = 0
+    scenarios_flaky: int = Field(default=0, description="Passed only when run again.")
     turns: int = 0
     turns_passed: int = 0
     turn_success_rate: float = 0.0
@@ -135,6 +156,7 @@ class RunReport(ApiModel):
     started_at: datetime
     duration_s: float
     concurrency: int
+    retries: int = 0
     summary: RunSummary
     scenarios: list[ScenarioResult]
     baseline: BaselineComparison | None = None
@@ -160,7 +182,8 @@ def summarise(scenarios: list[ScenarioResult]) -> RunSummary:
     ttfas = [t.ttfa_ms for t in turns if t.ttfa_ms is not None]
     passed_turns = sum(1 for t in turns if t.passed)
     return RunSummary(
-        scenarios=len(scenarios), scenarios_passed=sum(1 for s in scenarios if s.passed), turns=len(turns),
+        scenarios=len(scenarios), scenarios_passed=sum(1 for s in scenarios if s.passed),
+        scenarios_flaky=sum(1 for s in scenarios if s.flaky), turns=len(turns),
         turns_passed=passed_turns, turn_success_rate=round(passed_turns / len(turns), 4) if turns else 0.0,
         expectations=len(expectations), failed_expectations=sum(1 for e in expectations if not e.passed),
         ttfa_count=len(ttfas), ttfa_mean_ms=_round(sum(ttfas) / len(ttfas)) if ttfas else None,

@@ -1,6 +1,7 @@
-"""Running a suite: its scenarios as concurrent real calls (at most ``concurrency`` at once), then judging
-them all into a RunReport. Judging waits until every call has ended, so local speech recognition (the slow
-fallback for agents without transcripts) never competes with live calls for CPU and skews their timing.
+"""Running a suite: its scenarios as concurrent real calls (at most ``concurrency`` at once), each judged as
+soon as its call has ended (in a thread: local speech recognition, the slow fallback for agents without
+transcripts, must not stall the event loop the live callers run on). A failed scenario is placed again up to
+``retries`` times; its report keeps the failed attempts and marks it flaky if a later attempt passed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime, timezone
 
 from voxfleet.evaluation.eval_sessions import EvalSessions
 from voxfleet.evaluation.expectations import judge
-from voxfleet.evaluation.report_models import RunReport, summarise
+from voxfleet.evaluation.report_models import RunReport, ScenarioResult, summarise
 from voxfleet.evaluation.scenario_call import CallTimeline, TurnTimeline, run_scenario
 from voxfleet.evaluation.suite_loader import LoadedSuite
 from voxfleet.evaluation.terminal_output import ProgressBar
@@ -21,7 +22,8 @@ MAX_CONCURRENCY = 100
 
 
 async def run_suite(loaded: LoadedSuite, *, gateway: str, api_key: str, concurrency: int = DEFAULT_CONCURRENCY,
-                    only: list[str] | None = None, progress: ProgressBar | None = None) -> RunReport:
+                    only: list[str] | None = None, retries: int = 0,
+                    progress: ProgressBar | None = None) -> RunReport:
     scenarios = [s for s in loaded.suite.scenarios if not only or s.name in only]
     progress = progress or ProgressBar(len(scenarios), sum(len(s.turns) for s in scenarios), enabled=False)
     started_at, started = datetime.now(timezone.utc), time.monotonic()
@@ -32,20 +34,31 @@ async def run_suite(loaded: LoadedSuite, *, gateway: str, api_key: str, concurre
     def on_turn(_timeline: CallTimeline, turn: TurnTimeline) -> None:
         progress.turn_done(turn.reply_start is not None)
 
-    async def one(scenario) -> CallTimeline:
+    async def attempt(scenario) -> ScenarioResult:
         async with gate:
             progress.scenario_started()
             timeline = await run_scenario(loaded, scenario, sessions, on_turn=on_turn)
-            answered = sum(1 for t in timeline.turns if t.reply_start is not None)
-            progress.scenario_done(scenario.name, timeline.error or f"{answered}/{len(scenario.turns)} turns answered")
-            return timeline
+        result = await asyncio.to_thread(judge, timeline, loaded.suite.defaults)
+        failed = sum(1 for _, e in result.expectations() if not e.passed)
+        progress.scenario_done(scenario.name, timeline.error or ("passed" if result.passed else f"{failed} failed"))
+        return result
+
+    async def one(scenario) -> ScenarioResult:
+        earlier: list[ScenarioResult] = []
+        result = await attempt(scenario)
+        while not result.passed and len(earlier) < retries:
+            earlier.append(result)
+            progress.retrying(len(scenario.turns))
+            result = await attempt(scenario)
+        result.earlier_attempts = [r.as_earlier_attempt() for r in earlier]
+        result.flaky = result.passed and bool(earlier)
+        return result
 
     try:
-        timelines = await asyncio.gather(*(one(s) for s in scenarios))
+        results = list(await asyncio.gather(*(one(s) for s in scenarios)))
     finally:
         await sessions.aclose()
         progress.close()
-    results = await asyncio.to_thread(lambda: [judge(t, loaded.suite.defaults) for t in timelines])
     return RunReport(suite=str(loaded.path), agent=loaded.suite.agent, gateway=gateway, started_at=started_at,
-                     duration_s=round(time.monotonic() - started, 2), concurrency=concurrency,
+                     duration_s=round(time.monotonic() - started, 2), concurrency=concurrency, retries=retries,
                      summary=summarise(results), scenarios=results)

@@ -35,6 +35,11 @@ class ProgressBar:
         self.failed_turns += 0 if answered else 1
         self._draw()
 
+    def retrying(self, turns: int) -> None:
+        self.turns_total += turns
+        self.scenarios_total += 1
+        self._draw()
+
     def scenario_done(self, name: str, summary: str) -> None:
         self.running -= 1
         self.scenarios_done += 1
@@ -69,9 +74,10 @@ def render_report(report: RunReport, *, color: bool = False) -> str:
         lines += _scenario_table(scenario, paint)
         lines.append("")
     s = report.summary
-    lines.append(paint("bold", f"{s.scenarios_passed}/{s.scenarios} scenarios passed, {s.turns_passed}/{s.turns} turns"
-                               f" ({s.turn_success_rate:.0%}), {s.failed_expectations}/{s.expectations} expectations"
-                               f" failed"))
+    flaky = f" ({s.scenarios_flaky} only when run again)" if s.scenarios_flaky else ""
+    lines.append(paint("bold", f"{s.scenarios_passed}/{s.scenarios} scenarios passed{flaky}, {s.turns_passed}/{s.turns}"
+                               f" turns ({s.turn_success_rate:.0%}), {s.failed_expectations}/{s.expectations}"
+                               f" expectations failed"))
     if s.ttfa_count:
         lines.append(f"TTFA over {s.ttfa_count} answers: p50 {s.ttfa_p50_ms:.0f} ms, p95 {s.ttfa_p95_ms:.0f} ms,"
                      f" max {s.ttfa_max_ms:.0f} ms (caller-heard, end of speech to first audio)")
@@ -90,9 +96,14 @@ def render_report(report: RunReport, *, color: bool = False) -> str:
 
 def _scenario_table(scenario: ScenarioResult, paint) -> list[str]:
     verdict = paint("green", "PASS") if scenario.passed else paint("red", "FAIL")
+    if scenario.flaky:
+        verdict += paint("red", " (flaky)")
     where = ", ".join(x for x in (scenario.region, f"session {scenario.session_id[:12]}…" if scenario.session_id
                                   else None) if x)
     lines = [paint("bold", f"{verdict} {scenario.name}") + (f"  ({where})" if where else "")]
+    for number, earlier in enumerate(scenario.earlier_attempts, start=1):
+        lines.append(paint("red", f"  attempt {number} failed: " + "; ".join(
+            ([earlier.error] if earlier.error else []) + [f.message for f in earlier.failed])[:300]))
     if scenario.error:
         lines.append(paint("red", f"  call: {scenario.error}"))
     if scenario.eval_results not in ("returned", "none"):

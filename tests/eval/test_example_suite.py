@@ -1,6 +1,7 @@
 """The offline demo's shipped scenario suite, run by `voxfleet eval` as real calls through a real gateway into
-LiveKit rooms answered by real workers: it passes, its report, JUnit XML and table say what happened, and the
-tool calls it checked agree with the tool server's own request log."""
+LiveKit rooms answered by real workers: it passes (a scenario that slips once on a loaded machine is placed
+again and marked flaky), its report, JUnit XML and table say what happened, and the tool calls it checked agree
+with the tool server's own request log."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def demo_run(eval_platform, tmp_path_factory):
     eval_platform.deploy("concierge", offline_demo_spec(eval_platform.tool.url), workers=1)
     out = tmp_path_factory.mktemp("demo-run")
     result = eval_platform.eval(SUITE, "--report", str(out / "report.json"), "--junit", str(out / "junit.xml"),
-                                "--concurrency", "1")
+                                "--concurrency", "1", "--retries", "1")
     return result, read_report(out / "report.json"), ElementTree.parse(out / "junit.xml").getroot(), out
 
 
@@ -57,7 +58,9 @@ def test_tool_calls_in_the_report_agree_with_the_tool_servers_log(demo_run, eval
     order = next(s for s in report["scenarios"] if s["name"] == "order-status")
     [call] = order["turns"][0]["toolCalls"]
     assert (call["name"], call["arguments"], call["outcome"]) == ("lookup_order", {"order_id": "1234"}, "ok")
-    assert eval_platform.tool.order_ids() == ["1234"]
+    # The tool server's own log: one lookup per placed call of the scenario, the last one the reported call.
+    logged = eval_platform.tool.order_ids()
+    assert len(logged) == 1 + len(order["earlierAttempts"]) and logged[-1] == "1234"
 
 
 def test_junit_and_table_cover_every_turn(demo_run):
