@@ -9,6 +9,7 @@ step needs the previous one; every step says what it checks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -24,9 +26,11 @@ import numpy as np
 import pytest
 
 from tests.callers.recogniser import Recogniser
+from tests.dev.room_agent import mint_token
 from voxfleet.devplatform import speech
 from voxfleet.devplatform.dev_cli import READY_BANNER
 from voxfleet.devplatform.dev_state import DevState
+from voxfleet.devplatform.room_transcripts import FINAL_ATTRIBUTE, SEGMENT_ATTRIBUTE, TOPIC, TRACK_ATTRIBUTE
 from voxfleet.world import processes
 from voxfleet.world.world import WorldInfo
 
@@ -108,7 +112,7 @@ def test_voxfleet_dev_serves_calls_from_terminal_and_browser_and_ctrl_c_leaves_n
         pending = _check_what_it_printed(printed)
         _check_status(dev)
         pending += _check_terminal_call(dev, tmp_path)
-        pending += _check_playground(printed, tmp_path)
+        pending += _check_playground(printed, tmp_path, world)
     finally:
         code = dev.stop()
     _check_nothing_left(state, world, code, dev)
@@ -171,7 +175,7 @@ def _check_terminal_call(dev: DevProcess, tmp_path: Path) -> list[str]:
     return []
 
 
-def _check_playground(printed: dict[str, str], tmp_path: Path) -> list[str]:
+def _check_playground(printed: dict[str, str], tmp_path: Path, world: WorldInfo) -> list[str]:
     from playwright.sync_api import sync_playwright
 
     pending = []
@@ -199,9 +203,11 @@ def _check_playground(printed: dict[str, str], tmp_path: Path) -> list[str]:
             try:
                 page.wait_for_function("[...document.querySelectorAll('#transcript li.agent')].some("
                                        "li => li.textContent.includes('open every day'))", timeout=15000)
-            except Exception:  # noqa: BLE001 - judged below, after the screenshot
+            except Exception:  # noqa: BLE001 - judged at the end, after the rest has been checked
                 pending.append("the playground showed no agent transcript (the worker publishes none yet)")
             page.screenshot(path=str(ARTIFACTS / "playground-call.png"), full_page=True, timeout=120000)
+            if pending:
+                _check_page_shows_room_transcripts(page, world)
             page.click("#hangup")
             page.wait_for_function("document.querySelector('#status').textContent === 'You hung up.'", timeout=10000)
             assert page.is_enabled("#call")
@@ -229,6 +235,42 @@ def _check_playground(printed: dict[str, str], tmp_path: Path) -> list[str]:
         finally:
             browser.close()
     return pending
+
+
+def _check_page_shows_room_transcripts(page, world: WorldInfo) -> None:
+    """Until the worker publishes transcripts, check the page's half of the contract in the live call: lines
+    published on lk.transcription show on the side their transcribed track names."""
+    session = page.evaluate("window.voxfleetPlayground.session()")
+    region = next(r for r in world.livekit if r["url"] == session["url"])
+    token = mint_token(region["api_key"], region["api_secret"], room=session["room"], identity="transcript-check")
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API owns this thread's event loop
+        thread.submit(asyncio.run, _publish_transcripts(session["url"], token)).result(timeout=60)
+    page.wait_for_function("[...document.querySelectorAll('#transcript li.caller')].some("
+                           "li => li.textContent === 'what are your opening hours')", timeout=15000)
+    page.wait_for_function("[...document.querySelectorAll('#transcript li.agent')].some("
+                           "li => li.textContent === 'We are open every day.')", timeout=15000)
+    assert page.locator("#transcript li.interim").count() == 0
+
+
+async def _publish_transcripts(url: str, token: str) -> None:
+    from livekit import rtc
+
+    from voxfleet.gateway.room_names import AGENT_IDENTITY_PREFIX
+
+    room = rtc.Room()
+    await room.connect(url, token)
+    try:
+        callers = [p for p in room.remote_participants.values() if not p.identity.startswith(AGENT_IDENTITY_PREFIX)]
+        assert len(callers) == 1, [p.identity for p in room.remote_participants.values()]
+        microphone = next(iter(callers[0].track_publications))
+        for segment, (text, track) in enumerate((("what", microphone), ("what are your opening hours", microphone),
+                                                 ("We are open every day.", "TR_the_agents_voice"))):
+            final = "false" if text == "what" else "true"
+            await room.local_participant.send_text(text, topic=TOPIC, attributes={
+                TRACK_ATTRIBUTE: track, FINAL_ATTRIBUTE: final, SEGMENT_ATTRIBUTE: "s1" if segment < 2 else "s2"})
+        await asyncio.sleep(1.0)  # leaving at once can drop what is still in flight
+    finally:
+        await room.disconnect()
 
 
 def _page_state(page) -> dict:
