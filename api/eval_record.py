@@ -39,6 +39,11 @@ class EvalToolCall(ApiModel):
     ended_at: float | None = Field(default=None, description="Epoch seconds; none while running.")
 
 
+class EvalLatency(ApiModel):
+    at: float = Field(description="When the agent's answer started (epoch seconds, worker clock).")
+    seconds: float = Field(description="The worker's own TTFA of that answer (as its TTFA histogram records it).")
+
+
 class SessionEvalRecord(ApiModel):
     session_id: str
     complete: bool = Field(default=False, description="The session has ended: nothing more will be added.")
@@ -47,3 +52,6 @@ class SessionEvalRecord(ApiModel):
     tool_calls: list[EvalToolCall] = Field(default_factory=list, max_length=MAX_EVAL_TOOL_CALLS)
     interruptions: list[float] = Field(default_factory=list, max_length=MAX_EVAL_LINES,
                                        description="When the agent stopped speaking for a barge-in (epoch s).")
+    agent_ttfa: list[EvalLatency] = Field(default_factory=list, max_length=MAX_EVAL_LINES,
+                                          description="Each answer's TTFA as the worker measured it (without the"
+                                                      " network legs a caller hears on top).")

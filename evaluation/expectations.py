@@ -54,6 +54,8 @@ def judge(timeline: CallTimeline, defaults: RunDefaults, *, recognise: bool = Tr
         else:
             result.turns.append(_unreached(index + 1, turn, timeline.error or "the call ended early"))
     record = timeline.results.record if timeline.results else None
+    if record is not None:
+        result.agent_ttfa_ms = [round(latency.seconds * 1000, 1) for latency in record.agent_ttfa]
     if record is not None and timeline.joined:
         joined = timeline.wall(timeline.joined)
         result.transcript = [TimedLine(role=line.role, text=line.text, at_s=round(line.at - joined, 3))
@@ -70,7 +72,8 @@ def _judge_turn(timeline: CallTimeline, measured: TurnTimeline, turn: CallerTurn
     calls = _tool_calls_in(timeline, window)
     result = TurnResult(index=measured.index, said=measured.said, heard_as=speech.caller_heard_as,
                         agent_text=speech.agent_text, text_source=speech.source,
-                        ttfa_ms=_ms(measured.ttfa_s), tool_calls=[_seen(c) for c in calls] if calls is not None else [],
+                        ttfa_ms=_ms(measured.ttfa_s), agent_ttfa_ms=_agent_ttfa_in(timeline, window),
+                        tool_calls=[_seen(c) for c in calls] if calls is not None else [],
                         reply_ms=_ms(measured.reply_end - measured.reply_start)
                         if measured.reply_start is not None and measured.reply_end is not None else None)
     checks = [_answered(measured, defaults)]
@@ -244,6 +247,16 @@ def _tool_calls_in(timeline: CallTimeline, window: Window) -> list[EvalToolCall]
         return None
     start, end = timeline.wall(window.start), timeline.wall(window.end)
     return [call for call in record.tool_calls if start <= call.started_at < end]
+
+
+def _agent_ttfa_in(timeline: CallTimeline, window: Window) -> float | None:
+    """The worker's TTFA of the turn's first answer (eval results), if it timed one."""
+    record = timeline.results.record if timeline.results else None
+    if record is None:
+        return None
+    start, end = timeline.wall(window.start), timeline.wall(window.end)
+    inside = [latency for latency in record.agent_ttfa if start <= latency.at < end]
+    return round(inside[0].seconds * 1000, 1) if inside else None
 
 
 def _no_results(timeline: CallTimeline) -> str:

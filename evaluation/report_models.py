@@ -62,6 +62,9 @@ class TurnResult(ApiModel):
                                                                 " recognition of the audio, or nowhere.")
     ttfa_ms: float | None = Field(default=None, description="End of the caller's speech -> first agent audio"
                                                             " heard (none: no answer).")
+    agent_ttfa_ms: float | None = Field(default=None, description="The same answer's TTFA as the worker measured"
+                                                                  " it (from the eval results): what the agent"
+                                                                  " took, without the network legs.")
     reply_ms: float | None = Field(default=None, description="How long the agent's reply lasted as heard.")
     barge_in: BargeInResult | None = None
     tool_calls: list[ToolCallSeen] = Field(default_factory=list)
@@ -103,6 +106,8 @@ class ScenarioResult(ApiModel):
     turns: list[TurnResult] = Field(default_factory=list)
     transcript: list[TimedLine] = Field(default_factory=list, description="The session's eval transcript, timed"
                                                                           " like the turns' timelines.")
+    agent_ttfa_ms: list[float] = Field(default_factory=list, description="Every answer's TTFA as the worker"
+                                                                        " measured it (eval results).")
 
     def expectations(self) -> list[tuple[str, ExpectationResult]]:
         """Every expectation with a stable key (scenario / turn / what was expected) for baselines."""
@@ -130,6 +135,12 @@ class RunSummary(ApiModel):
     ttfa_p50_ms: float | None = None
     ttfa_p95_ms: float | None = None
     ttfa_max_ms: float | None = None
+    agent_ttfa_count: int = Field(default=0, description="Answers the workers timed (eval results).")
+    agent_ttfa_mean_ms: float | None = None
+    agent_ttfa_p50_ms: float | None = None
+    agent_ttfa_p95_ms: float | None = None
+    transport_p50_ms: float | None = Field(default=None, description="Median of heard minus worker TTFA per turn:"
+                                                                     " the network legs (and any input backlog).")
 
 
 class Regression(ApiModel):
@@ -181,6 +192,8 @@ def summarise(scenarios: list[ScenarioResult]) -> RunSummary:
     expectations = [e for s in scenarios for _, e in s.expectations()]
     ttfas = [t.ttfa_ms for t in turns if t.ttfa_ms is not None]
     passed_turns = sum(1 for t in turns if t.passed)
+    agent = [v for s in scenarios for v in s.agent_ttfa_ms]
+    transport = [t.ttfa_ms - t.agent_ttfa_ms for t in turns if t.ttfa_ms is not None and t.agent_ttfa_ms is not None]
     return RunSummary(
         scenarios=len(scenarios), scenarios_passed=sum(1 for s in scenarios if s.passed),
         scenarios_flaky=sum(1 for s in scenarios if s.flaky), turns=len(turns),
@@ -188,7 +201,10 @@ def summarise(scenarios: list[ScenarioResult]) -> RunSummary:
         expectations=len(expectations), failed_expectations=sum(1 for e in expectations if not e.passed),
         ttfa_count=len(ttfas), ttfa_mean_ms=_round(sum(ttfas) / len(ttfas)) if ttfas else None,
         ttfa_p50_ms=_round(percentile(ttfas, 50)), ttfa_p95_ms=_round(percentile(ttfas, 95)),
-        ttfa_max_ms=_round(max(ttfas)) if ttfas else None)
+        ttfa_max_ms=_round(max(ttfas)) if ttfas else None, agent_ttfa_count=len(agent),
+        agent_ttfa_mean_ms=_round(sum(agent) / len(agent)) if agent else None,
+        agent_ttfa_p50_ms=_round(percentile(agent, 50)), agent_ttfa_p95_ms=_round(percentile(agent, 95)),
+        transport_p50_ms=_round(percentile(transport, 50)))
 
 
 def _round(value: float | None) -> float | None:

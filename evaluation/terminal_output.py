@@ -81,6 +81,11 @@ def render_report(report: RunReport, *, color: bool = False) -> str:
     if s.ttfa_count:
         lines.append(f"TTFA over {s.ttfa_count} answers: p50 {s.ttfa_p50_ms:.0f} ms, p95 {s.ttfa_p95_ms:.0f} ms,"
                      f" max {s.ttfa_max_ms:.0f} ms (caller-heard, end of speech to first audio)")
+    if s.agent_ttfa_count:
+        transport = f"; the caller hears answers p50 {s.transport_p50_ms:.0f} ms later" \
+            if s.transport_p50_ms is not None else ""
+        lines.append(f"worker-measured TTFA over {s.agent_ttfa_count} answers: p50 {s.agent_ttfa_p50_ms:.0f} ms,"
+                     f" p95 {s.agent_ttfa_p95_ms:.0f} ms{transport}")
     if report.baseline is not None:
         comparison = report.baseline
         if comparison.passed:

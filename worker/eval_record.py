@@ -8,7 +8,8 @@ the session's pipeline (it changes nothing in it) and keeps bounded lists (voxfl
 - agent lines: the text the TTS service marks as spoken (it is queued behind its audio, so text cut off by a
   barge-in is not in it);
 - tool calls: name, arguments and outcome, from Pipecat's function-call frames;
-- interruptions: when the agent stopped speaking for the caller.
+- interruptions: when the agent stopped speaking for the caller;
+- the worker's own TTFA of each answer (the figures its TTFA histogram records), with when the answer began.
 
     GET /v1/sessions/{id}/eval   (worker token) -> SessionEvalRecord; 404 not_an_eval_session,
                                                    403 transcripts_disabled
@@ -32,6 +33,7 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     TranscriptionFrame,
     TTSTextFrame,
+    UserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
@@ -40,6 +42,7 @@ from voxfleet.api.eval_record import (
     MAX_EVAL_LINES,
     MAX_EVAL_TEXT_CHARS,
     MAX_EVAL_TOOL_CALLS,
+    EvalLatency,
     EvalToolCall,
     EvalTranscriptLine,
     SessionEvalRecord,
@@ -52,9 +55,13 @@ NOT_RECORDED = "not-recorded"  # eval mode was asked for, but the agent's spec k
 
 
 class EvalRecorder(BaseObserver):
-    def __init__(self, session_id: str):
+    def __init__(self, session_id: str, conversation: Any = None):
         super().__init__(observe_every_push=False)
         self.session_id = session_id
+        # The session's ConversationObserver: its TTFA figures are the ones the worker's histogram records.
+        self._conversation = conversation
+        self._answers: list[float] = []  # when each timed answer began: a bot start after a caller turn ended
+        self._caller_turn_ended = False
         self.transcript: list[EvalTranscriptLine] = []
         self.tool_calls: dict[str, EvalToolCall] = {}
         self.interruptions: list[float] = []
@@ -70,6 +77,11 @@ class EvalRecorder(BaseObserver):
             self._line("caller", frame.text)
         elif isinstance(frame, BotStartedSpeakingFrame) and downstream:
             self._bot_speaking = True
+            if self._caller_turn_ended:  # the same rule ConversationObserver times a TTFA by
+                self._caller_turn_ended = False
+                self._bounded(self._answers, time.time())
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self._caller_turn_ended = True
         elif isinstance(frame, BotStoppedSpeakingFrame) and downstream:
             self._bot_speaking = False
         elif isinstance(frame, InterruptionFrame) and downstream and self._bot_speaking:
@@ -82,9 +94,12 @@ class EvalRecorder(BaseObserver):
             self._call_ended(frame.tool_call_id, ("cancelled", None))
 
     def record(self, *, complete: bool) -> SessionEvalRecord:
+        ttfas = list(getattr(getattr(self._conversation, "figures", None), "ttfa", []))
         return SessionEvalRecord(session_id=self.session_id, complete=complete, truncated=self.truncated,
                                  transcript=list(self.transcript), tool_calls=list(self.tool_calls.values()),
-                                 interruptions=list(self.interruptions))
+                                 interruptions=list(self.interruptions),
+                                 agent_ttfa=[EvalLatency(at=at, seconds=round(seconds, 4))
+                                             for at, seconds in zip(self._answers, ttfas)])
 
     def _line(self, role: str, text: str) -> None:
         text = " ".join(text.split())[:MAX_EVAL_TEXT_CHARS]
@@ -118,12 +133,13 @@ class EvalRecorder(BaseObserver):
 _recorders: OrderedDict[str, EvalRecorder | str] = OrderedDict()
 
 
-def recorder_for(request: DispatchRequest, spec: VoiceAgentSpec) -> EvalRecorder | None:
-    """A recorder for an eval-mode session of an agent that records transcripts; None otherwise."""
+def recorder_for(request: DispatchRequest, spec: VoiceAgentSpec, conversation: Any = None) -> EvalRecorder | None:
+    """A recorder for an eval-mode session of an agent that records transcripts; None otherwise. ``conversation``:
+    the session's ConversationObserver, whose TTFA figures the record reports per answer."""
     if not request.eval_mode:
         return None
-    recorder: EvalRecorder | str = (EvalRecorder(request.session_id) if spec.observability.record_transcripts
-                                    else NOT_RECORDED)
+    recorder: EvalRecorder | str = (EvalRecorder(request.session_id, conversation)
+                                    if spec.observability.record_transcripts else NOT_RECORDED)
     _recorders[request.session_id] = recorder
     while len(_recorders) > MAX_RECORDED_SESSIONS:
         _recorders.popitem(last=False)

@@ -104,7 +104,7 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         pipeline,
         params=PipelineParams(audio_in_sample_rate=INPUT_SAMPLE_RATE, audio_out_sample_rate=OUTPUT_SAMPLE_RATE,
                               enable_metrics=True, enable_usage_metrics=True),
-        observers=[observer, *filter(None, [recorder_for(request, spec)])],  # eval mode: voxfleet eval
+        observers=[observer, *filter(None, [recorder_for(request, spec, observer)])],  # eval mode: voxfleet eval
         name=f"session-{request.session_id}",
         conversation_id=request.session_id,
         enable_tracing=tracing,
