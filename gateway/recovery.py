@@ -3,17 +3,20 @@
 Two signals, whichever comes first: the worker Pod is lost (deleted, or its container stopped or restarted:
 the Pod watch), or the agent participant leaves the room while the caller stays (a LiveKit webhook). LiveKit
 is the record of which calls a worker had: rooms of the agent on the region's LiveKit, whose agent participant
-names the dead pod. The dead participant is removed (a killed participant would otherwise linger until
-LiveKit times it out), then the room is *ensured* an agent:
+names the dead pod. The room is *ensured* an agent, then the dead participant is removed (a killed participant
+would otherwise linger until LiveKit times it out):
 
 - no caller left: nothing to save, the session is ended wherever a worker still holds it;
 - a live agent of another worker is there (already recovered): nothing to do;
 - otherwise the session (same id, same room) is dispatched with ``recovery: true``.
 
-Every replica sees a lost Pod and may race to recover the same room, and LiveKit may deliver the webhook to
-yet another one. They agree anyway: recovery candidates are ordered by rendezvous hashing of the session id
-over the workers (not by load hints, which differ between replicas), and a worker answers a repeated dispatch
-of the same session id with the same session, so racing replicas land on the same worker, once.
+Both signals of one loss reach every replica that sees them. Within a replica they are serialised per session,
+and a recovery first asks the workers whether one already holds the session (then its agent is on its way).
+Across replicas (every replica sees a lost Pod; LiveKit delivers the webhook to one) they agree anyway:
+candidates are ordered by rendezvous hashing of the session id over the workers (not by load hints, which
+differ between replicas), and a worker answers a repeated dispatch of one session id with the same session, so
+racing replicas land on the same worker, once (unless their views of which workers are Ready differ at that
+very moment).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class SessionRecovery:
         self.metrics = metrics
         self.session_keys = session_keys
         self._tasks: set[asyncio.Task] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
 
     # --- what a room is -------------------------------------------------------------------------------------
 
@@ -123,13 +127,15 @@ class SessionRecovery:
         dead = [p for p in participants if room_names.agent_identity_pod(p.identity) == worker.name]
         if not dead:
             return False
-        for participant in dead:  # a killed participant lingers until LiveKit times it out: remove it now
+        recovered = await self.ensure_agent(worker.region, room, dead[0], participants, lost={worker.uid})
+        # Only then: a killed participant lingers until LiveKit times it out, so remove it (the caller hears the
+        # new agent first; this costs the call nothing).
+        for participant in dead:
             try:
                 await self.rooms.remove_participant(worker.region, room.name, participant.identity)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-        remaining = [p for p in participants if p.identity not in {d.identity for d in dead}]
-        return await self.ensure_agent(worker.region, room, dead[0], remaining, lost={worker.uid})
+        return recovered
 
     # --- the decision ---------------------------------------------------------------------------------------
 
@@ -140,12 +146,24 @@ class SessionRecovery:
         found = self.room_session(room, departed)
         if found is None or found.session_id is None or found.ref is None:
             return False
+        # Both signals of one loss (Pod watch and webhook) land here: one at a time per session, so the second
+        # sees what the first did instead of picking a worker of its own.
+        async with self._locks.setdefault(found.session_id, asyncio.Lock()):
+            try:
+                return await self._ensure_agent(region, room, found, participants, set(lost or ()))
+            finally:
+                lock = self._locks.get(found.session_id)
+                if lock is not None and not lock._waiters:  # noqa: SLF001 - drop idle locks
+                    self._locks.pop(found.session_id, None)
+
+    async def _ensure_agent(self, region: str, room: models.Room, found: RoomSession,
+                            participants: list[models.ParticipantInfo] | None, lost: set[str]) -> bool:
+        assert found.session_id is not None and found.ref is not None
         if participants is None:
             try:
                 participants = await self.rooms.participants(region, room.name)
             except Exception:  # noqa: BLE001 - the room is gone: so is the call
                 return False
-        lost = set(lost or ())
         callers = [p for p in participants if not room_names.is_agent_identity(p.identity)]
         live_agents = [p for p in participants if self._agent_alive(p, found.name.tenant, lost)]
         labels = (found.name.tenant, found.name.agent, region)
@@ -154,6 +172,10 @@ class SessionRecovery:
             return False
         if live_agents:
             return False
+        holders = [x for x in await self.locator.locate(found.name.tenant, found.session_id, found.ref)
+                   if x.state.phase != "ended" and x.worker.uid not in lost]
+        if holders:
+            return False  # already re-dispatched (by the other signal, or another replica): its agent is joining
         agent = self.agents.get(self._namespace(found.name.tenant), found.name.agent)
         if agent is None:
             self.metrics.recoveries.labels(*labels, "no_agent").inc()

@@ -29,7 +29,18 @@ class WebhookLiveKit:
         processes.stop_group(self.server.pid)
 
 
-def start(*, webhook_url: str, state_dir: Path, world_id: str) -> WebhookLiveKit:
+def start(*, webhook_url: str, state_dir: Path, world_id: str, attempts: int = 3) -> WebhookLiveKit:
+    """Start it on free ports (again on fresh ones if another process took a port in the meantime)."""
+    for attempt in range(attempts):
+        try:
+            return _start(webhook_url=webhook_url, state_dir=state_dir, world_id=world_id)
+        except processes.ServerFailed:
+            if attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start(*, webhook_url: str, state_dir: Path, world_id: str) -> WebhookLiveKit:
     port, tcp_port = processes.free_ports(2)
     udp_port = processes.free_port(socket.SOCK_DGRAM)
     config = livekit.config(port, tcp_port, udp_port)
