@@ -194,7 +194,8 @@ async def measure_floor(region, turns: int) -> dict:
 
 
 def provider_spec(fakes, *, detector: str, speech_timeout: float, greeting: str = "") -> dict:
-    spec = offline_spec(greeting=greeting, intents=[], scaling={"sessionsPerWorker": 4})
+    spec = offline_spec(greeting=greeting, intents=[], scaling={"sessionsPerWorker": 4},
+                        limits={"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600})
     spec["pipeline"] = fakes.pipeline_spec()
     spec["turnDetection"] = {"detector": detector, "vad": {"stopSecs": VAD_STOP_S},
                              "timeouts": {"speechTimeoutSecs": speech_timeout, "maxTurnWaitSecs": 3.0}}
@@ -261,7 +262,7 @@ async def measure_dispatch(region, state: Path, count: int) -> dict:
 async def measure_density(region, state: Path, levels: list[int], turns: int) -> dict:
     """N concurrent offline sessions on one worker: CPU/session-second, RSS/session, TTFA growth, underruns."""
     spec = offline_spec(greeting="", scaling={"sessionsPerWorker": max(levels)},
-                        limits={"maxSessionSeconds": 600, "idleTimeoutSeconds": 120})
+                        limits={"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600})
     worker = WorkerUnderTest.start(state, spec, livekit=region)
     pid = worker.process.pid
     rows = []
@@ -297,7 +298,7 @@ async def measure_density(region, state: Path, levels: list[int], turns: int) ->
 async def measure_process_per_call(region, state: Path, levels: list[int], turns: int) -> dict:
     """The alternative process model for comparison: every call in its own warm process (one slot each)."""
     spec = offline_spec(greeting="", scaling={"sessionsPerWorker": 1},
-                        limits={"maxSessionSeconds": 600, "idleTimeoutSeconds": 120})
+                        limits={"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600})
     rows = []
     for level in levels:
         workers = [WorkerUnderTest.start(state, spec, livekit=region) for _ in range(level)]

@@ -134,7 +134,8 @@ class Session:
         async def on_connected(_transport):
             self.state.phase = "active"
             transport._client.room.on("local_track_subscribed", lambda _track: self._subscribed.set())
-            self._log.info("joined room", identity=self.request.agent_identity)
+            self._log.info("joined room", identity=self.request.agent_identity,
+                           since_dispatch_ms=round((time.monotonic() - self._started) * 1000, 1))
 
         @transport.event_handler("on_participant_connected")
         async def on_participant(_transport, participant_id: str):
@@ -181,6 +182,8 @@ class Session:
         line = self._resources.settings.recovery_line if self.request.recovery else spec.greeting
         if line and self._pipeline is not None:
             await self._pipeline.worker.queue_frames([TTSSpeakFrame(line)])
+            self._log.info("greeting", recovery=self.request.recovery, caller_subscribed=self._subscribed.is_set(),
+                           since_dispatch_ms=round((time.monotonic() - self._started) * 1000, 1))
 
     async def _finish(self) -> None:
         if self._runner is not None:

@@ -253,3 +253,32 @@ async def test_sigterm_drains_a_live_call_then_exits_zero(region, tmp_path, reco
         assert worker.wait(20) == 0, worker.log_tail()
     finally:
         worker.stop()
+
+
+async def test_sessions_end_on_idle_and_on_max_duration_and_free_their_slots(region, tmp_path, recogniser):
+    limits = {"maxSessionSeconds": 10, "idleTimeoutSeconds": 5}
+    worker = WorkerUnderTest.start(tmp_path, {**spec(), "limits": limits}, livekit=region)
+    try:
+        quiet_room, chatty_room = new_room(), new_room()
+        quiet_id = worker.dispatch(room=quiet_room).json()["session"]["sessionId"]
+        chatty_id = worker.dispatch(room=chatty_room).json()["session"]["sessionId"]
+        started = time.monotonic()
+        async with caller_for(region, quiet_room, "quiet"), caller_for(region, chatty_room, "chatty") as chatty:
+            await chatty.wait_for_agent_speech(timeout=20)
+            while time.monotonic() - started < 25:
+                idle_state = worker.get(f"/v1/sessions/{quiet_id}").json()
+                chatty_state = worker.get(f"/v1/sessions/{chatty_id}").json()
+                if chatty_state["phase"] == "ended":
+                    break
+                spoken = await chatty.say("opening hours")  # keeps this call busy past the idle timeout
+                try:
+                    await chatty.wait_for_agent_speech(after=spoken.voice_ended, timeout=4)
+                except TimeoutError:
+                    pass  # the call may just have reached its maximum duration
+            assert idle_state["phase"] == "ended" and idle_state["endReason"] == "idle", idle_state
+            assert chatty_state["endReason"] == "max-duration", chatty_state
+            assert 10 <= time.monotonic() - started < 20
+        load = worker.get("/v1/load").json()
+        assert load["active"] == 0 and load["free"] == load["capacity"]
+    finally:
+        worker.stop()

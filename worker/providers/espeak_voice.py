@@ -8,6 +8,7 @@ The caller bot in tests uses it too, to speak as a caller.
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 import espeakng_loader
 
@@ -17,6 +18,7 @@ ESPEAK_RATE = 1
 POS_CHARACTER = 1
 MAX_TEXT_CHARS = 4000  # one synthesis call; the TTS service feeds sentences, far shorter
 MIN_RATE, MAX_RATE = 80, 450  # words per minute eSpeak accepts
+VOICE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}(\+[A-Za-z0-9_-]{1,16})?$")  # "en-us", "en-gb+f3"; never a path
 
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -64,6 +66,8 @@ class ESpeakVoice:
         encoded = text.encode("utf-8") + b"\0"
         with self._lock:
             if voice != self._voice:
+                if not VOICE_NAME.match(voice):
+                    raise ValueError(f"eSpeak voice {voice[:40]!r} is not a voice name (like en-us or en-gb)")
                 if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
                     raise ValueError(f"eSpeak NG has no voice {voice!r}; use a name like en-us or en-gb")
                 self._voice = voice
