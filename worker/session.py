@@ -71,6 +71,7 @@ class Session:
         self._done = asyncio.Event()
         self._caller: str | None = request.caller_identity
         self._greeted = False
+        self._limit_task: asyncio.Future | None = None
         self._subscribed = asyncio.Event()  # someone (the caller) subscribed to the agent's audio track
         self._log = log.bind(session_id=request.session_id, tenant=request.tenant, agent=request.agent,
                              region=request.region, room=request.room)
@@ -110,8 +111,7 @@ class Session:
             self._runner = WorkerRunner(handle_sigint=False, handle_sigterm=False, check_dangling_tasks=False)
             await self._runner.add_workers(self._pipeline.worker)
             loop = asyncio.get_running_loop()
-            limit = loop.call_later(spec.limits.max_session_seconds,
-                                    lambda: asyncio.ensure_future(self.end("max-duration")))
+            limit = loop.call_later(spec.limits.max_session_seconds, self._reached_max_duration)
             if self._end_reason is not None:  # ended (DELETE, drain) while it was being built
                 return
             await self._runner.run()
@@ -126,6 +126,9 @@ class Session:
             if limit is not None:
                 limit.cancel()
             await self._finish()
+
+    def _reached_max_duration(self) -> None:
+        self._limit_task = asyncio.ensure_future(self.end("max-duration"))  # referenced until it has run
 
     def _wire_events(self, pipeline: SessionPipeline) -> None:
         transport, worker = pipeline.transport, pipeline.worker
