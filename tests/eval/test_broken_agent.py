@@ -72,7 +72,8 @@ WRONG_INTENT_AFTER_BARGE_IN = "barge-in/turn 1/mentions 'goodbye'"
 def test_exactly_the_broken_behaviours_fail(broken_run):
     result, report = broken_run
     assert result.returncode == 1, result.stdout + result.stderr
-    assert [len(s["earlierAttempts"]) for s in report["scenarios"]] == [1, 1, 1]  # every scenario failed twice
+    broken = {key.split("/")[0] for key in (WRONG_INTENT, SLOW_TOOL, NO_INTERRUPTIONS)}
+    assert all(len(s["earlierAttempts"]) == 1 for s in report["scenarios"] if s["name"] in broken)
     assert set(_every_time(report)) == {WRONG_INTENT, SLOW_TOOL, NO_INTERRUPTIONS, WRONG_INTENT_AFTER_BARGE_IN}, \
         result.stdout
 

@@ -30,7 +30,7 @@ def test_the_offline_demo_suite_passes(demo_run):
     result, report, *_ = demo_run
     assert result.returncode == 0, result.stdout + result.stderr
     summary = report["summary"]
-    assert summary["scenariosPassed"] == summary["scenarios"] == 3
+    assert summary["scenariosPassed"] == summary["scenarios"] == 4
     assert summary["failedExpectations"] == 0
     assert summary["turnSuccessRate"] == 1.0
     assert 100 < summary["ttfaP50Ms"] < 4000
@@ -47,6 +47,8 @@ def test_the_report_says_what_each_side_said_and_when(demo_run):
     assert "nine in the morning" in first["agentText"].lower()
     assert "hours" in (first["heardAs"] or "")  # what the agent's speech-to-text made of the caller
     assert first["toolCalls"] == [] and first["ttfaMs"] > 0 and first["replyMs"] > 1000
+    recorded = scenarios["recorded-question"]["turns"][0]
+    assert recorded["said"] == "[recordings/when-are-you-open.wav]" and "open" in (recorded["heardAs"] or "")
     barge = scenarios["barge-in"]["turns"][0]["bargeIn"]
     assert barge["agentWasSpeaking"] and barge["workerSawInterruption"]
     assert 0 <= barge["agentStoppedAfterMs"] <= 1500
@@ -71,7 +73,7 @@ def test_junit_and_table_cover_every_turn(demo_run):
     assert {c.get("classname") for c in cases} == {f"concierge.{s['name']}" for s in report["scenarios"]}
     for scenario in report["scenarios"]:
         assert f"PASS {scenario['name']}" in result.stdout
-    assert "3/3 scenarios passed" in result.stdout and "TTFA over 4 answers: p50" in result.stdout
+    assert "4/4 scenarios passed" in result.stdout and "TTFA over 5 answers: p50" in result.stdout
 
 
 def test_a_baseline_with_tighter_ttfa_fails_the_run_and_names_the_regression(demo_run, eval_platform):
