@@ -8,19 +8,18 @@ well as by the worker at dispatch). Another tenant's session id is a 404 like an
 
 from __future__ import annotations
 
-import httpx
 import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from voxfleet.api.eval_record import SessionEvalRecord
-from voxfleet.api.wire import ErrorBody
 from voxfleet.gateway import session_ids
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.runtime import runtime_of
 from voxfleet.gateway.sessions_api import SessionId
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
+from voxfleet.gateway.worker_client import WorkerUnreachable
 
 log = structlog.get_logger(__name__)
 
@@ -45,23 +44,21 @@ async def session_eval(request: Request, session_id: SessionId,
     client = runtime.worker_client
     answer: ApiError | None = None
     for found in located:  # a recovered session has a record on each worker it ran on; the first one answers
-        ip = found.worker.ip or ""
-        host = f"[{ip}]" if ":" in ip else ip
         try:
-            response = await client.http.get(f"http://{host}:{client.port}/v1/sessions/{session_id}/eval")
-        except httpx.HTTPError as error:
-            log.warning("eval results unreachable", pod=found.worker.name, error=type(error).__name__)
+            response = await client.raw("GET", found.worker.ip or "", f"/v1/sessions/{session_id}/eval",
+                                        max_bytes=MAX_RECORD_BYTES)
+        except WorkerUnreachable as error:
+            log.warning("eval results unreachable", pod=found.worker.name, error=str(error))
             answer = answer or ApiError(502, "worker_unreachable", "The session's worker did not answer; retry.")
             continue
-        if response.status_code == 200 and len(response.content) <= MAX_RECORD_BYTES:
+        if response.status == 200 and len(response.body) <= MAX_RECORD_BYTES:
             try:
-                record = SessionEvalRecord.model_validate_json(response.content)
+                record = SessionEvalRecord.model_validate_json(response.body)
             except ValidationError:
                 answer = ApiError(502, "worker_error", "The worker's eval record did not match the contract.")
                 continue
             return JSONResponse(record.to_wire())
-        code = _code(response)
-        if code == "transcripts_disabled":
+        if response.error_code == "transcripts_disabled":
             raise _transcripts_disabled()
         answer = answer or ApiError(404, "not_an_eval_session", "This session was not started in eval mode; start"
                                                                 " it with evalMode: true to get its tool calls and"
@@ -73,10 +70,3 @@ def _transcripts_disabled() -> ApiError:
     return ApiError(403, "transcripts_disabled", "The agent's spec does not record transcripts"
                                                  " (spec.observability.recordTranscripts is false), so eval results"
                                                  " are not kept; turn it on to check tool calls and answers.")
-
-
-def _code(response: httpx.Response) -> str:
-    try:
-        return ErrorBody.model_validate(response.json()).code
-    except (ValueError, ValidationError):
-        return ""

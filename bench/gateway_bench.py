@@ -1,0 +1,415 @@
+"""Gateway benchmark: allocation latency and sustained sessions per second of one `voxfleet gateway` process
+with real worker processes answering dispatch, and session create -> agent audio in the room.
+
+Everything runs on this machine (a shared 2-core box: other people's work too), in a world of its own unless
+VOXFLEET_WORLD_DIR names a running one. Measured, each against a baseline taken in the same run:
+
+1. Allocation latency (POST /v1/agents/{a}/sessions, one at a time) p50/p99, as the client sees it and inside
+   the gateway (its allocation histogram); no LiveKit call is on this path (tokens are minted locally).
+   Baseline: the same worker's POST /v1/dispatch called directly by the bench.
+2. Sustained sessions per second: concurrent clients creating sessions for a fixed time, each session released
+   at its worker right away (so slots recycle). The gateway's own CPU time per allocation (from /proc) gives
+   the rate one gateway core could sustain. Run against real `voxfleet worker` pods and, to show where the
+   limit is, against stand-in worker pods (tests/gateway/standin_worker.py: the same contract, no pipeline),
+   because a real worker builds a Pipecat pipeline per session (~20 ms of CPU) and on 2 shared cores the
+   workers, not the gateway, run out first. In phases 1-2 the region's LiveKit URL points at a closed port:
+   workers would otherwise make hundreds of WebRTC joins a second, which is a LiveKit load test, not this one.
+3. Session create -> first agent audio heard in the room (the greeting), p50/p95, real LiveKit and real
+   workers: the caller joins with the returned token right after the 201. Baseline: the bench dispatches to
+   the same workers directly (minting the tokens itself) and joins the same way.
+
+Prints the figures and one JSON line (prefix `BENCH_JSON `).
+
+    .venv/bin/python bench/gateway_bench.py [--seconds 10] [--concurrency 16] [--workers 3] [--audio-sessions 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import httpx  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+from tests.callers.caller_bot import CallerBot, mint_token  # noqa: E402
+from tests.crds import install_crds  # noqa: E402
+from tests.gateway import worker_pods  # noqa: E402
+from tests.gateway.gateway_process import SIGNING_KEY, WORKER_TOKEN, GatewayProcess  # noqa: E402
+from tests.gateway.tenant_setup import create_tenant  # noqa: E402
+from voxfleet.api.tenant import PLURAL as TENANT_PLURAL  # noqa: E402
+from voxfleet.api.voiceagent import GROUP, VERSION  # noqa: E402
+from voxfleet.gateway import session_ids  # noqa: E402
+from voxfleet.world import processes  # noqa: E402
+from voxfleet.world.access import Cluster, RunnerPool  # noqa: E402
+from voxfleet.world.world import World, WorldInfo  # noqa: E402
+
+REGION = "us-east"
+REAL, STANDIN = "bench-real", "bench-standin"
+SLOTS = 100
+GREETING = "Hello, how can I help?"
+WORKER_HEADERS = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] if ordered else float("nan")
+
+
+def ms(value: float) -> float:
+    return round(value * 1000, 2)
+
+
+def agent_spec(workers: int) -> dict:
+    return {
+        "greeting": GREETING,
+        "pipeline": {"stt": {"provider": "pocketsphinx"}, "llm": {"provider": "scripted"},
+                     "tts": {"provider": "espeak", "voice": "en-us"}},
+        "turnDetection": {"detector": "speech-timeout", "vad": {"stopSecs": 0.2}},
+        "intents": [{"name": "bye", "keywords": ["goodbye"], "reply": "Goodbye."}],
+        "regions": [{"name": REGION, "minWorkers": 0, "maxWorkers": workers}],
+        "scaling": {"sessionsPerWorker": SLOTS, "bufferSessions": 0},
+        "limits": {"maxSessionSeconds": 60, "idleTimeoutSeconds": 30},
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gateway_histogram(gateway: GatewayProcess, agent: str) -> tuple[float, float]:
+    total = count = 0.0
+    for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
+        if line.startswith("voxfleet_gateway_allocation_seconds_") and f'agent="{agent}"' in line \
+                and 'result="ok"' in line:
+            if line.startswith("voxfleet_gateway_allocation_seconds_sum"):
+                total += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("voxfleet_gateway_allocation_seconds_count"):
+                count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+class Bench:
+    def __init__(self, kube: Cluster, pods: RunnerPool, info: WorldInfo, work: Path, workers: int):
+        self.kube, self.pods, self.info, self.work, self.workers = kube, pods, info, work, workers
+        self.platform_namespace = kube.new_namespace("gwbench")
+        self.tenant = create_tenant(kube, self.platform_namespace, allowed_regions=[REGION],
+                                    quotas={"maxConcurrentSessions": 100000, "maxAgents": 10, "maxWorkers": 100},
+                                    prefix="gwbench")
+        self.gateways: list[GatewayProcess] = []
+        self.ips: dict[str, list[str]] = {}
+
+    def gateway(self, livekit_url: str) -> GatewayProcess:
+        lk = self.info.livekit_regions()[REGION]
+        regions = {REGION: {"url": livekit_url, "apiUrl": lk.http_url, "apiKey": lk.api_key,
+                            "apiSecret": lk.api_secret}}
+        process = GatewayProcess(kubeconfig=self.kube.kubeconfig, platform_namespace=self.platform_namespace,
+                                 log_path=self.work / f"gateway-{uuid.uuid4().hex[:6]}.log", regions=regions,
+                                 extra_env={"VOXFLEET_RATE_LIMIT_PER_SECOND": "1000000",
+                                            "VOXFLEET_RATE_LIMIT_BURST": "1000000", "VOXFLEET_LOG_LEVEL": "warning",
+                                            "VOXFLEET_ACCESS_LOG": "false", "VOXFLEET_LOAD_POLL_SECONDS": "2"})
+        self.gateways.append(process)
+        return process.start()
+
+    def deploy(self, gateway: GatewayProcess) -> None:
+        namespace, tenant = self.tenant.namespace, self.tenant.name
+        with httpx.Client(base_url=gateway.url, headers=self.tenant.headers(), timeout=30) as http:
+            for agent in (REAL, STANDIN):
+                response = http.put(f"/v1/agents/{agent}", json=agent_spec(self.workers))
+                assert response.status_code in (200, 201), response.text
+        spec = agent_spec(self.workers)
+        manifests = [worker_pods.agent_config_map(namespace, "bench-config", tenant=tenant, agent=REAL, spec=spec)]
+        manifests += [worker_pods.real_worker_pod(self.pods, tenant=tenant, agent=REAL, region=REGION,
+                                                  namespace=namespace, config_map="bench-config",
+                                                  name=f"real-{i}") for i in range(self.workers)]
+        manifests += [worker_pods.standin_pod(self.pods, tenant=tenant, agent=STANDIN, region=REGION, slots=SLOTS,
+                                              name=f"standin-{i}") for i in range(self.workers)]
+        names = worker_pods.create(self.kube, namespace, manifests)
+        ips = worker_pods.wait_ready(self.kube, namespace, names, timeout=300, pods=self.pods)
+        self.ips = {REAL: [ips[f"real-{i}"] for i in range(self.workers)],
+                    STANDIN: [ips[f"standin-{i}"] for i in range(self.workers)]}
+        time.sleep(1.0)  # the gateways' Pod watches
+
+    def set_quota(self, limit: int) -> None:
+        with self.kube.api_client() as api:
+            client.CustomObjectsApi(api).patch_cluster_custom_object(
+                GROUP, VERSION, TENANT_PLURAL, self.tenant.name, {"spec": {"quotas": {"maxConcurrentSessions": limit}}})
+        time.sleep(1.0)  # the gateways' Tenant watches
+
+    def stop(self) -> None:
+        for gateway in self.gateways:
+            gateway.stop()
+        with self.kube.api_client() as api:
+            try:
+                client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, TENANT_PLURAL,
+                                                                          self.tenant.name)
+            except client.exceptions.ApiException:
+                pass
+        self.kube.delete_namespace(self.tenant.namespace)
+        self.kube.delete_namespace(self.platform_namespace)
+
+
+def worker_ip(session_id: str, tenant: str) -> str:
+    ref = session_ids.decode(session_id, tenant=tenant, keys=[SIGNING_KEY.encode()])
+    assert ref is not None
+    return ref.worker_ip
+
+
+class Http:
+    """A lean async HTTP client for the load (aiohttp: the load generator shares the CPUs it measures)."""
+
+    def __init__(self, headers: dict[str, str], connections: int = 64):
+        self.session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=60),
+                                             connector=aiohttp.TCPConnector(limit=connections, limit_per_host=64))
+
+    async def __aenter__(self) -> "Http":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.session.close()
+
+    async def post(self, url: str, body: dict) -> tuple[int, dict]:
+        async with self.session.post(url, json=body) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def delete(self, url: str, headers: dict[str, str] | None = None) -> int:
+        async with self.session.delete(url, headers=headers) as response:
+            await response.read()
+            return response.status
+
+
+async def release(http: Http, ip: str, session_id: str) -> None:
+    await http.delete(f"http://{ip}:8080/v1/sessions/{session_id}", headers=WORKER_HEADERS)
+
+
+def dispatch_body(bench: Bench, agent: str, livekit_url: str, room: str, session_id: str) -> dict:
+    lk = bench.info.livekit_regions()[REGION]
+    identity = f"vf-agent.{uuid.uuid4().hex[:16]}.bench"
+    return {"sessionId": session_id, "tenant": bench.tenant.name, "agent": agent, "region": REGION, "room": room,
+            "livekitUrl": livekit_url, "agentIdentity": identity,
+            "livekitToken": mint_token(room=room, identity=identity, url=livekit_url, api_key=lk.api_key,
+                                       api_secret=lk.api_secret)}
+
+
+# --- 1. latency, one at a time ---------------------------------------------------------------------------------
+
+async def direct_latency(bench: Bench, agent: str, count: int, dead_url: str) -> list[float]:
+    """Baseline: the bench's own POST /v1/dispatch to the worker (what a slot claim costs without the gateway)."""
+    ip = bench.ips[agent][0]
+    latencies = []
+    async with Http(WORKER_HEADERS) as http:
+        for _ in range(count):
+            session_id = f"bench-{uuid.uuid4().hex}"
+            body = dispatch_body(bench, agent, dead_url, f"bench-room-{session_id}", session_id)
+            started = time.perf_counter()
+            status, answer = await http.post(f"http://{ip}:8080/v1/dispatch", body)
+            latencies.append(time.perf_counter() - started)
+            assert status == 201, answer
+            await release(http, ip, session_id)
+    return latencies
+
+
+async def gateway_latency(bench: Bench, gateway: GatewayProcess, agent: str, count: int) -> tuple[list[float], float]:
+    before = gateway_histogram(gateway, agent)
+    latencies = []
+    async with Http(bench.tenant.headers()) as http:
+        for _ in range(count):
+            started = time.perf_counter()
+            status, answer = await http.post(f"{gateway.url}/v1/agents/{agent}/sessions", {})
+            latencies.append(time.perf_counter() - started)
+            assert status == 201, answer
+            session_id = answer["sessionId"]
+            await release(http, worker_ip(session_id, bench.tenant.name), session_id)
+    after = gateway_histogram(gateway, agent)
+    inside = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+    return latencies, inside
+
+
+# --- 2. sustained rate -------------------------------------------------------------------------------------------
+
+async def sustained(bench: Bench, gateway: GatewayProcess, agent: str, seconds: float, concurrency: int) -> dict:
+    pid = gateway.popen.pid
+    latencies: list[float] = []
+    refusals: dict[int, int] = {}
+    releases: set[asyncio.Task] = set()
+    async with Http(bench.tenant.headers(), connections=concurrency * 4) as http:
+        cpu_before, started = cpu_seconds(pid), time.monotonic()
+        deadline = started + seconds
+
+        async def client_loop() -> None:
+            while time.monotonic() < deadline:
+                began = time.perf_counter()
+                status, answer = await http.post(f"{gateway.url}/v1/agents/{agent}/sessions", {})
+                if status != 201:
+                    refusals[status] = refusals.get(status, 0) + 1
+                    await asyncio.sleep(0.01)
+                    continue
+                latencies.append(time.perf_counter() - began)
+                session_id = answer["sessionId"]
+                task = asyncio.create_task(release(http, worker_ip(session_id, bench.tenant.name), session_id))
+                releases.add(task)
+                task.add_done_callback(releases.discard)
+
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(pid) - cpu_before
+        await asyncio.gather(*releases, return_exceptions=True)
+    return {"sessions": len(latencies), "seconds": round(elapsed, 2), "rate": round(len(latencies) / elapsed, 1),
+            "p50_ms": ms(statistics.median(latencies)) if latencies else None,
+            "p99_ms": ms(percentile(latencies, 99)) if latencies else None,
+            "gateway_cpu_ms_per_session": round(cpu / max(1, len(latencies)) * 1000, 3),
+            "one_core_rate": round(len(latencies) / cpu, 1) if cpu else None, "refused": refusals}
+
+
+# --- 3. create -> agent audio -------------------------------------------------------------------------------------
+
+async def first_audio(url: str, token: str, started: float) -> float:
+    async with CallerBot(url, token) as caller:
+        greeting = await caller.wait_for_agent_speech(after=started, timeout=30)
+        return greeting.start - started
+
+
+async def audio_via_gateway(bench: Bench, gateway: GatewayProcess, count: int) -> list[float]:
+    results = []
+    async with httpx.AsyncClient(headers=bench.tenant.headers(), timeout=30) as http:
+        for _ in range(count):
+            started = time.monotonic()
+            response = await http.post(f"{gateway.url}/v1/agents/{REAL}/sessions", json={})
+            assert response.status_code == 201, response.text
+            created = response.json()
+            results.append(await first_audio(created["livekitUrl"], created["token"], started))
+            await asyncio.sleep(0.5)  # the caller left; the session ends at its worker
+    return results
+
+
+async def audio_direct(bench: Bench, count: int) -> list[float]:
+    lk = bench.info.livekit_regions()[REGION]
+    results = []
+    async with httpx.AsyncClient(headers=WORKER_HEADERS, timeout=30) as http:
+        for index in range(count):
+            ip = bench.ips[REAL][index % len(bench.ips[REAL])]
+            session_id = f"bench-{uuid.uuid4().hex}"
+            room = f"bench-direct-{session_id}"
+            started = time.monotonic()
+            response = await http.post(f"http://{ip}:8080/v1/dispatch",
+                                       json=dispatch_body(bench, REAL, lk.url, room, session_id))
+            assert response.status_code == 201, response.text
+            token = mint_token(room=room, identity=f"caller-{session_id[-8:]}", url=lk.url, api_key=lk.api_key,
+                               api_secret=lk.api_secret)
+            results.append(await first_audio(lk.url, token, started))
+            await asyncio.sleep(0.5)
+    return results
+
+
+# --- main ----------------------------------------------------------------------------------------------------------
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each sustained-rate run")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients in the sustained runs")
+    parser.add_argument("--workers", type=int, default=3, help="worker pods of each kind")
+    parser.add_argument("--latency-samples", type=int, default=200, help="sequential allocations for latency")
+    parser.add_argument("--audio-sessions", type=int, default=10, help="sessions for create -> audio")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="voxfleet-gateway-bench-"))
+    configured = os.environ.get("VOXFLEET_WORLD_DIR")
+    world = None
+    if configured and World(Path(configured)).running():
+        info = WorldInfo.load(Path(configured))
+    else:
+        world = World(work / "world")
+        info = world.start(progress=lambda m: print(f"[world] {m}", file=sys.stderr, flush=True))
+    bench = None
+    try:
+        kube = Cluster.of(info)
+        install_crds(kube)
+        bench = Bench(kube, RunnerPool.of(info), info, work, args.workers)
+        dead_url = f"ws://127.0.0.1:{processes.free_port()}"  # nothing listens: workers' joins fail at once
+        allocating = bench.gateway(dead_url)
+        bench.deploy(allocating)
+        print("[bench] workers ready; measuring", file=sys.stderr, flush=True)
+        results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()[0]}}
+        n = args.latency_samples
+
+        for agent in (REAL, STANDIN):
+            kind = "real" if agent == REAL else "standin"
+            direct = asyncio.run(direct_latency(bench, agent, n, dead_url))
+            via, inside = asyncio.run(gateway_latency(bench, allocating, agent, n))
+            results[f"latency_{kind}"] = {
+                "direct_dispatch_p50_ms": ms(statistics.median(direct)),
+                "direct_dispatch_p99_ms": ms(percentile(direct, 99)),
+                "gateway_p50_ms": ms(statistics.median(via)), "gateway_p99_ms": ms(percentile(via, 99)),
+                "gateway_inside_mean_ms": ms(inside), "samples": n}
+            results[f"sustained_{kind}"] = asyncio.run(sustained(bench, allocating, agent, args.seconds,
+                                                                 args.concurrency))
+            print(f"[bench] {kind} workers done", file=sys.stderr, flush=True)
+
+        bench.set_quota(SLOTS * args.workers - 1)  # potential capacity above the quota: claim-then-count runs
+        counted, counted_inside = asyncio.run(gateway_latency(bench, allocating, STANDIN, n // 2))
+        results["latency_with_quota_count"] = {"gateway_p50_ms": ms(statistics.median(counted)),
+                                               "gateway_p99_ms": ms(percentile(counted, 99)),
+                                               "gateway_inside_mean_ms": ms(counted_inside),
+                                               "workers_counted": 2 * args.workers}
+        bench.set_quota(100000)
+
+        speaking = bench.gateway(info.livekit_regions()[REGION].url)
+        direct_audio = asyncio.run(audio_direct(bench, args.audio_sessions))
+        gateway_audio = asyncio.run(audio_via_gateway(bench, speaking, args.audio_sessions))
+        results["create_to_audio"] = {
+            "direct_p50_ms": ms(statistics.median(direct_audio)), "direct_p95_ms": ms(percentile(direct_audio, 95)),
+            "gateway_p50_ms": ms(statistics.median(gateway_audio)), "gateway_p95_ms": ms(percentile(gateway_audio, 95)),
+            "samples": args.audio_sessions}
+        results["machine"]["loadavg_end"] = os.getloadavg()[0]
+    finally:
+        if bench is not None:
+            bench.stop()
+        if world is not None:
+            world.stop()
+
+    report(results)
+    return 0
+
+
+def report(results: dict) -> None:
+    print("\nvoxfleet gateway benchmark (one gateway process; everything on this machine)")
+    print(f"machine: {results['machine']['cpus']} CPUs, load average {results['machine']['loadavg_start']:.1f}"
+          f" -> {results['machine']['loadavg_end']:.1f}")
+    print(f"\n{'allocation latency, one at a time':<44} {'p50 ms':>8} {'p99 ms':>8}")
+    for kind in ("real", "standin"):
+        r = results[f"latency_{kind}"]
+        print(f"  {kind + ' workers: direct dispatch (baseline)':<42} {r['direct_dispatch_p50_ms']:>8} "
+              f"{r['direct_dispatch_p99_ms']:>8}")
+        print(f"  {kind + ' workers: through the gateway':<42} {r['gateway_p50_ms']:>8} {r['gateway_p99_ms']:>8}"
+              f"   (inside the gateway: mean {r['gateway_inside_mean_ms']} ms)")
+    q = results["latency_with_quota_count"]
+    print(f"  {'with claim-then-count quota check':<42} {q['gateway_p50_ms']:>8} {q['gateway_p99_ms']:>8}"
+          f"   ({q['workers_counted']} workers counted)")
+    print(f"\n{'sustained sessions/s':<44} {'rate':>8} {'p50 ms':>8} {'p99 ms':>8} {'gw CPU ms':>10}"
+          f" {'1-core rate':>12}")
+    for kind in ("real", "standin"):
+        r = results[f"sustained_{kind}"]
+        print(f"  {kind + ' workers':<42} {r['rate']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8}"
+              f" {r['gateway_cpu_ms_per_session']:>10} {r['one_core_rate']:>12}   refused {r['refused']}")
+    a = results["create_to_audio"]
+    print(f"\n{'session create -> agent audio heard':<44} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"  {'direct dispatch (baseline)':<42} {a['direct_p50_ms']:>8} {a['direct_p95_ms']:>8}")
+    print(f"  {'through the gateway':<42} {a['gateway_p50_ms']:>8} {a['gateway_p95_ms']:>8}")
+    print("\ngoals: allocation p99 < 50 ms; >= 300 sessions/s per gateway process; create -> audio p95 <= 500 ms")
+    print("BENCH_JSON " + json.dumps({"bench": "gateway", **results}, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
