@@ -6,6 +6,8 @@ of eSpeak digits on a loaded machine can slip once; a defect fails on every atte
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import yaml
 
@@ -38,8 +40,10 @@ def broken_run(eval_platform, tmp_path_factory):
     suite = yaml.safe_load(SUITE.read_text())
     suite["agent"] = "concierge-broken"
     (out / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    shutil.copytree(SUITE.parent / "recordings", out / "recordings")  # WAV turns are relative to the suite
     result = eval_platform.eval(out / "suite.yaml", "--report", str(out / "report.json"), "--concurrency", "1",
                                 "--retries", "1")
+    assert (out / "report.json").exists(), result.stdout + result.stderr
     return result, read_report(out / "report.json")
 
 
