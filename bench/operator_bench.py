@@ -487,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     world = World(Path(tempfile.mkdtemp(prefix="voxfleet-bench-world-")),
                   simulated_per_zone=args.simulated_nodes_per_zone)
     bench = Bench(args)
+    bench.results["load_average_at_start"] = round(os.getloadavg()[0], 1)
     started = time.monotonic()
     info = world.start(progress=bench.say)
     try:
@@ -498,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         world.stop()
     results = bench.results
     results["bench_seconds"] = round(time.monotonic() - started, 1)
+    results["load_average_at_end"] = round(os.getloadavg()[0], 1)  # 2 cores shared with other work: context
     results["goals"] = {"all_ready_under_60s": results.get("apply_all_ready_s", 1e9) < 60,
                         "change_p95_under_1s": results.get("change_to_deployment_p95_ms", 1e9) < 1000,
                         "rss_under_250mb": results.get("operator_peak_rss_mb", 1e9) < 250}

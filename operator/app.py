@@ -38,7 +38,7 @@ log = structlog.get_logger("voxfleet.operator")
 class OperatorApp:
     def __init__(self, platform: PlatformSettings, settings: OperatorSettings, credentials: KubeCredentials):
         self.platform, self.settings, self.credentials = platform, settings, credentials
-        self.client = KubeClient(credentials, max_connections=64)
+        self.client = KubeClient(credentials, max_connections=2 * settings.reconcile_workers + 16)
         if settings.crash_after_writes:
             self.client.on_write = _crash_after(settings.crash_after_writes, settings.crash_write_pattern)
         self.rt = Runtime.build(platform, settings, self.client)

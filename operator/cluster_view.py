@@ -132,8 +132,9 @@ class NodeView:
 def project_node(obj: dict[str, Any]) -> NodeView:
     meta = obj["metadata"]
     node_labels = meta.get("labels") or {}
-    ready = _condition(obj, "Ready")
-    schedulable = not (obj.get("spec") or {}).get("unschedulable") and bool(ready and ready.get("status") == "True")
+    # Cordoned nodes don't count; a NotReady one still does: a heartbeat blip is no "region without nodes"
+    # (and must not start a reconcile of every agent).
+    schedulable = not (obj.get("spec") or {}).get("unschedulable")
     return NodeView(meta["name"], node_labels.get(labels.NODE_REGION, ""), tuple(sorted(node_labels.items())),
                     schedulable)
 

@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import aiohttp
 import structlog
 from pydantic import ValidationError
 
-from voxfleet.api.wire import WORKER_TOKEN_HEADER, LoadReport
+from voxfleet.api.wire import LoadReport
 from voxfleet.operator.cluster_view import PodView
+from voxfleet.operator.load_client import LoadClient, LoadError
 from voxfleet.operator.metrics import OperatorMetrics
 
 log = structlog.get_logger("voxfleet.operator.poller")
@@ -30,29 +30,18 @@ class Report:
 
 class LoadPoller:
     def __init__(self, token: Callable[[], str | None], *, port: int, timeout: float, concurrency: int,
-                 stale_after: float, keepalive: float, metrics: OperatorMetrics):
+                 stale_after: float, metrics: OperatorMetrics):
         self.token = token
-        self.port = port
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.concurrency = concurrency
+        self.timeout = timeout
         self.stale_after = stale_after
-        self.keepalive = keepalive
         self.metrics = metrics
+        self.client = LoadClient(port)
         self.reports: dict[str, Report] = {}  # pod uid -> last good report
         self.ever_reported: set[str] = set()
-        self._session: aiohttp.ClientSession | None = None
         self._semaphore = asyncio.Semaphore(concurrency)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=self.keepalive)
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.client.close()
 
     def fresh(self, uid: str, now: float) -> LoadReport | None:
         report = self.reports.get(uid)
@@ -66,24 +55,20 @@ class LoadPoller:
         if not token:
             log.warning("no worker token yet: cannot read worker load")
             return []
-        headers = {WORKER_TOKEN_HEADER: f"Bearer {token}"}
         targets = [pod for pod in pods if pod.ip]
-        results = await asyncio.gather(*(self._poll_one(pod, headers) for pod in targets))
+        results = await asyncio.gather(*(self._poll_one(pod, token) for pod in targets))
         live = {pod.uid for pod in targets}
         for uid in [uid for uid in self.reports if uid not in live]:
             del self.reports[uid]
         self.ever_reported &= live
+        self.client.prune({pod.ip for pod in targets if pod.ip})
         return [pod for pod, ok in zip(targets, results) if not ok]
 
-    async def _poll_one(self, pod: PodView, headers: dict[str, str]) -> bool:
-        url = f"http://{pod.ip}:{self.port}/v1/load"
+    async def _poll_one(self, pod: PodView, token: str) -> bool:
         async with self._semaphore:
             try:
-                async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
-                    if response.status != 200:
-                        raise ValueError(f"HTTP {response.status}")
-                    load = LoadReport.model_validate_json(await response.read())
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, ValidationError, OSError) as error:
+                load = LoadReport.model_validate_json(await self.client.get(pod.ip, token, self.timeout))
+            except (LoadError, ValidationError) as error:
                 self.metrics.polls.labels(result="error").inc()
                 log.debug("load poll failed", pod=pod.name, namespace=pod.namespace, error=str(error)[:200])
                 return False

@@ -33,7 +33,8 @@ def version_of(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     if meta.get("generation"):
         return str(meta["generation"])
-    stable = {k: v for k, v in obj.items() if k not in ("status", "metadata")}
+    # apiVersion/kind: watch events and apply responses carry them, list items don't.
+    stable = {k: v for k, v in obj.items() if k not in ("status", "metadata", "apiVersion", "kind")}
     stable["metadata"] = {k: v for k, v in meta.items() if k not in _VOLATILE}
     return "h" + hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -54,7 +55,9 @@ class ObjectApplier:
         key = object_key(manifest)
         digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
         previous = self.applied.get(key)
-        if previous is not None and previous[0] == digest and self.live_version(*key) == previous[1]:
+        # Skip when nothing changed since our last apply: same manifest, and the watch shows our version (or has
+        # not caught up yet: a deletion or someone else's edit shows up there, and forgets or changes it).
+        if previous is not None and previous[0] == digest and self.live_version(*key) in (None, previous[1]):
             return False
         result = await self.client.apply(manifest)
         self.applied[key] = (digest, version_of(result))
@@ -64,6 +67,9 @@ class ObjectApplier:
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         self.applied.pop((kind, namespace, name), None)
         await self.client.delete(kind, name, namespace or None)
+
+    def forget_one(self, key: ObjectKey) -> None:
+        self.applied.pop(key, None)
 
     def forget(self, predicate: Callable[[ObjectKey], bool]) -> None:
         for key in [k for k in self.applied if predicate(k)]:

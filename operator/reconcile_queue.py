@@ -2,7 +2,7 @@
 run, failures retry with exponential backoff, and a reconcile may ask to be run again after a delay.
 
 Keys carry a `full` flag: a full reconcile applies objects, a light one only refreshes status; a pending full
-run absorbs a light one.
+run absorbs a light one, and full runs go first (a new agent's pools matter more than a figure in a status).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ class ReconcileQueue:
         self.reconcile = reconcile
         self.workers = workers
         self.retry_min, self.retry_max = retry_min, retry_max
-        self.pending: dict[Hashable, bool] = {}  # key -> full; insertion order is FIFO order
+        self.full: dict[Hashable, None] = {}  # pending full runs, FIFO (dicts keep insertion order)
+        self.light: dict[Hashable, None] = {}  # pending status-only runs, FIFO
         self.running: set[Hashable] = set()
         self.failures: dict[Hashable, int] = {}
         self._wakeup = asyncio.Event()
@@ -45,7 +46,11 @@ class ReconcileQueue:
                 timer.cancel()
             self._timers[key] = (loop.call_at(due, self._fire, key), full, due)
             return
-        self.pending[key] = self.pending.get(key, False) or full
+        if full:
+            self.light.pop(key, None)
+            self.full[key] = None
+        elif key not in self.full:
+            self.light[key] = None
         self.idle.clear()
         self._wakeup.set()
 
@@ -54,12 +59,17 @@ class ReconcileQueue:
         self.add(key, full=full)
 
     def __len__(self) -> int:
-        return len(self.pending) + len(self.running)
+        return len(self.full) + len(self.light) + len(self.running)
+
+    def _pending(self, key: Hashable) -> bool:
+        return key in self.full or key in self.light
 
     def _take(self) -> tuple[Hashable, bool] | None:
-        for key in self.pending:
-            if key not in self.running:
-                return key, self.pending.pop(key)
+        for queue, full in ((self.full, True), (self.light, False)):
+            for key in queue:
+                if key not in self.running:
+                    del queue[key]
+                    return key, full
         return None
 
     async def run(self) -> None:
@@ -69,7 +79,7 @@ class ReconcileQueue:
         while True:
             item = self._take()
             if item is None:
-                if not self.running and not self.pending:
+                if not self.running and not self.full and not self.light:
                     self.idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -93,5 +103,5 @@ class ReconcileQueue:
                     self.add(key, full=True, delay=again)
             finally:
                 self.running.discard(key)
-                if key in self.pending:
+                if self._pending(key):
                     self._wakeup.set()  # it was added again while running

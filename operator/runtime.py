@@ -55,7 +55,7 @@ class Runtime:
 
         poller = LoadPoller(current_token, port=platform.worker_port, timeout=settings.poll_timeout_seconds,
                             concurrency=settings.poll_concurrency, stale_after=settings.stale_report_seconds,
-                            keepalive=settings.poll_interval_seconds * 3, metrics=metrics)
+                            metrics=metrics)
         return cls(platform=platform, settings=settings, client=client, view=view, metrics=metrics,
                    applier=ObjectApplier(client, view.managed_version, metrics),
                    recorder=EventRecorder(client, metrics, settings.identity), poller=poller)

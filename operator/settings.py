@@ -26,7 +26,7 @@ class OperatorSettings(BaseSettings):
     stale_report_seconds: float = Field(
         default=10.0, gt=0, description="A worker's last report counts this long after its polls start failing.")
     status_min_interval_seconds: float = Field(
-        default=1.0, ge=0, description="At most one status write per agent this often (changes are coalesced).")
+        default=2.0, ge=0, description="At most one status write per agent this often (changes are coalesced).")
     status_session_interval_seconds: float = Field(
         default=5.0, ge=0, description="Session figures (active, free) reach status at most this often per agent.")
 
@@ -35,7 +35,9 @@ class OperatorSettings(BaseSettings):
     tenant_selector: str = Field(default="", max_length=1024, description="Label selector for Tenants to serve.")
 
     # Reconciling.
-    reconcile_workers: int = Field(default=16, ge=1, le=256, description="Reconciles running at once.")
+    reconcile_workers: int = Field(
+        default=48, ge=1, le=256,
+        description="Reconciles running at once (each mostly waits on the apiserver: many in flight keep it fed).")
     retry_min_seconds: float = Field(default=1.0, gt=0, description="First retry delay after a failed reconcile.")
     retry_max_seconds: float = Field(default=60.0, gt=0, description="Longest retry delay.")
     recheck_seconds: float = Field(

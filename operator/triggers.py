@@ -2,7 +2,8 @@
 reconcile then looks at everything as it is).
 
 - a managed object deleted, or changed by someone else (its version is not the one our apply produced): the
-  owner reconciles fully and puts it back;
+  owner reconciles fully and puts it back (a deletion also drops it from the applier's memory, so the apply is
+  really sent);
 - a pool Deployment's status moved: the agent's status is refreshed;
 - a pod of a draining pool went away: the agent reconciles (the pool may be empty now and can be removed);
 - the set of regions with voice nodes changed: every agent reconciles (NoNodesInRegion may have cleared);
@@ -47,6 +48,8 @@ class Triggers:
             return
         agent_key = (AGENT, current.namespace, current.agent)
         ours = self.rt.applier.our_version(("Deployment", *key))
+        if new is None:
+            self.rt.applier.forget_one(("Deployment", *key))  # gone: the next apply must really be sent
         if new is None or (ours is not None and str(new.generation) != ours and new.generation > int(ours or 0)):
             self.queue.add(agent_key, full=True)
         else:
@@ -69,9 +72,12 @@ class Triggers:
         current = new or old
         if current is None:
             return
-        ours = self.rt.applier.our_version((current.kind, current.namespace, current.name))
+        key = (current.kind, current.namespace, current.name)
+        ours = self.rt.applier.our_version(key)
         if new is not None and (ours is None or new.version == ours):
             return  # our own write, or something we have not applied in this process
+        if new is None:
+            self.rt.applier.forget_one(key)  # gone: the next apply must really be sent
         if current.agent:
             if self._agent_exists(current.namespace, current.agent):
                 self.queue.add((AGENT, current.namespace, current.agent), full=True)

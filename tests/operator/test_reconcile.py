@@ -77,9 +77,9 @@ def test_agent_pools_run_only_in_their_regions_and_go_with_the_agent(operator: O
         namespace, label_selector=f"{labels.AGENT}=support").items and not fleet.core.list_namespaced_service(
         namespace, label_selector=f"{labels.AGENT}=support").items and not client.PolicyV1Api(
         fleet.api).list_namespaced_pod_disruption_budget(namespace, label_selector=f"{labels.AGENT}=support").items,
-        timeout=30)
+        timeout=60)  # the garbage collector's pace, on a busy machine
     wait_for("its worker processes to drain and go", lambda: not fleet.pool_pods(
-        namespace, "support", include_terminating=True), timeout=30)
+        namespace, "support", include_terminating=True), timeout=60)
 
 
 def test_hand_deleted_or_edited_deployment_is_restored(operator: OperatorProcess, fleet: Fleet):
