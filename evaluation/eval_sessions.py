@@ -90,6 +90,15 @@ class EvalSessions:
             await asyncio.sleep(0.2)
 
 
+    async def record_now(self, session_id: str) -> SessionEvalRecord | None:
+        """The session's eval record as it stands (None when there is none, or the gateway cannot say now)."""
+        try:
+            response = await self._http.get(f"/v1/sessions/{session_id}/eval")
+            return SessionEvalRecord.model_validate(response.json()) if response.status_code == 200 else None
+        except (httpx.HTTPError, ValidationError, ValueError):
+            return None
+
+
 def _retry_after(response: httpx.Response) -> float:
     try:
         return max(0.2, min(10.0, float(response.headers.get("Retry-After", "1"))))

@@ -88,9 +88,10 @@ async def run_scenario(loaded: LoadedSuite, scenario: Scenario, sessions: EvalSe
         return timeline
     caller = Caller(timeline.grant.url, timeline.grant.token, voice=defaults.voice, rate=defaults.rate)
     timeline.heard = caller.heard
+    tools = PendingTools(sessions, timeline)
     try:
         await caller.join()
-        await _converse(caller, loaded, timeline, defaults, on_turn)
+        await _converse(caller, loaded, timeline, defaults, tools, on_turn)
     except TimeoutError as error:
         timeline.error = str(error)
     except Exception as error:  # noqa: BLE001 - a broken call is a failed scenario, not a crashed run
@@ -107,8 +108,27 @@ async def run_scenario(loaded: LoadedSuite, scenario: Scenario, sessions: EvalSe
     return timeline
 
 
+class PendingTools:
+    """Whether a tool call of the session may still bring an answer: one is running, or it ended after the agent
+    last spoke. A filler phrase followed by a long pause is not the end of a reply while the tool works."""
+
+    def __init__(self, sessions: EvalSessions, timeline: CallTimeline):
+        self._sessions, self._timeline = sessions, timeline
+        self._available = True  # False once the gateway has no record to give (no eval results for this agent)
+
+    async def after(self, last_voice: float) -> bool:
+        if not self._available or self._timeline.grant is None:
+            return False
+        record = await self._sessions.record_now(self._timeline.grant.session_id)
+        if record is None:
+            self._available = False
+            return False
+        quiet_since = self._timeline.wall(last_voice)
+        return any(call.outcome == "running" or (call.ended_at or 0) > quiet_since for call in record.tool_calls)
+
+
 async def _converse(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline, defaults: RunDefaults,
-                    on_turn: Callable[[CallTimeline, TurnTimeline], None] | None) -> None:
+                    tools: PendingTools, on_turn: Callable[[CallTimeline, TurnTimeline], None] | None) -> None:
     try:
         await asyncio.wait_for(caller.agent_joined.wait(), JOIN_TIMEOUT_S)
     except TimeoutError:
@@ -128,7 +148,7 @@ async def _converse(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline,
     for index, turn in enumerate(timeline.scenario.turns, start=1):
         # Speak only into silence: a line said over the agent would be a barge-in, not a turn.
         await quiet_after(caller.heard, heard_until, quiet_s, timeout=answer_s * 3)
-        record = await _turn(caller, loaded, index, turn, answer_s, quiet_s)
+        record = await _turn(caller, loaded, index, turn, answer_s, quiet_s, tools)
         timeline.turns.append(record)
         heard_until = record.ended - quiet_s
         if on_turn is not None:
@@ -136,7 +156,7 @@ async def _converse(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline,
 
 
 async def _turn(caller: Caller, loaded: LoadedSuite, index: int, turn: CallerTurn, answer_s: float,
-                quiet_s: float) -> TurnTimeline:
+                quiet_s: float, tools: PendingTools) -> TurnTimeline:
     spoken = await caller.play(loaded.audio_for(turn), text=turn.shown())
     record = TurnTimeline(index=index, said=turn.shown(), started=spoken.started, voice_ended=spoken.voice_ended)
     try:
@@ -165,6 +185,12 @@ async def _turn(caller: Caller, loaded: LoadedSuite, index: int, turn: CallerTur
         except TimeoutError:
             last_speech = answer_after
     end = await quiet_after(caller.heard, last_speech, quiet_s, timeout=answer_s * 3)
+    while await tools.after(end):  # the tool's answer is still to come: keep listening
+        try:
+            end = await quiet_after(caller.heard, await first_voice_after(caller.heard, end, answer_s), quiet_s,
+                                    timeout=answer_s * 3)
+        except TimeoutError:
+            break
     if record.reply_end is None:
         record.reply_end = await quiet_after(caller.heard, record.reply_start, quiet_s, timeout=answer_s * 3)
     record.ended = max(end, record.reply_end) + quiet_s

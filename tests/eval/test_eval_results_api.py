@@ -1,13 +1,14 @@
 """`GET /v1/sessions/{id}/eval` on the real gateway and real workers: a session started with evalMode gets its
 record back (and only its own tenant can read it); a session started without it, or of an agent whose spec keeps
-no transcripts, gets a clear 404/403 saying why; the worker's own endpoint needs the platform's worker token."""
+no transcripts, gets a clear 404/403 saying why; the worker's own endpoint needs the platform's worker token; and
+the runner uses the live record to wait out a slow tool after its filler."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from tests.eval.eval_platform import offline_demo_spec
+from tests.eval.eval_platform import offline_demo_spec, read_report, write_suite
 from tests.gateway.gateway_process import WORKER_TOKEN
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
 
@@ -99,3 +100,20 @@ def test_another_tenant_cannot_read_the_record(agents, api):
 def test_forged_or_malformed_ids_are_4xx(api, session_id):
     response = api.get(f"/v1/sessions/{session_id}/eval")
     assert response.status_code in (404, 422) and response.json()["code"]
+
+
+def test_a_filler_before_a_slow_tool_does_not_end_the_turn(agents, tmp_path):
+    """The agent says its filler, then is quiet for seconds while the tool works: the runner sees the running
+    call in the eval results and keeps listening, so the tool's answer lands in the turn that asked for it."""
+    suite = write_suite(tmp_path / "suite.yaml", {"agent": "recorded", "scenarios": [{"name": "slow-lookup", "turns": [
+        {"say": "where is my order one two three four", "expect": {"mentions": ["being packed"]}},
+        {"say": "thank you goodbye", "expect": {"mentions": ["goodbye"], "noToolCalls": True}}]}]})
+    agents.tool.delay_s = 2.0  # the demo tool times out after 3 s; its filler comes after 0.8 s
+    try:
+        result = agents.eval(suite, "--report", str(tmp_path / "report.json"), "--retries", "1")
+    finally:
+        agents.tool.delay_s = 0.0
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = read_report(tmp_path / "report.json")["scenarios"][0]["turns"][0]
+    assert first["agentText"].startswith("One moment while I check."), first["agentText"]  # the filler came first
+    assert first["toolCalls"][0]["outcome"] == "ok" and "being packed" in first["agentText"]
