@@ -82,6 +82,8 @@ def decode(session_id: str, *, tenant: str, keys: list[bytes]) -> SessionRef | N
         payload, mac = _unb64(payload_text), _unb64(mac_text)
     except (binascii.Error, ValueError):
         return None
+    if _b64(payload) != payload_text or _b64(mac) != mac_text:
+        return None  # only the canonical spelling: unused trailing bits would make aliases of one id
     if len(mac) != _MAC_BYTES or not any(hmac.compare_digest(_mac(key, tenant, payload), mac) for key in keys):
         return None
     try:
