@@ -3,35 +3,19 @@ create Tenants and VoiceAgents of one test shard, read them back, wait for the o
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.operator.operator_process import SHARD_LABEL, WORKER_TOKEN
+from tests.world.waiting import wait_for
 from voxfleet.api import labels
 
 GROUP, VERSION = "voxfleet.dev", "v1alpha1"
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-            if last:
-                return last
-        except Exception as error:  # noqa: BLE001 - "not yet"; shown if the deadline passes
-            last = error
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
 
 
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
@@ -165,4 +149,9 @@ class Fleet:
                     "status") or {}).get("agents"), timeout=20)
                 self.custom.delete_cluster_custom_object(GROUP, VERSION, "tenants", name)
             except (ApiException, AssertionError):
+                pass
+        for name in self.tenants:  # the operator releases its finalizer once the namespace is empty
+            try:
+                wait_for(f"Tenant {name} gone", lambda: self.tenant(name) is None, timeout=30)
+            except AssertionError:
                 pass
