@@ -231,3 +231,40 @@ def test_allocation_metrics_are_exported(api, gateway):
         or 'voxfleet_gateway_allocations_total{agent="support",region="eu-west",result="ok"' in metrics
     assert "voxfleet_gateway_allocation_seconds_bucket" in metrics
     assert 'voxfleet_gateway_workers{agent="support",ready="true",region="us-east"' in metrics
+
+
+def test_spans_reach_an_otlp_collector_in_the_callers_trace(kube, platform_namespace, gateway_logs, livekit, tenant,
+                                                            workers):
+    """The OTLP/HTTP exporter (the real client library) sends the gateway's spans to a collector endpoint."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from tests.fakes.http_server import LocalHTTPServer, Reply
+
+    with LocalHTTPServer(lambda request: Reply(200, b"", {"Content-Type": "application/x-protobuf"})) as collector:
+        traced = start_gateway(kube, platform_namespace, gateway_logs, regions=livekit_regions(livekit),
+                               extra_env=session_gateway_env(VOXFLEET_OTLP_ENDPOINT=f"{collector.url}/v1/traces",
+                                                             OTEL_BSP_SCHEDULE_DELAY="100"))
+        try:
+            trace_id = "0af7651916cd43dd8448eb211c80319c"
+            with httpx.Client(base_url=traced.url, headers=tenant.headers(), timeout=15) as http:
+                deadline = time.monotonic() + 15
+                while (created := http.post(f"/v1/agents/{AGENT}/sessions", json={}, headers={
+                        "traceparent": f"00-{trace_id}-b7ad6b7169203331-01"})).status_code == 503:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+                assert created.status_code == 201
+                http.delete(f"/v1/sessions/{created.json()['sessionId']}")
+            spans = {}
+            deadline = time.monotonic() + 20
+            while "gateway.dispatch" not in spans:
+                assert time.monotonic() < deadline, f"spans exported: {sorted(spans)}"
+                time.sleep(0.2)
+                for call in collector.calls("/v1/traces"):
+                    export = ExportTraceServiceRequest.FromString(call.body)
+                    for resource_spans in export.resource_spans:
+                        for scope_spans in resource_spans.scope_spans:
+                            spans.update({span.name: span for span in scope_spans.spans})
+            assert spans["gateway.allocate_session"].trace_id.hex() == trace_id
+            assert spans["gateway.dispatch"].parent_span_id == spans["gateway.allocate_session"].span_id
+        finally:
+            traced.stop()

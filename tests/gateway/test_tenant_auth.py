@@ -189,6 +189,18 @@ def test_rate_limit_answers_429_with_retry_after_and_cors_allows_configured_orig
     assert tenant.key not in limited.log()
 
 
+def test_health_metrics_and_the_api_document_need_no_key(gateway):
+    assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{gateway.url}/readyz").json() == {"status": "ready"}
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert "voxfleet_gateway_auth_failures_total" in metrics and "voxfleet_gateway_http_requests_total" in metrics
+    schema = httpx.get(f"{gateway.url}/openapi.json").json()
+    assert "/v1/agents/{agent}/sessions" in schema["paths"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    unknown = httpx.get(f"{gateway.url}/nowhere")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+
+
 def test_no_key_ever_reaches_the_gateway_log(gateway, tenant):
     """Last in the module: every request above sent real, tampered and revoked keys through this gateway."""
     httpx.get(f"{gateway.url}/v1/agents?key={tenant.key}", headers=tenant.headers())  # even in a query string
