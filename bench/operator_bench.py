@@ -49,37 +49,59 @@ PER_WORKER = 4
 # --- the load server (a subprocess: `operator_bench.py --serve-load PORT`) -------------------------------------
 
 def serve_load(port: int) -> int:
-    from aiohttp import web
-
+    """Answers GET /v1/load for every pod IP (the connection's destination address says which pod), and
+    POST /_bench/load {"pods": {ip: [pod, tenant, agent, region]}, "loads": {ip: active}} from the bench.
+    A bare asyncio protocol rather than a web framework: its CPU competes with the apiserver on this machine, and
+    real workers would answer from their own nodes."""
     loads: dict[str, int] = {}
     pods: dict[str, list[str]] = {}
-    served = {"load": 0}
+    auth = f"authorization: bearer {TOKEN}".encode().lower()
 
-    async def load(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return web.json_response({"code": "unauthorized", "message": "worker token required"}, status=401)
-        ip = request.transport.get_extra_info("sockname")[0]  # which pod IP the operator dialled
-        pod, tenant, agent, region = pods.get(ip, ["unknown", "", "", ""])
-        active = loads.get(ip, 0)
-        served["load"] += 1
-        return web.json_response({"worker": pod, "tenant": tenant, "agent": agent, "region": region,
-                                  "capacity": PER_WORKER, "active": active, "free": max(0, PER_WORKER - active),
-                                  "ready": True, "draining": False, "idleSeconds": 0.0 if active else 60.0})
+    def reply(status: str, body: bytes) -> bytes:
+        return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode() + body
 
-    async def control(request: web.Request) -> web.Response:
-        body = await request.json()
-        pods.update(body.get("pods", {}))
-        loads.update(body.get("loads", {}))
-        return web.json_response({"pods": len(pods), "loaded": sum(1 for v in loads.values() if v)})
+    class Load(asyncio.Protocol):
+        def connection_made(self, transport) -> None:
+            self.transport, self.buffer = transport, b""
+            self.ip = transport.get_extra_info("sockname")[0]  # which pod IP the operator dialled
 
-    async def stats(_: web.Request) -> web.Response:
-        return web.json_response(served)
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while b"\r\n\r\n" in self.buffer:
+                head, _, rest = self.buffer.partition(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in lines[1:]
+                               if line.lower().startswith(b"content-length:")), 0)
+                if len(rest) < length:
+                    return
+                body, self.buffer = rest[:length], rest[length:]
+                self.transport.write(self.answer(lines, body))
 
-    app = web.Application()
-    app.router.add_get("/v1/load", load)
-    app.router.add_post("/_bench/load", control)
-    app.router.add_get("/_bench/stats", stats)
-    web.run_app(app, host="0.0.0.0", port=port, print=None, access_log=None, backlog=4096)
+        def answer(self, lines: list[bytes], body: bytes) -> bytes:
+            target = lines[0].split(b" ")[1]
+            if target == b"/_bench/load":
+                update = json.loads(body)
+                pods.update(update.get("pods", {}))
+                loads.update(update.get("loads", {}))
+                return reply("200 OK", b"{}")
+            if target != b"/v1/load":
+                return reply("404 Not Found", b"{}")
+            if not any(line.lower() == auth for line in lines[1:]):
+                return reply("401 Unauthorized", b'{"code":"unauthorized","message":"worker token required"}')
+            pod, tenant, agent, region = pods.get(self.ip, ["unknown", "", "", ""])
+            active = loads.get(self.ip, 0)
+            return reply("200 OK", json.dumps({
+                "worker": pod, "tenant": tenant, "agent": agent, "region": region, "capacity": PER_WORKER,
+                "active": active, "free": max(0, PER_WORKER - active), "ready": True, "draining": False,
+                "idleSeconds": 0.0 if active else 60.0}).encode())
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Load, "0.0.0.0", port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
     return 0
 
 
@@ -119,6 +141,7 @@ class Bench:
         self.args = args
         self.results: dict[str, Any] = {"agents": args.agents, "regions": len(REGIONS)}
         self.log_dir = Path(tempfile.mkdtemp(prefix="voxfleet-operator-bench-"))
+        self.retries = 0  # apiserver refusals the bench itself had to retry (a sign of a starved apiserver)
 
     def say(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -143,6 +166,23 @@ class Bench:
                 return await coroutine
         return await asyncio.gather(*(one(c) for c in coroutines))
 
+    async def _create(self, manifest: dict[str, Any]) -> None:
+        """Create, retrying what a starved apiserver answers (quota evaluation timeouts, 429, 5xx)."""
+        from voxfleet.operator.kube_client import Conflict, KubeApiError
+
+        for attempt in range(10):
+            try:
+                await self.client.create(manifest)
+                return
+            except Conflict:
+                return  # an earlier attempt got through after all
+            except (KubeApiError, asyncio.TimeoutError) as error:
+                if isinstance(error, KubeApiError) and error.status < 429:
+                    raise
+                self.retries += 1
+                await asyncio.sleep(min(0.5 * 2 ** attempt, 8))
+        raise RuntimeError(f"could not create {manifest['kind']} {manifest['metadata']['name']}")
+
     async def _setup(self) -> None:
         await self.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PLATFORM_NS}})
         await self.client.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
@@ -154,7 +194,7 @@ class Bench:
         import httpx
         for _ in range(100):
             try:
-                httpx.get(f"http://127.0.0.1:{self.port}/_bench/stats", timeout=1)
+                httpx.post(f"http://127.0.0.1:{self.port}/_bench/load", json={}, timeout=1)
                 break
             except httpx.HTTPError:
                 await asyncio.sleep(0.1)
@@ -204,7 +244,7 @@ class Bench:
         await watch.synced.wait()
         self.say(f"baseline: creating {len(deployments)} Deployments directly (no operator)")
         started = time.monotonic()
-        await self._gather([self.client.create(d) for d in deployments])
+        await self._gather([self._create(d) for d in deployments])
         created = time.monotonic()
         while len(available) < len(deployments):
             await asyncio.sleep(0.2)
@@ -275,7 +315,7 @@ class Bench:
             cpu_start = cpu_seconds(operator.pid)
 
             tenants = math.ceil(self.args.agents / self.args.agents_per_tenant)
-            await self._gather([self.client.create({
+            await self._gather([self._create({
                 "apiVersion": "voxfleet.dev/v1alpha1", "kind": "Tenant",
                 "metadata": {"name": f"bench-{t:03d}", "labels": {SHARD: "yes"}},
                 "spec": {"allowedRegions": REGIONS, "quotas": {"maxAgents": 100, "maxWorkers": 1000}}})
@@ -314,11 +354,17 @@ class Bench:
             await self._apply_phase(ready_at)
             self.results["operator_cpu_s_apply"] = round(cpu_seconds(operator.pid) - cpu_start, 1)
             await asyncio.sleep(5)  # let status writes of the last agents settle before timing changes
+            # Steady state: nothing changes, every worker polled every interval (the operator's standing cost).
+            cpu_before, steady = cpu_seconds(operator.pid), 20.0
+            await asyncio.sleep(steady)
+            self.results["operator_cpu_percent_steady"] = round(100 * (cpu_seconds(operator.pid) - cpu_before) / steady,
+                                                                1)
             await self._write_watch_baseline()
             await self._change_phase(hashes)
             await self._scaling_phase(deployments_watch)
             self.results["operator_cpu_s_total"] = round(cpu_seconds(operator.pid) - cpu_start, 1)
             self.results["operator_peak_rss_mb"] = round(peak_rss_mb(operator.pid), 1)
+            self.results["bench_create_retries"] = self.retries
             for task in watches:
                 task.cancel()
         finally:
@@ -348,7 +394,7 @@ class Bench:
                    "spec": self._spec(i)} for i in range(n)]
         self.say(f"applying {n} VoiceAgents x {len(REGIONS)} regions")
         started = time.monotonic()
-        await self._gather([self.client.create(b) for b in bodies])
+        await self._gather([self._create(b) for b in bodies])
         applied = time.monotonic()
         while len(ready_at) < n:
             await asyncio.sleep(0.2)
@@ -410,8 +456,6 @@ class Bench:
                  f" p95 {percentile(latencies, 95) * 1000:.0f} ms")
 
     async def _scaling_phase(self, deployments_watch) -> None:
-        import aiohttp
-
         from voxfleet.api import labels
 
         pods = [p for p in (await self.client.list("Pod", labelSelector=labels.WORKER_SELECTOR))["items"]
@@ -423,28 +467,32 @@ class Bench:
         pools = {(p["metadata"]["namespace"], f"{p['metadata']['labels'][labels.AGENT]}-"
                                               f"{p['metadata']['labels'][labels.REGION]}") for p in loaded}
 
-        # Baseline: the bench's own sweep of GET /v1/load over every worker, 256 at a time (the operator's default).
-        semaphore = asyncio.Semaphore(256)
-        async with aiohttp.ClientSession() as http:
-            async def get(ip: str) -> None:
-                async with semaphore:
-                    async with http.get(f"http://{ip}:{self.port}/v1/load",
-                                        headers={"Authorization": f"Bearer {TOKEN}"}) as response:
-                        await response.read()
-            sweep_started = time.monotonic()
-            await asyncio.gather(*(get(ip) for ip in info))
-            sweep = time.monotonic() - sweep_started
-            async with http.post(f"http://127.0.0.1:{self.port}/_bench/load",
-                                 json={"pods": info}) as response:
-                await response.read()
+        # Baseline: a bare sweep of GET /v1/load over every worker with the operator's own client, 256 at a time
+        # (the operator's default): the floor for one poll round.
+        import httpx
+
+        from voxfleet.operator.load_client import LoadClient
+
+        client, semaphore = LoadClient(self.port), asyncio.Semaphore(256)
+
+        async def get(ip: str) -> None:
+            async with semaphore:
+                await client.get(ip, TOKEN, 5.0)
+        await asyncio.gather(*(get(ip) for ip in info))  # connect once, as the operator's warm rounds are
+        sweep_started = time.monotonic()
+        await asyncio.gather(*(get(ip) for ip in info))
+        sweep = time.monotonic() - sweep_started
+        await client.close()
+        async with httpx.AsyncClient() as http:
+            await http.post(f"http://127.0.0.1:{self.port}/_bench/load", json={"pods": info})
             await asyncio.sleep(2 * self.args.poll_interval + 0.5)  # rounds with the pod names known, no load
             idle_round = await self._metric("voxfleet_operator_load_poll_last_round_seconds")
+            idle_sweep = await self._metric("voxfleet_operator_load_poll_last_sweep_seconds")
             polled = await self._metric("voxfleet_operator_load_polled_workers")
             self.say(f"scaling: {len(loaded)} of {len(info)} workers go full ({PER_WORKER}/{PER_WORKER} calls)")
             started = time.monotonic()
-            async with http.post(f"http://127.0.0.1:{self.port}/_bench/load",
-                                 json={"loads": {p["status"]["podIP"]: PER_WORKER for p in loaded}}) as response:
-                await response.read()
+            await http.post(f"http://127.0.0.1:{self.port}/_bench/load",
+                            json={"loads": {p["status"]["podIP"]: PER_WORKER for p in loaded}})
         while True:
             scaled = [pool for pool in pools if (deployments_watch.get(*pool) or ("", 0))[1] >= 2]
             if len(scaled) == len(pools) or time.monotonic() - started > 120:
@@ -455,7 +503,8 @@ class Bench:
         self.results.update(
             scaling_workers_polled=int(polled), scaling_workers_loaded=len(loaded), scaling_pools=len(pools),
             scaling_pools_scaled=len(scaled), scaling_load_to_all_scaled_s=round(done, 2),
-            operator_poll_round_s=round(idle_round, 3), operator_poll_round_while_scaling_s=round(busy_round, 3),
+            operator_poll_round_s=round(idle_round, 3), operator_poll_sweep_s=round(idle_sweep, 3),
+            operator_poll_round_while_scaling_s=round(busy_round, 3),
             baseline_load_sweep_s=round(sweep, 3), poll_interval_s=self.args.poll_interval)
         self.say(f"scaling: operator polled {int(polled)} workers in {idle_round:.2f} s (bench's own sweep:"
                  f" {sweep:.2f} s); {len(scaled)}/{len(pools)} pools scaled {done:.1f} s after the load changed")

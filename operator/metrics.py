@@ -39,6 +39,9 @@ class OperatorMetrics:
                                             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
         self.poll_last_round = Gauge("voxfleet_operator_load_poll_last_round_seconds",
                                      "Duration of the last poll-and-scale round.", registry=r)
+        self.poll_last_sweep = Gauge("voxfleet_operator_load_poll_last_sweep_seconds",
+                                     "Duration of the last GET /v1/load sweep over every worker (the poll alone).",
+                                     registry=r)
         self.polled_workers = Gauge("voxfleet_operator_load_polled_workers", "Workers polled in the last round.",
                                     registry=r)
         self.poll_failures = Counter("voxfleet_operator_load_poll_failures_total",

@@ -3,7 +3,7 @@ demand it last measured. The agent reconciler registers and updates them; the sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from voxfleet.operator.cluster_view import PoolKey
 from voxfleet.operator.scaling import PoolScaler
@@ -32,21 +32,31 @@ class Pool:
         return self.namespace, self.agent, self.region
 
 
-@dataclass
 class PoolRegistry:
-    pools: dict[PoolKey, Pool] = field(default_factory=dict)
+    """Pools by key, and by agent (reconciles look an agent's pools up on every run)."""
+
+    def __init__(self) -> None:
+        self.pools: dict[PoolKey, Pool] = {}
+        self._by_agent: dict[tuple[str, str], dict[str, Pool]] = {}
 
     def get(self, key: PoolKey) -> Pool | None:
         return self.pools.get(key)
 
     def of_agent(self, namespace: str, agent: str) -> list[Pool]:
-        return [p for p in self.pools.values() if p.namespace == namespace and p.agent == agent]
+        return list(self._by_agent.get((namespace, agent), {}).values())
 
     def put(self, pool: Pool) -> None:
         self.pools[pool.key] = pool
+        self._by_agent.setdefault((pool.namespace, pool.agent), {})[pool.region] = pool
 
     def drop(self, key: PoolKey) -> Pool | None:
-        return self.pools.pop(key, None)
+        pool = self.pools.pop(key, None)
+        if pool is not None:
+            regions = self._by_agent.get((pool.namespace, pool.agent), {})
+            regions.pop(pool.region, None)
+            if not regions:
+                self._by_agent.pop((pool.namespace, pool.agent), None)
+        return pool
 
     def __len__(self) -> int:
         return len(self.pools)

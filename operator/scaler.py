@@ -47,6 +47,7 @@ class Scaler:
         started = time.monotonic()
         pods = [pod for key in list(self.rt.pools.pools) for pod in self.rt.view.pool_pods(key) if pod.ip]
         failed = await self.rt.poller.poll(pods)
+        self.rt.metrics.poll_last_sweep.set(time.monotonic() - started)
         for pod in failed:
             pool = self.rt.pools.get(pod.pool)
             if pool is not None:
