@@ -74,6 +74,7 @@ def _judge_turn(timeline: CallTimeline, measured: TurnTimeline, turn: CallerTurn
                         agent_text=speech.agent_text, text_source=speech.source,
                         ttfa_ms=_ms(measured.ttfa_s), agent_ttfa_ms=_agent_ttfa_in(timeline, window),
                         tool_calls=[_seen(c) for c in calls] if calls is not None else [],
+                        agent_was_talking=measured.agent_was_talking,
                         reply_ms=_ms(measured.reply_end - measured.reply_start)
                         if measured.reply_start is not None and measured.reply_end is not None else None)
     checks = [_answered(measured, defaults)]

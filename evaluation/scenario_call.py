@@ -46,6 +46,7 @@ class TurnTimeline:
     reply_start: float | None = None
     reply_end: float | None = None
     barge_in: BargeInTimeline | None = None
+    agent_was_talking: bool = False  # agent audio was still coming when the caller's line ended
     ended: float = 0.0  # the agent had been quiet for replyQuietMs (or the turn gave up)
 
     @property
@@ -159,8 +160,15 @@ async def _turn(caller: Caller, loaded: LoadedSuite, index: int, turn: CallerTur
                 quiet_s: float, tools: PendingTools) -> TurnTimeline:
     spoken = await caller.play(loaded.audio_for(turn), text=turn.shown())
     record = TurnTimeline(index=index, said=turn.shown(), started=spoken.started, voice_ended=spoken.voice_ended)
+    heard = caller.heard
+    after = spoken.voice_ended
     try:
-        record.reply_start = await first_voice_after(caller.heard, spoken.voice_ended, answer_s)
+        # Agent audio already coming as the caller finishes is not this line's answer (a late answer to the last
+        # turn, or talking over the caller): the answer is what follows once that stops.
+        record.agent_was_talking = any(after - STOP_GAP_S < at <= after for at in heard.voiced_times(spoken.started))
+        if record.agent_was_talking:
+            after = await quiet_after(heard, after, STOP_GAP_S, timeout=answer_s * 3)
+        record.reply_start = await first_voice_after(heard, after, answer_s)
     except TimeoutError:
         record.ended = time.monotonic()
         return record
@@ -172,7 +180,6 @@ async def _turn(caller: Caller, loaded: LoadedSuite, index: int, turn: CallerTur
         timing = await caller.play(loaded.audio_for(turn.barge_in), wait=False, text=barge.said)
         await timing.done
         barge.started, barge.voice_ended = timing.started, timing.voice_ended
-        heard = caller.heard
         barge.agent_was_speaking = any(barge.started - STOP_GAP_S < at <= barge.started + 0.05
                                        for at in heard.voiced_times(record.reply_start))
         if barge.agent_was_speaking:

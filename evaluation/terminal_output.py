@@ -101,11 +101,10 @@ def render_report(report: RunReport, *, color: bool = False) -> str:
 
 def _scenario_table(scenario: ScenarioResult, paint) -> list[str]:
     verdict = paint("green", "PASS") if scenario.passed else paint("red", "FAIL")
-    if scenario.flaky:
-        verdict += paint("red", " (flaky)")
+    flaky = paint("red", " (flaky: passed when run again)") if scenario.flaky else ""
     where = ", ".join(x for x in (scenario.region, f"session {scenario.session_id[:12]}…" if scenario.session_id
                                   else None) if x)
-    lines = [paint("bold", f"{verdict} {scenario.name}") + (f"  ({where})" if where else "")]
+    lines = [paint("bold", f"{verdict} {scenario.name}") + flaky + (f"  ({where})" if where else "")]
     for number, earlier in enumerate(scenario.earlier_attempts, start=1):
         lines.append(paint("red", f"  attempt {number} failed: " + "; ".join(
             ([earlier.error] if earlier.error else []) + [f.message for f in earlier.failed])[:300]))
@@ -125,6 +124,8 @@ def _scenario_table(scenario: ScenarioResult, paint) -> list[str]:
         agent = _clip(turn.agent_text, 70) if turn.agent_text else ("(spoke; no transcript)" if turn.ttfa_ms
                                                                     is not None else "(silence)")
         lines.append(f"  {turn.index:>2}  {result}  {ttfa:>8}  {said:<{SAID_WIDTH}}  {agent}")
+        if turn.agent_was_talking:
+            lines.append("      note: the agent was still talking when the caller finished this line")
         if turn.barge_in is not None:
             barge = turn.barge_in
             stop = (f"agent stopped after {barge.agent_stopped_after_ms:.0f} ms" if barge.agent_stopped_after_ms
