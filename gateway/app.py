@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voxfleet.gateway import api_errors
@@ -55,6 +56,11 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(runtime_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.playground_dir is not None and (settings.playground_dir / "index.html").is_file():
+        # The browser playground: static files only; the page calls this same API with the key from its URL
+        # fragment (which browsers never send to a server).
+        app.mount("/playground", StaticFiles(directory=settings.playground_dir, html=True), name="playground")
 
     if settings.cors_allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_credentials=False,

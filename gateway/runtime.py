@@ -107,7 +107,7 @@ class GatewayRuntime:
             self.workers.poll_loads(self.worker_client, self.settings.load_poll_seconds), name="load hints"))
 
     def ready(self) -> bool:
-        return all(watch.synced.is_set() for watch in self.watches)
+        return all(watch.synced.is_set() and watch.healthy for watch in self.watches)
 
     async def close_room(self, region: str, room: str) -> None:
         """Best effort: the caller is dropped from a session that was ended (the worker already left)."""

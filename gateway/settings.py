@@ -14,6 +14,9 @@ from pydantic.alias_generators import to_camel
 
 from voxfleet.api.settings import PlatformSettings
 
+# `make playground` builds it here in a source checkout; installed packages point the setting at their copy.
+_SOURCE_PLAYGROUND = Path(__file__).resolve().parents[1] / "playground" / "dist"
+
 
 class LiveKitRegion(BaseModel):
     """The LiveKit deployment that serves one region (several regions may name the same one)."""
@@ -65,7 +68,12 @@ class GatewaySettings(PlatformSettings):
                                          description="Webhook events older than this are refused as replays.")
     load_poll_seconds: float = Field(default=5.0, gt=0, description="How often worker load hints are refreshed.")
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP traces endpoint (none: spans stay local).")
-    access_log: bool = Field(default=False, description="uvicorn access log (paths only, never headers).")
+    access_log: bool = Field(default=False, description="One log line per request (route templates only, never"
+                                                        " query strings or headers).")
+    playground_dir: Path | None = Field(
+        default_factory=lambda: _SOURCE_PLAYGROUND if _SOURCE_PLAYGROUND.is_dir() else None,
+        description="The built browser playground, served at /playground/ (default: playground/dist of a source"
+                    " checkout, when built).")
 
     @field_validator("session_signing_key")
     @classmethod

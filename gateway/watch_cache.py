@@ -36,6 +36,9 @@ class WatchCache:
         self.name = name or path
         self.objects: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
+        # False while the watch is broken: the copy may be stale (a revoked key still in it), so /readyz says
+        # not ready and load balancers stop sending this replica requests until the watch is back.
+        self.healthy = False
         self._listeners: list[Listener] = []
         self._task: asyncio.Task | None = None
 
@@ -76,6 +79,7 @@ class WatchCache:
             except _Expired:
                 continue  # the resourceVersion fell out of the apiserver's window: list again at once
             except (KubeApiError, httpx.HTTPError, ValueError, KeyError) as error:
+                self.healthy = False
                 log.warning("watch failed; listing again", resource=self.name, error=str(error)[:300],
                             retry_in=backoff)
                 await asyncio.sleep(backoff)
@@ -99,6 +103,7 @@ class WatchCache:
             elif (previous.get("metadata") or {}).get("resourceVersion") != item["metadata"].get("resourceVersion"):
                 self._notify("MODIFIED", item, previous)
         self.synced.set()
+        self.healthy = True
         return listing["metadata"]["resourceVersion"]
 
     async def _watch(self, resource_version: str) -> str:

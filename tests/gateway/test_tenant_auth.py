@@ -201,6 +201,21 @@ def test_health_metrics_and_the_api_document_need_no_key(gateway):
     assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
 
 
+def test_the_playground_is_served_from_its_directory(kube, platform_namespace, gateway_logs, tmp_path):
+    (tmp_path / "index.html").write_text("<!doctype html><title>voxfleet playground</title>")
+    (tmp_path / "playground.js").write_text("export const ok = 1;")
+    serving = start_gateway(kube, platform_namespace, gateway_logs,
+                            extra_env={"VOXFLEET_PLAYGROUND_DIR": str(tmp_path)})
+    try:
+        page = httpx.get(f"{serving.url}/playground/")
+        assert page.status_code == 200 and "voxfleet playground" in page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert httpx.get(f"{serving.url}/playground/playground.js").text == "export const ok = 1;"
+        assert httpx.get(f"{serving.url}/playground/%2e%2e/%2e%2e/etc/passwd").status_code == 404  # no traversal
+    finally:
+        serving.stop()
+
+
 def test_no_key_ever_reaches_the_gateway_log(gateway, tenant):
     """Last in the module: every request above sent real, tampered and revoked keys through this gateway."""
     httpx.get(f"{gateway.url}/v1/agents?key={tenant.key}", headers=tenant.headers())  # even in a query string
