@@ -1,6 +1,7 @@
 """Reports, JUnit XML, the table and baseline comparison, checked on reports recorded from real `voxfleet eval`
-runs of the offline demo suite (tests/eval/data/, written by the runner itself: one that passed, one made
-under heavy machine load where turns failed), plus the pure helpers the runner judges with."""
+runs of the offline demo suite (tests/eval/data/, written by the runner itself: one that passed, one against
+the deliberately broken agent of test_broken_agent.py, and an older one made under heavy machine load), plus the
+pure helpers the runner judges with."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def passing() -> RunReport:
 
 @pytest.fixture
 def failing() -> RunReport:
-    return load_baseline(DATA / "offline-demo-under-load.json")
+    return load_baseline(DATA / "offline-demo-broken-agent.json")
 
 
 def _failed_keys(report: RunReport) -> list[str]:
@@ -49,6 +50,9 @@ def test_recorded_reports_are_what_the_runner_wrote(recorded):
     ttfas = [t.ttfa_ms for s in recorded.scenarios for t in s.turns if t.ttfa_ms is not None]
     assert recorded.summary.ttfa_p95_ms == pytest.approx(np.percentile(ttfas, 95), abs=0.1)
     assert recorded.summary.ttfa_p50_ms == pytest.approx(np.median(ttfas), abs=0.1)
+    for scenario in recorded.scenarios:  # flaky: failed first (kept as an earlier attempt), then passed
+        assert scenario.flaky == (scenario.passed and bool(scenario.earlier_attempts))
+        assert all(attempt.failed or attempt.error for attempt in scenario.earlier_attempts)
 
 
 def test_the_two_recordings_are_one_pass_and_one_failure(passing, failing):
