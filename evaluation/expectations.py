@@ -10,6 +10,7 @@ the reason.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from voxfleet.api.eval_record import EvalToolCall
@@ -22,10 +23,11 @@ from voxfleet.evaluation.report_models import (
     ToolCallSeen,
     TurnResult,
 )
-from voxfleet.evaluation.scenario_call import CallTimeline, TurnTimeline
+from voxfleet.evaluation.scenario_call import CallTimeline, TurnTimeline, first_pause
 from voxfleet.evaluation.scenario_models import CallerTurn, RunDefaults, ToolCallExpectation
 
 WINDOW_MARGIN_S = 0.05
+CLOCK_MARGIN_S = 0.05  # the caller's and the worker's clocks agree to about this (same host, or NTP)
 MAX_SHOWN_CHARS = 160
 
 
@@ -68,6 +70,7 @@ def judge(timeline: CallTimeline, defaults: RunDefaults, *, recognise: bool = Tr
 def _judge_turn(timeline: CallTimeline, measured: TurnTimeline, turn: CallerTurn, window: Window,
                 defaults: RunDefaults, recognise: bool) -> TurnResult:
     expect = turn.expect
+    measured = _after_the_workers_answer(timeline, measured, window, defaults.reply_quiet_ms / 1000)
     speech = speech_in(timeline, window, recognise=recognise and bool(expect.mentions or expect.not_mentions))
     calls = _tool_calls_in(timeline, window)
     result = TurnResult(index=measured.index, said=measured.said, heard_as=speech.caller_heard_as,
@@ -248,6 +251,27 @@ def _tool_calls_in(timeline: CallTimeline, window: Window) -> list[EvalToolCall]
         return None
     start, end = timeline.wall(window.start), timeline.wall(window.end)
     return [call for call in record.tool_calls if start <= call.started_at < end]
+
+
+def _after_the_workers_answer(timeline: CallTimeline, measured: TurnTimeline, window: Window,
+                              quiet_s: float) -> TurnTimeline:
+    """A reply heard before the worker began its answer to the line is an earlier answer's audio (a reply whose
+    audio stalled for longer than replyQuietMs on a starved worker, then resumed after the caller's next line):
+    the line's reply is the audio heard once the worker started answering it (eval results only; barge-in turns
+    keep the timing their barge-in was placed by)."""
+    record = timeline.results.record if timeline.results else None
+    if record is None or measured.reply_start is None or measured.barge_in is not None or timeline.heard is None:
+        return measured
+    start, end = timeline.wall(window.start), timeline.wall(window.end)
+    answers = [latency.at for latency in record.agent_ttfa if start <= latency.at < end]
+    if not answers or timeline.wall(measured.reply_start) >= answers[0] - CLOCK_MARGIN_S:
+        return measured
+    sent = answers[0] - timeline.wall_offset - CLOCK_MARGIN_S
+    later = [at for at in timeline.heard.voiced_times(sent) if at < window.end]
+    if not later:
+        return measured
+    reply_end = first_pause(timeline.heard.voiced_times(later[0]), later[0], quiet_s, now=window.end)
+    return replace(measured, reply_start=later[0], agent_was_talking=True, reply_end=reply_end)
 
 
 def _agent_ttfa_in(timeline: CallTimeline, window: Window) -> float | None:

@@ -66,9 +66,10 @@ class TurnResult(ApiModel):
                                                                   " it (from the eval results): what the agent"
                                                                   " took, without the network legs.")
     reply_ms: float | None = Field(default=None, description="How long the agent's reply lasted as heard.")
-    agent_was_talking: bool = Field(default=False, description="The agent was still talking when the caller finished"
-                                                               " the line (a late answer, or talking over the"
-                                                               " caller); the reply is what came after.")
+    agent_was_talking: bool = Field(default=False, description="Agent audio of an earlier answer was still coming"
+                                                               " when the caller finished the line (a late or"
+                                                               " stalled answer, or talking over the caller); the"
+                                                               " reply is what came after.")
     barge_in: BargeInResult | None = None
     tool_calls: list[ToolCallSeen] = Field(default_factory=list)
     expectations: list[ExpectationResult] = Field(default_factory=list)

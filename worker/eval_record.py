@@ -62,6 +62,7 @@ class EvalRecorder(BaseObserver):
         self._conversation = conversation
         self._answers: list[float] = []  # when each timed answer began: a bot start after a caller turn ended
         self._caller_turn_ended = False
+        self._at = time.time()
         self.transcript: list[EvalTranscriptLine] = []
         self.tool_calls: dict[str, EvalToolCall] = {}
         self.interruptions: list[float] = []
@@ -71,6 +72,7 @@ class EvalRecorder(BaseObserver):
     async def on_push_frame(self, data: FramePushed):
         frame = data.frame
         downstream = data.direction == FrameDirection.DOWNSTREAM
+        self._at = _pushed_at(data)
         if isinstance(frame, TTSTextFrame) and downstream:
             self._line("agent", frame.text)
         elif isinstance(frame, TranscriptionFrame) and downstream:
@@ -79,13 +81,13 @@ class EvalRecorder(BaseObserver):
             self._bot_speaking = True
             if self._caller_turn_ended:  # the same rule ConversationObserver times a TTFA by
                 self._caller_turn_ended = False
-                self._bounded(self._answers, time.time())
+                self._bounded(self._answers, self._at)
         elif isinstance(frame, UserStoppedSpeakingFrame):
             self._caller_turn_ended = True
         elif isinstance(frame, BotStoppedSpeakingFrame) and downstream:
             self._bot_speaking = False
         elif isinstance(frame, InterruptionFrame) and downstream and self._bot_speaking:
-            self._bounded(self.interruptions, time.time())
+            self._bounded(self.interruptions, self._at)
         elif isinstance(frame, FunctionCallInProgressFrame):
             self._call_started(frame)
         elif isinstance(frame, FunctionCallResultFrame):
@@ -104,7 +106,7 @@ class EvalRecorder(BaseObserver):
     def _line(self, role: str, text: str) -> None:
         text = " ".join(text.split())[:MAX_EVAL_TEXT_CHARS]
         if text:
-            self._bounded(self.transcript, EvalTranscriptLine(role=role, text=text, at=time.time()))
+            self._bounded(self.transcript, EvalTranscriptLine(role=role, text=text, at=self._at))
 
     def _call_started(self, frame: FunctionCallInProgressFrame) -> None:
         # broadcast_frame sends one frame each way: the first one seen counts.
@@ -115,13 +117,13 @@ class EvalRecorder(BaseObserver):
             return
         self.tool_calls[frame.tool_call_id] = EvalToolCall(
             name=frame.function_name[:64], call_id=str(frame.tool_call_id)[:128],
-            arguments=_bounded_arguments(frame.arguments), started_at=time.time())
+            arguments=_bounded_arguments(frame.arguments), started_at=self._at)
 
     def _call_ended(self, call_id: str, outcome: tuple[str, str | None]) -> None:
         call = self.tool_calls.get(call_id)
         if call is not None and call.ended_at is None:
             call.outcome, call.error = outcome  # type: ignore[assignment]
-            call.ended_at = time.time()
+            call.ended_at = self._at
 
     def _bounded(self, items: list, item: Any) -> None:
         if len(items) >= MAX_EVAL_LINES:
@@ -166,6 +168,17 @@ def eval_routes(worker: Any, require_token: Callable[..., None]) -> APIRouter:
         return JSONResponse(recorder.record(complete=state.phase == "ended").to_wire())
 
     return router
+
+
+def _pushed_at(data: FramePushed) -> float:
+    """Epoch seconds when the frame was pushed: observers run in their own task, so a busy worker may see a frame
+    late; the pipeline clock stamped it on the push itself."""
+    now = time.time()
+    try:
+        late_ns = data.source.get_clock().get_time() - data.timestamp
+    except AttributeError:  # no clock to ask (frames fed outside a pipeline)
+        return now
+    return now - max(0, late_ns) / 1e9 if data.timestamp else now
 
 
 def _outcome(result: Any, error: str | None) -> tuple[str, str | None]:

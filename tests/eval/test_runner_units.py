@@ -60,3 +60,40 @@ def test_agents_without_transcripts_are_judged_from_recognised_audio():
     assert said.source == "recognised"
     assert mentions(said.agent_text, "1234"), said.agent_text  # "one two three four" as the caller heard it
     assert speech_in(timeline, Window(start, start + 5), recognise=False).source == "none"
+
+
+def _timeline_with_stalled_reply(answer_after_s: float) -> tuple[CallTimeline, float]:
+    """The caller finished at t0; agent audio came 0.1-0.9 s later (an earlier reply's stalled tail), then again
+    from 3.0 s; the worker says it began answering the line ``answer_after_s`` after t0."""
+    from voxfleet.api.eval_record import EvalLatency, SessionEvalRecord
+    from voxfleet.evaluation.scenario_call import TurnTimeline
+
+    heard = HeardAudio()
+    t0 = time.monotonic()
+    voiced = (3000 * np.sin(np.arange(160) / 3)).astype(np.int16).tobytes()
+    silent = np.zeros(160, dtype=np.int16).tobytes()
+    for n in range(500):
+        at = t0 + n * 0.01
+        heard.add(at, voiced if 0.1 <= at - t0 < 0.9 or 3.0 <= at - t0 < 4.0 else silent)
+    timeline = CallTimeline(scenario=Scenario(name="s", turns=[{"say": "x"}]), heard=heard, joined=t0 - 5,
+                            ended=t0 + 5)
+    timeline.turns = [TurnTimeline(index=1, said="x", started=t0 - 1.3, voice_ended=t0, reply_start=t0 + 0.1,
+                                   reply_end=t0 + 0.89, ended=t0 + 5)]
+    record = SessionEvalRecord(session_id="sess-12345678", complete=True,
+                               agent_ttfa=[EvalLatency(at=timeline.wall(t0 + answer_after_s), seconds=0.6)])
+    timeline.results = EvalResults(record, "returned")
+    return timeline, t0
+
+
+def test_audio_heard_before_the_worker_answered_is_not_the_reply():
+    from voxfleet.evaluation.expectations import judge
+    from voxfleet.evaluation.scenario_models import RunDefaults
+
+    timeline, _ = _timeline_with_stalled_reply(answer_after_s=2.9)
+    [turn] = judge(timeline, RunDefaults()).turns
+    assert turn.agent_was_talking and turn.agent_ttfa_ms == 600.0
+    assert 2990 <= turn.ttfa_ms <= 3010 and 980 <= turn.reply_ms <= 1000
+
+    timeline, _ = _timeline_with_stalled_reply(answer_after_s=0.05)  # the audio was this line's answer after all
+    [turn] = judge(timeline, RunDefaults()).turns
+    assert not turn.agent_was_talking and 95 <= turn.ttfa_ms <= 105
