@@ -9,6 +9,7 @@ sessions' inferences go through one thread (serialised: two at once would only s
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
@@ -29,6 +30,8 @@ def _single_thread_options() -> onnxruntime.SessionOptions:
     return options
 
 
+ARRIVAL_WINDOW = 100  # windows (3.2 s) over which the arrival clock keeps its least-delayed anchor
+GAP_S = 1.0  # audio this much later than the anchor means the stream paused, not that the loop was busy
 VOICED_RMS = 300.0  # int16 RMS (about -40 dBFS): below it a window holds no audible voice
 SILENCE_RMS = 30.0  # about -60 dBFS: line silence; such a window is not scored (Silero would say ~0 anyway)
 SUBBLOCK = 160  # 10 ms at 16 kHz
@@ -41,7 +44,10 @@ class SharedSileroVAD(SileroVADAnalyzer):
     remembers when the caller's voice was last heard, which is where the worker's TTFA estimate starts: the
     end of the last audible 10 ms inside the last window Silero judged voiced. Silero alone lags by a window
     or two (its recurrent state stays confident over the silence after a word, ~60 ms here), and a 32 ms
-    window alone is too coarse for a figure a caller checks to 50 ms.
+    window alone is too coarse for a figure a caller checks to 50 ms. Times come from an arrival clock: LiveKit
+    delivers caller audio continuously in real time, so a window's arrival is the least-delayed
+    `now - samples so far / rate` seen recently plus its sample position; a busy event loop that analyses a
+    window late does not make the caller's speech look later than it reached the worker.
     """
 
     def __init__(self, session: onnxruntime.InferenceSession, *, params: VADParams):
@@ -54,13 +60,26 @@ class SharedSileroVAD(SileroVADAnalyzer):
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
         self.last_voiced_at = 0.0  # time.monotonic() of the last window judged voiced
+        self._samples = 0
+        self._anchors: deque[float] = deque(maxlen=ARRIVAL_WINDOW)
         self._reset_in_silence = False
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         return self._run_analyzer(buffer)
 
+    def _arrived_at(self, samples: int) -> float:
+        """Arrival time (monotonic) of the end of the window just handed to the VAD."""
+        self._samples += samples
+        position = self._samples / self.sample_rate
+        anchor = time.monotonic() - position
+        if self._anchors and anchor - min(self._anchors) > GAP_S:
+            self._anchors.clear()
+        self._anchors.append(anchor)
+        return min(self._anchors) + position
+
     def voice_confidence(self, buffer) -> float:
         samples = np.frombuffer(buffer, dtype=np.int16).astype(np.float32)
+        arrived = self._arrived_at(len(samples))
         if float(np.sqrt(np.mean(samples ** 2))) < SILENCE_RMS:
             # Line silence costs no inference. Between turns the model restarts as after Silero's own resets
             # (once); inside speech its state is kept for the next voiced window.
@@ -76,7 +95,7 @@ class SharedSileroVAD(SileroVADAnalyzer):
                 samples[:blocks * SUBBLOCK].reshape(blocks, SUBBLOCK) ** 2, axis=1)) >= VOICED_RMS)
             if loud.size:
                 after_voice = (len(samples) - (loud[-1] + 1) * SUBBLOCK) / self.sample_rate
-                self.last_voiced_at = time.monotonic() - after_voice
+                self.last_voiced_at = arrived - after_voice
         return confidence
 
 

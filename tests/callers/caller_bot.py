@@ -21,8 +21,10 @@ API (all times are time.monotonic() seconds in this process):
   handed over, with `voice_ended` = that moment (the end of the caller's speech, TTFA's start).
   `say(..., wait=False)` returns once the speech is queued (for barge-in tests); timing is then in
   `await spoken.done`.
-- Everything the agent sends is recorded with arrival times (16 kHz mono, 10 ms frames): `agent_audio(since,
-  until)` gives the PCM, `voiced_frames(since)` the voiced-frame times.
+- Everything the agent sends is recorded with play-out times (16 kHz mono, 10 ms frames; times come from the
+  frame count, so a busy test process does not make the agent look slow): `agent_audio(since, until)` gives
+  the PCM, `voiced_frames(since)` the voiced-frame times. Recognise recordings after the timed part of a
+  test: decoding blocks the event loop (and so the microphone) for about a second per utterance.
 - `await wait_for_agent_speech(after=None, timeout=10, silence_s=0.6)` -> Utterance: the first agent speech
   starting after `after`, ending when `silence_s` of silence follows it (start = first voiced frame heard,
   end = last voiced frame heard).
@@ -102,6 +104,29 @@ class Utterance:
         return self.end - self.start
 
 
+class PlayoutClock:
+    """When each received frame was played out, from the frame count rather than from when Python got to it.
+
+    The native side plays a subscribed track out continuously, one frame every 10 ms (silence included); a busy
+    event loop only delays delivery. So a frame's time is the earliest `arrival - index x 10 ms` seen over the
+    last second, plus its own index: frames delivered late in a burst keep the time they were heard.
+    """
+
+    def __init__(self, frame_s: float, window: int = 100):
+        self.frame_s = frame_s
+        self.count = 0
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def tick(self) -> float:
+        base = time.monotonic() - self.count * self.frame_s
+        if self.recent and base - min(self.recent) > 1.0:
+            self.recent.clear()  # a second later than expected: the stream paused, start a new anchor
+        self.recent.append(base)
+        at = min(self.recent) + self.count * self.frame_s
+        self.count += 1
+        return at
+
+
 class _Recording:
     """Agent audio with arrival times: frames of 10 ms, kept for at most MAX_RECORD_S."""
 
@@ -173,8 +198,9 @@ class CallerBot:
                 await self._source.aclose()
 
     async def _listen(self, stream: rtc.AudioStream) -> None:
+        clock = PlayoutClock(LISTEN_FRAME_MS / 1000)
         async for event in stream:
-            await self.recording.add(time.monotonic(), bytes(event.frame.data))
+            await self.recording.add(clock.tick(), bytes(event.frame.data))
 
     async def _microphone(self) -> None:
         silence = np.zeros(self.frame_samples, dtype=np.int16)

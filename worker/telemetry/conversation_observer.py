@@ -74,7 +74,7 @@ class ConversationObserver(BaseObserver):
 
     async def on_push_frame(self, data: FramePushed):
         frame = data.frame
-        now = time.monotonic()
+        now = _pushed_at(data)
         if isinstance(frame, BotStartedSpeakingFrame):
             if data.direction != FrameDirection.DOWNSTREAM:
                 return
@@ -140,3 +140,13 @@ class ConversationObserver(BaseObserver):
     def _remember(self, who: str, text: str) -> None:
         if self._record and len(self.transcript) < MAX_TRANSCRIPT_LINES:
             self.transcript.append({"who": who, "text": text[:MAX_LINE_CHARS]})
+
+
+def _pushed_at(data: FramePushed) -> float:
+    """When the frame was pushed (monotonic): observers run from a queue, possibly later under load."""
+    now = time.monotonic()
+    try:
+        lag_ns = data.source.get_clock().get_time() - data.timestamp
+    except Exception:  # a processor without a clock (not set up): now is the best we know
+        return now
+    return now - max(0, lag_ns) / 1e9 if data.timestamp else now
