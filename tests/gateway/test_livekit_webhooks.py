@@ -169,6 +169,21 @@ async def test_a_room_started_outside_the_api_gets_a_worker(stack, tenant, worke
                     lambda: _phase(http, sid, "ended"))
 
 
+async def test_a_room_whose_metadata_names_the_agent_gets_a_worker(stack, tenant, workers):
+    """A client-created room with any name: the agent is named by the room's metadata."""
+    _, lk = stack
+    room_name = f"lobby-{uuid.uuid4().hex[:6]}"
+    metadata = json.dumps({"voxfleet.dev/tenant": tenant.name, "voxfleet.dev/agent": AGENT, "desk": "front"})
+    async with lk_api.LiveKitAPI(lk.http_url, lk.api_key, lk.api_secret) as server:
+        await server.room.create_room(lk_api.CreateRoomRequest(name=room_name, empty_timeout=60, metadata=metadata))
+    assert len(await _wait("an agent in the room", lambda: _agents_in_room(lk, room_name))) == 1
+    async with lk_api.LiveKitAPI(lk.http_url, lk.api_key, lk.api_secret) as server:
+        room = (await server.room.list_rooms(lk_api.ListRoomsRequest(names=[room_name]))).rooms[0]
+        await server.room.delete_room(lk_api.DeleteRoomRequest(room=room_name))
+    kept = json.loads(room.metadata)
+    assert kept["desk"] == "front" and kept["voxfleet.dev/session"]  # the client's metadata stays, the session added
+
+
 async def _phase(http: httpx.AsyncClient, session_id: str, phase: str) -> bool:
     return (await http.get(f"/v1/sessions/{session_id}")).json().get("phase") == phase
 
