@@ -8,6 +8,7 @@ warm start, one per slot, and reused: no model is loaded per call.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
@@ -26,12 +27,20 @@ PRE_ROLL_MS = 600
 INTERIM_EVERY_S = 0.2
 
 
+PREWARM_DECODERS = 4  # built at warm start; more are built (off the event loop) as concurrent calls need them
+
+
 class SphinxDecoderPool:
-    """Decoders for the agent's grammar (or the full English model), built ahead of the calls that use them."""
+    """Decoders for the agent's grammar (or the full English model), built ahead of the calls that use them.
+
+    A grammar decoder with its small dictionary costs ~10 ms and a few MiB; one with the full English model
+    ~0.3 s and ~90 MiB (its dictionary and language model are not shared between decoders). So a few are built
+    at warm start and the rest on demand, in a thread; ended calls hand theirs back for the next call.
+    """
 
     def __init__(self, grammar: Grammar | None, size: int):
         self._grammar = grammar
-        self._free = [self._make() for _ in range(size)]
+        self._free = [self._make() for _ in range(min(size, PREWARM_DECODERS))]
         self._lock = threading.Lock()
 
     @property
@@ -50,7 +59,13 @@ class SphinxDecoderPool:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        return self._make()  # more sessions than slots only in tests that bypass the slot table
+        return self._make()
+
+    async def acquire_async(self) -> Decoder:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return await asyncio.to_thread(self._make)
 
     def release(self, decoder: Decoder) -> None:
         with self._lock:
@@ -76,7 +91,7 @@ class PocketSphinxSTTService(STTService):
     async def start(self, frame):
         await super().start(frame)
         if self._decoder is None:
-            self._decoder = self._pool.acquire()
+            self._decoder = await self._pool.acquire_async()
 
     async def stop(self, frame):
         await super().stop(frame)
