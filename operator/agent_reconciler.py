@@ -32,9 +32,11 @@ _UNWATCHABLE = {"SecretMissing", "SecretKeyMissing", "NoTenant"}  # nothing tell
 
 
 class AgentReconciler:
-    def __init__(self, runtime: Runtime, refresh_status_later: Callable[[str, str, float], None]):
+    def __init__(self, runtime: Runtime, refresh_status_later: Callable[[str, str, float], None],
+                 backlog: Callable[[], float] = lambda: 1.0):
         self.rt = runtime
         self.refresh_status_later = refresh_status_later  # (namespace, name, delay): a status-only run later
+        self.backlog = backlog  # 1 when the queue keeps up, up to 10 when it is far behind
 
     async def reconcile(self, namespace: str, name: str, full: bool) -> float | None:
         key = (namespace, name)
@@ -236,6 +238,7 @@ class AgentReconciler:
         settings = self.rt.settings
         sessions_only = not agent_status.status_differs(_without_sessions(status), _without_sessions(previous))
         interval = settings.status_session_interval_seconds if sessions_only else settings.status_min_interval_seconds
+        interval *= self.backlog()  # a busy operator coalesces more: fewer writes for a busy apiserver
         wait = memory.status_written_at + interval - now
         if wait > 0:
             # Coalesce: whatever else changes meanwhile goes out in the same, later write.

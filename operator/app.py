@@ -44,8 +44,9 @@ class OperatorApp:
         self.rt = Runtime.build(platform, settings, self.client)
         self.queue = ReconcileQueue(self._reconcile, workers=settings.reconcile_workers,
                                     retry_min=settings.retry_min_seconds, retry_max=settings.retry_max_seconds)
-        self.agents = AgentReconciler(self.rt, lambda ns, name, delay: self.queue.add((AGENT, ns, name), full=False,
-                                                                                    delay=delay))
+        self.agents = AgentReconciler(
+            self.rt, lambda ns, name, delay: self.queue.add((AGENT, ns, name), full=False, delay=delay),
+            backlog=lambda: min(10.0, max(1.0, len(self.queue) / settings.reconcile_workers)))
         self.tenants = TenantReconciler(self.rt)
         self.rt.view.listeners.append(Triggers(self.rt, self.queue))
         self.scaler = Scaler(self.rt, lambda ns, name: self.queue.add((AGENT, ns, name), full=False))
@@ -192,9 +193,9 @@ class OperatorApp:
             await asyncio.sleep(self.settings.resync_seconds)
             self.rt.applier.forget_all()  # re-send everything once: repairs drift no watch could see
             for name in list(self.rt.view.tenants):
-                self.queue.add((TENANT, name))
+                self.queue.add((TENANT, name), background=True)
             for namespace, name in list(self.rt.view.agents):
-                self.queue.add((AGENT, namespace, name))
+                self.queue.add((AGENT, namespace, name), background=True)
 
     async def _kopf(self) -> None:
         registry = kopf.OperatorRegistry()

@@ -3,6 +3,7 @@ run, failures retry with exponential backoff, and a reconcile may ask to be run 
 
 Keys carry a `full` flag: a full reconcile applies objects, a light one only refreshes status; a pending full
 run absorbs a light one, and full runs go first (a new agent's pools matter more than a figure in a status).
+Background runs (the periodic resync) are full runs that wait until nothing else is pending.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ReconcileQueue:
         self.retry_min, self.retry_max = retry_min, retry_max
         self.full: dict[Hashable, None] = {}  # pending full runs, FIFO (dicts keep insertion order)
         self.light: dict[Hashable, None] = {}  # pending status-only runs, FIFO
+        self.background: dict[Hashable, None] = {}  # pending full runs nobody is waiting for (resync)
         self.running: set[Hashable] = set()
         self.failures: dict[Hashable, int] = {}
         self._wakeup = asyncio.Event()
@@ -32,7 +34,13 @@ class ReconcileQueue:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def add(self, key: Hashable, *, full: bool = True, delay: float = 0.0) -> None:
+    def add(self, key: Hashable, *, full: bool = True, delay: float = 0.0, background: bool = False) -> None:
+        if background:
+            if key not in self.full:
+                self.background[key] = None
+                self.idle.clear()
+                self._wakeup.set()
+            return
         if delay > 0:
             loop = asyncio.get_running_loop()
             due = loop.time() + delay
@@ -48,6 +56,7 @@ class ReconcileQueue:
             return
         if full:
             self.light.pop(key, None)
+            self.background.pop(key, None)
             self.full[key] = None
         elif key not in self.full:
             self.light[key] = None
@@ -59,13 +68,16 @@ class ReconcileQueue:
         self.add(key, full=full)
 
     def __len__(self) -> int:
-        return len(self.full) + len(self.light) + len(self.running)
+        return len(self.full) + len(self.light) + len(self.background) + len(self.running)
+
+    def _any_pending(self) -> bool:
+        return bool(self.full or self.light or self.background)
 
     def _pending(self, key: Hashable) -> bool:
-        return key in self.full or key in self.light
+        return key in self.full or key in self.light or key in self.background
 
     def _take(self) -> tuple[Hashable, bool] | None:
-        for queue, full in ((self.full, True), (self.light, False)):
+        for queue, full in ((self.full, True), (self.light, False), (self.background, True)):
             for key in queue:
                 if key not in self.running:
                     del queue[key]
@@ -79,7 +91,7 @@ class ReconcileQueue:
         while True:
             item = self._take()
             if item is None:
-                if not self.running and not self.full and not self.light:
+                if not self.running and not self._any_pending():
                     self.idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()

@@ -42,7 +42,8 @@ class OperatorSettings(BaseSettings):
     retry_max_seconds: float = Field(default=60.0, gt=0, description="Longest retry delay.")
     recheck_seconds: float = Field(
         default=15.0, gt=0, description="Recheck delay for problems the operator can't watch (a missing Secret).")
-    resync_seconds: float = Field(default=600.0, gt=0, description="Reconcile everything this often anyway.")
+    resync_seconds: float = Field(default=3600.0, gt=0,
+                                  description="Re-send everything this often anyway (watches catch drift sooner).")
     grace_margin_seconds: int = Field(
         default=30, ge=0, le=3600, description="Added to maxSessionSeconds for terminationGracePeriodSeconds.")
 

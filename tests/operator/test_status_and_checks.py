@@ -167,3 +167,22 @@ async def test_delayed_adds_keep_the_earliest_time_and_a_full_run():
     assert len(calls) == 1
     key, full, at = calls[0]
     assert full is True and at - start < 0.25
+
+
+async def test_background_runs_wait_for_everything_else():
+    order = []
+
+    async def reconcile(key, full):
+        order.append((key, full))
+        return None
+
+    queue = ReconcileQueue(reconcile, workers=1, retry_min=0.01, retry_max=0.1)
+    queue.add("resync-a", background=True)
+    queue.add("status-b", full=False)
+    queue.add("change-c", full=True)
+    queue.add("resync-c", background=True)
+    queue.add("change-c", full=True)  # already pending: one run
+    task = asyncio.create_task(queue.run())
+    await asyncio.wait_for(queue.idle.wait(), 2)
+    task.cancel()
+    assert order == [("change-c", True), ("status-b", False), ("resync-a", True), ("resync-c", True)]
