@@ -16,7 +16,7 @@ pytestmark = pytest.mark.world
 
 AGENT = "tally"
 CALLS = 10
-TURNS = ["what are your opening hours", "thank you goodbye"]
+TURNS = ["opening hours", "thank you goodbye"]
 HISTOGRAM = "voxfleet_worker_ttfa_seconds"
 
 

@@ -48,7 +48,7 @@ def test_the_report_says_what_each_side_said_and_when(demo_run):
     assert "hours" in (first["heardAs"] or "")  # what the agent's speech-to-text made of the caller
     assert first["toolCalls"] == [] and first["ttfaMs"] > 0 and first["replyMs"] > 1000
     recorded = scenarios["recorded-question"]["turns"][0]
-    assert recorded["said"] == "[recordings/when-are-you-open.wav]" and "open" in (recorded["heardAs"] or "")
+    assert recorded["said"] == "[recordings/opening-hours.wav]" and "hours" in (recorded["heardAs"] or "")
     barge = scenarios["barge-in"]["turns"][0]["bargeIn"]
     assert barge["agentWasSpeaking"] and barge["workerSawInterruption"]
     assert 0 <= barge["agentStoppedAfterMs"] <= 1500
