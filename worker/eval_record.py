@@ -33,6 +33,7 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     TranscriptionFrame,
     TTSTextFrame,
+    UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
@@ -49,6 +50,7 @@ from voxfleet.api.eval_record import (
 )
 from voxfleet.api.voiceagent import MAX_TOOL_ARGUMENT_BYTES, VoiceAgentSpec
 from voxfleet.api.wire import DispatchRequest, ErrorBody
+from voxfleet.worker.telemetry.conversation_observer import _pushed_at as pushed_monotonic
 
 MAX_RECORDED_SESSIONS = 200  # a worker serves a few calls at once; runners fetch right after a call ends
 NOT_RECORDED = "not-recorded"  # eval mode was asked for, but the agent's spec keeps no transcripts
@@ -62,6 +64,7 @@ class EvalRecorder(BaseObserver):
         self._conversation = conversation
         self._answers: list[float] = []  # when each timed answer began: a bot start after a caller turn ended
         self._caller_turn_ended = False
+        self._caller_speaking = False
         self._at = time.time()
         self.transcript: list[EvalTranscriptLine] = []
         self.tool_calls: dict[str, EvalToolCall] = {}
@@ -82,7 +85,10 @@ class EvalRecorder(BaseObserver):
             if self._caller_turn_ended:  # the same rule ConversationObserver times a TTFA by
                 self._caller_turn_ended = False
                 self._bounded(self._answers, self._at)
-        elif isinstance(frame, UserStoppedSpeakingFrame):
+        elif isinstance(frame, UserStartedSpeakingFrame):
+            self._caller_speaking = True
+        elif isinstance(frame, UserStoppedSpeakingFrame) and self._caller_speaking:
+            self._caller_speaking = False  # a stop without a start ends no turn (ConversationObserver's rule)
             self._caller_turn_ended = True
         elif isinstance(frame, BotStoppedSpeakingFrame) and downstream:
             self._bot_speaking = False
@@ -171,14 +177,9 @@ def eval_routes(worker: Any, require_token: Callable[..., None]) -> APIRouter:
 
 
 def _pushed_at(data: FramePushed) -> float:
-    """Epoch seconds when the frame was pushed: observers run in their own task, so a busy worker may see a frame
-    late; the pipeline clock stamped it on the push itself."""
-    now = time.time()
-    try:
-        late_ns = data.source.get_clock().get_time() - data.timestamp
-    except AttributeError:  # no clock to ask (frames fed outside a pipeline)
-        return now
-    return now - max(0, late_ns) / 1e9 if data.timestamp else now
+    """Epoch seconds when the frame was pushed (observers run from a queue, so a busy worker sees frames late;
+    the conversation observer's push time corrects for that, and is what its TTFA figures use)."""
+    return time.time() - (time.monotonic() - pushed_monotonic(data))
 
 
 def _outcome(result: Any, error: str | None) -> tuple[str, str | None]:
