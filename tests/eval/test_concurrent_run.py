@@ -76,4 +76,9 @@ def test_report_ttfa_agrees_with_the_worker_histograms(concurrent_run):
     # talking as the caller finished, the worker's figure may belong to the earlier answer).
     pairs = [(t["ttfaMs"], t["agentTtfaMs"]) for s in report["scenarios"] for t in s["turns"]
              if t["agentTtfaMs"] is not None and t["ttfaMs"] is not None and not t["agentWasTalking"]]
-    assert pairs and all(heard >= worker for heard, worker in pairs), pairs
+    # A turn the worker's VAD split or joined differently from the caller's lines pairs a figure with the wrong
+    # answer; allow one such turn in ten, not a systematic offset.
+    early = [(heard, worker) for heard, worker in pairs if heard < worker]
+    assert pairs and len(early) <= len(pairs) // 10, f"heard before the worker sent it: {early} of {len(pairs)}"
+    transport = sorted(heard - worker for heard, worker in pairs)
+    assert transport[len(transport) // 2] > 0, transport

@@ -268,7 +268,12 @@ async def test_a_cancelled_call_is_not_sent_again(servers, runner_for) -> None:
     runner = runner_for(make_tool("slow", f"{server.url}/slow", interruptible=True))
     before = len(server.calls("/slow"))
     task = asyncio.create_task(runner.run("slow", {}, call_id="barge"))
-    await asyncio.sleep(0.3)
+    # Cancel once the request is at the tool server (a fixed sleep can cancel before it is sent on a busy machine).
+    for _ in range(200):
+        if len(server.calls("/slow")) > before:
+            break
+        await asyncio.sleep(0.025)
+    assert len(server.calls("/slow")) == before + 1, "the slow tool was never called"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
