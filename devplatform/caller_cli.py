@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
 from voxfleet.api.model_base import DNS_LABEL
+from voxfleet.devplatform.dev_state import DEFAULT_GATEWAY, gateway_and_key
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 DEFAULT_LINE = "What are your opening hours?"
 
 
@@ -48,18 +47,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _defaults(args) -> tuple[str, str | None]:
-    from voxfleet.devplatform.dev_state import DevState
-
-    try:
-        state = DevState.load(args.dev_dir)
-    except (FileNotFoundError, ValueError, TypeError):
-        state = None
-    gateway = args.gateway or (state.gateway_url if state else None) or os.environ.get("VOXFLEET_GATEWAY_URL") \
-        or DEFAULT_GATEWAY
-    key = args.key or os.environ.get("VOXFLEET_API_KEY") or (state.api_key() if state else None)
-    return gateway, key
-
 
 def _say(text: str) -> None:
     print(text, flush=True)
@@ -72,7 +59,7 @@ def _progress(text: str, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    gateway, key = _defaults(args)
+    gateway, key = gateway_and_key(args.gateway, args.key, args.dev_dir)
     if not key:
         print("voxfleet call: no API key: pass --key or set VOXFLEET_API_KEY (voxfleet dev prints one)",
               file=sys.stderr)

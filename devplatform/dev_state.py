@@ -13,6 +13,7 @@ from pathlib import Path
 
 STATE_FILE = "dev.json"
 API_KEY_FILE = "api-key"
+DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
 
 def default_dev_dir() -> Path:
@@ -69,3 +70,16 @@ class DevState:
     def forget(self) -> None:
         (Path(self.dev_dir) / STATE_FILE).unlink(missing_ok=True)
         self.api_key_file.unlink(missing_ok=True)
+
+
+def gateway_and_key(gateway: str | None, key: str | None, dev_dir: Path | None) -> tuple[str, str | None]:
+    """The gateway URL and API key a client command uses: its flags, then the running `voxfleet dev` (URL and key),
+    then $VOXFLEET_GATEWAY_URL / $VOXFLEET_API_KEY, then the local default URL."""
+    try:
+        state = DevState.load(dev_dir)
+    except (FileNotFoundError, ValueError, TypeError):
+        state = None
+    gateway = gateway or (state.gateway_url if state else None) or os.environ.get("VOXFLEET_GATEWAY_URL") \
+        or DEFAULT_GATEWAY
+    key = key or os.environ.get("VOXFLEET_API_KEY") or (state.api_key() if state else None)
+    return gateway, key

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+from voxfleet.devplatform.dev_state import DEFAULT_GATEWAY, gateway_and_key
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"{args.suite}: {len(loaded.suite.scenarios)} scenario(s) for agent {loaded.suite.agent}, valid")
         return 0
-    gateway, key = _defaults(args)
+    gateway, key = gateway_and_key(args.gateway, args.key, args.dev_dir)
     if not key:
         print("voxfleet eval: no API key: set VOXFLEET_API_KEY (or pass --key; voxfleet dev prints one)",
               file=sys.stderr)
@@ -124,18 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report.baseline and report.baseline.passed else 1
     return 0 if report.passed else 1
 
-
-def _defaults(args) -> tuple[str, str | None]:
-    from voxfleet.devplatform.dev_state import DevState
-
-    try:
-        state = DevState.load(args.dev_dir)
-    except (FileNotFoundError, ValueError, TypeError):
-        state = None
-    gateway = args.gateway or (state.gateway_url if state else None) or os.environ.get("VOXFLEET_GATEWAY_URL") \
-        or DEFAULT_GATEWAY
-    key = args.key or os.environ.get("VOXFLEET_API_KEY") or (state.api_key() if state else None)
-    return gateway, key
 
 
 def _tolerances(suite_tolerances, args):

@@ -4,13 +4,12 @@ heard, recognised locally."""
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
 from voxfleet.devplatform import speech
-from voxfleet.devplatform.dev_state import DevState
+from voxfleet.devplatform.dev_state import DevState, gateway_and_key
 from voxfleet.devplatform.heard_audio import HeardAudio
 from voxfleet.evaluation import eval_cli
 from voxfleet.evaluation.agent_speech import Window, mentions, speech_in
@@ -19,8 +18,8 @@ from voxfleet.evaluation.scenario_call import CallTimeline
 from voxfleet.evaluation.scenario_models import Scenario
 
 
-def _args(**overrides) -> argparse.Namespace:
-    return argparse.Namespace(**{"gateway": None, "key": None, "dev_dir": None, **overrides})
+def _flags(**overrides) -> dict:
+    return {"gateway": None, "key": None, "dev_dir": None, **overrides}
 
 
 def test_gateway_and_key_come_from_a_running_voxfleet_dev(tmp_path, monkeypatch):
@@ -30,17 +29,17 @@ def test_gateway_and_key_come_from_a_running_voxfleet_dev(tmp_path, monkeypatch)
                      gateway_url="http://127.0.0.1:8123")
     state.save()
     state.save_api_key("vfk_from_dev")
-    assert eval_cli._defaults(_args(dev_dir=tmp_path)) == ("http://127.0.0.1:8123", "vfk_from_dev")
+    assert gateway_and_key(**_flags(dev_dir=tmp_path)) == ("http://127.0.0.1:8123", "vfk_from_dev")
     monkeypatch.setenv("VOXFLEET_API_KEY", "vfk_from_env")
-    assert eval_cli._defaults(_args(dev_dir=tmp_path)) == ("http://127.0.0.1:8123", "vfk_from_env")
-    assert eval_cli._defaults(_args(dev_dir=tmp_path, gateway="https://gw.example", key="vfk_flag")) == (
+    assert gateway_and_key(**_flags(dev_dir=tmp_path)) == ("http://127.0.0.1:8123", "vfk_from_env")
+    assert gateway_and_key(**_flags(dev_dir=tmp_path, gateway="https://gw.example", key="vfk_flag")) == (
         "https://gw.example", "vfk_flag")
 
 
 def test_without_dev_or_environment_the_default_gateway_and_no_key(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("VOXFLEET_API_KEY", raising=False)
     monkeypatch.setenv("VOXFLEET_GATEWAY_URL", "http://gw.internal:8000")
-    assert eval_cli._defaults(_args(dev_dir=tmp_path / "none")) == ("http://gw.internal:8000", None)
+    assert gateway_and_key(**_flags(dev_dir=tmp_path / "none")) == ("http://gw.internal:8000", None)
     suite = tmp_path / "s.yaml"
     suite.write_text("agent: concierge\nscenarios: [{name: a, turns: [{say: hello}]}]\n")
     assert eval_cli.main([str(suite), "--dev-dir", str(tmp_path / "none")]) == 2
