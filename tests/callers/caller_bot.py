@@ -363,11 +363,28 @@ async def measure_round_trip(caller: CallerBot, *, count: int = 5, gap_s: float 
     return trips
 
 
+async def measure_one_way(speaker: CallerBot, listener: CallerBot, *, count: int = 5, gap_s: float = 0.6) -> list[float]:
+    """Seconds from a tone's first frame sent by ``speaker`` to its first frame heard by ``listener``, ``count``
+    times: one leg through livekit-server, timed on the machine's one monotonic clock (both are local processes).
+    Unlike an echo's round trip it holds no third participant's buffering."""
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(0.2 * SAMPLE_RATE)) / SAMPLE_RATE)).astype(np.int16)
+    await asyncio.wait_for(listener.agent_joined.wait(), 10)
+    await asyncio.sleep(0.5)
+    legs = []
+    for _ in range(count):
+        sent = await speaker.play(tone)
+        heard = await listener.wait_for_agent_speech(after=sent.started - 0.001, timeout=5, silence_s=0.2)
+        legs.append(heard.start - sent.started)
+        await asyncio.sleep(gap_s)
+    return legs
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
 from tests.callers.recogniser import Recogniser  # noqa: E402  (re-exported: one import for test authors)
 
-__all__ = ["CallerBot", "EchoBot", "Recogniser", "SpokenTiming", "Utterance", "measure_round_trip", "mint_token",
+__all__ = ["CallerBot", "EchoBot", "Recogniser", "SpokenTiming", "Utterance", "measure_one_way", "measure_round_trip",
+           "mint_token",
            "synthesize"]

@@ -5,7 +5,8 @@ How TTFA is estimated (worker side): the session's VAD records the monotonic tim
 worker); the output transport pushes BotStartedSpeakingFrame immediately before it writes the turn's first
 audio frame to the LiveKit audio source. TTFA = the second minus the first. It leaves out the two network legs
 (caller -> worker, worker -> caller), which a caller adds on top; tests check the estimate against the TTFA a
-caller hears minus the round trip through livekit-server measured by an echo participant in the same run.
+caller hears minus two one-way legs through livekit-server (a tone from one participant to another, timed on the
+machine's one monotonic clock) measured in the same run.
 """
 
 from __future__ import annotations
