@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voxfleet.gateway import api_errors
 from voxfleet.gateway.agents_api import router as agents_router
 from voxfleet.gateway.eval_results import router as eval_results_router
 from voxfleet.gateway.livekit_webhooks import router as webhooks_router
+from voxfleet.gateway.playground_files import mount_playground
 from voxfleet.gateway.sessions_api import router as sessions_router
 from voxfleet.gateway.request_limits import BodySizeLimit, RequestRecorder
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
@@ -57,10 +57,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(runtime_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    if settings.playground_dir is not None and (settings.playground_dir / "index.html").is_file():
-        # The browser playground: static files only; the page calls this same API with the key from its URL
-        # fragment (which browsers never send to a server).
-        app.mount("/playground", StaticFiles(directory=settings.playground_dir, html=True), name="playground")
+    mount_playground(app, settings.playground_dir)  # the browser playground, when its bundle is built
 
     if settings.cors_allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_credentials=False,

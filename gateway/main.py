@@ -39,10 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"voxfleet gateway: invalid settings: {error}", file=sys.stderr)
         return 2
     configure(settings.log_format, settings.log_level)
-    from voxfleet.devplatform.playground_mount import mount_playground
-
     app = create_app(settings)
-    mount_playground(app)  # the browser playground at /playground/ when its bundle is built (playground/dist)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                 access_log=False, server_header=False, proxy_headers=False)
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from voxfleet.devplatform.playground_mount import mount_playground
+from voxfleet.gateway.playground_files import mount_playground
 
 
 def test_a_built_bundle_is_served_under_playground(tmp_path):
