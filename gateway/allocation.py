@@ -19,7 +19,8 @@ import structlog
 from opentelemetry import propagate, trace
 
 from voxfleet.api.wire import DispatchRequest, DispatchResponse
-from voxfleet.gateway import placement, room_names, session_ids
+from voxfleet.api import room_names
+from voxfleet.gateway import placement, session_ids
 from voxfleet.gateway.agent_directory import AgentInfo
 from voxfleet.gateway.api_errors import ApiError
 from voxfleet.gateway.livekit_tokens import LiveKitTokens, MintedToken
@@ -164,7 +165,8 @@ class Allocator:
                           recovery: bool, eval_mode: bool = False) -> DispatchRequest:
         identity = room_names.agent_identity(nonce_hex, worker.name)
         token = self.tokens.agent(worker.region, room=room, identity=identity, session_id=session_id,
-                                  ttl_seconds=agent.spec.limits.max_session_seconds + SESSION_GRACE_SECONDS)
+                                  ttl_seconds=agent.spec.limits.max_session_seconds + SESSION_GRACE_SECONDS,
+                                  eval_mode=eval_mode)
         return DispatchRequest(session_id=session_id, tenant=tenant, agent=agent.name, region=worker.region,
                                room=room, livekit_url=self.tokens.url(worker.region), livekit_token=token.jwt,
                                agent_identity=identity, caller_identity=caller_identity, metadata=metadata,
@@ -209,13 +211,15 @@ class Allocator:
 
     async def redispatch(self, *, tenant: str, agent: AgentInfo, session_id: str, room: str, nonce_hex: str,
                          regions: list[str], exclude: set[str], caller_identity: str | None,
-                         candidates: list[Worker] | None = None) -> Claimed | None:
-        """Dispatch an existing session (its id and room unchanged) to another worker, with recovery: true."""
+                         candidates: list[Worker] | None = None, eval_mode: bool = False) -> Claimed | None:
+        """Dispatch an existing session (its id and room unchanged) to another worker, with recovery: true; an
+        eval run's session stays one (its new worker records the rest of the call for the eval runner)."""
         if candidates is None:
             candidates = [w for w in self._candidates(tenant, agent.name, regions) if w.uid not in exclude]
 
         def build(worker: Worker) -> DispatchRequest:
             return self._dispatch_request(tenant, agent, worker, session_id, room, nonce_hex,
-                                          caller_identity=caller_identity, metadata={}, recovery=True)
+                                          caller_identity=caller_identity, metadata={}, recovery=True,
+                                          eval_mode=eval_mode)
 
         return await self.claim(candidates, build)

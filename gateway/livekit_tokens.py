@@ -1,7 +1,8 @@
 """LiveKit access tokens, minted by the gateway for the region's LiveKit: one for the caller, one for the agent.
 
 Workers never hold a LiveKit API secret; they get the agent's token in the dispatch. The agent's token carries
-the session id as a participant attribute, so any LiveKit event about that participant names its session.
+the session id (and, for an eval run, that it is one) as participant attributes, so any LiveKit event about that
+participant names its session and recovery can dispatch it again as it was.
 
 Tokens are the claims livekit-api's AccessToken writes (camelCase video grants, sub/iss/nbf/exp, HS256), signed
 here directly: two tokens are on every allocation's path, and AccessToken's dataclass conversion plus PyJWT's
@@ -20,9 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from voxfleet.api.room_names import EVAL_ATTRIBUTE, SESSION_ATTRIBUTE
 from voxfleet.gateway.settings import LiveKitRegion
 
-SESSION_ATTRIBUTE = "voxfleet.dev/session"
 _HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
 
 
@@ -55,10 +56,12 @@ class LiveKitTokens:
         grants = {"roomJoin": True, "room": room, "canPublish": True, "canSubscribe": True, "canPublishData": True}
         return self._mint(region, {"name": name, "video": grants}, identity=identity, ttl_seconds=ttl_seconds)
 
-    def agent(self, region: str, *, room: str, identity: str, session_id: str, ttl_seconds: int) -> MintedToken:
+    def agent(self, region: str, *, room: str, identity: str, session_id: str, ttl_seconds: int,
+              eval_mode: bool = False) -> MintedToken:
         grants = {"roomJoin": True, "room": room, "canPublish": True, "canSubscribe": True, "canPublishData": True,
                   "agent": True}
-        claims = {"name": "agent", "kind": "agent", "video": grants, "attributes": {SESSION_ATTRIBUTE: session_id}}
+        attributes = {SESSION_ATTRIBUTE: session_id, **({EVAL_ATTRIBUTE: "true"} if eval_mode else {})}
+        claims = {"name": "agent", "kind": "agent", "video": grants, "attributes": attributes}
         return self._mint(region, claims, identity=identity, ttl_seconds=ttl_seconds)
 
     def _mint(self, region: str, claims: dict[str, Any], *, identity: str, ttl_seconds: int) -> MintedToken:

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import structlog
 from livekit.protocol import models
 
-from voxfleet.gateway import room_names, session_ids
+from voxfleet.api import room_names
+from voxfleet.gateway import session_ids
 from voxfleet.gateway.agent_directory import AgentDirectory
 from voxfleet.gateway.allocation import Allocator
 from voxfleet.gateway.livekit_rooms import LiveKitRooms
-from voxfleet.gateway.livekit_tokens import SESSION_ATTRIBUTE
 from voxfleet.gateway.metrics import GatewayMetrics
 from voxfleet.gateway.session_locator import SessionLocator
 from voxfleet.gateway.tenant_directory import TenantDirectory
@@ -43,16 +43,15 @@ from voxfleet.gateway.worker_registry import Worker, WorkerRegistry
 
 log = structlog.get_logger(__name__)
 
-ROOM_METADATA_SESSION = "voxfleet.dev/session"
-
 
 @dataclass(frozen=True)
 class RoomSession:
-    """A room of ours: whose it is and, when known, its session."""
+    """A room of ours: whose it is and, when known, its session (and whether it is an eval run's)."""
 
     name: room_names.RoomName
     session_id: str | None
     ref: session_ids.SessionRef | None
+    eval_mode: bool = False
 
 
 class SessionRecovery:
@@ -83,14 +82,16 @@ class SessionRecovery:
             metadata = json.loads(room.metadata) if room.metadata else {}
         except ValueError:
             metadata = {}
-        if isinstance(metadata, dict) and isinstance(metadata.get(ROOM_METADATA_SESSION), str):
-            candidates.append(metadata[ROOM_METADATA_SESSION])
-        if participant is not None and participant.attributes.get(SESSION_ATTRIBUTE):
-            candidates.append(participant.attributes[SESSION_ATTRIBUTE])
+        if isinstance(metadata, dict) and isinstance(metadata.get(room_names.METADATA_SESSION), str):
+            candidates.append(metadata[room_names.METADATA_SESSION])
+        if participant is not None and participant.attributes.get(room_names.SESSION_ATTRIBUTE):
+            candidates.append(participant.attributes[room_names.SESSION_ATTRIBUTE])
+        # The departed agent's token (minted by a gateway) says whether the session is an eval run's.
+        eval_mode = participant is not None and participant.attributes.get(room_names.EVAL_ATTRIBUTE) == "true"
         for candidate in candidates:
             ref = session_ids.decode(candidate, tenant=name.tenant, keys=self.session_keys)
             if ref is not None:
-                return RoomSession(name, candidate, ref)
+                return RoomSession(name, candidate, ref, eval_mode)
         return RoomSession(name, None, None)
 
     # --- the Pod-watch signal -------------------------------------------------------------------------------
@@ -188,11 +189,11 @@ class SessionRecovery:
         claimed = await self.allocator.redispatch(
             tenant=found.name.tenant, agent=agent, session_id=found.session_id, room=room.name,
             nonce_hex=found.ref.nonce_hex, regions=regions, exclude=lost, caller_identity=caller,
-            candidates=candidates)
+            candidates=candidates, eval_mode=found.eval_mode)
         result = "ok" if claimed is not None else "no_capacity"
         self.metrics.recoveries.labels(*labels, result).inc()
         log.info("session recovery", tenant=found.name.tenant, agent=agent.name, room=room.name, result=result,
-                 pod=claimed.worker.name if claimed else None)
+                 pod=claimed.worker.name if claimed else None, eval_mode=found.eval_mode)
         return claimed is not None
 
     def _agent_alive(self, participant: models.ParticipantInfo, tenant: str, lost: set[str]) -> bool:

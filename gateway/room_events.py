@@ -16,12 +16,12 @@ import json
 import structlog
 from livekit.protocol import models
 
-from voxfleet.gateway import room_names
+from voxfleet.api import room_names
 from voxfleet.gateway.agent_directory import AgentDirectory
 from voxfleet.gateway.allocation import Allocator
 from voxfleet.gateway.api_errors import ApiError
 from voxfleet.gateway.livekit_rooms import LiveKitRooms
-from voxfleet.gateway.recovery import ROOM_METADATA_SESSION, SessionRecovery
+from voxfleet.gateway.recovery import SessionRecovery
 from voxfleet.gateway.tenant_directory import TenantDirectory
 from voxfleet.gateway.worker_client import WorkerClient
 from voxfleet.gateway.worker_registry import WorkerRegistry
@@ -80,7 +80,7 @@ class RoomEvents:
                 await asyncio.sleep(1.0)
         metadata = _metadata(room.metadata)
         metadata.update({room_names.METADATA_TENANT: tenant.name, room_names.METADATA_AGENT: agent.name,
-                         ROOM_METADATA_SESSION: allocation.session_id})
+                         room_names.METADATA_SESSION: allocation.session_id})
         try:
             await self.rooms.set_room_metadata(region, room.name, json.dumps(metadata))
         except Exception as error:  # noqa: BLE001 - the worker still serves the call; only later lookups suffer

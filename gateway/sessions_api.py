@@ -19,7 +19,8 @@ from pydantic import Field, field_validator
 
 from voxfleet.api.model_base import DNS_LABEL, ApiModel
 from voxfleet.api.wire import MAX_METADATA_BYTES, SESSION_ID_PATTERN, EndReason, SessionPhase
-from voxfleet.gateway import room_names, session_ids
+from voxfleet.api import room_names
+from voxfleet.gateway import session_ids
 from voxfleet.gateway.agent_directory import AgentInfo
 from voxfleet.gateway.agent_writes import agent_path
 from voxfleet.gateway.agents_api import AgentName

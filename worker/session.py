@@ -20,6 +20,7 @@ import structlog
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.workers.runner import WorkerRunner
 
+from voxfleet.api import room_names
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.wire import DispatchRequest, EndReason, SessionState
 from voxfleet.api.worker_config import WorkerConfig
@@ -142,7 +143,9 @@ class Session:
 
         @transport.event_handler("on_participant_connected")
         async def on_participant(_transport, participant_id: str):
-            if self._caller is None and participant_id != self.request.agent_identity:
+            # Another agent (a lost worker's participant lingering in a recovered room) is never the caller.
+            if self._caller is None and participant_id != self.request.agent_identity \
+                    and not room_names.is_agent_identity(participant_id):
                 self._caller = participant_id
             if participant_id == self._caller and not self._greeted:
                 self._greeted = True

@@ -255,7 +255,7 @@ def _check_page_shows_room_transcripts(page, world: WorldInfo) -> None:
 async def _publish_transcripts(url: str, token: str) -> None:
     from livekit import rtc
 
-    from voxfleet.gateway.room_names import AGENT_IDENTITY_PREFIX
+    from voxfleet.api.room_names import AGENT_IDENTITY_PREFIX
 
     room = rtc.Room()
     await room.connect(url, token)

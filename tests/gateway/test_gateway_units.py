@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voxfleet.api.wire import SESSION_ID_PATTERN
-from voxfleet.gateway import api_keys, placement, room_names, session_ids
+from voxfleet.api import room_names
+from voxfleet.gateway import api_keys, placement, session_ids
 from voxfleet.gateway.agent_writes import merge_patch, writable_part
 from voxfleet.gateway.rate_limits import TenantRateLimiter
 from voxfleet.gateway.webhook_replays import ReplayGuard

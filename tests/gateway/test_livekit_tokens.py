@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from livekit import api
 
-from voxfleet.gateway.livekit_tokens import SESSION_ATTRIBUTE, LiveKitTokens
+from voxfleet.api.room_names import EVAL_ATTRIBUTE, SESSION_ATTRIBUTE
+from voxfleet.gateway.livekit_tokens import LiveKitTokens
 from voxfleet.gateway.settings import LiveKitRegion
 
 KEY, SECRET = "lk-key", "lk-secret-0123456789abcdef0123456789abcdef"
@@ -36,6 +37,14 @@ def test_agent_token_carries_kind_grant_and_session_attribute():
                  .with_attributes({SESSION_ATTRIBUTE: "s" * 20}).with_ttl(dt.timedelta(seconds=120)).to_jwt())
     assert _verified(minted.jwt) == _verified(reference)
     assert _verified(minted.jwt).kind == "agent"
+    assert EVAL_ATTRIBUTE not in _verified(minted.jwt).attributes
+
+
+def test_an_eval_sessions_agent_token_says_so():
+    """Recovery reads this attribute off the lost agent participant, so the new worker keeps the eval mode."""
+    minted = LiveKitTokens(REGIONS).agent("us-east", room="r3", identity="vf-agent.y.pod", session_id="e" * 20,
+                                          ttl_seconds=120, eval_mode=True)
+    assert _verified(minted.jwt).attributes == {SESSION_ATTRIBUTE: "e" * 20, EVAL_ATTRIBUTE: "true"}
 
 
 def test_a_token_signed_with_another_secret_does_not_verify():

@@ -188,9 +188,9 @@ async def _phase(http: httpx.AsyncClient, session_id: str, phase: str) -> bool:
     return (await http.get(f"/v1/sessions/{session_id}")).json().get("phase") == phase
 
 
-async def _call(gateway, tenant) -> tuple[dict, rtc.Room]:
+async def _call(gateway, tenant, body: dict | None = None) -> tuple[dict, rtc.Room]:
     async with httpx.AsyncClient(base_url=gateway.url, headers=tenant.headers(), timeout=15) as http:
-        response = await http.post(f"/v1/agents/{AGENT}/sessions", json={})
+        response = await http.post(f"/v1/agents/{AGENT}/sessions", json=body or {})
         assert response.status_code == 201, response.text
     created = response.json()
     room = rtc.Room()
@@ -212,11 +212,12 @@ async def test_the_caller_leaving_ends_the_session_at_its_worker(stack, tenant, 
         await _wait("the session to end after the caller left", lambda: _phase(http, created["sessionId"], "ended"))
 
 
-async def _recovery_case(stack, tenant, kube, pods, break_worker) -> float:
+async def _recovery_case(stack, tenant, kube, pods, break_worker, *, eval_mode: bool = False) -> float:
     """Start a call, break its worker with ``break_worker(pod name, ip, session id)``; the caller must see a
-    different agent join. Returns the gap from breaking to the new agent's arrival, as the caller sees it."""
+    different agent join, dispatched as the same session (room, eval mode). Returns the gap from breaking to the
+    new agent's arrival, as the caller sees it."""
     gateway, lk = stack
-    created, room = await _call(gateway, tenant)
+    created, room = await _call(gateway, tenant, {"evalMode": True} if eval_mode else {})
     try:
         first = await _wait("the first agent", lambda: _agent_identities(room))
         first_pod = next(iter(first)).split(".", 2)[2]
@@ -231,6 +232,7 @@ async def _recovery_case(stack, tenant, kube, pods, break_worker) -> float:
         dispatches = httpx.get(f"http://{new_ip}:8080/test/dispatches", headers=WORKER_HEADERS).json()
         mine = [d for d in dispatches if d["sessionId"] == created["sessionId"]]
         assert mine and mine[0]["recovery"] is True and mine[0]["room"] == created["room"]
+        assert mine[0]["evalMode"] is eval_mode, mine[0]
         async with httpx.AsyncClient(base_url=gateway.url, headers=tenant.headers()) as http:
             seen = (await http.get(f"/v1/sessions/{created['sessionId']}")).json()
         assert seen["phase"] == "active" and seen["recovered"] is True
@@ -262,3 +264,12 @@ async def test_an_agent_that_leaves_while_the_caller_stays_is_replaced(stack, te
 
     gap = await _recovery_case(stack, tenant, kube, pods, leave)
     print(f"agent left the room -> new agent in the room: {gap * 1000:.0f} ms")
+
+
+async def test_an_eval_session_stays_in_eval_mode_when_its_worker_dies(stack, tenant, workers, kube, pods):
+    """issue #10: the recovering worker must keep recording the eval run's transcript and tool calls."""
+    async def crash(_pod, ip, _sid):
+        httpx.post(f"http://{ip}:8080/test/crash", headers=WORKER_HEADERS)
+
+    gap = await _recovery_case(stack, tenant, kube, pods, crash, eval_mode=True)
+    print(f"eval session: process crashed -> new agent in the room: {gap * 1000:.0f} ms")

@@ -1,12 +1,17 @@
 """How rooms and participants are named, so a LiveKit event alone says which tenant, agent and session it is.
 
+The gateway names rooms and agent identities and reads them back from LiveKit events; the worker tells its caller
+from other agents by them; the dev tools and tests read them too: one contract, kept here.
+
 - Rooms: ``<tenant>.<agent>.<rest>``. Tenant and agent names are DNS labels (no dots), so the first two dots
   split them off unambiguously. For a session started through the API, ``<rest>`` is its signed session id;
   a room started any other way (a SIP dispatch rule with room prefix ``<tenant>.<agent>.``, or a client with
   room metadata naming the agent) has its own ``<rest>``, and the gateway mints a session for it.
 - Agent participants: ``vf-agent.<session nonce>.<pod name>``: unique per session and worker (LiveKit keeps a
   killed participant until its identity rejoins, so identities are never reused), and they say which worker
-  pod serves the room. Callers may not take identities with that prefix.
+  pod serves the room. Callers may not take identities with that prefix. The agent's token carries attributes
+  (the session id, whether it is an eval run), so any LiveKit event about that participant names its session.
+- Room metadata (JSON): the tenant and agent of a room named otherwise, and the session the gateway gave it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ CALLER_IDENTITY_PATTERN = r"^[A-Za-z0-9_:@+=-][A-Za-z0-9_.:@+=-]{0,127}$"
 # Room metadata that names the agent of a room started outside the API (e.g. by a client or a SIP trunk).
 METADATA_TENANT = labels.TENANT
 METADATA_AGENT = labels.AGENT
+METADATA_SESSION = f"{labels.PREFIX}/session"  # the session the gateway minted for such a room
+# Attributes of the agent participant (set in its token by the gateway).
+SESSION_ATTRIBUTE = f"{labels.PREFIX}/session"
+EVAL_ATTRIBUTE = f"{labels.PREFIX}/eval"  # "true" for an eval run's session: a recovered session stays one
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
