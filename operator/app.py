@@ -127,7 +127,8 @@ class OperatorApp:
                     await asyncio.sleep(1)
             tasks += [asyncio.create_task(self.queue.run(), name="reconcile queue"),
                       asyncio.create_task(self.scaler.run(), name="scaler"),
-                      asyncio.create_task(self._resync_forever(), name="resync")]
+                      asyncio.create_task(self._resync_forever(), name="resync"),
+                      asyncio.create_task(self._relist_forever(), name="relist")]
             self.started = True
             log.info("operator leading", tenants=len(self.rt.view.tenants), agents=len(self.rt.view.agents))
             kopf_task = asyncio.create_task(self._kopf(), name="kopf")
@@ -187,6 +188,50 @@ class OperatorApp:
             if not token:
                 return items
             query["continue"] = token
+
+    async def _relist_forever(self) -> None:
+        """kopf's watches begin with lists of their own, some time after our seed: an object deleted in between
+        never produces an event, and our copy would keep it (a Tenant forever counting a deleted agent). So the
+        copy is checked against fresh lists soon after leading (when kopf is surely watching), then with every
+        resync."""
+        for delay in (5.0, 15.0, 45.0):
+            await asyncio.sleep(delay)
+            await self._drop_vanished()
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            await self._drop_vanished()
+
+    async def _drop_vanished(self) -> None:
+        try:
+            params = {"labelSelector": self.settings.tenant_selector} if self.settings.tenant_selector else {}
+            listed_tenants = {t["metadata"]["name"] for t in await self._list_all("Tenant", params)}
+            listed_agents = {(a["metadata"]["namespace"], a["metadata"]["name"])
+                             for a in await self._list_all("VoiceAgent", {})}
+        except (KubeApiError, OSError, asyncio.TimeoutError) as error:
+            log.warning("cannot list Tenants and VoiceAgents to check the operator's copy", error=str(error)[:300])
+            return
+        view = self.rt.view
+        for name in [n for n in view.tenants if n not in listed_tenants]:
+            if await self._vanished(view.tenants, name, "Tenant", name, None):
+                self.queue.add((TENANT, name), full=True)
+        for key in [k for k in view.agents if k not in listed_agents]:
+            if await self._vanished(view.agents, key, "VoiceAgent", key[1], key[0]):
+                self.queue.add((AGENT, *key), full=True)
+                tenant = view.tenant_for_namespace(key[0])
+                if tenant is not None:  # its agent count changed
+                    self.queue.add((TENANT, tenant["metadata"]["name"]), full=False)
+
+    async def _vanished(self, copies: dict, key: Hashable, kind: str, name: str, namespace: str | None) -> bool:
+        """Drop our copy of an object the apiserver no longer has (asked directly: the list may predate a
+        creation kopf has delivered since). True when dropped."""
+        uid = (copies.get(key) or {}).get("metadata", {}).get("uid")
+        if await self.client.get_or_none(kind, name, namespace) is not None:
+            return False
+        if (copies.get(key) or {}).get("metadata", {}).get("uid") != uid:
+            return False  # re-created (and delivered by kopf) while we asked
+        copies.pop(key, None)
+        log.info("dropped an object deleted while no watch saw it", kind=kind, name=name, namespace=namespace)
+        return True
 
     async def _resync_forever(self) -> None:
         while True:

@@ -141,17 +141,17 @@ class Fleet:
             namespace = (tenant.get("status") or {}).get("namespace") or f"tenant-{name}"
             try:
                 self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "voiceagents")
-            except ApiException:
-                pass
+            except ApiException as error:
+                print(f"deleting the agents of {name} in {namespace}: {error.status} {error.body!r}"[:500])
         for name in self.tenants:
             try:  # the operator counts the agents down first; the deletion policy refuses before that
                 wait_for(f"Tenant {name} without agents", lambda: not ((self.tenant(name) or {}).get(
                     "status") or {}).get("agents"), timeout=20)
                 self.custom.delete_cluster_custom_object(GROUP, VERSION, "tenants", name)
-            except (ApiException, AssertionError):
-                pass
+            except (ApiException, AssertionError) as error:
+                print(f"deleting Tenant {name}: {error}"[:500])
         for name in self.tenants:  # the operator releases its finalizer once the namespace is empty
             try:
                 wait_for(f"Tenant {name} gone", lambda: self.tenant(name) is None, timeout=30)
-            except AssertionError:
-                pass
+            except AssertionError as error:
+                print(error)

@@ -53,12 +53,17 @@ class OperatorProcess:
                      "--tenant-selector", f"{SHARD_LABEL}={shard}"]
         self.popen: subprocess.Popen | None = None
 
-    def start(self, *, wait_leader: bool = True, timeout: float = 60.0) -> "OperatorProcess":
-        """Start and wait until it serves /healthz (and, by default, leads)."""
+    def launch(self) -> "OperatorProcess":
+        """Start, without waiting for anything (a crash test's process may be gone before it serves)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True)
+        return self
+
+    def start(self, *, wait_leader: bool = True, timeout: float = 60.0) -> "OperatorProcess":
+        """Start and wait until it serves /healthz (and, by default, leads)."""
+        self.launch()
         deadline = time.monotonic() + timeout
         while True:
             if self.popen.poll() is not None:

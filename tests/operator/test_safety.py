@@ -128,7 +128,7 @@ KILL_POINTS = [
 def test_sigkill_at_each_point_of_a_reconcile_then_restart_converges(scenario: Scenario):
     for pattern, (kind, name) in KILL_POINTS:
         crashing = scenario.operator(VOXFLEET_OPERATOR_CRASH_AFTER_WRITES="1",
-                                     VOXFLEET_OPERATOR_CRASH_WRITE_PATTERN=pattern).start(wait_leader=False)
+                                     VOXFLEET_OPERATOR_CRASH_WRITE_PATTERN=pattern).launch()
         assert crashing.wait_exit(timeout=60) == -9, crashing.log()[-2000:]  # SIGKILLed right after that write
         if kind == "Namespace":
             assert scenario.fleet.core.read_namespace(scenario.namespace).metadata.owner_references is None
