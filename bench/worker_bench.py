@@ -2,13 +2,15 @@
 
 Everything is measured as a caller hears it, through a real livekit-server on loopback, in one run:
 
-1. transport: the round trip caller -> livekit-server -> echo participant -> livekit-server -> caller.
+1. transport: two one-way legs through livekit-server (a tone from one participant to another, timed on the
+   machine's one monotonic clock); beside it the round trip through an echo participant (which also holds the
+   echo's own buffering, so the overhead below subtracts the two legs, the stricter figure).
 2. floor: a bare Pipecat pipeline (LiveKit input -> Silero VAD, stop 0.2 s -> fixed audio reply -> output),
    TTFA p50/p95 over the turns.
 3. voxfleet with zero-delay providers (Deepgram, OpenAI-compatible and Cartesia fakes, speech-timeout 0 s):
    TTFA p50/p95, and what it adds to the floor (goal: <= 10 ms p50).
 4. voxfleet with providers at fixed latencies: platform overhead = TTFA - STT final delay - LLM TTFT - TTS TTFB
-   - VAD stop - speech timeout - transport round trip (goal p95 <= 50 ms); the same with smart-turn, whose
+   - VAD stop - speech timeout - the two transport legs (goal p95 <= 50 ms); the same with smart-turn, whose
    added time is reported on its own.
 5. dispatch -> greeting audio heard: a warm worker (goal p95 <= 300 ms) next to a cold process started now.
 6. density (offline pipeline): worker CPU seconds per session-second, peak RSS per session, and the highest
@@ -39,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from tests.callers.caller_bot import (  # noqa: E402
     CallerBot,
     EchoBot,
+    measure_one_way,
     measure_round_trip,
     mint_token,
     synthesize,
@@ -172,6 +175,18 @@ def summary(name: str, values: list[float]) -> dict:
 
 
 async def measure_transport(region) -> list[float]:
+    """The transport's share of a caller's TTFA: two one-way legs (caller -> worker, worker -> caller) through
+    livekit-server, each timed from a tone sent by one participant to its first frame heard by another."""
+    room = f"legs-{uuid.uuid4().hex[:8]}"
+    async with CallerBot(region.url, mint_token(region, room=room, identity="speaker")) as speaker, \
+            CallerBot(region.url, mint_token(region, room=room, identity="listener")) as listener:
+        legs = await measure_one_way(speaker, listener, count=10, gap_s=0.3)
+    return [2 * leg for leg in legs]
+
+
+async def measure_echo_round_trip(region) -> list[float]:
+    """The round trip through an echo participant, reported beside the two legs: it also holds the echo's own
+    buffering, so subtracting it would understate the platform's overhead; the overhead uses the two legs."""
     room = f"echo-{uuid.uuid4().hex[:8]}"
     async with EchoBot(region.url, mint_token(region, room=room, identity="echo")):
         async with CallerBot(region.url, mint_token(region, room=room, identity="prober")) as prober:
@@ -328,10 +343,12 @@ async def main(args) -> dict:
     state = Path(tempfile.mkdtemp(prefix="voxfleet-bench-"))
     region, servers = start_livekit(state)
     try:
-        print("transport round trip (echo participant)...", flush=True)
+        print("transport (two one-way legs through livekit-server)...", flush=True)
         transport = await measure_transport(region)
         rtt = statistics.median(transport)
-        print(f"  {summary('round trip', transport)}")
+        print(f"  {summary('two legs', transport)}")
+        echo = await measure_echo_round_trip(region)
+        print(f"  {summary('echo round trip', echo)}")
         print("bare Pipecat floor...", flush=True)
         floor = await measure_floor(region, args.turns)
         print(f"  {summary('floor ttfa', floor['ttfa'])} underruns={floor['underruns']}")
@@ -366,7 +383,8 @@ async def main(args) -> dict:
     floor_p50 = pct(floor["ttfa"], 50)
     result = {
         "bench": "worker",
-        "round_trip_ms": summary("round trip", transport),
+        "transport_two_legs_ms": summary("two legs", transport),
+        "echo_round_trip_ms": summary("echo round trip", echo),
         "floor_ttfa": summary("floor", floor["ttfa"]),
         "voxfleet_zero_delay_ttfa": summary("zero", zero["ttfa"]),
         "voxfleet_adds_to_floor_p50_ms": ms(pct(zero["ttfa"], 50) - floor_p50),

@@ -2,7 +2,7 @@
 
 It judges an agent the way a person on the line would: by the audio in the room, never by the agent's logs.
 
-    from tests.callers.caller_bot import CallerBot, EchoBot, Recogniser, mint_token
+    from tests.callers.caller_bot import CallerBot, Recogniser, measure_one_way, mint_token
 
     token = mint_token(region, room="r1", identity="caller-1")          # region: world LiveKitRegion (or url/key/secret)
     async with CallerBot(region.url, token) as caller:
@@ -32,8 +32,10 @@ API (all times are time.monotonic() seconds in this process):
   gap of `silence_s` (when the agent's audio stopped, as heard).
 - `Recogniser(phrases).recognise(pcm16k)` -> text: PocketSphinx constrained to the phrases you expect (any
   sequence of them), so eSpeak's voice is recognised exactly; `contains(pcm, phrase)` for asserts.
+- `await measure_one_way(speaker, listener, n)`: one leg speaker -> server -> listener, timed on the machine's
+  one monotonic clock; a caller's TTFA holds two such legs on top of the agent's own time.
 - `EchoBot(url, token)`: republishes what it hears at once; `await measure_round_trip(caller, n)` times
-  caller -> server -> echo -> server -> caller, the transport's share of a TTFA.
+  caller -> server -> echo -> server -> caller (two legs plus the echo's own buffering, ~65 ms here).
 - `mint_token(region, room, identity)`: a LiveKit access token (tests hold the dev API secret).
 """
 
@@ -385,6 +387,5 @@ def median(values: list[float]) -> float:
 
 from tests.callers.recogniser import Recogniser  # noqa: E402  (re-exported: one import for test authors)
 
-__all__ = ["CallerBot", "EchoBot", "Recogniser", "SpokenTiming", "Utterance", "measure_one_way", "measure_round_trip",
-           "mint_token",
+__all__ = ["CallerBot", "Recogniser", "SpokenTiming", "Utterance", "EchoBot", "measure_one_way", "measure_round_trip", "mint_token",
            "synthesize"]
