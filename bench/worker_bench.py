@@ -207,6 +207,23 @@ async def measure_floor(region, turns: int) -> dict:
         child.wait(10)
 
 
+STAGES = {"turn_detection": "voxfleet_worker_turn_detection_seconds", "stt_final": "voxfleet_worker_stt_final_latency_seconds",
+          "llm_ttft": "voxfleet_worker_llm_ttft_seconds", "tts_ttfb": "voxfleet_worker_tts_ttfb_seconds",
+          "worker_ttfa": "voxfleet_worker_ttfa_seconds"}
+
+
+def stage_means(exposition: str) -> dict:
+    """Where a turn's time goes, as the worker itself measured it: the mean of each stage histogram."""
+    sums: dict[str, float] = {}
+    for line in exposition.splitlines():
+        for stage, name in STAGES.items():
+            for suffix in ("_sum", "_count"):
+                if line.startswith(name + suffix):
+                    sums[stage + suffix] = sums.get(stage + suffix, 0.0) + float(line.rsplit(" ", 1)[1])
+    return {stage: ms(sums[stage + "_sum"] / sums[stage + "_count"]) for stage in STAGES
+            if sums.get(stage + "_count")}
+
+
 def provider_spec(fakes, *, detector: str, speech_timeout: float, greeting: str = "") -> dict:
     spec = offline_spec(greeting=greeting, intents=[], scaling={"sessionsPerWorker": 4},
                         limits={"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600})
@@ -229,6 +246,7 @@ async def measure_voxfleet(region, state: Path, turns: int, *, stt_ms: float, tt
         room = f"vox-{uuid.uuid4().hex[:8]}"
         assert worker.dispatch(room=room).status_code == 201
         result = await ask_turns(region, room, turns, greeting=False)
+        result["stages_ms"] = stage_means(worker.metrics())
         return result
     finally:
         worker.stop()
@@ -354,13 +372,14 @@ async def main(args) -> dict:
         print(f"  {summary('floor ttfa', floor['ttfa'])} underruns={floor['underruns']}")
         print("voxfleet, zero-delay providers...", flush=True)
         zero = await measure_voxfleet(region, state, args.turns, stt_ms=0, ttft_ms=0, ttfb_ms=0)
-        print(f"  {summary('voxfleet zero-delay ttfa', zero['ttfa'])} underruns={zero['underruns']}")
+        print(f"  {summary('voxfleet zero-delay ttfa', zero['ttfa'])} underruns={zero['underruns']}; "
+              f"worker stage means {zero['stages_ms']}")
         delays = {"stt_ms": 150.0, "ttft_ms": 200.0, "ttfb_ms": 120.0}
         fixed_s = sum(delays.values()) / 1000
         print(f"voxfleet, providers at {delays}...", flush=True)
         timed = await measure_voxfleet(region, state, args.turns, **delays)
         overhead = [t - fixed_s - VAD_STOP_S - rtt for t in timed["ttfa"]]
-        print(f"  {summary('overhead (speech-timeout)', overhead)}")
+        print(f"  {summary('overhead (speech-timeout)', overhead)}; worker stage means {timed['stages_ms']}")
         smart = None
         if not args.quick:
             print("voxfleet, same providers, smart-turn...", flush=True)
@@ -390,6 +409,8 @@ async def main(args) -> dict:
         "voxfleet_adds_to_floor_p50_ms": ms(pct(zero["ttfa"], 50) - floor_p50),
         "provider_delays_ms": delays,
         "overhead_speech_timeout": summary("overhead", overhead),
+        "worker_stage_means_ms": {"zero": zero["stages_ms"], "timed": timed["stages_ms"],
+                                  "smart_turn": smart["stages_ms"] if smart else None},
         "smart_turn_added_p50_ms": (ms(pct(smart["ttfa"], 50) - pct(timed["ttfa"], 50)) if smart else None),
         "warm_dispatch_to_greeting": summary("warm", dispatch["warm"]),
         "cold_process_to_greeting_ms": ms(dispatch["cold"]),
