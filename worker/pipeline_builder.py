@@ -37,6 +37,7 @@ from voxfleet.worker.eval_record import recorder_for
 from voxfleet.worker.input_audio_stop import InputAudioStop
 from voxfleet.worker.livekit_input import INPUT_SAMPLE_RATE, FramedLiveKitTransport
 from voxfleet.worker.providers.registry import ProviderContext, build_llm, build_stt, build_tts
+from voxfleet.worker.room_transcripts import RoomTranscriptPublisher
 from voxfleet.worker.shared_models import SharedModels, SharedSileroVAD
 from voxfleet.worker.telemetry.conversation_observer import ConversationObserver
 from voxfleet.worker.tool_calls import ToolRunnerLike, register_tools, tools_schema
@@ -116,5 +117,8 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         cancel_runner_on_idle_timeout=False,
         setup_timeout_secs=settings.room_join_timeout_seconds,
         check_dangling_tasks=False)
+    services = {"stt": stt, "llm": llm, "tts": tts, "aggregators": aggregators}
+    if spec.observability.record_transcripts:  # off: no text of the call leaves the pipeline
+        services["transcripts"] = RoomTranscriptPublisher(transport, aggregators)
     return SessionPipeline(worker=worker, transport=transport, vad=vad, observer=observer, context=context,
-                           services={"stt": stt, "llm": llm, "tts": tts, "aggregators": aggregators})
+                           services=services)
