@@ -9,10 +9,15 @@ judge an agent the way a person on the line would: by the audio in the room, nev
         ttfa = answer.start - spoken.voice_ended                         # TTFA as the caller hears it
         caller.transcripts.text("agent", since=spoken.voice_ended)       # what the agent said (if published)
 
-Times are ``time.monotonic()`` seconds of this process. The microphone publishes frames continuously through an
-AudioSource with a 20 ms queue, so a frame leaves within ~20 ms of when we say it does (LiveKit's default 1 s
-queue would let the timestamps run a second ahead of the audio), and silence goes out between utterances as
-from a real microphone (an agent's VAD needs that silence to hear a turn end).
+Times are ``time.monotonic()`` seconds of this process, on play-out clocks both ways. Sending: the microphone
+publishes frames continuously through an AudioSource with a 20 ms queue (LiveKit's default 1 s queue would let
+``capture_frame`` return a second before the audio leaves), and a sample's time is when it leaves that queue
+(the return of ``capture_frame`` plus what is still queued ahead of it), so ``voice_ended`` is the end of the
+caller's last voiced audio as sent to the room. Hearing: each received frame is timed by its count since the
+stream began (heard_audio.PlayoutClock), not by when a busy event loop got to it. Silence goes out between
+utterances as from a real microphone (an agent's VAD needs that silence to hear a turn end).
+
+Tests and benchmarks use this same Caller (tests.callers.caller_bot re-exports it as CallerBot).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ import numpy as np
 from livekit import rtc
 
 from voxfleet.devplatform import speech
-from voxfleet.devplatform.heard_audio import FRAME_MS, SAMPLE_RATE, VOICED_RMS, HeardAudio, Utterance, rms
+from voxfleet.devplatform.heard_audio import (
+    FRAME_MS,
+    SAMPLE_RATE,
+    VOICED_RMS,
+    HeardAudio,
+    PlayoutClock,
+    Utterance,
+    rms,
+)
 from voxfleet.devplatform.room_transcripts import RoomTranscripts, TranscriptLine
 
 MIC_QUEUE_MS = 20
@@ -35,11 +48,12 @@ MIC_QUEUE_MS = 20
 
 @dataclass
 class SpokenTiming:
-    """When an utterance went out: ``voice_ended`` (the frame with its last voiced sample) starts TTFA."""
+    """When an utterance left for the room (play-out times): ``voice_ended``, its last voiced sample, starts TTFA."""
     text: str
-    started: float = 0.0
-    voice_ended: float = 0.0
-    ended: float = 0.0  # the utterance's last frame, trailing silence included
+    started: float = 0.0  # its first sample
+    voice_started: float = 0.0  # its first voiced sample (a barge-in starts here)
+    voice_ended: float = 0.0  # its last voiced sample
+    ended: float = 0.0  # its last sample, trailing silence included
     done: asyncio.Future = field(default=None, repr=False)  # type: ignore[assignment]
 
 
@@ -149,7 +163,8 @@ class Caller:
                 await self._send(silence)
                 continue
             samples, timing = self._queue.popleft()
-            voiced_until = last_voiced_sample(samples)
+            voiced_from, voiced_until = first_voiced_sample(samples), last_voiced_sample(samples)
+            sent_until = 0.0
             for offset in range(0, len(samples), self.frame_samples):
                 if self._closing:
                     break
@@ -157,12 +172,16 @@ class Caller:
                 if len(chunk) < self.frame_samples:
                     chunk = np.concatenate([chunk, silence[:self.frame_samples - len(chunk)]])
                 await self._send(chunk)
-                now = time.monotonic()
+                # This frame ends leaving once the source's queue ahead of it (and it) has played out.
+                sent_until = time.monotonic() + self._source.queued_duration
+                frame_start = sent_until - self.frame_samples / SAMPLE_RATE
                 if offset == 0:
-                    timing.started = now
+                    timing.started = frame_start
+                if offset <= voiced_from < offset + self.frame_samples:
+                    timing.voice_started = frame_start + (voiced_from - offset) / SAMPLE_RATE
                 if offset <= voiced_until < offset + self.frame_samples:
-                    timing.voice_ended = now
-            timing.ended = time.monotonic()
+                    timing.voice_ended = frame_start + (voiced_until + 1 - offset) / SAMPLE_RATE
+            timing.ended = sent_until or time.monotonic()
             if not timing.voice_ended:
                 timing.voice_ended = timing.ended  # nothing voiced in it: its end is the best we can say
             if not timing.done.done():
@@ -173,8 +192,9 @@ class Caller:
         await self._source.capture_frame(rtc.AudioFrame(samples.tobytes(), SAMPLE_RATE, 1, len(samples)))
 
     async def _listen(self, stream: rtc.AudioStream) -> None:
+        clock = PlayoutClock(FRAME_MS / 1000)
         async for event in stream:
-            self.heard.add(time.monotonic(), bytes(event.frame.data))
+            self.heard.add(clock.tick(), bytes(event.frame.data))
 
     # --- listening -------------------------------------------------------------------------------------------
 
@@ -198,6 +218,14 @@ class Caller:
 
     def transcript_lines(self) -> list[TranscriptLine]:
         return list(self.transcripts.lines)
+
+
+def first_voiced_sample(samples: np.ndarray, block: int = SAMPLE_RATE * FRAME_MS // 1000) -> int:
+    """Index of the first sample of the first voiced 10 ms block (-1 when nothing is voiced)."""
+    for start in range(0, len(samples), block):
+        if rms(samples[start:start + block]) >= VOICED_RMS:
+            return start
+    return -1
 
 
 def last_voiced_sample(samples: np.ndarray, block: int = SAMPLE_RATE * FRAME_MS // 1000) -> int:

@@ -1,8 +1,10 @@
-"""The agent's audio as a caller hears it: 10 ms frames with their arrival times, each marked voiced or not.
+"""The agent's audio as a caller hears it: 10 ms frames with their play-out times, each marked voiced or not.
 
-Everything a caller measures comes from here: when the agent started and stopped speaking (TTFA is the time
-from the end of the caller's speech to the first voiced frame heard after it), what it said (the PCM of an
-utterance, for a recogniser or a WAV file). Times are ``time.monotonic()`` seconds of the listening process.
+Frames are timed by a play-out clock (their count since the stream began, anchored on the least-delayed
+arrival), so a busy caller process does not make the agent look slow. Everything a caller measures comes from
+here: when the agent started and stopped speaking (TTFA is the time from the end of the caller's speech to the
+first voiced frame heard after it), what it said (the PCM of an utterance, for a recogniser or a WAV file).
+Times are ``time.monotonic()`` seconds of the listening process.
 """
 
 from __future__ import annotations
@@ -31,6 +33,29 @@ def rms(pcm: bytes | np.ndarray) -> float:
     if samples.size == 0:
         return 0.0
     return float(np.sqrt(np.mean(samples.astype(np.float32) ** 2)))
+
+
+class PlayoutClock:
+    """When each received frame was played out, from the frame count rather than from when Python got to it.
+
+    The native side plays a subscribed track out continuously, one frame every 10 ms (silence included); a busy
+    event loop only delays delivery. So a frame's time is the earliest ``arrival - index x frame`` seen over the
+    last second, plus its own index: frames delivered late in a burst keep the time they were heard.
+    """
+
+    def __init__(self, frame_s: float = FRAME_MS / 1000, window: int = 100):
+        self.frame_s = frame_s
+        self.count = 0
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def tick(self, now: float | None = None) -> float:
+        base = _now(now) - self.count * self.frame_s
+        if self.recent and base - min(self.recent) > 1.0:
+            self.recent.clear()  # a second later than expected: the stream paused, start a new anchor
+        self.recent.append(base)
+        at = min(self.recent) + self.count * self.frame_s
+        self.count += 1
+        return at
 
 
 @dataclass(frozen=True)

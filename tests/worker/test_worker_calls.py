@@ -203,8 +203,8 @@ async def test_barge_in_stops_the_agent_within_300_ms_as_heard(idle_worker, regi
         await caller.wait_for_agent_speech(timeout=20)
         for _ in range(3):  # three barge-ins: the median is the figure, so one scheduling hiccup is not the verdict
             asked = await caller.say("story")
-            story_started = await caller._wait_until(
-                lambda: (caller.voiced_frames(asked.voice_ended) or [None])[0], timeout=10)
+            story_started = await caller.heard.wait_for(
+                lambda: (caller.voiced_frames(asked.voice_ended) or [None])[0], timeout=10, what="the answer")
             await asyncio.sleep(max(0.0, story_started + 1.2 - time.monotonic()))
             interruption = await caller.say("no stop")
             # From the caller's first voiced audio to the agent's last audio heard.

@@ -54,8 +54,8 @@ async def test_slow_non_interruptible_tool_gets_a_filler_blocks_barge_in_and_run
             async with CallerBot(region.url, token) as caller:
                 await caller.wait_for_agent_speech(timeout=20)
                 asked = await caller.say("order status")
-                filler = await caller._wait_until(
-                    lambda: (caller.voiced_frames(asked.voice_ended) or [None])[0], timeout=10)
+                filler = await caller.heard.wait_for(
+                    lambda: (caller.voiced_frames(asked.voice_ended) or [None])[0], timeout=10, what="the answer")
                 # Talk over the filler: with a non-interruptible tool running, the agent must not stop.
                 await asyncio.sleep(max(0.0, filler + 0.3 - time.monotonic()))
                 barge = await caller.say("no stop")
