@@ -128,7 +128,7 @@ async def _call(args, gateway: str, key: str, lines) -> int:
     def on_turn(turn) -> None:
         if quiet:
             return
-        _say(f"you:   {turn.said}")
+        _say(f"you:   {turn.said}" + (f"    [the agent heard: {turn.caller_text}]" if turn.caller_text else ""))
         if turn.ttfa_s is None:
             _say(f"agent: (no answer within {args.answer_timeout:.0f} s)")
         else:
