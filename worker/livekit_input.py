@@ -4,13 +4,15 @@ Pipecat's LiveKit input always reads 48 kHz 10 ms frames and resamples each one 
 not the models, is what a voice worker spends its CPU on (ARCHITECTURE.md: 10 such pipelines fell behind on
 this machine). livekit's native AudioStream resamples in Rust and hands us a third as many frames, each exactly
 what the VAD consumes, and Pipecat's input resampler then has nothing to do (16 kHz in, 16 kHz out).
-Everything else is Pipecat's LiveKitTransport unchanged.
+Everything else is Pipecat's LiveKitTransport unchanged, except its output (livekit_output.py).
 """
 
 from __future__ import annotations
 
 from livekit import rtc
 from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport, LiveKitTransportClient
+
+from voxfleet.worker.livekit_output import PromptStopLiveKitOutput
 
 INPUT_SAMPLE_RATE = 16000
 
@@ -40,3 +42,8 @@ class FramedLiveKitTransport(LiveKitTransport):
         client = FramedLiveKitClient(url, token, room_name, self._params, self._client._callbacks, self.name)
         client.frame_size_ms = frame_size_ms
         self._client = client
+
+    def output(self) -> PromptStopLiveKitOutput:
+        if not self._output:  # ours, so a barge-in stops the agent's audio at once (livekit_output.py)
+            self._output = PromptStopLiveKitOutput(self, self._client, self._params, name=self._output_name)
+        return self._output
