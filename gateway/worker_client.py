@@ -18,6 +18,7 @@ from voxfleet.api.wire import DispatchRequest, DispatchResponse, ErrorBody, Load
 
 DispatchAnswer = Literal["accepted", "full", "draining", "not_ready", "error"]
 _ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+WORKER_KEEPALIVE_SECONDS = 4.0  # below uvicorn's default timeout_keep_alive (5 s) on the worker
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,12 @@ class WorkerClient:
     def http(self) -> aiohttp.ClientSession:
         """Created on first use, inside the running event loop (aiohttp requires it)."""
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=64, keepalive_timeout=30,
-                                             ttl_dns_cache=None, use_dns_cache=False)
+            # Idle connections are dropped before the worker's server drops them (uvicorn's keep-alive is 5 s):
+            # otherwise a request sent as the server closes the connection fails, and a dispatch then counts as
+            # an error and costs a second candidate (the load poll, every 5 s, hit that edge exactly).
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=64,
+                                             keepalive_timeout=WORKER_KEEPALIVE_SECONDS, ttl_dns_cache=None,
+                                             use_dns_cache=False)
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, skip_auto_headers=("User-Agent",),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, connect=min(self.timeout, 1.0)))

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxfleet.api.wire import SESSION_ID_PATTERN
 from voxfleet.api import room_names
+from voxfleet.api.wire import SESSION_ID_PATTERN
 from voxfleet.gateway import api_keys, placement, session_ids
 from voxfleet.gateway.agent_writes import merge_patch, writable_part
 from voxfleet.gateway.rate_limits import TenantRateLimiter
