@@ -89,16 +89,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def gateway_histogram(gateway: GatewayProcess, agent: str) -> tuple[float, float]:
+def gateway_histogram(gateway: GatewayProcess, metric: str, *label_pairs: str) -> tuple[float, float]:
+    """(sum, count) of one of the gateway's histograms, over the series that carry all the given labels."""
     total = count = 0.0
     for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
-        if line.startswith("voxfleet_gateway_allocation_seconds_") and f'agent="{agent}"' in line \
-                and 'result="ok"' in line:
-            if line.startswith("voxfleet_gateway_allocation_seconds_sum"):
+        if line.startswith(f"{metric}_") and all(pair in line for pair in label_pairs):
+            if line.startswith(f"{metric}_sum"):
                 total += float(line.rsplit(" ", 1)[1])
-            elif line.startswith("voxfleet_gateway_allocation_seconds_count"):
+            elif line.startswith(f"{metric}_count"):
                 count += float(line.rsplit(" ", 1)[1])
     return total, count
+
+
+def allocation_split(gateway: GatewayProcess, agent: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The allocation histogram of an agent and the accepted-dispatch histogram: the gateway's own time is the
+    first's mean minus the second's (the worker's answer, network included)."""
+    return (gateway_histogram(gateway, "voxfleet_gateway_allocation_seconds", f'agent="{agent}"', 'result="ok"'),
+            gateway_histogram(gateway, "voxfleet_gateway_dispatch_seconds", 'answer="accepted"'))
+
+
+def mean_between(before: tuple[float, float], after: tuple[float, float]) -> float:
+    return (after[0] - before[0]) / max(1.0, after[1] - before[1])
 
 
 class Bench:
@@ -221,8 +232,10 @@ async def direct_latency(bench: Bench, agent: str, count: int, dead_url: str) ->
     return latencies
 
 
-async def gateway_latency(bench: Bench, gateway: GatewayProcess, agent: str, count: int) -> tuple[list[float], float]:
-    before = gateway_histogram(gateway, agent)
+async def gateway_latency(bench: Bench, gateway: GatewayProcess, agent: str, count: int
+                          ) -> tuple[list[float], float, float]:
+    """Client-side latencies, and the mean allocation and mean accepted dispatch inside the gateway."""
+    before = allocation_split(gateway, agent)
     latencies = []
     async with Http(bench.tenant.headers()) as http:
         for _ in range(count):
@@ -232,9 +245,8 @@ async def gateway_latency(bench: Bench, gateway: GatewayProcess, agent: str, cou
             assert status == 201, answer
             session_id = answer["sessionId"]
             await release(http, worker_ip(session_id, bench.tenant.name), session_id)
-    after = gateway_histogram(gateway, agent)
-    inside = (after[0] - before[0]) / max(1.0, after[1] - before[1])
-    return latencies, inside
+    after = allocation_split(gateway, agent)
+    return latencies, mean_between(before[0], after[0]), mean_between(before[1], after[1])
 
 
 # --- 2. sustained rate -------------------------------------------------------------------------------------------
@@ -347,18 +359,19 @@ def main(argv: list[str]) -> int:
         for agent in (REAL, STANDIN):
             kind = "real" if agent == REAL else "standin"
             direct = asyncio.run(direct_latency(bench, agent, n, dead_url))
-            via, inside = asyncio.run(gateway_latency(bench, allocating, agent, n))
+            via, inside, dispatch = asyncio.run(gateway_latency(bench, allocating, agent, n))
             results[f"latency_{kind}"] = {
                 "direct_dispatch_p50_ms": ms(statistics.median(direct)),
                 "direct_dispatch_p99_ms": ms(percentile(direct, 99)),
                 "gateway_p50_ms": ms(statistics.median(via)), "gateway_p99_ms": ms(percentile(via, 99)),
-                "gateway_inside_mean_ms": ms(inside), "samples": n}
+                "gateway_inside_mean_ms": ms(inside), "gateway_dispatch_mean_ms": ms(dispatch),
+                "gateway_own_mean_ms": ms(inside - dispatch), "samples": n}
             results[f"sustained_{kind}"] = asyncio.run(sustained(bench, allocating, agent, args.seconds,
                                                                  args.concurrency))
             print(f"[bench] {kind} workers done", file=sys.stderr, flush=True)
 
         bench.set_quota(SLOTS * args.workers - 1)  # potential capacity above the quota: claim-then-count runs
-        counted, counted_inside = asyncio.run(gateway_latency(bench, allocating, STANDIN, n // 2))
+        counted, counted_inside, _ = asyncio.run(gateway_latency(bench, allocating, STANDIN, n // 2))
         results["latency_with_quota_count"] = {"gateway_p50_ms": ms(statistics.median(counted)),
                                                "gateway_p99_ms": ms(percentile(counted, 99)),
                                                "gateway_inside_mean_ms": ms(counted_inside),
@@ -393,7 +406,8 @@ def report(results: dict) -> None:
         print(f"  {kind + ' workers: direct dispatch (baseline)':<42} {r['direct_dispatch_p50_ms']:>8} "
               f"{r['direct_dispatch_p99_ms']:>8}")
         print(f"  {kind + ' workers: through the gateway':<42} {r['gateway_p50_ms']:>8} {r['gateway_p99_ms']:>8}"
-              f"   (inside the gateway: mean {r['gateway_inside_mean_ms']} ms)")
+              f"   (inside the gateway: mean {r['gateway_inside_mean_ms']} ms, of which the worker's dispatch"
+              f" answer {r['gateway_dispatch_mean_ms']} ms)")
     q = results["latency_with_quota_count"]
     print(f"  {'with claim-then-count quota check':<42} {q['gateway_p50_ms']:>8} {q['gateway_p99_ms']:>8}"
           f"   ({q['workers_counted']} workers counted)")
