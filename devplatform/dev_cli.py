@@ -122,7 +122,7 @@ def _print_ready(platform, state: DevState) -> None:
     lines = [f"{READY_BANNER} (Ctrl-C stops everything):"]
     lines += [f"  {name:<{width}}  {value}" for name, value in platform.summary.items()]
     lines += ["", f"  export KUBECONFIG={state.kubeconfig}",
-              "  kubectl get voiceagents -A"]
+              f"  {_kubectl()} get voiceagents -A"]
     if "playground" in platform.summary:
         lines.append("  open the playground URL above in a browser, pick an agent and press Call")
     if state.gateway_url:
@@ -189,5 +189,17 @@ def _down(dev_dir: Path) -> int:
     return 0
 
 
+def _kubectl() -> str:
+    """The kubectl that talks to this cluster: on a fresh machine only the one built into the cache exists."""
+    from voxfleet.world import binaries
+
+    try:
+        path = binaries.find("kubectl", build=False).path
+    except Exception:  # noqa: BLE001 - a hint line, not worth failing the platform over
+        return "kubectl"
+    return str(path)
+
+
 if __name__ == "__main__":
     sys.exit(main())
+
