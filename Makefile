@@ -60,6 +60,7 @@ test-fast: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/voxfleet crds
+	$(BIN)/python -m tests.chart.chart_generated_files  # the chart's copies
 
 bench: setup
 	@for b in bench/*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
