@@ -37,7 +37,7 @@ from tests.crds import install_crds  # noqa: E402
 from tests.eval.eval_platform import REGION, EvalPlatform, offline_demo_spec, read_report, write_suite  # noqa: E402
 from voxfleet.evaluation.report_models import percentile  # noqa: E402
 from voxfleet.world.access import Cluster, RunnerPool  # noqa: E402
-from voxfleet.world.world import World, WorldInfo  # noqa: E402
+from voxfleet.world.world import attach_or_start  # noqa: E402
 
 AGENT = "bench"
 HISTOGRAM = "voxfleet_worker_ttfa_seconds"
@@ -100,13 +100,7 @@ def main(argv: list[str]) -> int:
     levels = [int(x) for x in args.levels.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="voxfleet-eval-bench-"))
-    configured = os.environ.get("VOXFLEET_WORLD_DIR")
-    world = None
-    if configured and World(Path(configured)).running():
-        info = WorldInfo.load(Path(configured))
-    else:
-        world = World(work / "world")
-        info = world.start(progress=lambda m: print(f"[world] {m}", file=sys.stderr, flush=True))
+    info, world = attach_or_start(work, progress=lambda m: print(f"[world] {m}", file=sys.stderr, flush=True))
     platform = None
     try:
         kube = Cluster.of(info)

@@ -53,7 +53,7 @@ from voxfleet.api.voiceagent import GROUP, VERSION  # noqa: E402
 from voxfleet.gateway import session_ids  # noqa: E402
 from voxfleet.world import processes  # noqa: E402
 from voxfleet.world.access import Cluster, RunnerPool  # noqa: E402
-from voxfleet.world.world import World, WorldInfo  # noqa: E402
+from voxfleet.world.world import WorldInfo, attach_or_start  # noqa: E402
 
 REGION = "us-east"
 REAL, STANDIN = "bench-real", "bench-standin"
@@ -337,13 +337,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="voxfleet-gateway-bench-"))
-    configured = os.environ.get("VOXFLEET_WORLD_DIR")
-    world = None
-    if configured and World(Path(configured)).running():
-        info = WorldInfo.load(Path(configured))
-    else:
-        world = World(work / "world")
-        info = world.start(progress=lambda m: print(f"[world] {m}", file=sys.stderr, flush=True))
+    info, world = attach_or_start(work, progress=lambda m: print(f"[world] {m}", file=sys.stderr, flush=True))
     bench = None
     try:
         kube = Cluster.of(info)

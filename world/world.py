@@ -225,6 +225,16 @@ class World:
         self.servers = []
 
 
+def attach_or_start(work: Path, progress: Callable[[str], None] = lambda _: None) -> tuple[WorldInfo, "World | None"]:
+    """For a benchmark: the running world $VOXFLEET_WORLD_DIR names (not ours to stop), or a new one in
+    ``work/world`` (returned second: the caller stops it)."""
+    configured = os.environ.get("VOXFLEET_WORLD_DIR")
+    if configured and World(Path(configured)).running():
+        return WorldInfo.load(Path(configured)), None
+    world = World(work / "world")
+    return world.start(progress=progress), world
+
+
 def _stop_in_order(pids: dict[str, int], world_id: str) -> None:
     """Clients before servers: the pod runner first (it ends the containers it started, which live in their own
     sessions), then everything that talks to the apiserver, then the apiserver, then etcd. Stopped the other way
