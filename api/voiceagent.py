@@ -91,13 +91,9 @@ class Vad(ApiModel):
     """Silero voice activity detection thresholds."""
 
     confidence: float = Field(default=0.7, ge=0.0, le=1.0, description="Speech probability that counts as voice.")
-    # 0.1 s and 0.3 (not Pipecat's 0.2 s and 0.6): the start is also when barge-in fires, and with Pipecat's
-    # values speech is confirmed ~340 ms after the caller starts (the smoothed volume alone needs ~5 windows to
-    # pass 0.6), past the 300 ms a barged-in caller tolerates; these confirm it in ~150 ms. Silero's confidence
-    # over three windows still rejects clicks and coughs; 0.3 (about -80 LUFS) only ignores near-silence.
-    start_secs: float = Field(default=0.1, ge=0.0, le=2.0, description="Voiced time before speech is considered started.")
+    start_secs: float = Field(default=0.2, ge=0.0, le=2.0, description="Voiced time before speech is considered started.")
     stop_secs: float = Field(default=0.2, ge=0.0, le=3.0, description="Silence before speech is considered stopped.")
-    min_volume: float = Field(default=0.3, ge=0.0, le=1.0, description="Minimum normalised volume that counts as voice.")
+    min_volume: float = Field(default=0.6, ge=0.0, le=1.0, description="Minimum normalised volume that counts as voice.")
 
 
 class TurnTimeouts(ApiModel):
