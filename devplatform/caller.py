@@ -13,8 +13,7 @@ Times are ``time.monotonic()`` seconds of this process, on play-out clocks both 
 publishes frames continuously through an AudioSource with a 20 ms queue (LiveKit's default 1 s queue would let
 ``capture_frame`` return a second before the audio leaves), and a sample's time is when it leaves that queue
 (the return of ``capture_frame`` plus what is still queued ahead of it), so ``voice_ended`` is the end of the
-caller's last voiced audio as sent to the room. Hearing: each received frame is timed by its count since the
-stream began (heard_audio.PlayoutClock), not by when a busy event loop got to it. Silence goes out between
+caller's last voiced audio as sent to the room. Hearing: each received frame is timed on arrival. Silence goes out between
 utterances as from a real microphone (an agent's VAD needs that silence to hear a turn end).
 
 Tests and benchmarks use this same Caller (tests.callers.caller_bot re-exports it as CallerBot).
@@ -37,7 +36,6 @@ from voxfleet.devplatform.heard_audio import (
     SAMPLE_RATE,
     VOICED_RMS,
     HeardAudio,
-    PlayoutClock,
     Utterance,
     rms,
 )
@@ -192,9 +190,10 @@ class Caller:
         await self._source.capture_frame(rtc.AudioFrame(samples.tobytes(), SAMPLE_RATE, 1, len(samples)))
 
     async def _listen(self, stream: rtc.AudioStream) -> None:
-        clock = PlayoutClock(FRAME_MS / 1000)
+        # Timed on arrival: a frame-count play-out clock went wrong with ten callers in one busy process (frames
+        # the native side dropped for a slow reader moved its anchor, by seconds in an eval run).
         async for event in stream:
-            self.heard.add(clock.tick(), bytes(event.frame.data))
+            self.heard.add(time.monotonic(), bytes(event.frame.data))
 
     # --- listening -------------------------------------------------------------------------------------------
 

@@ -35,29 +35,6 @@ def rms(pcm: bytes | np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float32) ** 2)))
 
 
-class PlayoutClock:
-    """When each received frame was played out, from the frame count rather than from when Python got to it.
-
-    The native side plays a subscribed track out continuously, one frame every 10 ms (silence included); a busy
-    event loop only delays delivery. So a frame's time is the earliest ``arrival - index x frame`` seen over the
-    last second, plus its own index: frames delivered late in a burst keep the time they were heard.
-    """
-
-    def __init__(self, frame_s: float = FRAME_MS / 1000, window: int = 100):
-        self.frame_s = frame_s
-        self.count = 0
-        self.recent: deque[float] = deque(maxlen=window)
-
-    def tick(self, now: float | None = None) -> float:
-        base = _now(now) - self.count * self.frame_s
-        if self.recent and base - min(self.recent) > 1.0:
-            self.recent.clear()  # a second later than expected: the stream paused, start a new anchor
-        self.recent.append(base)
-        at = min(self.recent) + self.count * self.frame_s
-        self.count += 1
-        return at
-
-
 @dataclass(frozen=True)
 class Utterance:
     """One stretch of agent speech: first and last voiced frame heard, and the audio between them."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxfleet.devplatform.heard_audio import HeardAudio, PlayoutClock, rms
+from voxfleet.devplatform.heard_audio import HeardAudio, rms
 
 VOICE = (3000 * np.sin(np.arange(160) / 3)).astype(np.int16).tobytes()
 QUIET = np.zeros(160, dtype=np.int16).tobytes()
@@ -48,14 +48,3 @@ def test_nothing_voiced_is_no_utterance_and_levels_are_int16_rms():
     assert audio.utterance_after(0, now=3) is None
     assert rms(QUIET) == 0.0
     assert 2000 < rms(VOICE) < 2200  # a 3000-amplitude sine has RMS 3000/sqrt(2)
-
-
-def test_play_out_clock_keeps_the_cadence_of_frames_delivered_late_in_a_burst():
-    clock = PlayoutClock(0.01)
-    on_time = [clock.tick(now=100.0 + i * 0.01) for i in range(5)]
-    burst = [clock.tick(now=100.2) for _ in range(5)]  # a busy loop got to five frames at once, 150 ms late
-    assert np.allclose(on_time, [100.0 + i * 0.01 for i in range(5)])
-    assert np.allclose(burst, [100.05 + i * 0.01 for i in range(5)])  # when they were heard, not when read
-    # A stream that paused for more than a second starts a new anchor instead of claiming impossible times.
-    resumed = clock.tick(now=102.0)
-    assert abs(resumed - 102.0) < 1e-9
