@@ -48,7 +48,9 @@ def test_the_report_says_what_each_side_said_and_when(demo_run):
     assert "hours" in (first["heardAs"] or "")  # what the agent's speech-to-text made of the caller
     assert first["toolCalls"] == [] and first["ttfaMs"] > 0 and first["replyMs"] > 1000
     recorded = scenarios["recorded-question"]["turns"][0]
-    assert recorded["said"] == "[recordings/opening-hours.wav]" and "hours" in (recorded["heardAs"] or "")
+    # What PocketSphinx makes of a recording varies ("open", "hours"); the answer shows its intent was heard.
+    assert recorded["said"] == "[recordings/opening-hours.wav]" and recorded["heardAs"]
+    assert "nine in the morning" in recorded["agentText"].lower(), recorded
     barge = scenarios["barge-in"]["turns"][0]["bargeIn"]
     assert barge["agentWasSpeaking"] and barge["workerSawInterruption"]
     assert 0 <= barge["agentStoppedAfterMs"] <= 1500
