@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,19 @@ def rewrite(value: str, container_mounts: list[Mount]) -> str:
     return value
 
 
+# The image's own files: here this checkout and its Python environment play the image, so a path inside them is
+# never a volume's, even when the checkout sits below a mount path (a clone under /tmp, where worker pods mount an
+# emptyDir): a real image's files would not live there.
+_IMAGE_ROOTS = tuple({str(p) for root in (Path(__file__).parents[1], Path(sys.prefix)) for p in (root, root.resolve())})
+
+
+def _in_image(value: str) -> bool:
+    return any(value == root or value.startswith(root + "/") for root in _IMAGE_ROOTS)
+
+
 def _rewrite_path(value: str, container_mounts: list[Mount]) -> str | None:
+    if _in_image(value):
+        return None
     for mount in container_mounts:
         prefix = mount.container_path
         if value == prefix or value.startswith(prefix + "/"):

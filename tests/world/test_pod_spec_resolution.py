@@ -78,6 +78,16 @@ def test_mount_paths_are_rewritten_longest_first():
     assert rewrite("relative/etc/app", mounts) == "relative/etc/app"
 
 
+def test_the_images_own_files_are_never_a_volumes_even_below_a_mount_path():
+    # This checkout and its Python play the image: a clone under /tmp keeps its worker command when worker pods
+    # mount an emptyDir at /tmp (what that volume holds is still rewritten).
+    checkout = Path(__file__).resolve().parents[2]
+    mounts = [Mount(str(checkout.parent), Path("/vol/a")), Mount("/tmp", Path("/vol/tmp"))]
+    assert rewrite(str(checkout / ".venv" / "bin" / "python"), mounts) == str(checkout / ".venv" / "bin" / "python")
+    assert rewrite(str(checkout.parent / "elsewhere"), mounts) == "/vol/a/elsewhere"
+    assert rewrite("/tmp/scratch", mounts) == "/vol/tmp/scratch"
+
+
 def test_probe_thresholds():
     state = ProbeState({"periodSeconds": 10, "failureThreshold": 2, "successThreshold": 1})
     assert state.period == 0.2  # fast until the first success
