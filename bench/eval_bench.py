@@ -26,13 +26,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.callers.caller_bot import CallerBot, measure_one_way, mint_token  # noqa: E402
+from tests.callers.caller_bot import measure_two_legs  # noqa: E402
 from tests.crds import install_crds  # noqa: E402
 from tests.eval.eval_platform import REGION, EvalPlatform, offline_demo_spec, read_report, write_suite  # noqa: E402
 from voxfleet.evaluation.report_models import percentile  # noqa: E402
@@ -82,14 +81,6 @@ def _level(platform: EvalPlatform, work: Path, calls: int, concurrency: int) -> 
             "wallSeconds": report["durationS"]}
 
 
-async def _two_legs(region, count: int = 10) -> list[float]:
-    """Two one-way legs through livekit-server: the transport a caller's TTFA holds on top of the worker's."""
-    room = f"bench-legs-{uuid.uuid4().hex[:6]}"
-    async with CallerBot(region.url, mint_token(region, room=room, identity="speaker")) as speaker, \
-            CallerBot(region.url, mint_token(region, room=room, identity="listener")) as listener:
-        return [2 * leg for leg in await measure_one_way(speaker, listener, count=count, gap_s=0.5)]
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,5,10", help="concurrency levels; the first is the baseline")
@@ -107,7 +98,7 @@ def main(argv: list[str]) -> int:
         install_crds(kube)
         platform = EvalPlatform.start(kube, RunnerPool.of(info), info.livekit_regions(), work)
         platform.deploy(AGENT, _spec(platform, args.per_worker), workers=args.workers, timeout=240)
-        trips = asyncio.run(_two_legs(info.livekit_regions()[REGION]))
+        trips = asyncio.run(measure_two_legs(info.livekit_regions()[REGION]))
         results = []
         for concurrency in levels:
             started = time.monotonic()

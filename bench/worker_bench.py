@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 from tests.callers.caller_bot import (  # noqa: E402
     CallerBot,
     EchoBot,
-    measure_one_way,
     measure_round_trip,
+    measure_two_legs,
     mint_token,
     synthesize,
 )
@@ -172,16 +172,6 @@ def count_gaps(caller: CallerBot, start: float, end: float, gap_s: float = 0.06)
 def summary(name: str, values: list[float]) -> dict:
     return {"name": name, "n": len(values), "p50_ms": ms(pct(values, 50)), "p95_ms": ms(pct(values, 95)),
             "max_ms": ms(max(values)) if values else None}
-
-
-async def measure_transport(region) -> list[float]:
-    """The transport's share of a caller's TTFA: two one-way legs (caller -> worker, worker -> caller) through
-    livekit-server, each timed from a tone sent by one participant to its first frame heard by another."""
-    room = f"legs-{uuid.uuid4().hex[:8]}"
-    async with CallerBot(region.url, mint_token(region, room=room, identity="speaker")) as speaker, \
-            CallerBot(region.url, mint_token(region, room=room, identity="listener")) as listener:
-        legs = await measure_one_way(speaker, listener, count=10, gap_s=0.3)
-    return [2 * leg for leg in legs]
 
 
 async def measure_echo_round_trip(region) -> list[float]:
@@ -362,7 +352,7 @@ async def main(args) -> dict:
     region, servers = start_livekit(state)
     try:
         print("transport (two one-way legs through livekit-server)...", flush=True)
-        transport = await measure_transport(region)
+        transport = await measure_two_legs(region, count=10, gap_s=0.3)
         rtt = statistics.median(transport)
         print(f"  {summary('two legs', transport)}")
         echo = await measure_echo_round_trip(region)

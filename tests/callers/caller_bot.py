@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import statistics
+import uuid
 
 import numpy as np
 from livekit import api, rtc
@@ -110,6 +111,15 @@ async def measure_one_way(speaker: CallerBot, listener: CallerBot, *, count: int
     return legs
 
 
+async def measure_two_legs(region, *, count: int = 10, gap_s: float = 0.5) -> list[float]:
+    """The transport a caller's TTFA holds on top of the agent's own time (caller -> agent, agent -> caller):
+    twice a one-way leg, measured between two participants in a fresh room of ``region``'s livekit-server."""
+    room = f"legs-{uuid.uuid4().hex[:8]}"
+    async with CallerBot(region.url, mint_token(region, room=room, identity="speaker")) as speaker, \
+            CallerBot(region.url, mint_token(region, room=room, identity="listener")) as listener:
+        return [2 * leg for leg in await measure_one_way(speaker, listener, count=count, gap_s=gap_s)]
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -117,4 +127,5 @@ def median(values: list[float]) -> float:
 from tests.callers.recogniser import Recogniser  # noqa: E402  (re-exported: one import for test authors)
 
 __all__ = ["CallerBot", "Recogniser", "SpokenTiming", "Utterance", "EchoBot", "measure_one_way", "measure_round_trip",
+           "measure_two_legs",
            "mint_token", "synthesize"]
