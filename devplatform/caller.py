@@ -28,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+import structlog
 from livekit import rtc
 
 from voxfleet.devplatform import speech
@@ -42,6 +43,9 @@ from voxfleet.devplatform.heard_audio import (
 from voxfleet.devplatform.room_transcripts import RoomTranscripts, TranscriptLine
 
 MIC_QUEUE_MS = 20
+LEAVE_TIMEOUT_S = 10.0
+
+log = structlog.get_logger("voxfleet.caller")
 
 
 @dataclass
@@ -129,8 +133,11 @@ class Caller:
         for stream in self._streams:
             with contextlib.suppress(Exception):
                 await stream.aclose()
-        with contextlib.suppress(Exception):
-            await self.room.disconnect()
+        try:
+            await asyncio.wait_for(self.room.disconnect(), LEAVE_TIMEOUT_S)
+        except Exception as error:  # the agent would wait for a caller who is still "in" the room: say so
+            log.warning("caller did not leave the room cleanly", identity=self.room.local_participant.identity,
+                        error=f"{type(error).__name__}: {error}"[:300])
         if self._source is not None:
             with contextlib.suppress(Exception):
                 await self._source.aclose()

@@ -44,6 +44,7 @@ from voxfleet.worker.tool_calls import ToolRunnerLike, register_tools, tools_sch
 from voxfleet.worker.tool_mute_strategy import NonInterruptibleToolMuteStrategy
 
 OUTPUT_SAMPLE_RATE = 24000
+CANCEL_FRAME_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -116,6 +117,9 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         cancel_on_idle_timeout=False,  # the session ends itself, with end reason "idle"
         cancel_runner_on_idle_timeout=False,
         setup_timeout_secs=settings.room_join_timeout_seconds,
+        # A cancelled call has nothing left to play: if a processor holds the CancelFrame, stop waiting after a
+        # few seconds (Pipecat's 20 s default kept an ended call's slot taken and its session "active").
+        cancel_timeout_secs=CANCEL_FRAME_TIMEOUT_S,
         check_dangling_tasks=False)
     services = {"stt": stt, "llm": llm, "tts": tts, "aggregators": aggregators}
     if spec.observability.record_transcripts:  # off: no text of the call leaves the pipeline

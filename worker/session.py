@@ -34,6 +34,9 @@ from voxfleet.worker.tool_calls import ToolRunnerLike
 log = structlog.get_logger("voxfleet.worker.session")
 
 CANCEL_TIMEOUT_S = 10.0
+# From the ask to end to "ended": past this the session task itself is cancelled, so no stuck processor keeps a
+# finished call's slot (Pipecat gives up on a held CancelFrame after pipeline_builder.CANCEL_FRAME_TIMEOUT_S).
+ENDING_DEADLINE_S = 8.0
 GREETING_WAIT_S = 2.0
 
 
@@ -73,6 +76,8 @@ class Session:
         self._caller: str | None = request.caller_identity
         self._greeted = False
         self._limit_task: asyncio.Future | None = None
+        self._end_asked_at: float | None = None
+        self._ending_deadline: asyncio.TimerHandle | None = None
         self._subscribed = asyncio.Event()  # someone (the caller) subscribed to the agent's audio track
         self._log = log.bind(session_id=request.session_id, tenant=request.tenant, agent=request.agent,
                              region=request.region, room=request.room)
@@ -95,6 +100,9 @@ class Session:
         """Ask the session to end (idempotent; the first reason wins). Returns once it has asked, not ended."""
         if self._end_reason is None:
             self._end_reason = reason
+        if self._end_asked_at is None and self._task is not None and not self._task.done():
+            self._end_asked_at = time.monotonic()
+            self._ending_deadline = asyncio.get_running_loop().call_later(ENDING_DEADLINE_S, self._end_overdue)
         if self._runner is not None:
             await self._runner.cancel(reason)
         elif self._task is not None and not self._task.done():
@@ -127,6 +135,12 @@ class Session:
             if limit is not None:
                 limit.cancel()
             await self._finish()
+
+    def _end_overdue(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._log.warning("session teardown overdue, cancelling it", reason=self._end_reason,
+                              seconds=ENDING_DEADLINE_S)
+            self._task.cancel()
 
     def _reached_max_duration(self) -> None:
         self._limit_task = asyncio.ensure_future(self.end("max-duration"))  # referenced until it has run
@@ -170,6 +184,11 @@ class Session:
         async def on_idle(_worker):
             await self.end("idle")
 
+        @worker.event_handler("on_pipeline_timeout")
+        async def on_blocked(_worker, frame):
+            self._log.warning("pipeline did not pass a frame on in time", frame=type(frame).__name__,
+                              reason=self._end_reason)
+
         @worker.event_handler("on_pipeline_error")
         async def on_error(_worker, frame):
             # An uncaught exception inside a processor is a crash of this call: end it (only it).
@@ -197,6 +216,8 @@ class Session:
                 await asyncio.wait_for(self._runner.cancel(self._end_reason), CANCEL_TIMEOUT_S)
             except Exception as error:
                 self._log.warning("session teardown did not finish cleanly", error=str(error)[:300])
+        if self._ending_deadline is not None:
+            self._ending_deadline.cancel()
         reason: EndReason = self._end_reason or "error"
         duration = time.monotonic() - self._started
         self.state.phase = "ended"
@@ -214,6 +235,8 @@ class Session:
         pipeline = self._resources.config.spec.pipeline
         labels = self._resources.labels
         record: dict[str, Any] = {"duration_seconds": round(duration, 3), "end_reason": reason,
+                                  "teardown_ms": round((time.monotonic() - (self._end_asked_at or time.monotonic()))
+                                                       * 1000, 1),
                                   "stt": pipeline.stt.provider, "llm": pipeline.llm.provider,
                                   "tts": pipeline.tts.provider}
         if observer is not None:

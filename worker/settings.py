@@ -56,6 +56,7 @@ class WorkerSettings(BaseSettings):
                                 description="Caller audio frame size read from LiveKit (32 ms = one Silero window).")
     ended_sessions_kept: int = Field(default=1000, ge=10, description="Ended sessions remembered for idempotency.")
     fault_injection: bool = Field(default=False,
-                                  description="Tests only: a scripted intent named crash* raises inside the LLM.")
+                                  description="Tests only: a scripted intent named crash* raises inside the LLM; "
+                                              "one named hang* makes it hold the CancelFrame when the call ends.")
     recovery_line: str = Field(default="Sorry, we were cut off. I am back. How can I help?",
                                description="Said instead of the greeting when a session is recovered.")

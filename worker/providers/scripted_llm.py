@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from pipecat.frames.frames import (
+    CancelFrame,
     Frame,
     FunctionCallFromLLM,
     LLMContextFrame,
@@ -49,12 +50,15 @@ class ScriptedLLMService(LLMService):
         self._token_delay_s = token_delay_s
         self._fault_injection = fault_injection
         self._pending_tools: dict[str, IntentMatch] = {}  # tool_call_id -> the intent waiting for the result
+        self._hang_on_cancel = False  # fault injection: act like a client stuck closing its connection
 
     def can_generate_metrics(self) -> bool:
         return True
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
+        if isinstance(frame, CancelFrame) and self._hang_on_cancel:
+            await asyncio.Event().wait()  # holds the CancelFrame until the worker stops waiting for it
         if isinstance(frame, LLMContextFrame):
             await self.push_frame(LLMFullResponseStartFrame())
             await self.start_processing_metrics()
@@ -82,6 +86,8 @@ class ScriptedLLMService(LLMService):
             return
         if self._fault_injection and match.intent.name.startswith("crash"):
             raise InjectedFault(f"intent {match.intent.name!r} crashes this session on purpose")
+        if self._fault_injection and match.intent.name.startswith("hang"):
+            self._hang_on_cancel = True
         call = match.intent.tool_call
         if call is None:
             await self._say(fill(match.intent.reply or "", match.slots), messages)
