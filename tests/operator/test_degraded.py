@@ -110,7 +110,11 @@ def test_quota_exceeded(simulated_operator: OperatorProcess, fleet: Fleet, tenan
 
 
 def test_other_agents_keep_being_served(simulated_operator: OperatorProcess, fleet: Fleet, tenant: str):
+    # Self-contained: under xdist this module's tests may each get their own operator, in any order.
+    fleet.create_agent(tenant, "broken", spec(worker={"image": "evil.example/miner:latest"}))
+    degraded(fleet, tenant, "broken", "ImageNotAllowed")
     fleet.create_agent(tenant, "healthy", spec(regions=[{"name": "eu-west", "minWorkers": 1, "maxWorkers": 2}]))
     agent = fleet.wait_agent_ready(tenant, "healthy")
     assert condition(agent, "Degraded")["status"] == "False"
-    assert simulated_operator.metric("voxfleet_operator_events_total") >= 4
+    assert simulated_operator.metric("voxfleet_operator_events_total", reason="ImageNotAllowed") >= 1
+    assert condition(fleet.agent(tenant, "broken"), "Degraded")["reason"] == "ImageNotAllowed"  # still reported
