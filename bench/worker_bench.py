@@ -12,7 +12,9 @@ Everything is measured as a caller hears it, through a real livekit-server on lo
 4. voxfleet with providers at fixed latencies: platform overhead = TTFA - STT final delay - LLM TTFT - TTS TTFB
    - VAD stop - speech timeout - the two transport legs (goal p95 <= 50 ms); the same with smart-turn, whose
    added time is reported on its own.
-5. dispatch -> greeting audio heard: a warm worker (goal p95 <= 300 ms) next to a cold process started now.
+5. dispatch -> greeting audio heard: a warm worker (goal p95 <= 300 ms) next to a cold process started now, and
+   beside the floor: a bare LiveKit participant (connect, publish, wait for the caller's subscription, play
+   pre-rendered audio) given the token the same way (`--only-dispatch` runs just this).
 6. density (offline pipeline): worker CPU seconds per session-second, peak RSS per session, and the highest
    concurrency with neither audio underruns nor TTFA growth over 20 % (goal: <= 4 % of a core per session).
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -50,6 +53,7 @@ from tests.worker.worker_harness import WorkerUnderTest, offline_spec  # noqa: E
 
 QUESTION = "what are your opening hours"
 REPLY = "We are open every day from nine to six."
+GREETING = "Hello, thanks for calling."
 VAD_STOP_S = 0.2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -133,6 +137,55 @@ def run_bare_agent(url: str, token: str, room: str) -> None:
         runner = WorkerRunner(handle_sigint=True)
         await runner.add_workers(worker)
         await runner.run()
+
+    asyncio.run(main())
+
+
+# -- the bare LiveKit join floor (child process: `worker_bench.py --bare-join URL`, one agent token a line) -----
+
+
+def run_bare_join(url: str) -> None:
+    """What any agent pays to greet a caller through LiveKit: connect, publish a track, wait for the caller to
+    subscribe, play pre-rendered audio. No Pipecat, no voxfleet, no TTS: the floor under dispatch -> greeting."""
+    import numpy as np
+    import soxr
+    from livekit import rtc
+
+    greeting = soxr.resample(synthesize(GREETING), 16000, 24000).astype(np.int16)
+    step = 24000 * 20 // 1000
+
+    async def greet(token: str) -> dict:
+        began = time.monotonic()
+        stages = {}
+        room = rtc.Room()
+        subscribed = asyncio.Event()
+        room.on("local_track_subscribed", lambda _track: subscribed.set())
+        await room.connect(url, token, options=rtc.RoomOptions(auto_subscribe=True))
+        stages["connected"] = time.monotonic() - began
+        source = rtc.AudioSource(24000, 1, queue_size_ms=1000)
+        track = rtc.LocalAudioTrack.create_audio_track("greeting", source)
+        options = rtc.TrackPublishOptions()
+        options.source = rtc.TrackSource.SOURCE_MICROPHONE
+        await room.local_participant.publish_track(track, options)
+        stages["published"] = time.monotonic() - began
+        await asyncio.wait_for(subscribed.wait(), 5)
+        stages["subscribed"] = time.monotonic() - began
+        for offset in range(0, len(greeting), step):
+            chunk = greeting[offset:offset + step]
+            await source.capture_frame(rtc.AudioFrame(chunk.tobytes(), 24000, 1, len(chunk)))
+        await source.wait_for_playout()
+        await room.disconnect()
+        await source.aclose()
+        return stages
+
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        print("ready", flush=True)
+        while line := (await reader.readline()).decode().strip():
+            stages = await greet(line)
+            print("done " + json.dumps(stages), flush=True)
 
     asyncio.run(main())
 
@@ -243,9 +296,40 @@ async def measure_voxfleet(region, state: Path, turns: int, *, stt_ms: float, tt
         fakes.stop()
 
 
+async def measure_bare_join(region, count: int) -> dict:
+    """The same greeting measurement against a bare LiveKit participant (run_bare_join): the transport's floor,
+    with its own stages (connected, published, caller subscribed; seconds from the token's arrival)."""
+    child = await asyncio.create_subprocess_exec(sys.executable, __file__, "--bare-join", region.url,
+                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    heard, stages = [], []
+    try:
+        assert (await asyncio.wait_for(child.stdout.readline(), 60)).strip() == b"ready"
+        for _ in range(count):
+            room = f"bare-{uuid.uuid4().hex[:8]}"
+            agent_token = mint_token(region, room=room, identity=f"agent-{uuid.uuid4().hex[:6]}")
+            async with CallerBot(region.url, mint_token(region, room=room, identity="caller")) as caller:
+                started = time.monotonic()
+                child.stdin.write(agent_token.encode() + b"\n")
+                await child.stdin.drain()
+                greeting = await caller.wait_for_agent_speech(after=started, timeout=20, silence_s=0.3)
+                heard.append(greeting.start - started)
+                status, _, figures = (await asyncio.wait_for(child.stdout.readline(), 30)).decode().partition(" ")
+                assert status == "done", status
+                stages.append(json.loads(figures))
+            await asyncio.sleep(0.5)
+    finally:
+        child.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(child.wait(), 10)
+        if child.returncode is None:
+            child.kill()
+    return {"heard": heard, "stage_p50_ms": {name: ms(statistics.median(s[name] for s in stages))
+                                             for name in stages[0]} if stages else {}}
+
+
 async def measure_dispatch(region, state: Path, count: int) -> dict:
     """Dispatch -> first greeting audio heard, warm; and process start -> greeting heard, cold."""
-    spec = offline_spec(greeting="Hello, thanks for calling.", scaling={"sessionsPerWorker": 2})
+    spec = offline_spec(greeting=GREETING, scaling={"sessionsPerWorker": 2})
     warm = []
     worker = WorkerUnderTest.start(state, spec, livekit=region)
     try:
@@ -347,10 +431,31 @@ async def measure_process_per_call(region, state: Path, levels: list[int], turns
     return {"levels": rows}
 
 
+async def dispatch_figures(region, state: Path, count: int) -> dict:
+    """Dispatch -> greeting heard from a warm worker, beside the bare LiveKit floor measured in the same run."""
+    print("dispatch -> greeting heard: bare LiveKit participant (the floor)...", flush=True)
+    floor = await measure_bare_join(region, count)
+    bare = floor["heard"]
+    print(f"  {summary('bare join->greeting', bare)}; stages p50 {floor['stage_p50_ms']}")
+    print("dispatch -> greeting heard: voxfleet...", flush=True)
+    dispatch = await measure_dispatch(region, state, count)
+    print(f"  {summary('warm dispatch->greeting', dispatch['warm'])}; cold process->greeting {ms(dispatch['cold'])} ms")
+    print(f"  voxfleet adds p50 {ms(pct(dispatch['warm'], 50) - pct(bare, 50))} ms, "
+          f"p95 {ms(pct(dispatch['warm'], 95) - pct(bare, 95))} ms to the floor")
+    return {"bare_join_to_greeting": summary("bare", bare), "bare_join_stages_p50_ms": floor["stage_p50_ms"],
+            "warm_dispatch_to_greeting": summary("warm", dispatch["warm"]),
+            "voxfleet_adds_to_join_floor_ms": {"p50": ms(pct(dispatch["warm"], 50) - pct(bare, 50)),
+                                               "p95": ms(pct(dispatch["warm"], 95) - pct(bare, 95))},
+            "cold_process_to_greeting_ms": ms(dispatch["cold"]),
+            "goal_warm_p95_le_300ms": pct(dispatch["warm"], 95) <= 0.3}
+
+
 async def main(args) -> dict:
     state = Path(tempfile.mkdtemp(prefix="voxfleet-bench-"))
     region, servers = start_livekit(state)
     try:
+        if args.only_dispatch:
+            return {"bench": "worker", **await dispatch_figures(region, state, args.dispatches)}
         print("transport (two one-way legs through livekit-server)...", flush=True)
         transport = await measure_two_legs(region, count=10, gap_s=0.3)
         rtt = statistics.median(transport)
@@ -375,9 +480,7 @@ async def main(args) -> dict:
             print("voxfleet, same providers, smart-turn...", flush=True)
             smart = await measure_voxfleet(region, state, max(10, args.turns // 2), detector="smart-turn", **delays)
             print(f"  {summary('ttfa smart-turn', smart['ttfa'])}")
-        print("dispatch -> greeting heard...", flush=True)
-        dispatch = await measure_dispatch(region, state, args.dispatches)
-        print(f"  {summary('warm dispatch->greeting', dispatch['warm'])}; cold process->greeting {ms(dispatch['cold'])} ms")
+        dispatch = await dispatch_figures(region, state, args.dispatches)
         print("density (offline pipeline)...", flush=True)
         density = await measure_density(region, state, args.density, args.density_turns)
         per_call = None
@@ -402,14 +505,13 @@ async def main(args) -> dict:
         "worker_stage_means_ms": {"zero": zero["stages_ms"], "timed": timed["stages_ms"],
                                   "smart_turn": smart["stages_ms"] if smart else None},
         "smart_turn_added_p50_ms": (ms(pct(smart["ttfa"], 50) - pct(timed["ttfa"], 50)) if smart else None),
-        "warm_dispatch_to_greeting": summary("warm", dispatch["warm"]),
-        "cold_process_to_greeting_ms": ms(dispatch["cold"]),
+        **{key: value for key, value in dispatch.items() if not key.startswith("goal")},
         "density": density,
         "process_per_call": per_call,
         "underruns": {"floor": floor["underruns"], "zero": zero["underruns"], "timed": timed["underruns"]},
         "goals": {"overhead_p95_le_50ms": pct(overhead, 95) <= 0.05,
                   "adds_le_10ms_p50": pct(zero["ttfa"], 50) - floor_p50 <= 0.010,
-                  "warm_p95_le_300ms": pct(dispatch["warm"], 95) <= 0.3,
+                  "warm_p95_le_300ms": dispatch["goal_warm_p95_le_300ms"],
                   "le_4pct_core_per_session": all(r["cpu_per_session_pct"] <= 4.0 for r in density["levels"])},
     }
     return result
@@ -424,6 +526,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--process-per-call", default="1,2,4",
                         help="also measure one warm process per call at these concurrencies ('' to skip)")
     parser.add_argument("--quick", action="store_true", help="fewer turns, no smart-turn run")
+    parser.add_argument("--only-dispatch", action="store_true", help="just dispatch -> greeting, beside its floor")
     args = parser.parse_args(argv)
     args.density = [int(level) for level in args.density.split(",")]
     args.process_per_call = [int(level) for level in args.process_per_call.split(",") if level]
@@ -433,6 +536,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare-join":
+        run_bare_join(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "--bare-agent":
         run_bare_agent(*sys.argv[2:5])
         sys.exit(0)
