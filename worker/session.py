@@ -211,13 +211,13 @@ class Session:
                            since_dispatch_ms=round((time.monotonic() - self._started) * 1000, 1))
 
     async def _finish(self) -> None:
+        if self._ending_deadline is not None:  # from here on the session ends by itself
+            self._ending_deadline.cancel()
         if self._runner is not None:
             try:
                 await asyncio.wait_for(self._runner.cancel(self._end_reason), CANCEL_TIMEOUT_S)
             except Exception as error:
                 self._log.warning("session teardown did not finish cleanly", error=str(error)[:300])
-        if self._ending_deadline is not None:
-            self._ending_deadline.cancel()
         reason: EndReason = self._end_reason or "error"
         duration = time.monotonic() - self._started
         self.state.phase = "ended"
