@@ -13,8 +13,8 @@ Everything is measured as a caller hears it, through a real livekit-server on lo
    - VAD stop - speech timeout - the two transport legs (goal p95 <= 50 ms); the same with smart-turn, whose
    added time is reported on its own.
 5. dispatch -> greeting audio heard: a warm worker (goal p95 <= 300 ms) next to a cold process started now, and
-   beside the floor: a bare LiveKit participant (connect, publish, wait for the caller's subscription, play
-   pre-rendered audio) given the token the same way (`--only-dispatch` runs just this).
+   beside the floor: a bare LiveKit participant (connect, listen to the caller, publish, wait for the caller's
+   subscription, play pre-rendered audio) given its token the same way (`--only-dispatch` runs just this).
 6. density (offline pipeline): worker CPU seconds per session-second, peak RSS per session, and the highest
    concurrency with neither audio underruns nor TTFA growth over 20 % (goal: <= 4 % of a core per session).
 
@@ -145,8 +145,9 @@ def run_bare_agent(url: str, token: str, room: str) -> None:
 
 
 def run_bare_join(url: str) -> None:
-    """What any agent pays to greet a caller through LiveKit: connect, publish a track, wait for the caller to
-    subscribe, play pre-rendered audio. No Pipecat, no voxfleet, no TTS: the floor under dispatch -> greeting."""
+    """What any agent pays to greet a caller through LiveKit: connect, listen to the caller (16 kHz, 32 ms frames,
+    as the worker does), publish a track, wait for the caller to subscribe, play pre-rendered audio. No Pipecat,
+    no voxfleet, no TTS: the floor under dispatch -> greeting."""
     import numpy as np
     import soxr
     from livekit import rtc
@@ -160,6 +161,13 @@ def run_bare_join(url: str) -> None:
         room = rtc.Room()
         subscribed = asyncio.Event()
         room.on("local_track_subscribed", lambda _track: subscribed.set())
+        listening: list[asyncio.Task] = []
+
+        async def listen(track: rtc.Track) -> None:
+            async for _frame in rtc.AudioStream(track, sample_rate=16000, num_channels=1, frame_size_ms=32):
+                pass
+
+        room.on("track_subscribed", lambda track, *_: listening.append(asyncio.create_task(listen(track))))
         await room.connect(url, token, options=rtc.RoomOptions(auto_subscribe=True))
         stages["connected"] = time.monotonic() - began
         source = rtc.AudioSource(24000, 1, queue_size_ms=1000)
@@ -176,6 +184,8 @@ def run_bare_join(url: str) -> None:
         await source.wait_for_playout()
         await room.disconnect()
         await source.aclose()
+        for task in listening:
+            task.cancel()
         return stages
 
     async def main() -> None:
