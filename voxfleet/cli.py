@@ -4,6 +4,7 @@ never loads Pipecat and `voxfleet crds` needs no cluster."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -19,6 +20,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("voxfleet.world.cli:cluster_main", "start/stop the local test world of real servers"),
     "crds": ("voxfleet.crds_cli:main", "regenerate crds/ from the API models (or --check that it is current)"),
 }
+
+# Commands that end with LiveKit's native runtime (tokio threads) still alive. Python's interpreter teardown can
+# race those threads, which then abort the process ("panic in a function that cannot unwind", SIGABRT) after
+# the command has done and printed everything; these commands skip that teardown and exit with their own code.
+ENDS_WITH_NATIVE_THREADS = {"call", "eval"}
 
 
 def _usage() -> str:
@@ -53,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     if entry is None:
         print(f"voxfleet {name}: not available in this build yet", file=sys.stderr)
         return 3
-    return int(entry(rest) or 0)
+    code = int(entry(rest) or 0)
+    if name in ENDS_WITH_NATIVE_THREADS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
