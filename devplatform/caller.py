@@ -9,12 +9,12 @@ judge an agent the way a person on the line would: by the audio in the room, nev
         ttfa = answer.start - spoken.voice_ended                         # TTFA as the caller hears it
         caller.transcripts.text("agent", since=spoken.voice_ended)       # what the agent said (if published)
 
-Times are ``time.monotonic()`` seconds of this process, on play-out clocks both ways. Sending: the microphone
+Times are ``time.monotonic()`` seconds of this process. Sending (a play-out clock): the microphone
 publishes frames continuously through an AudioSource with a 20 ms queue (LiveKit's default 1 s queue would let
 ``capture_frame`` return a second before the audio leaves), and a sample's time is when it leaves that queue
 (the return of ``capture_frame`` plus what is still queued ahead of it), so ``voice_ended`` is the end of the
-caller's last voiced audio as sent to the room. Hearing: each received frame is timed on arrival. Silence goes out between
-utterances as from a real microphone (an agent's VAD needs that silence to hear a turn end).
+caller's last voiced audio as sent to the room. Hearing: each received frame is timed on arrival. Silence goes
+out between utterances as from a real microphone (an agent's VAD needs that silence to hear a turn end).
 
 Tests and benchmarks use this same Caller (tests.callers.caller_bot re-exports it as CallerBot).
 """

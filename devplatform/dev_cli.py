@@ -202,4 +202,3 @@ def _kubectl() -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-

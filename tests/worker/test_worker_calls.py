@@ -86,11 +86,12 @@ def caller_for(region, room: str, name: str = "caller") -> CallerBot:
     return CallerBot(region.url, mint_token(region, room=room, identity=f"{name}-{uuid.uuid4().hex[:6]}"))
 
 
-async def ask_for_hours(caller: CallerBot, recogniser: Recogniser) -> bytes:
-    """Ask for the opening hours and return the answer's audio; a caller repeats once when not understood."""
+async def ask_for_hours(caller: CallerBot, recogniser: Recogniser, line: str = "opening hours") -> bytes:
+    """Say a line whose answer is the opening hours and return the answer's audio; a caller repeats once when
+    not understood."""
     pcm = b""
     for _ in range(2):
-        spoken = await caller.say("opening hours")
+        spoken = await caller.say(line)
         pcm = (await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=10)).pcm
         if recogniser.contains(pcm, HOURS):
             break
@@ -204,11 +205,7 @@ async def test_a_pipeline_stuck_at_hang_up_still_ends_and_frees_its_slot(idle_wo
     session_id = worker.dispatch(room=room).json()["session"]["sessionId"]
     async with caller_for(region, room) as caller:
         await caller.wait_for_agent_speech(timeout=20)
-        for _ in range(2):  # repeated once when not understood, like ask_for_hours
-            spoken = await caller.say("freeze")
-            pcm = (await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=10)).pcm
-            if recogniser.contains(pcm, HOURS):
-                break
+        pcm = await ask_for_hours(caller, recogniser, "freeze")  # the hang-on-cancel intent answers with the hours
         assert recogniser.contains(pcm, HOURS), recogniser.recognise(pcm)
         asked = time.monotonic()
         assert worker.delete(f"/v1/sessions/{session_id}").status_code in (200, 202)
