@@ -15,8 +15,10 @@ Everything is measured as a caller hears it, through a real livekit-server on lo
 5. dispatch -> greeting audio heard: a warm worker (goal p95 <= 300 ms) next to a cold process started now, and
    beside the floor: a bare LiveKit participant (connect, listen to the caller, publish, wait for the caller's
    subscription, play pre-rendered audio) given its token the same way (`--only-dispatch` runs just this).
-6. density (offline pipeline): worker CPU seconds per session-second, peak RSS per session, and the highest
-   concurrency with neither audio underruns nor TTFA growth over 20 % (goal: <= 4 % of a core per session).
+6. density: worker CPU seconds per session-second, peak RSS per session, and the highest concurrency with neither
+   audio underruns nor TTFA growth over 20 % (goal: <= 4 % of a core per session), with the providers at a
+   distance (cloud fakes: the platform's own cost, the goal's measure), with the offline models computing in the
+   worker, and with larger caller frames (--density-frame-ms).
 
 Callers, livekit-server and the worker share this machine (and, on a shared box, other people's work): the
 worker's own CPU is read from /proc. Prints the figures and one JSON line (prefix `BENCH_JSON `).
@@ -375,11 +377,30 @@ async def measure_dispatch(region, state: Path, count: int) -> dict:
     return {"warm": warm, "cold": cold}
 
 
-async def measure_density(region, state: Path, levels: list[int], turns: int) -> dict:
-    """N concurrent offline sessions on one worker: CPU/session-second, RSS/session, TTFA growth, underruns."""
-    spec = offline_spec(greeting="", scaling={"sessionsPerWorker": max(levels)},
-                        limits={"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600})
-    worker = WorkerUnderTest.start(state, spec, livekit=region)
+async def measure_density(region, state: Path, levels: list[int], turns: int, *, providers: str,
+                          input_frame_ms: int = 32) -> dict:
+    """N concurrent sessions on one worker: CPU/session-second, RSS/session, TTFA growth, underruns.
+
+    providers "offline": PocketSphinx and eSpeak NG decode and synthesise inside the worker (the test default,
+    model compute on the worker's CPU); "cloud": the Deepgram, OpenAI and Cartesia services talk to local fakes
+    over their wire protocols, as a production worker talks to its providers, so the worker's CPU is the
+    platform's own: transport, resampling, VAD, turn taking, the provider clients. input_frame_ms is the caller
+    audio frame the worker reads (VOXFLEET_INPUT_FRAME_MS): larger frames mean fewer trips through the pipeline
+    per second, at up to one frame of added end-of-speech latency."""
+    fakes = None
+    if providers == "cloud":
+        from tests.fakes.openai_server import Script
+        from tests.fakes.providers import start_fake_providers
+
+        fakes = start_fake_providers(transcripts=[QUESTION], script=Script(reply=REPLY))
+        spec = provider_spec(fakes, detector="speech-timeout", speech_timeout=0.0)
+        env = fakes.secret_env()
+    else:
+        spec, env = offline_spec(greeting=""), {}
+    env["VOXFLEET_INPUT_FRAME_MS"] = str(input_frame_ms)
+    spec["scaling"] = {"sessionsPerWorker": max(levels)}
+    spec["limits"] = {"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600}
+    worker = WorkerUnderTest.start(state, spec, livekit=region, env=env)
     pid = worker.process.pid
     rows = []
     try:
@@ -405,10 +426,27 @@ async def measure_density(region, state: Path, levels: list[int], turns: int) ->
                 await asyncio.sleep(0.2)
     finally:
         worker.stop()
+        if fakes:
+            fakes.stop()
     base = rows[0]["ttfa_p50_ms"] if rows else float("nan")
     sustained = max((r["sessions"] for r in rows if r["underruns"] == 0 and r["failures"] == 0
                      and r["ttfa_p50_ms"] <= 1.2 * base), default=0)
     return {"levels": rows, "idle_rss_mib": round(idle_rss, 1), "max_sustained_sessions": sustained}
+
+
+async def density_figures(region, state: Path, args) -> dict:
+    """Density with the providers at a distance (the goal's measure: what the platform itself costs per call)
+    and with the offline models computing inside the worker, side by side."""
+    figures = {}
+    for providers in ("cloud", "offline"):
+        print(f"density ({providers} providers)...", flush=True)
+        figures[providers] = await measure_density(region, state, args.density, args.density_turns,
+                                                   providers=providers)
+    for frame_ms in args.density_frame_ms:
+        print(f"density (cloud providers, {frame_ms} ms caller frames)...", flush=True)
+        figures[f"cloud_{frame_ms}ms_frames"] = await measure_density(
+            region, state, args.density, args.density_turns, providers="cloud", input_frame_ms=frame_ms)
+    return figures
 
 
 async def measure_process_per_call(region, state: Path, levels: list[int], turns: int) -> dict:
@@ -466,6 +504,8 @@ async def main(args) -> dict:
     try:
         if args.only_dispatch:
             return {"bench": "worker", **await dispatch_figures(region, state, args.dispatches)}
+        if args.only_density:
+            return {"bench": "worker", "density": await density_figures(region, state, args)}
         print("transport (two one-way legs through livekit-server)...", flush=True)
         transport = await measure_two_legs(region, count=10, gap_s=0.3)
         rtt = statistics.median(transport)
@@ -491,8 +531,7 @@ async def main(args) -> dict:
             smart = await measure_voxfleet(region, state, max(10, args.turns // 2), detector="smart-turn", **delays)
             print(f"  {summary('ttfa smart-turn', smart['ttfa'])}")
         dispatch = await dispatch_figures(region, state, args.dispatches)
-        print("density (offline pipeline)...", flush=True)
-        density = await measure_density(region, state, args.density, args.density_turns)
+        density = await density_figures(region, state, args)
         per_call = None
         if args.process_per_call:
             print("density, one process per call (the alternative model)...", flush=True)
@@ -522,7 +561,8 @@ async def main(args) -> dict:
         "goals": {"overhead_p95_le_50ms": pct(overhead, 95) <= 0.05,
                   "adds_le_10ms_p50": pct(zero["ttfa"], 50) - floor_p50 <= 0.010,
                   "warm_p95_le_300ms": dispatch["goal_warm_p95_le_300ms"],
-                  "le_4pct_core_per_session": all(r["cpu_per_session_pct"] <= 4.0 for r in density["levels"])},
+                  "le_4pct_core_per_session": all(r["cpu_per_session_pct"] <= 4.0
+                                                  for r in density["cloud"]["levels"])},
     }
     return result
 
@@ -537,8 +577,12 @@ def _args(argv: list[str]) -> argparse.Namespace:
                         help="also measure one warm process per call at these concurrencies ('' to skip)")
     parser.add_argument("--quick", action="store_true", help="fewer turns, no smart-turn run")
     parser.add_argument("--only-dispatch", action="store_true", help="just dispatch -> greeting, beside its floor")
+    parser.add_argument("--density-frame-ms", default="64",
+                        help="also measure cloud density with these caller frame sizes in ms ('' to skip)")
+    parser.add_argument("--only-density", action="store_true", help="just density, cloud and offline providers")
     args = parser.parse_args(argv)
     args.density = [int(level) for level in args.density.split(",")]
+    args.density_frame_ms = [int(ms) for ms in args.density_frame_ms.split(",") if ms]
     args.process_per_call = [int(level) for level in args.process_per_call.split(",") if level]
     if args.quick:
         args.turns, args.dispatches, args.density_turns = 12, 6, 3
