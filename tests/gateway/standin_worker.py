@@ -2,7 +2,7 @@
 (voxfleet.api.wire) with N slots and nothing else: no models, no pipeline, so dozens start in a second.
 
     python standin_worker.py --host $(POD_IP) --port 8080 --slots 2 --tenant t --agent a --region us-east \
-        [--pod NAME] [--join-rooms]
+        [--pod NAME] [--join-rooms] [--call-seconds S]
 
 - POST /v1/dispatch: DispatchRequest -> 201 DispatchResponse; 409 worker_full / draining; idempotent per
   session id (a repeat answers the same session); 401 without the worker token (VOXFLEET_WORKER_TOKEN).
@@ -10,6 +10,8 @@
 - SIGTERM: drain (409 draining, /readyz 503), exit when the last session ends (or after --drain-seconds).
 - --join-rooms: join each session's LiveKit room with the dispatched token as the agent participant (publishing
   a silent microphone track), leave when the session ends (so tests see the agent in the region's room).
+- --call-seconds S: every session ends by itself S seconds after its dispatch (a caller hanging up), so a load
+  test's slots recycle without a DELETE per session.
 - GET /test/dispatches: what the gateway sent (without the LiveKit token): for trace-context assertions.
 - POST /test/crash: exit at once (a crashed worker); POST /test/leave/{id}: the agent participant leaves its
   room while the session stays active (a worker that lost its room connection).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import hmac
 import os
 import signal
@@ -42,14 +45,15 @@ class StandIn:
         self.args = args
         self.token = os.environ["VOXFLEET_WORKER_TOKEN"].encode()
         self.sessions: dict[str, SessionState] = {}
-        self.dispatches: list[dict] = []
+        self.active_ids: set[str] = set()
+        self.dispatches: collections.deque[dict] = collections.deque(maxlen=10000)
         self.draining = False
         self.idle_since = time.monotonic()
         self.rooms: dict[str, asyncio.Task] = {}
         self.stop = asyncio.Event()
 
     def active(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.phase != "ended")
+        return len(self.active_ids)
 
     def load(self) -> LoadReport:
         active = self.active()
@@ -66,6 +70,7 @@ class StandIn:
             state = state.model_copy(update={"phase": "ended", "ended_at": datetime.now(timezone.utc),
                                              "end_reason": reason})
             self.sessions[session_id] = state
+            self.active_ids.discard(session_id)
             task = self.rooms.pop(session_id, None)
             if task is not None:
                 task.cancel()
@@ -121,6 +126,9 @@ def build_app(standin: StandIn) -> FastAPI:
                              room=body.room, phase="active", started_at=datetime.now(timezone.utc),
                              recovery=body.recovery)
         standin.sessions[body.session_id] = state
+        standin.active_ids.add(body.session_id)
+        if standin.args.call_seconds > 0:
+            asyncio.get_running_loop().call_later(standin.args.call_seconds, standin.end, body.session_id, "caller_left")
         record = body.model_dump(mode="json", by_alias=True, exclude={"livekit_token"})
         record["traceparentHeader"] = request.headers.get("traceparent")
         standin.dispatches.append(record)
@@ -148,7 +156,7 @@ def build_app(standin: StandIn) -> FastAPI:
 
     @app.get("/test/dispatches")
     async def dispatches():
-        return JSONResponse(standin.dispatches)
+        return JSONResponse(list(standin.dispatches))
 
     @app.post("/test/crash")
     async def crash():
@@ -211,6 +219,7 @@ def main() -> None:
     parser.add_argument("--pod", default=os.environ.get("HOSTNAME", "standin"))
     parser.add_argument("--join-rooms", action="store_true")
     parser.add_argument("--drain-seconds", type=float, default=30.0)
+    parser.add_argument("--call-seconds", type=float, default=0.0, help="end each session after this long (0: never)")
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -32,13 +32,15 @@ def _probe(path: str) -> dict[str, Any]:
 
 
 def standin_pod(pods: RunnerPool, *, tenant: str, agent: str, region: str, slots: int, join_rooms: bool = False,
-                name: str | None = None, grace_seconds: int = 5) -> dict[str, Any]:
+                name: str | None = None, grace_seconds: int = 5, call_seconds: float = 0.0) -> dict[str, Any]:
     name = name or f"{agent}-{region}-{uuid.uuid4().hex[:6]}"
     command = [sys.executable, str(STANDIN), "--host", "$(POD_IP)", "--port", "8080", "--slots", str(slots),
                "--tenant", tenant, "--agent", agent, "--region", region, "--pod", name,
                "--drain-seconds", str(grace_seconds)]
     if join_rooms:
         command.append("--join-rooms")
+    if call_seconds:
+        command += ["--call-seconds", str(call_seconds)]
     container = {"name": "worker", "image": "voxfleet/standin", "command": command,
                  "env": [POD_IP_ENV, {"name": "VOXFLEET_WORKER_TOKEN", "value": WORKER_TOKEN}],
                  "readinessProbe": _probe("/readyz")}
