@@ -2,8 +2,10 @@
 
 Measured, each against a baseline taken in the same run on the same world:
 - apply -> all Ready: N agents created at once until every one is Ready at its generation.
-  Baseline: the same number of pool Deployments (same pod template, from the operator's builder) created directly,
-  until all are available: what the controller-manager, scheduler and kwok need without any operator.
+  Baselines: the same number of pool Deployments (same pod template, from the operator's builder) created directly,
+  until all are available: what the controller-manager, scheduler and kwok need without any operator; and every
+  object the operator writes (plus ConfigMaps, Services, PodDisruptionBudgets) created directly: the same apiserver
+  work minus the operator, so all-Ready minus this one is what the operator itself adds.
 - spec change -> updated Deployments (p50/p95 over K agents, changed one after another): until all of the agent's
   Deployments carry the new config hash. Baseline: write an object and see it come back on a watch.
 - one scaling round with >= 1,000 workers reporting load: the operator's poll round (every worker's GET /v1/load)
@@ -153,7 +155,8 @@ class Bench:
         self.kubeconfig = kubeconfig
         try:
             await self._setup()
-            await self._baseline_ready()
+            await self._baseline_ready(every_object=False)
+            await self._baseline_ready(every_object=True)
             await self._operator_phases()
         finally:
             await self.client.close()
@@ -213,25 +216,36 @@ class Bench:
                 "regions": [{"name": r, "minWorkers": 1, "maxWorkers": 4} for r in REGIONS],
                 "scaling": {"sessionsPerWorker": PER_WORKER, "bufferSessions": 2, "scaleDownDelaySeconds": 300}}
 
-    async def _baseline_ready(self) -> None:
+    async def _baseline_ready(self, *, every_object: bool) -> None:
+        """The pools' Deployments created directly, until all are available. With ``every_object``, also every
+        other object the operator writes for them (per agent a ConfigMap and a Service, per region a
+        PodDisruptionBudget, whose status the disruption controller keeps writing): the same apiserver work
+        minus the operator itself."""
         from voxfleet.api.settings import PlatformSettings
+        from voxfleet.operator.agent_builder import build_config_map, build_service
         from voxfleet.operator.ownership import Owner
-        from voxfleet.operator.pool_builder import build_deployment
+        from voxfleet.operator.pool_builder import build_deployment, build_pod_disruption_budget
         from voxfleet.operator.watch_cache import WatchCache
 
-        namespace = "bench-baseline"
+        kind = "every object" if every_object else "Deployments only"
+        namespace = "bench-baseline-all" if every_object else "bench-baseline"
         await self.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         await self.client.create({"apiVersion": "v1", "kind": "ServiceAccount",
                                   "metadata": {"name": "voxfleet-worker", "namespace": namespace}})
         platform = PlatformSettings(_env_file=None, worker_port=self.port)
-        owner = None
-        deployments = []
+        owner = Owner("VoiceAgent", "x", "x")
+        manifests = []
         for index in range(self.args.agents):
             config = self._config(index, namespace)
+            if every_object:
+                manifests += [build_config_map(owner, config), build_service(owner, config, platform)]
             for region in REGIONS:
-                manifest = build_deployment(owner or Owner("VoiceAgent", "x", "x"), config, region, 1, platform)
-                del manifest["metadata"]["ownerReferences"]  # no owner: nothing would ever garbage-collect them
-                deployments.append(manifest)
+                manifests.append(build_deployment(owner, config, region, 1, platform))
+                if every_object:
+                    manifests.append(build_pod_disruption_budget(owner, config, region))
+        for manifest in manifests:
+            del manifest["metadata"]["ownerReferences"]  # no owner: nothing would ever garbage-collect them
+        deployments = sum(1 for m in manifests if m["kind"] == "Deployment")
         available: dict[tuple[str, str], float] = {}
 
         def changed(key, _old, new) -> None:
@@ -242,30 +256,31 @@ class Bench:
                            >= 1 or None, namespace=namespace, on_change=changed)
         task = asyncio.create_task(watch.run())
         await watch.synced.wait()
-        self.say(f"baseline: creating {len(deployments)} Deployments directly (no operator)")
+        self.say(f"baseline ({kind}): creating {len(manifests)} objects directly (no operator)")
         started = time.monotonic()
-        await self._gather([self._create(d) for d in deployments])
+        await self._gather([self._create(m) for m in manifests])
         created = time.monotonic()
-        while len(available) < len(deployments):
+        while len(available) < deployments:
             await asyncio.sleep(0.2)
             if time.monotonic() - started > 600:
-                raise RuntimeError(f"baseline: only {len(available)}/{len(deployments)} available after 600 s")
+                raise RuntimeError(f"baseline: only {len(available)}/{deployments} available after 600 s")
         done = max(available.values())
         task.cancel()
-        self.results["baseline_deployments_available_s"] = round(done - started, 2)
-        self.results["baseline_create_s"] = round(created - started, 2)
-        self.say(f"baseline: {len(deployments)} Deployments created in {created - started:.1f} s, all available"
-                 f" after {done - started:.1f} s")
+        key = "baseline_every_object" if every_object else "baseline"
+        self.results[f"{key}_deployments_available_s"] = round(done - started, 2)
+        self.results[f"{key}_create_s"] = round(created - started, 2)
+        self.say(f"baseline ({kind}): {len(manifests)} objects created in {created - started:.1f} s, all"
+                 f" {deployments} Deployments available after {done - started:.1f} s")
         await self.client.delete("Namespace", namespace)
         # Wait for the whole namespace to be gone, not just its pods: its 1,500 Deployments and ReplicaSets are
-        # deleted after the pods, and while that goes on it loads the apiserver during the operator's apply phase
-        # (and the operator-phase Deployment watch, which selects by the same managed-by label, counts them).
+        # deleted after the pods, and while that goes on it loads the apiserver during the next phase (and the
+        # operator-phase Deployment watch, which selects by the same managed-by label, would count them).
         deadline = time.monotonic() + 600
         while await self.client.get_or_none("Namespace", namespace) is not None:
             if time.monotonic() > deadline:
                 raise RuntimeError("baseline: its namespace still exists 600 s after its deletion")
             await asyncio.sleep(1)
-        self.say(f"baseline: cleaned up in {time.monotonic() - done:.1f} s")
+        self.say(f"baseline ({kind}): cleaned up in {time.monotonic() - done:.1f} s")
 
     # --- the operator ---------------------------------------------------------------------------------------
 
@@ -566,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     results = bench.results
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["load_average_at_end"] = round(os.getloadavg()[0], 1)  # 2 cores shared with other work: context
+    if "apply_all_ready_s" in results and "baseline_every_object_deployments_available_s" in results:
+        results["operator_adds_to_every_object_baseline_s"] = round(
+            results["apply_all_ready_s"] - results["baseline_every_object_deployments_available_s"], 2)
     results["goals"] = {"all_ready_under_60s": results.get("apply_all_ready_s", 1e9) < 60,
                         "change_p95_under_1s": results.get("change_to_deployment_p95_ms", 1e9) < 1000,
                         "rss_under_250mb": results.get("operator_peak_rss_mb", 1e9) < 250}
