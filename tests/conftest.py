@@ -11,14 +11,17 @@ One world serves the whole run, also under pytest-xdist: the first worker starts
 folder keyed by xdist's testrunuid), the others attach, the last to finish stops it. If VOXFLEET_WORLD_DIR names a
 running world (``voxfleet cluster up``), tests use it and leave it running. Tests isolate themselves with unique
 namespaces and never assume the cluster is theirs alone. A server that can't start fails the fixture with its log
-tail; nothing is skipped.
+tail; nothing is skipped. A run's world folder stays after it (its server logs explain a failure) until a later
+run finds it a day old and stopped, and removes it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,12 +41,27 @@ def _run_key(config: pytest.Config) -> str:
     return f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+WORLD_FOLDERS_KEPT_SECONDS = 24 * 3600
+
+
+def _remove_old_world_folders(parent: Path) -> None:
+    """Earlier runs' world folders (up to ~130 MB each, mostly etcd), once a day old and no longer running."""
+    cutoff = time.time() - WORLD_FOLDERS_KEPT_SECONDS
+    for folder in parent.glob("voxfleet-world-*"):
+        try:
+            if folder.is_dir() and folder.stat().st_mtime < cutoff and not World(folder).running():
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # another xdist worker removed it first
+
+
 @pytest.fixture(scope="session")
 def world(request: pytest.FixtureRequest) -> Iterator[WorldInfo]:
     configured = os.environ.get("VOXFLEET_WORLD_DIR")
     if configured and World(Path(configured)).running():
         yield WorldInfo.load(Path(configured))  # someone else's world: use it, leave it running
         return
+    _remove_old_world_folders(Path(tempfile.gettempdir()))
     state_dir = Path(tempfile.gettempdir()) / f"voxfleet-world-{_run_key(request.config)}"
     shared = SharedWorld(state_dir)
     info = shared.acquire(progress=lambda m: print(f"[world] {m}", file=sys.stderr, flush=True))
