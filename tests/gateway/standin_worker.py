@@ -127,8 +127,9 @@ def build_app(standin: StandIn) -> FastAPI:
                              recovery=body.recovery)
         standin.sessions[body.session_id] = state
         standin.active_ids.add(body.session_id)
-        if standin.args.call_seconds > 0:
-            asyncio.get_running_loop().call_later(standin.args.call_seconds, standin.end, body.session_id, "caller_left")
+        if standin.args.call_seconds > 0:  # the caller hangs up
+            asyncio.get_running_loop().call_later(standin.args.call_seconds, standin.end, body.session_id,
+                                                  "caller-left")
         record = body.model_dump(mode="json", by_alias=True, exclude={"livekit_token"})
         record["traceparentHeader"] = request.headers.get("traceparent")
         standin.dispatches.append(record)
