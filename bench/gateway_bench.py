@@ -112,50 +112,41 @@ def wait_for_quiet(busy_below: float = 0.5, longest: float = 30.0) -> None:
             return
 
 
-def processes_matching(fragment: str) -> list[int]:
-    """Pids whose command line holds ``fragment`` (the worker pods are the pod runner's child processes)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if fragment in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            total += cpu_seconds(pid)
-        except OSError:  # gone meanwhile
-            continue
-    return total
-
-
-def cpu_by_process() -> dict[int, tuple[str, float]]:
-    """Every process's (name, CPU seconds): the difference of two snapshots says who else used the cores."""
+def process_cpu() -> dict[int, tuple[str, str, float]]:
+    """Every process's (name, command line, CPU seconds): two snapshots say who used the cores in between."""
     snapshot = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 name = (entry / "comm").read_text().strip()
-                snapshot[int(entry.name)] = (name, cpu_seconds(int(entry.name)))
-            except (OSError, IndexError, ValueError):
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                snapshot[int(entry.name)] = (name, command, cpu_seconds(int(entry.name)))
+            except (OSError, IndexError, ValueError):  # gone meanwhile
                 continue
     return snapshot
 
 
-def top_others(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], exclude: set[int],
-               per_session: float, count: int = 4) -> dict[str, float]:
-    used: dict[str, float] = {}
-    for pid, (name, cpu) in after.items():
-        if pid not in exclude:
-            used[name] = used.get(name, 0.0) + cpu - before.get(pid, (name, 0.0))[1]
-    ranked = sorted(used.items(), key=lambda item: -item[1])[:count]
-    return {name: round(seconds * per_session, 3) for name, seconds in ranked}
+def cpu_split(before: dict[int, tuple[str, str, float]], after: dict[int, tuple[str, str, float]], *,
+              gateway: int, workers_command: str, sessions: int) -> dict:
+    """CPU ms per session of the gateway, the worker processes (command line holds ``workers_command``), this
+    load generator and the rest, the rest's busiest process names beside it."""
+    per_session = 1000 / max(1, sessions)
+    groups = {"gateway_ms": 0.0, "workers_ms": 0.0, "load_generator_ms": 0.0}
+    others: dict[str, float] = {}
+    for pid, (name, command, cpu) in after.items():
+        used = cpu - before.get(pid, (name, command, 0.0))[2]
+        if pid == gateway:
+            groups["gateway_ms"] += used
+        elif pid == os.getpid():
+            groups["load_generator_ms"] += used
+        elif workers_command in command:
+            groups["workers_ms"] += used
+        else:
+            others[name] = others.get(name, 0.0) + used
+    busiest = sorted(others.items(), key=lambda item: -item[1])[:4]
+    return {**{key: round(seconds * per_session, 3) for key, seconds in groups.items()},
+            "rest_ms": round(sum(others.values()) * per_session, 3),
+            "rest_busiest_ms": {name: round(seconds * per_session, 3) for name, seconds in busiest}}
 
 
 def gateway_histogram(gateway: GatewayProcess, metric: str, *label_pairs: str) -> tuple[float, float]:
@@ -334,15 +325,11 @@ async def sustained(bench: Bench, gateway: GatewayProcess, agent: str, seconds: 
     """Concurrent clients creating sessions for ``seconds``; the bench releases each at its worker when asked
     to (real workers), stand-ins end theirs by themselves (--call-seconds), which keeps the load generator's
     share of the two CPUs small."""
-    pid = gateway.popen.pid
-    workers = processes_matching("standin_worker.py" if agent == STANDIN else "voxfleet worker")
     latencies: list[float] = []
     refusals: dict[int, int] = {}
     releases: set[asyncio.Task] = set()
     async with Http(bench.tenant.headers(), connections=concurrency * 4) as http:
-        cpu_before, started = cpu_seconds(pid), time.monotonic()
-        workers_before, own_before, machine_before = cpu_of(workers), cpu_seconds(os.getpid()), machine_busy_seconds()
-        everyone_before = cpu_by_process()
+        processes_before, machine_before, started = process_cpu(), machine_busy_seconds(), time.monotonic()
         deadline = started + seconds
 
         async def client_loop() -> None:
@@ -363,25 +350,20 @@ async def sustained(bench: Bench, gateway: GatewayProcess, agent: str, seconds: 
 
         await asyncio.gather(*(client_loop() for _ in range(concurrency)))
         elapsed = time.monotonic() - started
-        cpu = cpu_seconds(pid) - cpu_before
-        workers_cpu, own_cpu = cpu_of(workers) - workers_before, cpu_seconds(os.getpid()) - own_before
-        machine = machine_busy_seconds() - machine_before
-        everyone_after = cpu_by_process()
+        processes_after, machine = process_cpu(), machine_busy_seconds() - machine_before
         await asyncio.gather(*releases, return_exceptions=True)
-    per_session = 1000 / max(1, len(latencies))
-    # Where the two cores went, per session, beside the gateway's own: the workers, this load generator, the rest.
-    cpu_split = {"machine_busy_pct": round(100 * machine / (elapsed * (os.cpu_count() or 1)), 1),
-                 "workers_ms": round(workers_cpu * per_session, 3),
-                 "load_generator_ms": round(own_cpu * per_session, 3),
-                 "rest_ms": round((machine - cpu - workers_cpu - own_cpu) * per_session, 3),
-                 "rest_top_ms": top_others(everyone_before, everyone_after, {pid, os.getpid(), *workers},
-                                           per_session)}
-    return {"cpu_ms_per_session": cpu_split, "sessions": len(latencies), "seconds": round(elapsed, 2),
+    split = cpu_split(processes_before, processes_after, gateway=gateway.popen.pid, sessions=len(latencies),
+                      workers_command="standin_worker.py" if agent == STANDIN else "voxfleet worker")
+    # Work no process that lived through both snapshots holds: the kernel's, and processes that ended meanwhile.
+    split["unattributed_ms"] = round(machine * 1000 / max(1, len(latencies)) - split["gateway_ms"]
+                                     - split["workers_ms"] - split["load_generator_ms"] - split["rest_ms"], 3)
+    split["machine_busy_pct"] = round(100 * machine / (elapsed * (os.cpu_count() or 1)), 1)
+    return {"cpu_ms_per_session": split, "sessions": len(latencies), "seconds": round(elapsed, 2),
             "rate": round(len(latencies) / elapsed, 1),
             "p50_ms": ms(statistics.median(latencies)) if latencies else None,
             "p99_ms": ms(percentile(latencies, 99)) if latencies else None,
-            "gateway_cpu_ms_per_session": round(cpu * per_session, 3),
-            "one_core_rate": round(len(latencies) / cpu, 1) if cpu else None, "refused": refusals}
+            "one_core_rate": round(1000 / split["gateway_ms"], 1) if split["gateway_ms"] else None,
+            "refused": refusals}
 
 
 # --- 3. create -> agent audio -------------------------------------------------------------------------------------
@@ -518,10 +500,11 @@ def report(results: dict) -> None:
         r = results[f"sustained_{kind}"]
         split = r["cpu_ms_per_session"]
         print(f"  {kind + ' workers':<42} {r['rate']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8}"
-              f" {r['gateway_cpu_ms_per_session']:>10} {r['one_core_rate']:>12}   refused {r['refused']}")
-        print(f"    CPU ms per session: gateway {r['gateway_cpu_ms_per_session']}, workers {split['workers_ms']}, load generator"
-              f" {split['load_generator_ms']}, the rest {split['rest_ms']} (machine {split['machine_busy_pct']} % busy;"
-              f" most of the rest: {split['rest_top_ms']})")
+              f" {split['gateway_ms']:>10} {r['one_core_rate']:>12}   refused {r['refused']}")
+        print(f"    CPU ms per session: gateway {split['gateway_ms']}, workers {split['workers_ms']}, load"
+              f" generator {split['load_generator_ms']}, other processes {split['rest_ms']}"
+              f" ({split['rest_busiest_ms']}), unattributed {split['unattributed_ms']};"
+              f" machine {split['machine_busy_pct']} % busy")
     a = results["create_to_audio"]
     print(f"\n{'session create -> agent audio heard':<44} {'p50 ms':>8} {'p95 ms':>8}")
     print(f"  {'direct dispatch (baseline)':<42} {a['direct_p50_ms']:>8} {a['direct_p95_ms']:>8}")

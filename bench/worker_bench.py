@@ -436,8 +436,8 @@ async def measure_density(region, state: Path, levels: list[int], turns: int, *,
 
 
 async def density_figures(region, state: Path, args) -> dict:
-    """Density with the providers at a distance (the goal's measure: what the platform itself costs per call)
-    and with the offline models computing inside the worker, side by side."""
+    """Density with the providers at a distance (the goal's measure: what the platform itself costs per call),
+    with the offline models computing inside the worker, and with each --density-frame-ms caller frame size."""
     figures = {}
     for providers in ("cloud", "offline"):
         print(f"density ({providers} providers)...", flush=True)
@@ -589,7 +589,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only-density", action="store_true", help="just density, cloud and offline providers")
     args = parser.parse_args(argv)
     args.density = [int(level) for level in args.density.split(",")]
-    args.density_frame_ms = [int(ms) for ms in args.density_frame_ms.split(",") if ms]
+    args.density_frame_ms = [int(size) for size in args.density_frame_ms.split(",") if size]
     args.process_per_call = [int(level) for level in args.process_per_call.split(",") if level]
     if args.quick:
         args.turns, args.dispatches, args.density_turns = 12, 6, 3
