@@ -41,6 +41,11 @@ from voxfleet.devplatform.speech import synthesize
 
 SAMPLE_RATE = 16000
 LISTEN_FRAME_MS = 10
+# Now and then LiveKit's Python SDK leaves without its Leave request reaching the server (seen: the server closed
+# the caller with PEER_CONNECTION_DISCONNECTED 20.5 s after the client's close). The server then keeps the caller
+# in the room until its transport times out, and only then tells the agent and the webhooks: anything that waits
+# for a caller to be gone ("caller-left", participant_left) must allow this long.
+CALLER_GONE_S = 35.0
 
 
 def mint_token(region=None, *, room: str, identity: str, url: str | None = None, api_key: str | None = None,
@@ -126,6 +131,5 @@ def median(values: list[float]) -> float:
 
 from tests.callers.recogniser import Recogniser  # noqa: E402  (re-exported: one import for test authors)
 
-__all__ = ["CallerBot", "Recogniser", "SpokenTiming", "Utterance", "EchoBot", "measure_one_way", "measure_round_trip",
-           "measure_two_legs",
-           "mint_token", "synthesize"]
+__all__ = ["CALLER_GONE_S", "CallerBot", "Recogniser", "SpokenTiming", "Utterance", "EchoBot", "measure_one_way",
+           "measure_round_trip", "measure_two_legs", "mint_token", "synthesize"]

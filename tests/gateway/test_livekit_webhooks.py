@@ -25,6 +25,7 @@ from livekit import api as lk_api
 from livekit import rtc
 from livekit.protocol import models, webhook
 
+from tests.callers.caller_bot import CALLER_GONE_S
 from tests.gateway import webhook_livekit, worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env
 from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess
@@ -209,7 +210,8 @@ async def test_the_caller_leaving_ends_the_session_at_its_worker(stack, tenant, 
     await _wait("the agent", lambda: _agent_identities(room))
     await room.disconnect()
     async with httpx.AsyncClient(base_url=gateway.url, headers=tenant.headers()) as http:
-        await _wait("the session to end after the caller left", lambda: _phase(http, created["sessionId"], "ended"))
+        await _wait("the session to end after the caller left", lambda: _phase(http, created["sessionId"], "ended"),
+                    timeout=CALLER_GONE_S)
 
 
 async def _recovery_case(stack, tenant, kube, pods, break_worker, *, eval_mode: bool = False) -> float:

@@ -16,7 +16,14 @@ import httpx
 import pytest
 from livekit import api as lk_api
 
-from tests.callers.caller_bot import CallerBot, Recogniser, measure_two_legs, median, mint_token
+from tests.callers.caller_bot import (
+    CALLER_GONE_S,
+    CallerBot,
+    Recogniser,
+    measure_two_legs,
+    median,
+    mint_token,
+)
 from tests.worker.worker_harness import WorkerUnderTest, offline_spec
 
 pytestmark = [pytest.mark.world, pytest.mark.timeout(180)]
@@ -28,10 +35,6 @@ STORY = ("Once upon a time there was a small town by the sea where every morning
 STOPPED = "Okay, I will stop."
 RECOVERY = "Sorry, we were cut off. I am back. How can I help?"
 PHRASES = [GREETING, HOURS, STORY, STOPPED, RECOVERY]
-# Now and then LiveKit's Python SDK leaves without its Leave request reaching the server (seen: the server closed
-# the caller with PEER_CONNECTION_DISCONNECTED 20.5 s after the client's close). The server then keeps the caller
-# in the room until its transport times out, and only then tells the agent: "caller-left" can take this long.
-CALLER_GONE_S = 35.0
 
 
 def spec() -> dict:

@@ -81,11 +81,12 @@ def test_mount_paths_are_rewritten_longest_first():
 def test_the_images_own_files_are_never_a_volumes_even_below_a_mount_path():
     # This checkout and its Python play the image: a clone under /tmp keeps its worker command when worker pods
     # mount an emptyDir at /tmp (what that volume holds is still rewritten).
+    # The checkout's parent may itself be /tmp (CI clones into `mktemp -d`), so the second volume sits elsewhere.
     checkout = Path(__file__).resolve().parents[2]
-    mounts = [Mount(str(checkout.parent), Path("/vol/a")), Mount("/tmp", Path("/vol/tmp"))]
+    mounts = [Mount(str(checkout.parent), Path("/vol/a")), Mount("/var/scratch", Path("/vol/scratch"))]
     assert rewrite(str(checkout / ".venv" / "bin" / "python"), mounts) == str(checkout / ".venv" / "bin" / "python")
     assert rewrite(str(checkout.parent / "elsewhere"), mounts) == "/vol/a/elsewhere"
-    assert rewrite("/tmp/scratch", mounts) == "/vol/tmp/scratch"
+    assert rewrite("/var/scratch/x", mounts) == "/vol/scratch/x"
 
 
 def test_probe_thresholds():
