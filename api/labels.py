@@ -23,3 +23,9 @@ POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 WORKER_TOKEN_KEY = "token"  # key of the worker-token Secret
 AGENT_CONFIG_KEY = "agent.json"  # key of the rendered agent ConfigMap
 AGENT_CONFIG_MOUNT = "/etc/voxfleet/agent"
+
+# Secrets a tenant wrote through the gateway's secrets API carry this label (value "true"). They are the only
+# Secrets a VoiceAgent spec may reference: the gateway refuses others at admission, the operator builds no pod
+# with one. Platform Secrets copied into a tenant namespace (the worker credential) never carry it.
+TENANT_SECRET = f"{PREFIX}/tenant-secret"
+TENANT_SECRET_VALUE = "true"
