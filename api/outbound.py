@@ -160,6 +160,9 @@ class OutboundPolicy:
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         if ip in METADATA_ADDRESSES:
             return f"{ip} is a cloud metadata address"
+        inner_metadata = isinstance(ip, ipaddress.IPv6Address) and embedded_ipv4(ip) in METADATA_ADDRESSES
+        if inner_metadata:  # before the allowed networks: an allowed ::/0 must not let ::ffff:169.254.169.254 by
+            return f"{ip} embeds IPv4 {embedded_ipv4(ip)}: a cloud metadata address"
         if any(ip in network for network in self.allowed_networks):
             return None
         if isinstance(ip, ipaddress.IPv6Address):

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from pydantic import Field
 
 from voxfleet.api.model_base import DNS_LABEL, ApiModel
+from voxfleet.api.outbound import OutboundPolicy
+from voxfleet.api.spec_urls import url_refusals
 from voxfleet.api.voiceagent import VoiceAgentStatus
 from voxfleet.gateway import agent_writes
 from voxfleet.gateway.agent_writes import AgentSpecInput
@@ -128,6 +130,8 @@ async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict
                  resource_version: str | None = None) -> AgentView:
     runtime = runtime_of(request)
     wire, parsed, cross_field_problems = agent_writes.checked_spec(body)
+    if parsed is not None:
+        _refuse_urls(parsed, OutboundPolicy.from_settings(runtime.settings))
     manifest = agent_writes.apply_body(tenant, agent, wire)
     if resource_version:  # PATCH: apply only onto the version the patch was merged into
         manifest["metadata"]["resourceVersion"] = resource_version
@@ -158,6 +162,14 @@ async def _refuse_cross_field(runtime, path: str, manifest: dict[str, Any], prob
         if error.code == 422:
             raise agent_writes.apiserver_refusal(error) from None
     raise ApiError(422, "invalid_agent", "The agent spec is not valid; see details.", details=problems)
+
+
+def _refuse_urls(spec, policy: OutboundPolicy) -> None:
+    """422 for URLs the outbound policy refuses without DNS (IP literals in denied ranges, in any spelling)."""
+    refusals = url_refusals(spec, policy)
+    if refusals:
+        raise ApiError(422, "url_not_allowed", "The platform's outbound policy refuses URLs in the spec; see details.",
+                       details=[{"field": r.field, "message": r.message, "reason": "Forbidden"} for r in refusals])
 
 
 def _not_found(agent: str) -> ApiError:

@@ -109,6 +109,7 @@ class AgentReconciler:
         except ValidationError:
             allowed = []
         problems = spec_checks.check_name(name) + spec_checks.check_image(spec, self.rt.platform)
+        problems += spec_checks.check_urls(spec, self.rt.platform)
         referenced = {ref.name for _, ref in spec_checks.secret_references(spec)}
         problems += spec_checks.check_secrets(spec, namespace, await self._secret_keys(namespace, referenced))
         problems += spec_checks.check_regions(spec, allowed, self.rt.view.regions_with_nodes(), tenant_name)

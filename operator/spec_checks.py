@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from voxfleet.api.common import SecretKeyRef
+from voxfleet.api.outbound import OutboundPolicy
 from voxfleet.api.settings import PlatformSettings
+from voxfleet.api.spec_urls import url_refusals
 from voxfleet.api.voiceagent import VoiceAgentSpec
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -78,6 +80,14 @@ def check_secrets(spec: VoiceAgentSpec, namespace: str, secret_keys: Mapping[str
                                                         f" {ref.key!r}; add it. The pools keep their current spec"
                                                         " meanwhile.", blocking=True))
     return problems
+
+
+def check_urls(spec: VoiceAgentSpec, platform: PlatformSettings) -> list[Problem]:
+    """URLs the outbound policy refuses without DNS (IP literals in denied ranges): the gateway refuses them at
+    admission; an agent applied with kubectl gets the same verdict here."""
+    return [Problem("URLNotAllowed", f"spec.{refusal.field}: {refusal.message} The pools keep their current spec"
+                                     " meanwhile.", blocking=True)
+            for refusal in url_refusals(spec, OutboundPolicy.from_settings(platform))]
 
 
 def check_regions(spec: VoiceAgentSpec, allowed_regions: list[str], regions_with_nodes: set[str],

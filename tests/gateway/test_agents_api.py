@@ -223,3 +223,16 @@ def test_oversized_bodies_are_refused_with_413(api):
 def test_malformed_json_is_a_4xx_json_error(api):
     response = api.put("/v1/agents/broken", content=b"{not json", headers={"Content-Type": "application/json"})
     assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "2852039166", "[::ffff:a9fe:a9fe]", "10.0.0.7", "0x7f.1"])
+def test_ip_literal_urls_in_denied_ranges_are_refused_at_admission_naming_the_field(api, host):
+    spec = copy.deepcopy(SPEC)
+    spec["tools"][0]["http"]["url"] = f"http://{host}/latest/meta-data/"
+    response = api.put("/v1/agents/metadata-grab", json=spec)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "url_not_allowed"
+    assert [d["field"] for d in body["details"]] == ["tools[0].http.url"]
+    assert "refused" in body["details"][0]["message"]
+    assert api.get("/v1/agents/metadata-grab").status_code == 404  # nothing was written

@@ -186,3 +186,11 @@ async def test_background_runs_wait_for_everything_else():
     await asyncio.wait_for(queue.idle.wait(), 2)
     task.cancel()
     assert order == [("change-c", True), ("status-b", False), ("resync-a", True), ("resync-c", True)]
+
+
+def test_url_checks_refuse_denied_ip_literals_naming_the_field():
+    spec = agent_spec(tools=[{"name": "grab", "http": {"url": "http://2852039166/latest/meta-data/"}}])
+    problems = spec_checks.check_urls(VoiceAgentSpec.model_validate(spec), platform())
+    assert [(p.reason, p.blocking) for p in problems] == [("URLNotAllowed", True)]
+    assert problems[0].message.startswith("spec.tools[0].http.url: tool 'grab'")
+    assert "metadata" in problems[0].message
