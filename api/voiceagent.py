@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import re2
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from voxfleet.api import tool_schema
 from voxfleet.api.common import Condition, SecretKeyRef
 from voxfleet.api.model_base import ApiModel, cel, name_field, validations
+from voxfleet.api.tenant_regex import PATTERN_MAX_MEM, SPEC_PROGRAM_BUDGET, ProgramBudget
+from voxfleet.api.tool_schema import (MAX_TOOL_SCHEMA_BYTES, MAX_TOOL_SCHEMA_DEPTH, MAX_TOOL_SCHEMA_NODES,
+                                      check_meta, check_self_contained, schema_patterns)
 
 GROUP = "voxfleet.dev"
 VERSION = "v1alpha1"
@@ -31,8 +34,14 @@ HTTP_URL = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
 TOOL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
-MAX_TOOL_SCHEMA_BYTES = 8192
 MAX_TOOL_ARGUMENT_BYTES = 4096
+# Pass as model_validate(..., context=STORED_SPEC_FOR_ROUTING) to leave out the costly checks (RE2 budgets, tool
+# schema meta-validation) when a spec only routes sessions and someone else admits it: the gateway's agent
+# directory, which must not compile a tenant's patterns on its event loop. Admission never passes it.
+STORED_SPEC_FOR_ROUTING = {"costly_checks": False}
+_BUDGET_NOTE = (f" Compiled as RE2 with at most {PATTERN_MAX_MEM // 1024} KiB of memory per pattern; every pattern"
+                f" of the spec together (intents and tool schemas) may compile to at most {SPEC_PROGRAM_BUDGET}"
+                " RE2 instructions (\\pL alone is about 1,200, [a-z] about 10).")
 
 _SECRET_FOR_CLOUD = cel(
     "self.provider in ['pocketsphinx', 'scripted', 'espeak'] || has(self.secretRef)"
@@ -165,7 +174,11 @@ class Tool(ApiModel):
     description: str = Field(default="", max_length=1024, description="What the tool does, for the LLM.")
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
-        description="JSON Schema (type: object) of the tool's arguments; arguments are validated against it.",
+        description="JSON Schema 2020-12 (type: object) of the tool's arguments; arguments are validated against"
+                    f" it. At most {MAX_TOOL_SCHEMA_BYTES} bytes, {MAX_TOOL_SCHEMA_DEPTH} levels deep and"
+                    f" {MAX_TOOL_SCHEMA_NODES} values. Self-contained: $ref and $dynamicRef only to '#...' inside"
+                    " it (put shared parts under $defs), no $id, $schema only the 2020-12 dialect. Its `pattern`s"
+                    " and `patternProperties` are RE2." + _BUDGET_NOTE,
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     http: ToolHttp = Field(description="The HTTP endpoint that implements the tool.")
@@ -177,8 +190,9 @@ class Tool(ApiModel):
     @field_validator("parameters")
     @classmethod
     def _json_schema_object(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value)) > MAX_TOOL_SCHEMA_BYTES:
-            raise ValueError(f"parameters schema is larger than {MAX_TOOL_SCHEMA_BYTES} bytes")
+        # Only cheap, bounded checks here (the gateway's request parse runs them on its event loop); meta-validation
+        # and the RE2 budget are VoiceAgentSpec's, which the gateway runs off its loop.
+        tool_schema.check_shape(value)
         if value.get("type") != "object":
             raise ValueError('parameters must be a JSON Schema with "type": "object"')
         if not isinstance(value.get("properties", {}), dict):
@@ -215,7 +229,7 @@ class Intent(ApiModel):
                                 json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 100}})
     patterns: list[str] = Field(default_factory=list, max_length=16,
                                 description="RE2 patterns (linear time), matched case-insensitively. Named groups"
-                                            " fill `{name}` in the reply and tool arguments.",
+                                            " fill `{name}` in the reply and tool arguments." + _BUDGET_NOTE,
                                 json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 256}})
     reply: str | None = Field(default=None, max_length=2000,
                               description="What the agent says. After a tool call, `{result}` is its spoken result.")
@@ -231,14 +245,11 @@ class Intent(ApiModel):
 
     @field_validator("patterns")
     @classmethod
-    def _re2(cls, value: list[str]) -> list[str]:
+    def _pattern_lengths(cls, value: list[str]) -> list[str]:
+        # Compiling is VoiceAgentSpec's job: one budget over the whole spec, stopping at the first excess.
         for pattern in value:
             if not 1 <= len(pattern) <= 256:
                 raise ValueError("each pattern must have 1 to 256 characters")
-            try:
-                re2.compile(pattern)
-            except re2.error as error:
-                raise ValueError(f"pattern {pattern!r} is not valid RE2: {error}") from None
         return value
 
     @model_validator(mode="after")
@@ -369,7 +380,8 @@ class VoiceAgentSpec(ApiModel):
     tools: list[Tool] = Field(default_factory=list, max_length=32, description="Functions the LLM may call.",
                               json_schema_extra=_LIST_MAP)
     intents: list[Intent] = Field(default_factory=list, max_length=64,
-                                  description="Intents for the offline scripted LLM.", json_schema_extra=_LIST_MAP)
+                                  description="Intents for the offline scripted LLM." + _BUDGET_NOTE,
+                                  json_schema_extra=_LIST_MAP)
     regions: list[Region] = Field(min_length=1, max_length=10, description="Regions with a warm pool.",
                                   json_schema_extra=_LIST_MAP)
     scaling: Scaling = Field(default_factory=Scaling, description="Warm-pool scaling.")
@@ -388,6 +400,24 @@ class VoiceAgentSpec(ApiModel):
             if intent.tool_call and intent.tool_call.name not in declared:
                 raise ValueError(f"intent {intent.name!r} calls tool {intent.tool_call.name!r}, which spec.tools"
                                  " does not declare")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded_costly_checks(self, info: ValidationInfo) -> "VoiceAgentSpec":
+        """Tool schemas meta-validated and self-contained, every RE2 pattern compiled under one budget: the costly
+        part of admission, bounded, stopping at the first problem (a FieldProblem naming its field)."""
+        if (info.context or {}).get("costly_checks", True) is False:
+            return self
+        budget = ProgramBudget()
+        for index, tool in enumerate(self.tools):
+            field = f"tools[{index}].parameters"
+            check_self_contained(tool.parameters, field)
+            check_meta(tool.parameters, field)
+            for path, pattern in schema_patterns(tool.parameters, field):
+                budget.compile(pattern, path)
+        for index, intent in enumerate(self.intents):
+            for number, pattern in enumerate(intent.patterns):
+                budget.compile(pattern, f"intents[{index}].patterns[{number}]", case_sensitive=False)
         return self
 
 

@@ -1,7 +1,8 @@
 """HTTP tools: run the tool an LLM called, safely, and turn its result into words the agent can say.
 
 A tool is tenant configuration and its endpoint is tenant-run, so everything here is defensive: arguments are
-validated against the tool's JSON Schema (RE2 for its patterns) before anything is sent, the URL goes through
+validated against the tool's JSON Schema (RE2 for its patterns, compiled under the spec's budget; references
+resolved only inside the schema, never fetched) before anything is sent, the URL goes through
 the outbound policy (checked and pinned per connection, redirects re-checked), the call has the tool's
 timeout and a bounded response, and every failure becomes an apology outcome instead of an exception into the
 pipeline. A non-idempotent tool never runs twice for one call id; an idempotent one may retry once when the
@@ -24,13 +25,16 @@ from typing import Any
 
 import httpx
 import jsonschema
-import re2
+import referencing.exceptions
 import structlog
 from jsonschema import Draft202012Validator, ValidationError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from voxfleet.api import tool_schema
 from voxfleet.api.common import SecretKeyRef
+from voxfleet.api.field_problem import FieldProblem
 from voxfleet.api.outbound import OutboundPolicy, OutboundURLRefused
+from voxfleet.api.tenant_regex import ProgramBudget, compile_pattern
 from voxfleet.api.voiceagent import MAX_TOOL_ARGUMENT_BYTES, Tool
 from voxfleet.api.worker_config import read_secret
 from voxfleet.worker.telemetry import metrics as worker_metrics
@@ -68,9 +72,9 @@ class ToolOutcome:
 # -- arguments ---------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)
 def _re2(pattern: str) -> Any:
-    return re2.compile(pattern)
+    # The same options and per-pattern memory cap as admission, cached by content (api/tenant_regex.py).
+    return compile_pattern(pattern)
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
@@ -117,38 +121,34 @@ def _walk_keys(node: Any) -> set[str]:
     return keys
 
 
-def build_validator(tool: Tool) -> Any:
-    """The tool's argument validator; a clear ValueError when its schema is not usable."""
+def argument_validator(schema: dict[str, Any]) -> Any:
+    """A validator for the schema whose references resolve only inside it (and the JSON Schema specifications):
+    jsonschema's default registry would fetch any other URI, unbounded and outside the outbound policy."""
+    return ToolArgumentsValidator(schema, registry=tool_schema.self_contained_registry())
+
+
+def build_validator(tool: Tool, budget: ProgramBudget | None = None) -> Any:
+    """The tool's argument validator; a clear ValueError when its schema is not usable. Admission refuses such
+    schemas already; this is the worker's own check for one that got past it (e.g. admitted by an older
+    release). `budget` is the spec's RE2 budget, shared by the runner's tools."""
     try:
-        ToolArgumentsValidator.check_schema(tool.parameters)
-    except jsonschema.SchemaError as error:
-        raise ValueError(f"tool {tool.name!r}: parameters is not a valid JSON Schema: {error.message}") from None
+        tool_schema.check_shape(tool.parameters)
+        tool_schema.check_self_contained(tool.parameters, "parameters")
+        tool_schema.check_meta(tool.parameters, "parameters")
+    except ValueError as error:
+        raise ValueError(f"tool {tool.name!r}: {error}") from None
     keys = _walk_keys(tool.parameters)
     if "unevaluatedProperties" in keys and "patternProperties" in keys:
         # jsonschema evaluates that pair with Python's re; refuse rather than run tenant regexes on it.
         raise ValueError(f"tool {tool.name!r}: unevaluatedProperties together with patternProperties is not"
                          " supported")
-    for pattern in _schema_patterns(tool.parameters):
+    budget = budget or ProgramBudget()
+    for path, pattern in tool_schema.schema_patterns(tool.parameters, "parameters"):
         try:
-            _re2(pattern)
-        except re2.error as error:
-            raise ValueError(f"tool {tool.name!r}: pattern {pattern!r} is not valid RE2: {error}") from None
-    return ToolArgumentsValidator(tool.parameters)
-
-
-def _schema_patterns(node: Any) -> list[str]:
-    found: list[str] = []
-    if isinstance(node, dict):
-        if isinstance(node.get("pattern"), str):
-            found.append(node["pattern"])
-        if isinstance(node.get("patternProperties"), dict):
-            found.extend(node["patternProperties"])
-        for value in node.values():
-            found.extend(_schema_patterns(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_schema_patterns(value))
-    return found
+            budget.compile(pattern, path)
+        except FieldProblem as problem:
+            raise ValueError(f"tool {tool.name!r}: {problem}") from None
+    return argument_validator(tool.parameters)
 
 
 def _normalise_arguments(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
@@ -324,6 +324,7 @@ class ToolRunner:
         self._metrics = tool_metrics(registry)
         self._max_response_bytes = max_response_bytes
         self._tools: dict[str, _PreparedTool] = {}
+        budget = ProgramBudget()  # one RE2 budget for all the spec's tool schemas, as at admission
         for tool in tools:
             headers = {"User-Agent": USER_AGENT}
             for header in tool.http.headers:
@@ -336,7 +337,7 @@ class ToolRunner:
                 refusal = refused
                 log.warning("tool URL refused by the outbound policy", tool=tool.name, reason=refused.reason,
                             url=refused.url)
-            self._tools[tool.name] = _PreparedTool(tool, build_validator(tool), headers, refusal)
+            self._tools[tool.name] = _PreparedTool(tool, build_validator(tool, budget), headers, refusal)
         self._client = policy.httpx_client(timeout=None, limits=httpx.Limits(max_connections=32,
                                                                              max_keepalive_connections=8))
         self._calls: OrderedDict[tuple[str, str, str, str], asyncio.Task[ToolOutcome]] = OrderedDict()
@@ -386,6 +387,9 @@ class ToolRunner:
                 errors = sorted(prepared.validator.iter_errors(values), key=lambda e: list(e.path))
             except (ValueError, TypeError) as error:
                 raise _ToolFailed("invalid_arguments", str(error)) from None
+            except referencing.exceptions.Unresolvable as error:  # a reference out of the schema: never fetched
+                raise _ToolFailed("invalid_arguments", f"the tool's schema has an unresolvable reference ({error})"
+                                  [:500]) from None
             if errors:
                 where = "/".join(map(str, errors[0].absolute_path)) or "(arguments)"
                 raise _ToolFailed("invalid_arguments", f"{where}: {errors[0].message}"[:500])

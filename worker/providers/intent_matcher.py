@@ -11,12 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
-
+from voxfleet.api.tenant_regex import compile_pattern
 from voxfleet.api.voiceagent import Intent
 
 MAX_TEXT_CHARS = 2000
-RE2_MAX_MEM = 1 << 20  # 1 MiB per compiled pattern; the spec allows 16 patterns x 64 intents
 SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 DIGITS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
           "seven": "7", "eight": "8", "nine": "9"}
@@ -56,13 +54,12 @@ class _CompiledIntent:
 
 class IntentMatcher:
     def __init__(self, intents: list[Intent]):
-        options = re2.Options()
-        options.case_sensitive = False
-        options.max_mem = RE2_MAX_MEM
+        # Admission's options and memory cap (the spec's budget was checked when it was admitted), cached by content.
         self._intents = [
             _CompiledIntent(intent=intent,
                             keywords=[set(normalise(keyword).split()) for keyword in intent.keywords],
-                            patterns=[re2.compile(pattern, options) for pattern in intent.patterns])
+                            patterns=[compile_pattern(pattern, case_sensitive=False)
+                                      for pattern in intent.patterns])
             for intent in intents]
 
     def match(self, text: str) -> IntentMatch | None:
