@@ -76,7 +76,8 @@ class GatewayRuntime:
         agents = AgentDirectory(kube)
         workers = WorkerRegistry(kube, metrics)
         client = WorkerClient(settings.load_worker_token(), settings.worker_port,
-                              timeout=settings.dispatch_timeout_seconds)
+                              timeout=settings.dispatch_timeout_seconds,
+                              namespace_at=lambda ip: worker.namespace if (worker := workers.at_ip(ip)) else None)
         tokens = LiveKitTokens(settings.regions)
         rooms = LiveKitRooms(settings.regions)
         session_keys = settings.load_session_keys()

@@ -1,4 +1,8 @@
-"""The worker control API as the gateway calls it (platform worker token; trace context on every call).
+"""The worker control API as the gateway calls it (trace context on every call).
+
+Each call carries the token of the worker's own namespace (voxfleet.api.worker_credentials), derived from the
+platform's root token, which never leaves the gateway: a worker (or anything at its address) learns only its
+own tenant's token. An address that is no known worker's gets no request at all.
 
 aiohttp, not httpx: a dispatch is on every allocation's path, and httpx's connection pool costs several times
 aiohttp's CPU per request (measured with bench/gateway_bench.py: it was half of the gateway's time).
@@ -7,6 +11,8 @@ aiohttp's CPU per request (measured with bench/gateway_bench.py: it was half of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +21,8 @@ from opentelemetry import propagate
 from pydantic import ValidationError
 
 from voxfleet.api.wire import DispatchRequest, DispatchResponse, ErrorBody, LoadReport, SessionState
+from voxfleet.api.worker_credentials import NamespaceTokens
+from voxfleet.gateway.worker_call_shares import ShareExhausted, TenantCallShares
 
 DispatchAnswer = Literal["accepted", "full", "draining", "not_ready", "error"]
 _ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
@@ -48,12 +56,20 @@ class WorkerUnreachable(Exception):
 
 
 class WorkerClient:
-    def __init__(self, token: str, port: int, *, timeout: float, max_connections: int = 512):
+    def __init__(self, root_token: str, port: int, *, timeout: float, namespace_at: Callable[[str], str | None],
+                 max_connections: int = 512):
         self.port = port
         self.timeout = timeout
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._root_token = root_token
+        self._namespace_at = namespace_at  # worker IP -> its Pod's namespace (the worker registry's watch)
+        self._tokens = NamespaceTokens()
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self.shares: TenantCallShares | None = None  # per-tenant bound of calls in flight (worker_call_shares.py)
+
+    def share_fairly(self, shares: TenantCallShares) -> None:
+        """From now on, each tenant's calls in flight stay within its share of the connection pool."""
+        self.shares = shares
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -66,7 +82,7 @@ class WorkerClient:
                                              keepalive_timeout=WORKER_KEEPALIVE_SECONDS, ttl_dns_cache=None,
                                              use_dns_cache=False)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, skip_auto_headers=("User-Agent",),
+                connector=connector, skip_auto_headers=("User-Agent",),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, connect=min(self.timeout, 1.0)))
         return self._session
 
@@ -87,15 +103,23 @@ class WorkerClient:
 
     async def _call(self, method: str, ip: str, path: str, *, body: bytes | None = None,
                     timeout: float | None = None, max_bytes: int = 1 << 20) -> WorkerAnswer:
+        namespace = self._namespace_at(ip)
+        if not namespace:
+            raise WorkerUnreachable("no known worker at this address")
         headers = self._trace_headers()
+        headers["Authorization"] = f"Bearer {self._tokens.token(self._root_token, namespace)}"
         if body is not None:
             headers["Content-Type"] = "application/json"
         request_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 1.0)) if timeout else None
+        # The namespace is the tenant: a worker is trusted only in its Tenant's namespace (worker_registry.py).
+        share = self.shares.held(namespace, timeout or self.timeout) if self.shares else contextlib.nullcontext()
         try:
-            async with self.http.request(method, self.url(ip, path), data=body, headers=headers,
-                                            timeout=request_timeout) as response:
+            async with share, self.http.request(method, self.url(ip, path), data=body, headers=headers,
+                                                timeout=request_timeout) as response:
                 content = await response.content.read(max_bytes + 1)
                 return WorkerAnswer(response.status, content)
+        except ShareExhausted:
+            raise WorkerUnreachable("the tenant's share of worker connections stayed full") from None
         except _ERRORS as error:
             raise WorkerUnreachable(type(error).__name__) from None
 

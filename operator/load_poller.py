@@ -1,5 +1,8 @@
 """Demand, read like a metrics scrape: `GET /v1/load` on every worker pod, concurrently, with short timeouts.
 
+Each worker is asked with its own namespace's token (voxfleet.api.worker_credentials), derived from the root the
+operator reads in the platform namespace: the operator never sends the root to a tenant's pod.
+
 A report stays usable for `stale_after` seconds after the worker's polls start failing (one slow answer must not
 look like a drop in demand); after that the worker counts as unknown: neither busy nor removable.
 """
@@ -15,6 +18,7 @@ import structlog
 from pydantic import ValidationError
 
 from voxfleet.api.wire import LoadReport
+from voxfleet.api.worker_credentials import NamespaceTokens
 from voxfleet.operator.cluster_view import PodView
 from voxfleet.operator.load_client import LoadClient, LoadError
 from voxfleet.operator.metrics import OperatorMetrics
@@ -29,9 +33,10 @@ class Report:
 
 
 class LoadPoller:
-    def __init__(self, token: Callable[[], str | None], *, port: int, timeout: float, concurrency: int,
+    def __init__(self, root_token: Callable[[], str | None], *, port: int, timeout: float, concurrency: int,
                  stale_after: float, metrics: OperatorMetrics):
-        self.token = token
+        self.root_token = root_token
+        self.tokens = NamespaceTokens()
         self.timeout = timeout
         self.stale_after = stale_after
         self.metrics = metrics
@@ -51,12 +56,13 @@ class LoadPoller:
 
     async def poll(self, pods: Iterable[PodView]) -> list[PodView]:
         """Poll every pod with an IP once; returns the pods whose poll failed."""
-        token = self.token()
-        if not token:
+        root = self.root_token()
+        if not root:
             log.warning("no worker token yet: cannot read worker load")
             return []
         targets = [pod for pod in pods if pod.ip]
-        results = await asyncio.gather(*(self._poll_one(pod, token) for pod in targets))
+        results = await asyncio.gather(*(self._poll_one(pod, self.tokens.token(root, pod.namespace))
+                                         for pod in targets))
         live = {pod.uid for pod in targets}
         for uid in [uid for uid in self.reports if uid not in live]:
             del self.reports[uid]

@@ -46,14 +46,15 @@ class Runtime:
         view = ClusterView(client, platform)
         token = view.worker_token
 
-        def current_token() -> str | None:
-            # Prefer the platform setting (mounted Secret); else the Secret the operator watches anyway.
+        def root_token() -> str | None:
+            # The platform's root worker token (the poller derives each namespace's token from it). Prefer the
+            # platform setting (mounted Secret); else the platform-namespace Secret the operator watches anyway.
             if platform.worker_token is not None or platform.worker_token_file is not None:
                 return platform.load_worker_token()
             value = token()
             return value.decode() if value else None
 
-        poller = LoadPoller(current_token, port=platform.worker_port, timeout=settings.poll_timeout_seconds,
+        poller = LoadPoller(root_token, port=platform.worker_port, timeout=settings.poll_timeout_seconds,
                             concurrency=settings.poll_concurrency, stale_after=settings.stale_report_seconds,
                             metrics=metrics)
         return cls(platform=platform, settings=settings, client=client, view=view, metrics=metrics,

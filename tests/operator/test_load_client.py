@@ -11,6 +11,7 @@ import time
 import pytest
 from aiohttp import web
 
+from voxfleet.api.worker_credentials import token_for_namespace
 from voxfleet.operator.cluster_view import PodView
 from voxfleet.operator.load_client import MAX_BODY, LoadClient, LoadError
 from voxfleet.operator.load_poller import LoadPoller
@@ -22,13 +23,14 @@ REPORT = {"worker": "w-1", "tenant": "acme", "agent": "support", "region": "us-e
 
 
 @contextlib.asynccontextmanager
-async def load_server():
-    """A real HTTP server on 127.0.0.1 whose answer the test picks (mode)."""
-    state = {"mode": "ok", "transports": set(), "report": dict(REPORT)}
+async def load_server(token: str = TOKEN):
+    """A real HTTP server on 127.0.0.1 whose answer the test picks (mode); it accepts only `token`."""
+    state = {"mode": "ok", "transports": set(), "report": dict(REPORT), "seen": []}
 
     async def load(request: web.Request) -> web.StreamResponse:
         state["transports"].add(id(request.transport))  # one transport per TCP connection
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+        state["seen"].append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != f"Bearer {token}":
             return web.json_response({"code": "unauthorized"}, status=401)
         mode = state["mode"]
         if mode == "slow":
@@ -98,9 +100,12 @@ async def test_nothing_listening_is_a_load_error():
         await client.get("127.0.0.1", TOKEN, 1.0)
 
 
+ROOT = "root-worker-token-of-the-platform"
+
+
 async def test_poller_keeps_a_report_until_it_is_stale():
-    async with load_server() as (port, state):
-        poller = LoadPoller(lambda: TOKEN, port=port, timeout=0.5, concurrency=8, stale_after=0.3,
+    async with load_server(token=token_for_namespace(ROOT, "ns")) as (port, state):
+        poller = LoadPoller(lambda: ROOT, port=port, timeout=0.5, concurrency=8, stale_after=0.3,
                             metrics=OperatorMetrics())
         pod = PodView("ns", "w-1", "uid-1", "support", "us-east", "127.0.0.1", True, False, "abc", None)
         assert await poller.poll([pod]) == []
@@ -112,4 +117,21 @@ async def test_poller_keeps_a_report_until_it_is_stale():
         assert poller.fresh("uid-1", time.monotonic()) is None  # ...until it is stale
         assert "uid-1" in poller.ever_reported
         assert await poller.poll([]) == [] and poller.reports == {}  # gone pods are forgotten
+        await poller.close()
+
+
+async def test_poller_sends_each_pod_its_namespace_token_never_the_root():
+    """The worker of namespace "ns" accepts only the token derived for "ns": a pod that claims another namespace
+    (the same address, labelled elsewhere) is asked with that namespace's token and refused."""
+    async with load_server(token=token_for_namespace(ROOT, "ns")) as (port, state):
+        poller = LoadPoller(lambda: ROOT, port=port, timeout=0.5, concurrency=8, stale_after=5,
+                            metrics=OperatorMetrics())
+        mine = PodView("ns", "w-1", "uid-1", "support", "us-east", "127.0.0.1", True, False, "abc", None)
+        other = PodView("other-ns", "w-2", "uid-2", "support", "us-east", "127.0.0.1", True, False, "abc", None)
+        assert await poller.poll([mine]) == []
+        assert await poller.poll([other]) == [other]
+        sent = set(state["seen"])
+        print(f"authorizations sent: {len(state['seen'])}, distinct: {len(sent)}")
+        assert sent == {f"Bearer {token_for_namespace(ROOT, 'ns')}", f"Bearer {token_for_namespace(ROOT, 'other-ns')}"}
+        assert f"Bearer {ROOT}" not in sent
         await poller.close()
