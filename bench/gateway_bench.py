@@ -152,7 +152,7 @@ def cpu_split(before: dict[int, tuple[str, str, float]], after: dict[int, tuple[
 def gateway_histogram(gateway: GatewayProcess, metric: str, *label_pairs: str) -> tuple[float, float]:
     """(sum, count) of one of the gateway's histograms, over the series that carry all the given labels."""
     total = count = 0.0
-    for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
+    for line in gateway.metrics().splitlines():  # the operational port: /metrics is not on the API port
         if line.startswith(f"{metric}_") and all(pair in line for pair in label_pairs):
             if line.startswith(f"{metric}_sum"):
                 total += float(line.rsplit(" ", 1)[1])

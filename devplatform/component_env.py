@@ -67,12 +67,13 @@ def gateway_regions(world: WorldInfo) -> dict[str, dict[str, str]]:
             for region in world.livekit}
 
 
-def gateway_env(world: WorldInfo, dev_secrets: DevSecrets, *, port: int) -> dict[str, str]:
+def gateway_env(world: WorldInfo, dev_secrets: DevSecrets, *, port: int, operational_port: int) -> dict[str, str]:
     regions = gateway_regions(world)
     return {
         **platform_env(world, dev_secrets),
         f"{ENV_PREFIX}HOST": "127.0.0.1",
         f"{ENV_PREFIX}PORT": str(port),
+        f"{ENV_PREFIX}OPERATIONAL_PORT": str(operational_port),  # /metrics: not on the tenant API's port
         f"{ENV_PREFIX}KUBECONFIG": world.kubeconfig,
         f"{ENV_PREFIX}REGIONS": json.dumps(regions),
         f"{ENV_PREFIX}LATENCY_MS": json.dumps(LATENCY_MS),

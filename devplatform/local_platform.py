@@ -203,9 +203,12 @@ class LocalPlatform:
         if not _port_free(port):
             raise DevFailed(f"port {port} on 127.0.0.1 is in use; stop what uses it or pass --gateway-port")
         url = f"http://127.0.0.1:{port}"
-        self._step(f"gateway on {url} (LiveKit regions: {', '.join(r['region'] for r in self.info.livekit)})")
+        operational_port = processes.free_port()
+        self._step(f"gateway on {url} (LiveKit regions: {', '.join(r['region'] for r in self.info.livekit)};"
+                   f" /metrics on 127.0.0.1:{operational_port})")
         server = self._start("gateway", [sys.executable, "-m", "voxfleet.cli", "gateway"],
-                             component_env.gateway_env(self.info, secrets_, port=port))
+                             component_env.gateway_env(self.info, secrets_, port=port,
+                                                       operational_port=operational_port))
         processes.wait_until("gateway /readyz", lambda: _http_ok(f"{url}/readyz"), timeout=90, servers=[server],
                              interval=0.2)
         self.state.gateway_url = url

@@ -21,6 +21,7 @@ from voxfleet.gateway.agent_writes import AgentSpecInput
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.runtime import runtime_of
+from voxfleet.gateway.secret_references import check_secret_references
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
 
 AgentName = Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL,
@@ -132,6 +133,9 @@ async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict
     wire, parsed, cross_field_problems = agent_writes.checked_spec(body)
     if parsed is not None:
         _refuse_urls(parsed, OutboundPolicy.from_settings(runtime.settings))
+    if parsed is not None:  # only the tenant's own secrets (PUT /v1/secrets), holding the named keys
+        await check_secret_references(runtime.kube, tenant.namespace, tenant.name, parsed,
+                                      runtime.settings.retry_after_seconds)
     manifest = agent_writes.apply_body(tenant, agent, wire)
     if resource_version:  # PATCH: apply only onto the version the patch was merged into
         manifest["metadata"]["resourceVersion"] = resource_version

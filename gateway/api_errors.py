@@ -71,10 +71,14 @@ def validation_details(errors: list[dict[str, Any]], *, drop_prefix: int = 0, pr
             location = location[1:]
         # pydantic appends the function name for model validators; a "[...]" union branch name is noise too.
         location = [part for part in location if not (isinstance(part, str) and part.startswith("function-"))]
+        message = str(error.get("msg", "invalid"))[:500]
+        if "[key]" in location:  # a refused dict key: the key itself is input (a value pasted as a key), not a path
+            location = location[:max(location.index("[key]") - 1, 0)]
+            message = f"a key name is not valid: {message}"
         path = field_path(location)
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
-        details.append({"field": path, "message": str(error.get("msg", "invalid"))[:500],
+        details.append({"field": path, "message": message,
                         "reason": str(error.get("type", "invalid"))})
     return details
 

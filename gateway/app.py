@@ -1,4 +1,6 @@
-"""The gateway's FastAPI application: routers, middleware, health and metrics endpoints."""
+"""The gateway's two FastAPI applications: the tenant API (routers, middleware, health) on the API port, and the
+operational one (/metrics, health) on its own port, which the tenant Ingress never routes: /metrics names every
+tenant and agent and their traffic, so it is for the platform's scraper, not for anyone holding the API's URL."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from voxfleet.gateway.agents_api import router as agents_router
 from voxfleet.gateway.eval_results import router as eval_results_router
 from voxfleet.gateway.livekit_webhooks import router as webhooks_router
 from voxfleet.gateway.playground_files import mount_playground
+from voxfleet.gateway.secrets_api import router as secrets_router
 from voxfleet.gateway.sessions_api import router as sessions_router
 from voxfleet.gateway.request_limits import BodySizeLimit, RequestRecorder
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
@@ -38,10 +41,25 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     app.state.runtime = runtime
     api_errors.install(app)
     app.include_router(agents_router)
+    app.include_router(secrets_router)  # write-only: names and keys come back, values never
     app.include_router(sessions_router)
     app.include_router(eval_results_router)  # GET /v1/sessions/{id}/eval (voxfleet eval)
     app.include_router(webhooks_router)
 
+    _add_health(app)  # load balancers probe the port they send traffic to
+
+    mount_playground(app, settings.playground_dir)  # the browser playground, when its bundle is built
+
+    if settings.cors_allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "traceparent"], max_age=600)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestRecorder, metrics=runtime.metrics, access_log=settings.access_log)
+    return app
+
+
+def _add_health(app: FastAPI) -> None:
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -53,16 +71,17 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
         return api_errors.error_response(503, "not_ready", "The gateway is still loading its view of the cluster.",
                                          headers={"Retry-After": "1"})
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
+
+def create_operational_app(runtime: GatewayRuntime) -> FastAPI:
+    """/metrics, /healthz and /readyz on the operational port. No lifespan: the API application starts and stops
+    the runtime both serve."""
+    app = FastAPI(title="voxfleet gateway (operational)", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
+    api_errors.install(app)
+    _add_health(app)
+
+    @app.get("/metrics", summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(runtime_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    mount_playground(app, settings.playground_dir)  # the browser playground, when its bundle is built
-
-    if settings.cors_allow_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_credentials=False,
-                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "traceparent"], max_age=600)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestRecorder, metrics=runtime.metrics, access_log=settings.access_log)
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import sys
 
 from pydantic import ValidationError
@@ -14,7 +16,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the voxfleet REST gateway (tenant API, sessions, LiveKit webhooks). Settings come from"
                     " VOXFLEET_* environment variables; the options below override them.")
     parser.add_argument("--host", default=None, help="address to listen on (VOXFLEET_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port to listen on (VOXFLEET_PORT, default 8000)")
+    parser.add_argument("--port", type=int, default=None, help="port of the tenant API (VOXFLEET_PORT, default 8000)")
+    parser.add_argument("--operational-port", type=int, default=None,
+                        help="port of /metrics, /healthz, /readyz for the platform, never routed to tenants"
+                             " (VOXFLEET_OPERATIONAL_PORT, default 9090)")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (VOXFLEET_KUBECONFIG; default in-cluster)")
     parser.add_argument("--log-format", choices=("json", "console"), default=None, help="log renderer")
     return parser
@@ -24,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import uvicorn
 
-    from voxfleet.gateway.app import create_app
+    from voxfleet.gateway.app import create_app, create_operational_app
     from voxfleet.gateway.settings import GatewaySettings
     from voxfleet.gateway.structured_logging import configure
 
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port),
+                                                 ("operational_port", args.operational_port),
                                                  ("kubeconfig", args.kubeconfig), ("log_format", args.log_format))
                  if value is not None}
     try:
@@ -40,9 +46,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure(settings.log_format, settings.log_level)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                access_log=False, server_header=False, proxy_headers=False)
+    # uvicorn's own loop choice (uvloop when installed), as uvicorn.run would make it.
+    loop_factory = uvicorn.Config(app).get_loop_factory()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(uvicorn, settings, app, create_operational_app(app.state.runtime)))
     return 0
+
+
+async def _serve(uvicorn, settings, app, operational_app) -> None:
+    """The API and the operational port in one process and one event loop (one runtime serves both). The API
+    server owns the signals and the runtime's lifespan; the operational one stops when the API server has."""
+    common = {"host": settings.host, "log_config": None, "access_log": False, "server_header": False,
+              "proxy_headers": False}
+    api = uvicorn.Server(uvicorn.Config(app, port=settings.port, **common))
+
+    class OperationalServer(uvicorn.Server):
+        def capture_signals(self):  # the API server handles SIGTERM/SIGINT for both
+            return contextlib.nullcontext()
+
+    operational = OperationalServer(uvicorn.Config(operational_app, port=settings.operational_port, lifespan="off",
+                                                   **common))
+    operational_task = asyncio.create_task(operational.serve(), name="operational port")
+    try:
+        await api.serve()
+    finally:
+        operational.should_exit = True
+        await operational_task
 
 
 if __name__ == "__main__":

@@ -39,7 +39,12 @@ class GatewaySettings(PlatformSettings):
     """Everything `voxfleet gateway` reads at start-up."""
 
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
-    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port of the tenant API (what the Ingress routes).")
+    operational_port: int = Field(
+        default=9090, ge=0, le=65535,
+        description="Port of what is for the platform, not for tenants: /metrics (every tenant's and agent's name"
+                    " and traffic), /healthz, /readyz. Bound on the same address as the API; the tenant Ingress"
+                    " never routes it, and the API port answers 404 for /metrics.")
     kubeconfig: Path | None = Field(default=None, description="Kubeconfig file (default: in-cluster, then"
                                                               " KUBECONFIG / ~/.kube/config).")
     regions: dict[str, LiveKitRegion] = Field(default_factory=dict,
@@ -63,6 +68,13 @@ class GatewaySettings(PlatformSettings):
                                           description="How long the caller has to join with its token.")
     dispatch_timeout_seconds: float = Field(default=2.0, gt=0, description="One dispatch call to a worker.")
     dispatch_attempts: int = Field(default=6, ge=1, le=50, description="Workers tried before answering 503.")
+    worker_max_connections: int = Field(default=512, ge=2, le=100000,
+                                        description="Connections to workers over all tenants (one shared pool).")
+    worker_calls_per_tenant: int = Field(
+        default=128, ge=1, le=100000,
+        description="Calls to one tenant's workers in flight at once (dispatch, load, session reads), below"
+                    " worker_max_connections: a tenant whose workers hang holds at most this many connections,"
+                    " and the rest of the pool stays free for the other tenants.")
     retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After on 429/503.")
     webhook_max_age_seconds: int = Field(default=300, ge=10,
                                          description="Webhook events older than this are refused as replays.")
@@ -81,6 +93,21 @@ class GatewaySettings(PlatformSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("session_signing_key must have at least 32 characters")
         return value
+
+    @model_validator(mode="after")
+    def _fair_share_below_pool(self) -> "GatewaySettings":
+        if self.worker_calls_per_tenant >= self.worker_max_connections:
+            raise ValueError(f"worker_calls_per_tenant ({self.worker_calls_per_tenant}) must be below"
+                             f" worker_max_connections ({self.worker_max_connections}), or one tenant's hung"
+                             " workers can hold every connection to workers")
+        return self
+
+    @model_validator(mode="after")
+    def _separate_operational_port(self) -> "GatewaySettings":
+        if self.operational_port and self.operational_port == self.port:
+            raise ValueError(f"operational_port must differ from port ({self.port}): /metrics must not be served"
+                             " on the tenant API port")
+        return self
 
     @model_validator(mode="after")
     def _known_default_region(self) -> "GatewaySettings":

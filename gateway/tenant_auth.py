@@ -47,8 +47,9 @@ async def require_tenant(request: Request,
     tenant = runtime.tenants.get(stored.tenant)
     if tenant is None:
         runtime.metrics.auth_failures.labels(reason="tenant").inc()
-        raise ApiError(403, "tenant_unavailable", f"The key {stored.key_id} belongs to a tenant that no longer exists"
-                                                  " or whose spec is invalid; ask your platform team.")
+        why = runtime.tenants.refusal(stored.tenant) or "it no longer exists"
+        raise ApiError(403, "tenant_unavailable", f"The key {stored.key_id} belongs to a tenant the gateway does not"
+                                                  f" serve: {why}; ask your platform team.")
     wait = runtime.rate_limiter.try_acquire(tenant.name)
     if wait > 0:
         runtime.metrics.rate_limited.labels(tenant=tenant.name).inc()

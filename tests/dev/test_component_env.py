@@ -33,9 +33,9 @@ def test_gateway_settings_carry_every_world_livekit_and_fresh_secrets(monkeypatc
     from voxfleet.gateway.settings import GatewaySettings
 
     dev_secrets = DevSecrets.generate()
-    _apply(monkeypatch, component_env.gateway_env(WORLD, dev_secrets, port=8123))
+    _apply(monkeypatch, component_env.gateway_env(WORLD, dev_secrets, port=8123, operational_port=8124))
     settings = GatewaySettings()
-    assert (settings.host, settings.port) == ("127.0.0.1", 8123)
+    assert (settings.host, settings.port, settings.operational_port) == ("127.0.0.1", 8123, 8124)
     assert {name: region.url for name, region in settings.regions.items()} == {
         "us-east": "ws://127.0.0.1:7880", "eu-west": "ws://127.0.0.1:7890"}
     assert settings.regions["eu-west"].api_secret.get_secret_value() == "s" * 40
@@ -71,5 +71,5 @@ def test_the_worker_token_secret_is_the_one_the_operator_reads(monkeypatch):
 @pytest.mark.parametrize("regions", [["eu-west"], []])
 def test_the_default_caller_region_is_one_the_gateway_serves(monkeypatch, regions):
     world = WorldInfo(**{**WORLD.__dict__, "livekit": [r for r in WORLD.livekit if r["region"] in regions]})
-    env = component_env.gateway_env(world, DevSecrets.generate(), port=8000)
+    env = component_env.gateway_env(world, DevSecrets.generate(), port=8000, operational_port=8001)
     assert env["VOXFLEET_DEFAULT_CALLER_REGION"] == (regions[0] if regions else "us-east")

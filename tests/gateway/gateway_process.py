@@ -1,5 +1,6 @@
 """`voxfleet gateway` as a real process on 127.0.0.1 for tests: started with VOXFLEET_* settings, waited for
-on /readyz, stopped by its process group; its log file is kept so tests can check what it wrote."""
+on /readyz, stopped by its process group; its log file is kept so tests can check what it wrote. `url` is the
+tenant API port, `operational_url` the port of /metrics (never the API's)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class GatewayProcess:
                  regions: dict[str, dict[str, Any]] | None = None, extra_env: dict[str, str] | None = None):
         self.port = processes.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.operational_port = processes.free_port()
+        self.operational_url = f"http://127.0.0.1:{self.operational_port}"
         self.log_path = log_path
         self.env = {
             **os.environ,
@@ -38,7 +41,7 @@ class GatewayProcess:
             **(extra_env or {}),
         }
         self.argv = [sys.executable, "-m", "voxfleet.gateway.main", "--host", "127.0.0.1", "--port", str(self.port),
-                     "--kubeconfig", str(kubeconfig)]
+                     "--operational-port", str(self.operational_port), "--kubeconfig", str(kubeconfig)]
         self.popen: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "GatewayProcess":
@@ -72,6 +75,10 @@ class GatewayProcess:
             self.popen.wait(timeout=5)
         except ProcessLookupError:
             pass
+
+    def metrics(self) -> str:
+        """The Prometheus exposition, from the operational port."""
+        return httpx.get(f"{self.operational_url}/metrics", timeout=5).text
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

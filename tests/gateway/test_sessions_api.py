@@ -230,7 +230,7 @@ def test_the_tenants_concurrent_session_quota_gives_429(kube, platform_namespace
 
 def test_allocation_metrics_are_exported(api, gateway):
     _start(api)
-    metrics = httpx.get(f"{gateway.url}/metrics").text
+    metrics = gateway.metrics()
     assert 'voxfleet_gateway_allocations_total{agent="support",region="us-east",result="ok"' in metrics \
         or 'voxfleet_gateway_allocations_total{agent="support",region="eu-west",result="ok"' in metrics
     assert "voxfleet_gateway_allocation_seconds_bucket" in metrics
