@@ -31,6 +31,7 @@ from voxfleet.gateway.settings import GatewaySettings
 from voxfleet.gateway.tenant_directory import TenantDirectory
 from voxfleet.gateway.watch_cache import WatchCache
 from voxfleet.gateway.webhook_replays import ReplayGuard
+from voxfleet.gateway.worker_call_shares import TenantCallShares
 from voxfleet.gateway.worker_client import WorkerClient
 from voxfleet.gateway.worker_registry import WorkerRegistry
 
@@ -74,17 +75,19 @@ class GatewayRuntime:
         kube = kube or KubeClient.from_kubeconfig(settings.kubeconfig)
         metrics = GatewayMetrics()
         agents = AgentDirectory(kube)
-        workers = WorkerRegistry(kube, metrics)
+        tenants = TenantDirectory(kube, platform_namespace=settings.platform_namespace)
+        workers = WorkerRegistry(kube, metrics, tenants)  # trusts only pods in their Tenant's namespace
         client = WorkerClient(settings.load_worker_token(), settings.worker_port,
                               timeout=settings.dispatch_timeout_seconds,
-                              namespace_at=lambda ip: worker.namespace if (worker := workers.at_ip(ip)) else None)
+                              namespace_at=lambda ip: worker.namespace if (worker := workers.at_ip(ip)) else None,
+                              max_connections=settings.worker_max_connections)
+        client.share_fairly(TenantCallShares(settings.worker_calls_per_tenant))
         tokens = LiveKitTokens(settings.regions)
         rooms = LiveKitRooms(settings.regions)
         session_keys = settings.load_session_keys()
         provider = tracer_provider(settings)
         allocator = Allocator(settings, workers, client, tokens, SessionQuota(workers, agents, client), metrics,
                               session_keys, provider.get_tracer("voxfleet.gateway"))
-        tenants = TenantDirectory(kube)
         locator = SessionLocator(workers, client, rooms)
         recovery = SessionRecovery(workers, agents, tenants, allocator, client, rooms, locator, metrics, session_keys)
         workers.on_lost(recovery.worker_lost)

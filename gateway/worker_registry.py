@@ -1,8 +1,13 @@
 """Which workers exist, where, and how busy: a watch on worker Pods plus load hints.
 
 A worker takes sessions when its Pod has an IP, is Ready and is not terminating; tenant, agent and region come
-from the Pod's labels. Load hints (free slots) come from every dispatch answer and from a slow poll of
-`GET /v1/load`; they only order the candidates, the worker itself decides (409 when full).
+from the Pod's labels. Labels alone prove nothing (anyone who may create a Pod anywhere can copy them), so a Pod
+is a worker only when it runs in a Tenant's namespace (as the tenant directory knows it, owner and all) and its
+tenant label names that Tenant: only the platform creates Pods there (the operator's pools; tenants' groups get
+VoiceAgent rights only). Any other labelled Pod never enters the registry: no dispatch, no load poll, no token.
+
+Load hints (free slots) come from every dispatch answer and from a slow poll of `GET /v1/load`; they only order
+the candidates, the worker itself decides (409 when full).
 
 A worker is *lost* when its Pod disappears or its container stops or restarts (a new process has none of the
 old one's calls): listeners get the last known Worker, to recover its calls.
@@ -23,6 +28,7 @@ from voxfleet.api import labels
 from voxfleet.api.wire import LoadReport
 from voxfleet.gateway.kube_client import KubeClient
 from voxfleet.gateway.metrics import GatewayMetrics
+from voxfleet.gateway.tenant_directory import TenantDirectory
 from voxfleet.gateway.watch_cache import WatchCache
 from voxfleet.gateway.worker_client import WorkerClient
 
@@ -82,15 +88,17 @@ LostListener = Callable[[Worker], None]
 
 
 class WorkerRegistry:
-    def __init__(self, kube: KubeClient, metrics: GatewayMetrics):
+    def __init__(self, kube: KubeClient, metrics: GatewayMetrics, tenants: TenantDirectory):
         self.cache = WatchCache(kube, "/api/v1/pods", label_selector=labels.WORKER_SELECTOR, name="worker pods")
         self.metrics = metrics
+        self.tenants = tenants
         self.by_uid: dict[str, Worker] = {}
         self._pools: dict[tuple[str, str, str], dict[str, Worker]] = {}  # (tenant, agent, region) -> uid -> W
         self._by_ip: dict[str, Worker] = {}
         self.hints: dict[str, LoadHint] = {}  # by pod uid
         self._lost_listeners: list[LostListener] = []
         self.cache.subscribe(self._on_change)
+        tenants.on_owners_changed(self._owners_changed)
 
     def on_lost(self, listener: LostListener) -> None:
         self._lost_listeners.append(listener)
@@ -101,6 +109,12 @@ class WorkerRegistry:
         uid = ((new or old or {}).get("metadata") or {}).get("uid", "")
         previous = self.by_uid.get(uid)
         current = worker_from_pod(new) if new is not None else None
+        if current is not None and not self._trusted(current):
+            if event_type == "ADDED" and self.tenants.cache.synced.is_set():  # before: owners still unknown
+                log.warning("a pod labelled as a worker is not in its tenant's namespace; it is no worker",
+                            pod=current.name, namespace=current.namespace, tenant_label=current.tenant,
+                            namespace_owner=self.tenants.owner_of(current.namespace))
+            current = None
         if current is not None:
             carried = previous is not None and previous.incarnation[:2] == current.incarnation[:2] and previous.served
             current = dataclasses.replace(current, served=current.ready or carried)
@@ -120,6 +134,15 @@ class WorkerRegistry:
                 except Exception:  # noqa: BLE001 - recovery of other workers must go on
                     log.exception("worker-lost listener failed")
         self._update_gauge(previous, current)
+
+    def _trusted(self, worker: Worker) -> bool:
+        return self.tenants.owner_of(worker.namespace) == worker.tenant
+
+    def _owners_changed(self, namespaces: set[str]) -> None:
+        """A Tenant appeared, went or lost its namespace: judge that namespace's pods again."""
+        for pod in self.cache.values():
+            if (pod.get("metadata") or {}).get("namespace") in namespaces:
+                self._on_change("MODIFIED", pod, pod)
 
     def _remember(self, worker: Worker) -> None:
         self.by_uid[worker.uid] = worker
