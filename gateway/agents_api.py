@@ -20,6 +20,7 @@ from voxfleet.gateway import agent_writes
 from voxfleet.gateway.agent_writes import AgentSpecInput
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
+from voxfleet.gateway.openapi_links import AFTER_AGENT_WRITE
 from voxfleet.gateway.runtime import runtime_of
 from voxfleet.gateway.secret_references import check_secret_references
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
@@ -79,7 +80,8 @@ async def get_agent(request: Request, agent: AgentName,
 
 
 @router.put("/{agent}", response_model=AgentView, summary="Create or replace an agent's spec",
-            responses={201: {"model": AgentView, "description": "Created."}})
+            responses={200: {"links": AFTER_AGENT_WRITE},
+                       201: {"model": AgentView, "description": "Created.", "links": AFTER_AGENT_WRITE}})
 async def put_agent(request: Request, response: Response, agent: AgentName, spec: AgentSpecInput,
                     tenant: TenantContext = Depends(require_tenant)) -> AgentView:
     body = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)

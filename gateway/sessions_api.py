@@ -26,6 +26,7 @@ from voxfleet.gateway.agent_writes import agent_path
 from voxfleet.gateway.agents_api import AgentName
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
+from voxfleet.gateway.openapi_links import AFTER_SESSION_CREATE
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
 
@@ -102,7 +103,7 @@ router = APIRouter(tags=["sessions"])
 
 @router.post("/v1/agents/{agent}/sessions", status_code=201, response_model=SessionCreated,
              summary="Start a session with an agent",
-             responses=documented(401, 403, 404, 413, 422, 429, 503))
+             responses={**documented(401, 403, 404, 413, 422, 429, 503), 201: {"links": AFTER_SESSION_CREATE}})
 async def create_session(request: Request, agent: AgentName, body: SessionCreate | None = None,
                          tenant: TenantContext = Depends(require_tenant)) -> SessionCreated:
     runtime = runtime_of(request)
