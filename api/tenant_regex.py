@@ -102,7 +102,7 @@ class ProgramBudget:
         try:
             compiled = compile_pattern(pattern, case_sensitive=case_sensitive)
         except PatternRefused as refused:
-            raise FieldProblem(field, f"pattern {pattern[:80]!r}: {refused}") from None
+            raise FieldProblem(field, f"pattern '{pattern[:80]}': {refused}") from None
         self.used += compiled.programsize
         if self.used > self.total:
             raise FieldProblem(field, f"the spec's RE2 patterns together compile to more than {self.total}"

@@ -35,6 +35,10 @@ TOOL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 MAX_TOOL_ARGUMENT_BYTES = 4096
+# The whole spec as compact JSON. Each list and string has its own limit, but all of them at once would make
+# ~1.7 MB (more than etcd stores); this bounds what one spec costs to parse and check, and fits the gateway's
+# request body limit (256 KiB) with room for a client's whitespace.
+MAX_SPEC_BYTES = 192 * 1024
 # Pass as model_validate(..., context=STORED_SPEC_FOR_ROUTING) to leave out the costly checks (RE2 budgets, tool
 # schema meta-validation) when a spec only routes sessions and someone else admits it: the gateway's agent
 # directory, which must not compile a tenant's patterns on its event loop. Admission never passes it.
@@ -363,7 +367,8 @@ _LIST_MAP = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["na
 
 
 class VoiceAgentSpec(ApiModel):
-    """What the agent says and does, where it runs, and how its warm pool scales."""
+    """What the agent says and does, where it runs, and how its warm pool scales. The whole spec, as compact JSON,
+    may be at most 196,608 bytes (192 KiB)."""
 
     model_config = {"json_schema_extra": validations(
         cel("!has(self.intents) || self.intents.all(i, !has(i.toolCall) ||"
@@ -388,6 +393,16 @@ class VoiceAgentSpec(ApiModel):
     worker: Worker = Field(default_factory=Worker, description="Worker pod settings.")
     limits: Limits = Field(default_factory=Limits, description="Per-session limits.")
     observability: Observability = Field(default_factory=Observability, description="Transcripts and telemetry.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_size(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            size = len(json.dumps(data, separators=(",", ":"), default=str))
+            if size > MAX_SPEC_BYTES:
+                raise ValueError(f"the spec is {size} bytes of JSON, more than {MAX_SPEC_BYTES}; shorten the"
+                                 " system prompt, tools or intents")
+        return data
 
     @model_validator(mode="after")
     def _cross_field(self) -> "VoiceAgentSpec":

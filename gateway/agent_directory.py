@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from voxfleet.api.voiceagent import GROUP, PLURAL, VERSION, VoiceAgentSpec
+from voxfleet.api.voiceagent import GROUP, PLURAL, STORED_SPEC_FOR_ROUTING, VERSION, VoiceAgentSpec
 from voxfleet.gateway.kube_client import KubeClient, namespaced_path
 from voxfleet.gateway.watch_cache import WatchCache
 
@@ -50,8 +50,10 @@ class AgentDirectory:
         if cached is not None and cached[0] == meta.get("resourceVersion"):
             return cached[1]
         try:
-            info: AgentInfo | None = AgentInfo(key[0], key[1], VoiceAgentSpec.model_validate(obj.get("spec") or {}),
-                                               obj)
+            # Routing needs no RE2 compile nor schema meta-validation (admission and the worker do those): this
+            # runs on the event loop, in a session's request.
+            spec = VoiceAgentSpec.model_validate(obj.get("spec") or {}, context=STORED_SPEC_FOR_ROUTING)
+            info: AgentInfo | None = AgentInfo(key[0], key[1], spec, obj)
         except ValidationError as error:
             log.warning("voiceagent spec does not parse; sessions refused", namespace=key[0], agent=key[1],
                         errors=error.error_count())

@@ -9,13 +9,15 @@ as 422 with the field path, like the gateway's own.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError, create_model
+from pydantic import TypeAdapter, ValidationError, create_model
 
 from voxfleet.api import labels
+from voxfleet.api.field_problem import field_problem_of
 from voxfleet.api.model_base import ApiModel
-from voxfleet.api.voiceagent import GROUP, KIND, PLURAL, VERSION, VoiceAgentSpec
+from voxfleet.api.voiceagent import GROUP, KIND, PLURAL, STORED_SPEC_FOR_ROUTING, VERSION, Region, VoiceAgentSpec
 from voxfleet.gateway.api_errors import ApiError, validation_details
 from voxfleet.gateway.kube_client import KubeApiError, namespaced_path
 from voxfleet.gateway.tenant_auth import TenantContext
@@ -39,28 +41,90 @@ def agent_path(namespace: str, name: str | None = None) -> str:
     return namespaced_path(GROUP, VERSION, PLURAL, namespace, name)
 
 
+@dataclass(frozen=True)
+class SpecOutcome:
+    """checked_spec's answer in a form that crosses a process boundary as JSON (gateway/spec_checker.py)."""
+
+    wire: dict[str, Any] | None = None
+    parsed: dict[str, Any] | None = None  # the checked spec with its defaults, as JSON
+    problems: tuple[dict[str, Any], ...] = ()
+    invalid: tuple[dict[str, Any], ...] | None = None  # field-level problems: 422 at once
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"wire": self.wire, "parsed": self.parsed, "problems": list(self.problems),
+                "invalid": None if self.invalid is None else list(self.invalid)}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> "SpecOutcome":
+        invalid = data.get("invalid")
+        return cls(wire=data.get("wire"), parsed=data.get("parsed"), problems=tuple(data.get("problems") or ()),
+                   invalid=None if invalid is None else tuple(invalid))
+
+    def result(self) -> tuple[dict[str, Any], VoiceAgentSpec | None, list[dict[str, Any]]]:
+        if self.invalid is not None:
+            raise _invalid(list(self.invalid))
+        assert self.wire is not None
+        # Checked already (in the checking process): only the cheap parse again, none of the costly checks.
+        parsed = None if self.parsed is None else VoiceAgentSpec.model_validate(self.parsed,
+                                                                                 context=STORED_SPEC_FOR_ROUTING)
+        return self.wire, parsed, list(self.problems)
+
+
+def spec_outcome(body: dict[str, Any]) -> SpecOutcome:
+    try:
+        wire, parsed, problems = checked_spec(body)
+    except ApiError as error:
+        return SpecOutcome(invalid=tuple(error.details or ()))
+    return SpecOutcome(wire=wire, parsed=None if parsed is None else parsed.model_dump(mode="json", by_alias=True),
+                       problems=tuple(problems))
+
+
+def _invalid(details: list[dict[str, Any]]) -> ApiError:
+    return ApiError(422, "invalid_agent", "The agent spec is not valid; see details for each field.",
+                    details=details)
+
+
+def _details(error: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as details; a FieldProblem (found by a check over the whole spec) names its own field."""
+    errors = list(error.errors())
+    details = validation_details(errors)
+    for detail, item in zip(details, errors):
+        problem = field_problem_of(item)
+        if problem is not None:
+            detail["field"], detail["message"] = problem.field, problem.message[:500]
+    return details
+
+
 def checked_spec(body: dict[str, Any]) -> tuple[dict[str, Any], VoiceAgentSpec | None, list[dict[str, Any]]]:
     """The tenant's spec as wire JSON (only what the tenant set), parsed with every default filled in, and the
     cross-field problems pydantic found (tool references, unique names), if any.
 
     Field-level problems raise 422 at once with one detail per field (paths relative to the spec). Cross-field
     ones are returned so the caller can ask the apiserver (dry run) for its more precise field paths first.
+    The budgeted checks over the whole spec (RE2 patterns, tool schemas) raise 422 at once too, naming the
+    field: the apiserver has no rule for them. Costly (up to ~0.1 s): the gateway runs it through
+    spec_checker, off its event loop.
     """
     try:
         writable = AgentSpecInput.model_validate(body)
     except ValidationError as error:
-        raise ApiError(422, "invalid_agent", "The agent spec is not valid; see details for each field.",
-                       details=validation_details(list(error.errors()))) from None
+        raise _invalid(validation_details(list(error.errors()))) from None
     wire = writable.model_dump(mode="json", by_alias=True, exclude_unset=True)
     try:
         return wire, VoiceAgentSpec.model_validate(wire), []
     except ValidationError as error:
-        return wire, None, validation_details(list(error.errors()))
+        if any(field_problem_of(item) for item in error.errors()):
+            raise _invalid(_details(error)) from None
+        return wire, None, _details(error)
+
+
+_REGIONS = TypeAdapter(list[Region])
 
 
 def _regions_of(agent: dict[str, Any]) -> list[Any]:
+    # Only the regions: parsing a whole spec would compile its patterns again, on the event loop.
     try:
-        return VoiceAgentSpec.model_validate(agent.get("spec") or {}).regions
+        return _REGIONS.validate_python((agent.get("spec") or {}).get("regions") or [])
     except ValidationError:
         return []  # a spec that no longer parses runs no workers
 

@@ -16,7 +16,7 @@ from voxfleet.api.model_base import DNS_LABEL, ApiModel
 from voxfleet.api.outbound import OutboundPolicy
 from voxfleet.api.spec_urls import url_refusals
 from voxfleet.api.voiceagent import VoiceAgentStatus
-from voxfleet.gateway import agent_writes
+from voxfleet.gateway import agent_writes, spec_checker
 from voxfleet.gateway.agent_writes import AgentSpecInput
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
@@ -46,7 +46,8 @@ class AgentList(ApiModel):
 
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"],
-                   responses=documented(401, 403, 404, 409, 413, 422, 429, 502, 503))
+                   responses=documented(401, 403, 404, 409, 413, 422, 429, 502, 503),
+                   lifespan=spec_checker.lifespan)  # the spec-checking process lives as long as the gateway
 
 
 def _view(obj: dict[str, Any]) -> AgentView:
@@ -132,7 +133,8 @@ async def _exists(request: Request, tenant: TenantContext, agent: str) -> bool:
 async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict[str, Any],
                  resource_version: str | None = None) -> AgentView:
     runtime = runtime_of(request)
-    wire, parsed, cross_field_problems = agent_writes.checked_spec(body)
+    # Costly (RE2 budget, schema meta-validation): in the checking process, cached by content.
+    wire, parsed, cross_field_problems = await spec_checker.shared().check(body)
     if parsed is not None:
         _refuse_urls(parsed, OutboundPolicy.from_settings(runtime.settings))
     if parsed is not None:  # only the tenant's own secrets (PUT /v1/secrets), holding the named keys

@@ -13,6 +13,7 @@ import structlog
 from pydantic import ValidationError
 
 from voxfleet.api import labels
+from voxfleet.api.field_problem import field_problem_of
 from voxfleet.api.tenant import TenantSpec
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.operator import agent_status, spec_checks
@@ -37,6 +38,9 @@ class AgentReconciler:
         self.rt = runtime
         self.refresh_status_later = refresh_status_later  # (namespace, name, delay): a status-only run later
         self.backlog = backlog  # 1 when the queue keeps up, up to 10 when it is far behind
+        # The spec checked once per (uid, generation): its costly part (RE2 budget, tool schemas) runs in a
+        # thread, so one agent's check never holds the event loop that reconciles the others.
+        self._checked: dict[AgentKey, tuple[tuple[str, int], VoiceAgentSpec | Problem]] = {}
 
     async def reconcile(self, namespace: str, name: str, full: bool) -> float | None:
         key = (namespace, name)
@@ -59,6 +63,7 @@ class AgentReconciler:
 
     def forget(self, key: AgentKey) -> None:
         namespace, name = key
+        self._checked.pop(key, None)
         self.rt.agents.pop(key, None)
         self.rt.recorder.forget(f"VoiceAgent/{namespace}/{name}")
         for pool in self.rt.pools.of_agent(namespace, name):
@@ -90,15 +95,25 @@ class AgentReconciler:
                 (secret.get("stringData") or {}).keys())
         return keys
 
+    async def _checked_spec(self, body: dict[str, Any]) -> VoiceAgentSpec | Problem:
+        meta = body["metadata"]
+        key, stamp = (meta["namespace"], meta["name"]), (meta.get("uid", ""), int(meta.get("generation") or 0))
+        cached = self._checked.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        # A thread, not a process: with the spec's RE2 budget the whole check is ~0.1 s at worst and the loop
+        # waits at most one pattern's compile (~16 ms, google-re2 holds the GIL) at a time; the operator has no
+        # request latency to keep, and once per generation is what matters.
+        checked = await asyncio.to_thread(_validated_spec, body.get("spec") or {})
+        self._checked[key] = (stamp, checked)
+        return checked
+
     async def _apply(self, body: dict[str, Any]) -> list[Problem]:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        try:
-            spec = VoiceAgentSpec.model_validate(body.get("spec") or {})
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first.get("loc", ()))
-            return [Problem("InvalidSpec", f"spec.{where}: {first.get('msg')}", blocking=True)]
+        spec = await self._checked_spec(body)
+        if isinstance(spec, Problem):
+            return [spec]
         tenant = await self._tenant(namespace)
         if tenant is None:
             return [Problem("NoTenant", f"namespace {namespace} belongs to no Tenant: VoiceAgents run only in a"
@@ -266,6 +281,18 @@ class AgentReconciler:
                 metrics.ready.labels(*pool_labels).set(figure.ready)
                 metrics.active.labels(*pool_labels).set(figure.active)
                 metrics.free.labels(*pool_labels).set(figure.free)
+
+
+def _validated_spec(spec: dict[str, Any]) -> VoiceAgentSpec | Problem:
+    try:
+        return VoiceAgentSpec.model_validate(spec)
+    except ValidationError as error:
+        first = error.errors()[0]
+        problem = field_problem_of(first)
+        if problem is not None:  # a check over the whole spec: it names its own field
+            return Problem("InvalidSpec", f"spec.{problem.field}: {problem.message}", blocking=True)
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return Problem("InvalidSpec", f"spec.{where}: {first.get('msg')}", blocking=True)
 
 
 async def _apply_all(applier: Any, manifests: list[dict[str, Any]]) -> None:

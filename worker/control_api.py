@@ -7,12 +7,14 @@
     GET    /healthz /readyz /metrics   no token (probes and Prometheus)
 
 Every error is an ErrorBody. Validation errors never echo the request's values (the dispatch carries a
-LiveKit token).
+LiveKit token). Under /v1/ the token is checked before a byte of the body is read (401), and the body is bounded
+as it arrives, chunked or not (413): an unauthenticated client can make the worker neither buffer nor parse.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -20,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxfleet.api.wire import DispatchRequest, DispatchResponse, ErrorBody, LoadReport, SessionState
 from voxfleet.worker.eval_record import eval_routes
@@ -53,16 +56,74 @@ def _error(status: int, code: str, message: str, details: list | None = None,
     return JSONResponse(body.to_wire(), status_code=status, headers=headers)
 
 
+UNAUTHORIZED = "missing or wrong worker token: send Authorization: Bearer <token> with the platform's worker token"
+TOO_LARGE = f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+
+
+def _token_matches(header: str, expected: bytes) -> bool:
+    scheme, _, presented = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from inside receive(): FastAPI passes HTTPExceptions through its body parsing, the handler renders
+    it as 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413, TOO_LARGE)
+
+
+class TokenFirst:
+    """ASGI middleware for /v1/: the token from the headers alone (401 before the body is read), then the body
+    counted as it arrives (413 past MAX_BODY_BYTES, with or without Content-Length). FastAPI would otherwise read
+    and parse the body before a dependency checks the token."""
+
+    def __init__(self, app: ASGIApp, expected: bytes):
+        self.app, self.expected = app, expected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        headers = {name: value for name, value in scope.get("headers", [])}
+        if not _token_matches(headers.get(b"authorization", b"").decode("latin-1"), self.expected):
+            await _send_error(send, 401, "unauthorized", UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _send_error(send, 413, "too_large", TOO_LARGE)
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise _BodyTooLarge()
+            return message
+
+        await self.app(scope, bounded_receive, send)
+
+
+async def _send_error(send: Send, status: int, code: str, message: str,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps(ErrorBody(code=code, message=message).to_wire()).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def build_app(worker: WorkerControl, token: str) -> FastAPI:
     app = FastAPI(title="voxfleet worker", docs_url=None, redoc_url=None, openapi_url=None)
     expected = token.encode()
 
     def require_token(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
-            raise ApiError(401, "unauthorized", "missing or wrong worker token: send Authorization: Bearer <token>"
-                                                " with the platform's worker token")
+        # TokenFirst has checked already; kept so a route is never open by a middleware's mistake.
+        if not _token_matches(request.headers.get("authorization", ""), expected):
+            raise ApiError(401, "unauthorized", UNAUTHORIZED)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError):
@@ -78,15 +139,10 @@ def build_app(worker: WorkerControl, token: str) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(error.status_code, "http_error")
         return _error(error.status_code, code, str(error.detail))
 
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+    app.add_middleware(TokenFirst, expected=expected)
 
     @app.post("/v1/dispatch", status_code=201, dependencies=[Depends(require_token)])
     async def dispatch(body: DispatchRequest):
