@@ -398,7 +398,11 @@ class VoiceAgentSpec(ApiModel):
     @classmethod
     def _bounded_size(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            size = len(json.dumps(data, separators=(",", ":"), default=str))
+            try:
+                size = len(json.dumps(data, separators=(",", ":"), default=str))
+            except RecursionError:
+                raise ValueError("the spec is nested too deeply (tool schemas may be at most"
+                                 f" {MAX_TOOL_SCHEMA_DEPTH} levels deep)") from None
             if size > MAX_SPEC_BYTES:
                 raise ValueError(f"the spec is {size} bytes of JSON, more than {MAX_SPEC_BYTES}; shorten the"
                                  " system prompt, tools or intents")
