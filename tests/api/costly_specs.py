@@ -77,3 +77,22 @@ def largest_spec(seed: str, region: str = REGION) -> dict[str, Any]:
                 "toolCall": {"name": "t0", "arguments": {"a": "b" * 4000}}} for i in range(64)]
     return {"greeting": "g" * 1000, "systemPrompt": "s" * 16384, "tools": tools, "intents": intents,
             "regions": [{"name": region if r == 0 else f"r{r}", "minWorkers": 0, "maxWorkers": 1} for r in range(10)]}
+
+
+def spec_of_size(seed: str, size: int, region: str = REGION) -> dict[str, Any]:
+    """A cheap-to-check spec of about `size` bytes of compact JSON (long replies and keywords)."""
+    import json
+
+    spec: dict[str, Any] = {"regions": [{"name": region, "minWorkers": 0, "maxWorkers": 1}], "intents": []}
+    while True:
+        index = len(spec["intents"])
+        intent = {"name": f"i{index}", "keywords": [f"{seed} {index} {k} " + "k" * 80 for k in range(32)],
+                  "reply": "r" * 2000}
+        grown = len(json.dumps(spec, separators=(",", ":"))) + len(json.dumps(intent, separators=(",", ":"))) + 1
+        if grown > size or index == 63:
+            break
+        spec["intents"].append(intent)
+    spec["systemPrompt"] = ""
+    room = size - len(json.dumps(spec, separators=(",", ":")))
+    spec["systemPrompt"] = "p" * max(0, min(16384, room))
+    return spec
