@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tests.api.costly_specs import issue_spec, over_budget_spec, worst_accepted_spec
+from tests.api.costly_specs import fresh_seed, issue_spec, over_budget_spec, worst_accepted_spec
 from voxfleet.api.field_problem import field_problem_of
 from voxfleet.api.tenant_regex import PATTERN_MAX_MEM, SPEC_PROGRAM_BUDGET, compile_pattern
 from voxfleet.api.tool_schema import MAX_TOOL_SCHEMA_DEPTH, MAX_TOOL_SCHEMA_NODES
@@ -77,7 +77,7 @@ def test_patterns_past_the_spec_budget_are_refused_at_the_one_that_crosses_it():
 
 
 def test_the_worst_accepted_spec_checks_in_well_under_a_second():
-    spec = worst_accepted_spec(_seed())
+    spec = worst_accepted_spec(fresh_seed())
     import voxfleet.api.tenant_regex as tenant_regex
     tenant_regex._CACHE = tenant_regex._CompiledCache(tenant_regex.CACHE_PROGRAM_SIZE)  # cold: nothing cached
     seconds, outcome = timed(spec)
