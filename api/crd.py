@@ -95,7 +95,7 @@ def _column(name: str, json_path: str, kind: str = "string", description: str = 
 
 def _crd(kind: str, plural: str, scope: str, short_names: list[str], description: str,
          spec_model: type[BaseModel], status_model: type[BaseModel],
-         columns: list[dict[str, Any]]) -> dict[str, Any]:
+         columns: list[dict[str, Any]], root_rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     spec = structural_schema(spec_model)
     spec["description"] = description
     status = structural_schema(status_model)
@@ -125,10 +125,13 @@ def _crd(kind: str, plural: str, scope: str, short_names: list[str], description
                     "properties": {
                         "apiVersion": {"type": "string", "description": "APIVersion of this object."},
                         "kind": {"type": "string", "description": "Kind of this object."},
-                        "metadata": {"type": "object"},
+                        # name typed here so a root CEL rule may point its fieldPath at .metadata.name
+                        "metadata": ({"type": "object", "properties": {"name": {"type": "string"}}}
+                                     if root_rules else {"type": "object"}),
                         "spec": spec,
                         "status": status,
                     },
+                    **({"x-kubernetes-validations": root_rules} if root_rules else {}),
                 }},
             }],
         },
@@ -165,6 +168,7 @@ def tenant_crd() -> dict[str, Any]:
             _column("Ready", ready, description="Namespace, quota, policies and RBAC are in place."),
             _column("Age", ".metadata.creationTimestamp", "date"),
         ],
+        root_rules=[tenant.NAME_RULE],
     )
 
 

@@ -8,9 +8,21 @@ from pydantic import Field, model_validator
 
 from voxfleet.api.common import Condition
 from voxfleet.api.model_base import DNS_LABEL, ApiModel, cel, validations
+from voxfleet.api.voiceagent import QUANTITY
 
 KIND = "Tenant"
 PLURAL = "tenants"
+
+# Room names are <tenant>.<agent>.<rest> (voxfleet.api.room_names): a dot in a Tenant's name would make one
+# tenant's rooms parse as another's. The apiserver allows dots in cluster-scoped names, so the CRD refuses them.
+NAME_RULE = cel("size(self.metadata.name) <= 63 && self.metadata.name.matches('" + DNS_LABEL + "')",
+                "metadata.name must be a DNS label: at most 63 lowercase letters, digits and '-', no dots (room"
+                " names are <tenant>.<agent>.<rest>, so a dot would make them ambiguous across tenants); choose"
+                " a name like acme-eu", ".metadata.name", "FieldValueInvalid")
+
+
+def _quantity(default: str, description: str) -> Any:
+    return Field(default=default, max_length=32, pattern=QUANTITY, description=description)
 
 
 class Quotas(ApiModel):
@@ -19,6 +31,16 @@ class Quotas(ApiModel):
     max_concurrent_sessions: int = Field(default=20, ge=0, le=100000, description="Calls in progress at once.")
     max_agents: int = Field(default=10, ge=0, le=1000, description="VoiceAgents in the tenant's namespace.")
     max_workers: int = Field(default=20, ge=0, le=10000, description="Worker pods over all agents and regions.")
+    cpu: str = _quantity("20", "CPU of all worker pods together (their requests and their limits each), e.g. 20"
+                               " or 8500m: the namespace's ResourceQuota. A pool that would exceed it gets no more"
+                               " workers and its VoiceAgent reports QuotaExceeded.")
+    memory: str = _quantity("40Gi", "Memory of all worker pods together (requests and limits each), e.g. 40Gi:"
+                                    " the namespace's ResourceQuota.")
+    max_worker_cpu: str = _quantity("4", "The most CPU one worker container may ask for or be limited to (the"
+                                         " namespace's LimitRange); a VoiceAgent asking for more gets no pod and"
+                                         " reports QuotaExceeded.")
+    max_worker_memory: str = _quantity("8Gi", "The most memory one worker container may ask for or be limited"
+                                              " to (the namespace's LimitRange).")
 
 
 class TenantSpec(ApiModel):

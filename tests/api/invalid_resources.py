@@ -76,4 +76,5 @@ INVALID_TENANTS: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.quotas.maxConcurrentSessions", "greater than or equal to 0"]),
     ("bad-namespace", {**VALID_TENANT_SPEC, "namespace": "Not_A_Namespace"}, ["spec.namespace", "should match"]),
     ("duplicate-region", {"allowedRegions": ["us-east", "us-east"]}, ["spec.allowedRegions[1]", "Duplicate value"]),
+    ("bad-cpu-quota", {**VALID_TENANT_SPEC, "quotas": {"cpu": "lots"}}, ["spec.quotas.cpu", "should match"]),
 ]

@@ -83,6 +83,22 @@ def test_invalid_tenants_are_refused(api, namespace, case, spec, needles):
         assert needle in message, f"{case}: {needle!r} not in {message!r}"
 
 
+def test_a_tenant_name_with_a_dot_is_refused_by_kubectl_apply_naming_the_field(kube, api, namespace):
+    """Room names are <tenant>.<agent>.<rest>: "acme.eu" would read as tenant "acme", agent "eu"."""
+    manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Tenant", "metadata": {"name": "acme.eu"},
+                "spec": VALID_TENANT_SPEC}
+    result = _kubectl(kube, "apply", "-f", "-", stdin=json.dumps(manifest))
+    print(f"kubectl apply of Tenant acme.eu: exit {result.returncode}: {result.stderr.strip()}")
+    assert result.returncode != 0
+    assert "metadata.name" in result.stderr and "DNS label" in result.stderr and "no dots" in result.stderr
+    assert api.list_cluster_custom_object(GROUP, VERSION, "tenants", field_selector="metadata.name=acme.eu")[
+        "items"] == []
+    # A DNS label is fine, up to 63 characters.
+    good = dict(manifest, metadata={"name": f"{namespace}-acme-eu"[:63]})
+    assert _kubectl(kube, "apply", "-f", "-", stdin=json.dumps(good)).returncode == 0
+    api.delete_cluster_custom_object(GROUP, VERSION, "tenants", good["metadata"]["name"])
+
+
 def test_valid_baseline_is_accepted(api, namespace):
     """The invalid cases differ from this valid spec only in what they break."""
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VoiceAgent", "metadata": {"name": "good"},
