@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes import client
 
+from tests.security import secret_ledger
 from voxfleet.api.tenant import PLURAL
 from voxfleet.api.voiceagent import GROUP, VERSION
 from voxfleet.gateway import keys_cli
@@ -46,7 +47,7 @@ def create_key(kube: Cluster, platform_namespace: str, tenant: str, description:
     code, out, err = run_keys_cli(kube.kubeconfig, platform_namespace, "create", "--tenant", tenant,
                                   "--description", description)
     assert code == 0, err
-    return out.strip()
+    return secret_ledger.record(out.strip(), f"API key of tenant {tenant}")  # for the whole-run log scan
 
 
 def create_tenant(kube: Cluster, platform_namespace: str, *, allowed_regions: list[str],
