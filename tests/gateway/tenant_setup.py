@@ -26,7 +26,7 @@ from voxfleet.world.access import Cluster
 class TenantUnderTest:
     name: str
     namespace: str
-    keys: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list, repr=False)  # tracebacks show fixtures: never a key
 
     @property
     def key(self) -> str:

@@ -58,7 +58,7 @@ OFFLINE_PIPELINE = {"stt": {"provider": "pocketsphinx"}, "llm": {"provider": "sc
 class Tenant:
     name: str
     namespace: str
-    key: str
+    key: str = field(repr=False)  # a failing test's traceback shows its fixtures: never a key
 
     @property
     def headers(self) -> dict[str, str]:
@@ -110,7 +110,7 @@ class HostilePlatform:
     kube: Cluster
     pods: RunnerPool
     platform_namespace: str
-    root_token: str
+    root_token: str = field(repr=False)
     gateway: GatewayProcess
     operator: OperatorProcess
     fleet: Fleet
