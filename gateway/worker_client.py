@@ -110,9 +110,12 @@ class WorkerClient:
         headers["Authorization"] = f"Bearer {self._tokens.token(self._root_token, namespace)}"
         if body is not None:
             headers["Content-Type"] = "application/json"
-        request_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 1.0)) if timeout else None
+        # Always an explicit ClientTimeout: aiohttp reads `timeout=None` as "no timeout at all" (not the session's),
+        # and a dispatch to a hung worker then held its connection until the worker died (40 s and more, measured).
+        timeout = timeout or self.timeout
+        request_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 1.0))
         # The namespace is the tenant: a worker is trusted only in its Tenant's namespace (worker_registry.py).
-        share = self.shares.held(namespace, timeout or self.timeout) if self.shares else contextlib.nullcontext()
+        share = self.shares.held(namespace, timeout) if self.shares else contextlib.nullcontext()
         try:
             async with share, self.http.request(method, self.url(ip, path), data=body, headers=headers,
                                                 timeout=request_timeout) as response:

@@ -12,6 +12,9 @@
   a silent microphone track), leave when the session ends (so tests see the agent in the region's room).
 - --call-seconds S: every session ends by itself S seconds after its dispatch (a caller hanging up), so a load
   test's slots recycle without a DELETE per session.
+- --hang: every control-API call (/v1/...) is accepted and never answered (a stuck worker): the gateway's
+  call times out while holding its connection.
+- GET /test/calls: how many control-API calls (/v1/...) arrived, with or without a valid token.
 - GET /test/dispatches: what the gateway sent (without the LiveKit token): for trace-context assertions.
 - POST /test/crash: exit at once (a crashed worker); POST /test/leave/{id}: the agent participant leaves its
   room while the session stays active (a worker that lost its room connection).
@@ -47,6 +50,7 @@ class StandIn:
         self.sessions: dict[str, SessionState] = {}
         self.active_ids: set[str] = set()
         self.dispatches: collections.deque[dict] = collections.deque(maxlen=10000)
+        self.control_calls = 0
         self.draining = False
         self.idle_since = time.monotonic()
         self.rooms: dict[str, asyncio.Task] = {}
@@ -105,8 +109,12 @@ def build_app(standin: StandIn) -> FastAPI:
 
     @app.middleware("http")
     async def auth(request: Request, call_next):
+        if request.url.path.startswith("/v1/"):
+            standin.control_calls += 1
         if request.url.path.startswith(("/v1/", "/test/")) and not authorised(request):
             return _error(401, "unauthorized", "missing or wrong worker token")
+        if standin.args.hang and request.url.path.startswith("/v1/"):
+            await asyncio.Event().wait()  # never answers; the caller's timeout ends it
         return await call_next(request)
 
     @app.post("/v1/dispatch")
@@ -154,6 +162,10 @@ def build_app(standin: StandIn) -> FastAPI:
     @app.get("/v1/load")
     async def load():
         return JSONResponse(standin.load().to_wire())
+
+    @app.get("/test/calls")
+    async def calls():
+        return JSONResponse({"controlCalls": standin.control_calls})
 
     @app.get("/test/dispatches")
     async def dispatches():
@@ -221,6 +233,7 @@ def main() -> None:
     parser.add_argument("--join-rooms", action="store_true")
     parser.add_argument("--drain-seconds", type=float, default=30.0)
     parser.add_argument("--call-seconds", type=float, default=0.0, help="end each session after this long (0: never)")
+    parser.add_argument("--hang", action="store_true", help="accept control-API calls and never answer them")
     asyncio.run(serve(parser.parse_args()))
 
 

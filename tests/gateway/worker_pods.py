@@ -32,7 +32,8 @@ def _probe(path: str) -> dict[str, Any]:
 
 
 def standin_pod(pods: RunnerPool, *, tenant: str, agent: str, region: str, slots: int, join_rooms: bool = False,
-                name: str | None = None, grace_seconds: int = 5, call_seconds: float = 0.0) -> dict[str, Any]:
+                name: str | None = None, grace_seconds: int = 5, call_seconds: float = 0.0,
+                hang: bool = False) -> dict[str, Any]:
     name = name or f"{agent}-{region}-{uuid.uuid4().hex[:6]}"
     command = [sys.executable, str(STANDIN), "--host", "$(POD_IP)", "--port", "8080", "--slots", str(slots),
                "--tenant", tenant, "--agent", agent, "--region", region, "--pod", name,
@@ -55,6 +56,8 @@ def real_worker_pod(pods: RunnerPool, *, tenant: str, agent: str, region: str, n
                     ) -> dict[str, Any]:
     """A `voxfleet worker` pod as the operator would make it (the worker contract's env, config mounted)."""
     name = name or f"{agent}-{region}-{uuid.uuid4().hex[:6]}"
+    if hang:
+        command.append("--hang")
     env = [{"name": "VOXFLEET_REGION", "value": region},
            {"name": "VOXFLEET_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
            {"name": "VOXFLEET_BIND_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
