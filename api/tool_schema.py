@@ -56,6 +56,19 @@ def check_shape(schema: Any) -> None:
         raise ValueError(f"parameters schema is larger than {MAX_TOOL_SCHEMA_BYTES} bytes")
 
 
+def check_nesting(value: Any, what: str, max_depth: int = MAX_TOOL_SCHEMA_DEPTH) -> None:
+    """Raises ValueError when a JSON value nests deeper than max_depth; walked without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise ValueError(f"{what} nest deeper than {max_depth} levels; flatten them")
+        if isinstance(node, dict):
+            stack.extend((item, depth + 1) for item in node.values())
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+
+
 def _schema_positions(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every object in a schema position (the root, subschemas, and anything under unknown keywords), with its
     path; data keywords and the names of name maps are left out."""

@@ -35,7 +35,7 @@ TOOL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 MAX_TOOL_ARGUMENT_BYTES = 4096
-# The whole spec as compact JSON. Each list and string has its own limit, but all of them at once would make
+# The whole spec as compact JSON, defaults left out. Each list and string has its own limit, but all of them at once would make
 # ~1.7 MB (more than etcd stores); this bounds what one spec costs to parse and check, and fits the gateway's
 # request body limit (256 KiB) with room for a client's whitespace.
 MAX_SPEC_BYTES = 192 * 1024
@@ -214,6 +214,7 @@ class ToolCall(ApiModel):
     @field_validator("arguments")
     @classmethod
     def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        tool_schema.check_nesting(value, "arguments")  # before json.dumps, which would recurse past the limit
         if len(json.dumps(value)) > MAX_TOOL_ARGUMENT_BYTES:
             raise ValueError(f"arguments are larger than {MAX_TOOL_ARGUMENT_BYTES} bytes")
         return value
@@ -367,8 +368,8 @@ _LIST_MAP = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["na
 
 
 class VoiceAgentSpec(ApiModel):
-    """What the agent says and does, where it runs, and how its warm pool scales. The whole spec, as compact JSON,
-    may be at most 196,608 bytes (192 KiB)."""
+    """What the agent says and does, where it runs, and how its warm pool scales. The whole spec, as compact JSON
+    without its defaults, may be at most 196,608 bytes (192 KiB)."""
 
     model_config = {"json_schema_extra": validations(
         cel("!has(self.intents) || self.intents.all(i, !has(i.toolCall) ||"
@@ -394,20 +395,6 @@ class VoiceAgentSpec(ApiModel):
     limits: Limits = Field(default_factory=Limits, description="Per-session limits.")
     observability: Observability = Field(default_factory=Observability, description="Transcripts and telemetry.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _bounded_size(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            try:
-                size = len(json.dumps(data, separators=(",", ":"), default=str))
-            except RecursionError:
-                raise ValueError("the spec is nested too deeply (tool schemas may be at most"
-                                 f" {MAX_TOOL_SCHEMA_DEPTH} levels deep)") from None
-            if size > MAX_SPEC_BYTES:
-                raise ValueError(f"the spec is {size} bytes of JSON, more than {MAX_SPEC_BYTES}; shorten the"
-                                 " system prompt, tools or intents")
-        return data
-
     @model_validator(mode="after")
     def _cross_field(self) -> "VoiceAgentSpec":
         _unique_names(self.tools, "tool")
@@ -419,6 +406,17 @@ class VoiceAgentSpec(ApiModel):
             if intent.tool_call and intent.tool_call.name not in declared:
                 raise ValueError(f"intent {intent.name!r} calls tool {intent.tool_call.name!r}, which spec.tools"
                                  " does not declare")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded_size(self) -> "VoiceAgentSpec":
+        # What the tenant wrote, defaults left out: the same figure for the gateway's input and for the stored
+        # object, whose defaults the CRD schema filled in.
+        size = len(json.dumps(self.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                              separators=(",", ":")))
+        if size > MAX_SPEC_BYTES:
+            raise ValueError(f"the spec is {size} bytes of JSON (defaults left out), more than {MAX_SPEC_BYTES};"
+                             " shorten the system prompt, tools or intents")
         return self
 
     @model_validator(mode="after")

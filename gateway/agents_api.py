@@ -134,7 +134,7 @@ async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict
                  resource_version: str | None = None) -> AgentView:
     runtime = runtime_of(request)
     # Costly (RE2 budget, schema meta-validation): in the checking process, cached by content.
-    wire, parsed, cross_field_problems = await spec_checker.shared().check(body)
+    wire, parsed, cross_field_problems = await spec_checker.shared().check(body, owner=tenant.name)
     if parsed is not None:
         _refuse_urls(parsed, OutboundPolicy.from_settings(runtime.settings))
     if parsed is not None:  # only the tenant's own secrets (PUT /v1/secrets), holding the named keys

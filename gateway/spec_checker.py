@@ -13,7 +13,9 @@ loop queues behind itself and takes at most that one core, never the loop's. A c
 CHECK_TIMEOUT_S kills the child (a new one starts) and answers 503.
 
 Results are kept by the SHA-256 of the canonical JSON of the spec (the same spec checked twice costs a lookup),
-and concurrent checks of the same content share one run.
+and concurrent checks of the same content share one run. Each tenant has at most one check waiting for the child
+at a time: a tenant sending many costly PUTs at once queues them behind each other, and another tenant's PUT
+waits for at most one check per tenant ahead of it, never for the whole backlog.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class SpecChecker:
         self._child = _CheckingProcess()
         self._done: OrderedDict[str, agent_writes.SpecOutcome] = OrderedDict()
         self._running: dict[str, asyncio.Future[agent_writes.SpecOutcome]] = {}
+        self._owners: dict[str, tuple[asyncio.Lock, int]] = {}  # the lock, and how many hold or wait for it
 
     async def start(self) -> None:
         """Start the process and load the models in it now, so the first PUT does not wait for that."""
@@ -95,22 +98,35 @@ class SpecChecker:
     def stop(self) -> None:
         self._child.stop()
 
-    async def check(self, body: dict[str, Any]) -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
-        """agent_writes.checked_spec's answer (raises its ApiError for an invalid spec), computed off the loop."""
+    async def check(self, body: dict[str, Any], owner: str = "") -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
+        """agent_writes.checked_spec's answer (raises its ApiError for an invalid spec), computed off the loop.
+        `owner` (the tenant) gets one check at a time."""
         key = content_key(body)
         outcome = self._done.get(key)
         if outcome is not None:
             self._done.move_to_end(key)
-        else:
-            running = self._running.get(key)
-            if running is None:
-                running = asyncio.ensure_future(self._child.run(body))
-                self._running[key] = running
-                running.add_done_callback(lambda _: self._running.pop(key, None))
-            outcome = await asyncio.shield(running)
-            self._done[key] = outcome
-            while len(self._done) > self.cache_entries:
-                self._done.popitem(last=False)
+            return outcome.result()
+        lock, users = self._owners.get(owner) or (asyncio.Lock(), 0)
+        self._owners[owner] = (lock, users + 1)
+        try:
+            async with lock:
+                outcome = self._done.get(key)
+                if outcome is None:
+                    running = self._running.get(key)
+                    if running is None:
+                        running = asyncio.ensure_future(self._child.run(body))
+                        self._running[key] = running
+                        running.add_done_callback(lambda _: self._running.pop(key, None))
+                    outcome = await asyncio.shield(running)
+                    self._done[key] = outcome
+                    while len(self._done) > self.cache_entries:
+                        self._done.popitem(last=False)
+        finally:
+            lock, users = self._owners[owner]
+            if users == 1:
+                del self._owners[owner]  # nobody holds or waits for it: tenants come and go
+            else:
+                self._owners[owner] = (lock, users - 1)
         return outcome.result()
 
 

@@ -158,6 +158,16 @@ def test_a_deeply_nested_schema_is_refused_not_a_crash():
     assert "deep" in message, (field, message)
 
 
+def test_deeply_nested_tool_call_arguments_are_refused_not_a_crash():
+    node: Any = {}
+    for _ in range(3000):
+        node = {"a": node}
+    spec = {"regions": REGION, "tools": [tool({"type": "object"}, name="t")],
+            "intents": [{"name": "i", "keywords": ["x"], "toolCall": {"name": "t", "arguments": node}}]}
+    field, message = refusal(spec)
+    assert field == "intents.0.toolCall.arguments" and "deeper than" in message
+
+
 def test_tool_schema_values_are_counted():
     parameters = {"type": "object", "enum": [[0] for _ in range(MAX_TOOL_SCHEMA_NODES)]}
     field, message = refusal({"regions": REGION, "tools": [tool(parameters)]})
