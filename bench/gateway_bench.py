@@ -49,7 +49,7 @@ from kubernetes import client  # noqa: E402
 from tests.callers.caller_bot import CallerBot, mint_token  # noqa: E402
 from tests.crds import install_crds  # noqa: E402
 from tests.gateway import worker_pods  # noqa: E402
-from tests.gateway.gateway_process import SIGNING_KEY, WORKER_TOKEN, GatewayProcess  # noqa: E402
+from tests.gateway.gateway_process import SIGNING_KEY, GatewayProcess  # noqa: E402
 from tests.gateway.tenant_setup import create_tenant  # noqa: E402
 from voxfleet.api.tenant import PLURAL as TENANT_PLURAL  # noqa: E402
 from voxfleet.api.voiceagent import GROUP, VERSION  # noqa: E402
@@ -63,7 +63,8 @@ REAL, STANDIN = "bench-real", "bench-standin"
 SLOTS = 100
 STANDIN_CALL_SECONDS = 0.25  # stand-in sessions end by themselves (a hang-up): no release request per session
 GREETING = "Hello, how can I help?"
-WORKER_HEADERS = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+# The bench tenant's worker token (each namespace's workers accept only their own): filled in by Bench.deploy.
+WORKER_HEADERS: dict[str, str] = {}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -196,6 +197,7 @@ class Bench:
 
     def deploy(self, gateway: GatewayProcess) -> None:
         namespace, tenant = self.tenant.namespace, self.tenant.name
+        WORKER_HEADERS.update(worker_pods.worker_headers(namespace))
         with httpx.Client(base_url=gateway.url, headers=self.tenant.headers(), timeout=30) as http:
             for agent in (REAL, STANDIN):
                 response = http.put(f"/v1/agents/{agent}", json=agent_spec(self.workers))

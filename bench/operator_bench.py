@@ -57,7 +57,13 @@ def serve_load(port: int) -> int:
     real workers would answer from their own nodes."""
     loads: dict[str, int] = {}
     pods: dict[str, list[str]] = {}
-    auth = f"authorization: bearer {TOKEN}".encode().lower()
+    from functools import cache
+
+    from voxfleet.api.worker_credentials import token_for_namespace
+
+    @cache
+    def auth(namespace: str) -> bytes:
+        return f"authorization: bearer {token_for_namespace(TOKEN, namespace)}".encode().lower()
 
     def reply(status: str, body: bytes) -> bytes:
         return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -89,9 +95,10 @@ def serve_load(port: int) -> int:
                 return reply("200 OK", b"{}")
             if target != b"/v1/load":
                 return reply("404 Not Found", b"{}")
-            if not any(line.lower() == auth for line in lines[1:]):
-                return reply("401 Unauthorized", b'{"code":"unauthorized","message":"worker token required"}')
             pod, tenant, agent, region = pods.get(self.ip, ["unknown", "", "", ""])
+            # As a worker: only the token of its own namespace (the Tenant's default, tenant-<name>).
+            if not tenant or not any(line.lower() == auth(f"tenant-{tenant}") for line in lines[1:]):
+                return reply("401 Unauthorized", b'{"code":"unauthorized","message":"worker token required"}')
             active = loads.get(self.ip, 0)
             return reply("200 OK", json.dumps({
                 "worker": pod, "tenant": tenant, "agent": agent, "region": region, "capacity": PER_WORKER,
@@ -334,7 +341,8 @@ class Bench:
             await self._gather([self._create({
                 "apiVersion": "voxfleet.dev/v1alpha1", "kind": "Tenant",
                 "metadata": {"name": f"bench-{t:03d}", "labels": {SHARD: "yes"}},
-                "spec": {"allowedRegions": REGIONS, "quotas": {"maxAgents": 100, "maxWorkers": 1000}}})
+                "spec": {"allowedRegions": REGIONS, "quotas": {"maxAgents": 100, "maxWorkers": 1000, "cpu": "1000",
+                                                               "memory": "2000Gi"}}})
                 for t in range(tenants)])
             await self._wait_tenants(tenants)
             self.say(f"{tenants} Tenants ready")
@@ -505,11 +513,16 @@ class Bench:
 
         from voxfleet.operator.load_client import LoadClient
 
+        from voxfleet.api.worker_credentials import token_for_namespace
+
         client, semaphore = LoadClient(self.port), asyncio.Semaphore(256)
+        tokens = {p["status"]["podIP"]: token_for_namespace(TOKEN, p["metadata"]["namespace"]) for p in pods}
+        async with httpx.AsyncClient() as http:  # the load server answers as each pod's worker (its token)
+            await http.post(f"http://127.0.0.1:{self.port}/_bench/load", json={"pods": info})
 
         async def get(ip: str) -> None:
             async with semaphore:
-                await client.get(ip, TOKEN, 5.0)
+                await client.get(ip, tokens[ip], 5.0)
         await asyncio.gather(*(get(ip) for ip in info))  # connect once, as the operator's warm rounds are
         sweep_started = time.monotonic()
         await asyncio.gather(*(get(ip) for ip in info))

@@ -84,7 +84,8 @@ def gateway_env(world: WorldInfo, dev_secrets: DevSecrets, *, port: int, operati
 
 
 def worker_token_secret(dev_secrets: DevSecrets, *, name: str = "voxfleet-worker-token") -> dict:
-    """The platform's worker-token Secret: the operator copies it into each tenant namespace for the workers."""
+    """The platform's root worker token (only the operator and gateway read it): the operator writes each tenant
+    namespace a token derived from it (voxfleet.api.worker_credentials), never this one."""
     from voxfleet.api import labels
 
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from voxfleet.api import labels
+
 # Secret key (as the examples name them) -> the variable in .env that holds it.
 PROVIDER_ENV = {
     "deepgram": "DEEPGRAM_API_KEY",
@@ -86,6 +88,10 @@ def cloud_examples(examples_dir: Path, env: dict[str, str]) -> tuple[list[CloudE
             continue
         for document in documents:
             if document.get("kind") == "Secret":
+                # Only Secrets marked as the tenant's may be named by an agent (the examples carry the mark; it is
+                # set here too, so an example edited without it still runs as the tenant's).
+                document.setdefault("metadata", {}).setdefault("labels", {})[labels.TENANT_SECRET] = \
+                    labels.TENANT_SECRET_VALUE
                 document["stringData"] = {key: env[PROVIDER_ENV[key]] if key in PROVIDER_ENV
                                           else f"dev-{secrets.token_urlsafe(12)}"  # the example's own backends
                                           for key in (document.get("stringData") or {})}

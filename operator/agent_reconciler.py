@@ -29,7 +29,9 @@ from voxfleet.operator.spec_checks import Problem
 
 log = structlog.get_logger("voxfleet.operator.agent")
 SESSION_FIGURES = ("activeSessions", "freeSlots")
-_UNWATCHABLE = {"SecretMissing", "SecretKeyMissing", "NoTenant"}  # nothing tells us when these are fixed
+# Rechecked on a timer: nothing tells us when these are fixed (the Secret ones also reconcile on a change of a
+# Secret in the namespace, once its watch runs; the timer covers the time before).
+_UNWATCHABLE = {"SecretMissing", "SecretKeyMissing", "SecretNotAllowed", "NoTenant"}
 
 
 class AgentReconciler:
@@ -87,14 +89,6 @@ class AgentReconciler:
         tenant = await self.rt.client.get_or_none("Tenant", tenant_name)
         return tenant if tenant is not None and tenant_namespace(tenant) == namespace else None
 
-    async def _secret_keys(self, namespace: str, names: set[str]) -> dict[str, set[str] | None]:
-        keys: dict[str, set[str] | None] = {}
-        for secret_name in sorted(names):
-            secret = await self.rt.client.get_or_none("Secret", secret_name, namespace)
-            keys[secret_name] = None if secret is None else set((secret.get("data") or {}).keys()) | set(
-                (secret.get("stringData") or {}).keys())
-        return keys
-
     async def _checked_spec(self, body: dict[str, Any]) -> VoiceAgentSpec | Problem:
         meta = body["metadata"]
         key, stamp = (meta["namespace"], meta["name"]), (meta.get("uid", ""), int(meta.get("generation") or 0))
@@ -126,7 +120,8 @@ class AgentReconciler:
         problems = spec_checks.check_name(name) + spec_checks.check_image(spec, self.rt.platform)
         problems += spec_checks.check_urls(spec, self.rt.platform)
         referenced = {ref.name for _, ref in spec_checks.secret_references(spec)}
-        problems += spec_checks.check_secrets(spec, namespace, await self._secret_keys(namespace, referenced))
+        secrets = await self.rt.view.secrets.views(namespace, referenced)  # keys and labels, never values
+        problems += spec_checks.check_secrets(spec, namespace, secrets, self.rt.platform)
         problems += spec_checks.check_regions(spec, allowed, self.rt.view.regions_with_nodes(), tenant_name)
         if any(p.blocking for p in problems):
             return problems  # the pools keep running the last spec that was fine

@@ -152,6 +152,7 @@ class OperatorApp:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.rt.view.secrets.stop()
 
     async def _install_admission_policy(self) -> None:
         if not self.settings.install_admission_policy:

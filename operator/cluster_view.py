@@ -1,9 +1,15 @@
 """What the operator knows about the cluster: Tenants and VoiceAgents (fed by kopf), and projections of worker
 Pods, pool Deployments, Nodes and every other object it manages (fed by its own watches), with the indexes the
-reconcilers and the scaler look things up by."""
+reconcilers and the scaler look things up by.
+
+Secrets are different: the operator has no cluster-wide right on them. It watches the platform's root worker
+token in the platform namespace (a Role there), and the Secrets of each tenant namespace through the RoleBinding
+it makes there (SecretWatches). Of a tenant Secret it keeps only its keys and whether it carries the tenant-secret
+label; values are dropped as each object arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections import defaultdict
 from collections.abc import Callable
@@ -12,16 +18,17 @@ from typing import Any
 
 from voxfleet.api import labels
 from voxfleet.api.settings import PlatformSettings
-from voxfleet.operator.kube_client import KubeClient
+from voxfleet.operator.kube_client import KubeClient, NotFound
 from voxfleet.operator.object_applier import version_of
-from voxfleet.operator.ownership import MANAGED_SELECTOR
+from voxfleet.operator.ownership import MANAGED, MANAGED_SELECTOR
 from voxfleet.operator.watch_cache import Key, WatchCache
 
 PoolKey = tuple[str, str, str]  # (namespace, agent, region)
 AgentKey = tuple[str, str]  # (namespace, agent)
 # Deployments have their own, fuller watch (status figures); these are watched only to spot drift.
-MANAGED_KINDS = ("Namespace", "PodDisruptionBudget", "ConfigMap", "Service", "ResourceQuota", "NetworkPolicy",
-                 "Role", "RoleBinding", "ServiceAccount", "Secret")
+# Secrets are watched per tenant namespace (SecretWatches): the operator may not list them cluster-wide.
+MANAGED_KINDS = ("Namespace", "PodDisruptionBudget", "ConfigMap", "Service", "ResourceQuota", "LimitRange",
+                 "NetworkPolicy", "Role", "RoleBinding", "ServiceAccount")
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -139,6 +146,79 @@ def project_node(obj: dict[str, Any]) -> NodeView:
                     schedulable)
 
 
+@dataclass(frozen=True)
+class SecretView:
+    """A Secret without its values: its keys, whether a VoiceAgent may name it, and (for the worker-token Secret
+    the operator writes) its drift-detection projection."""
+
+    namespace: str
+    name: str
+    keys: frozenset[str]
+    tenant_secret: bool  # labels.TENANT_SECRET == "true": written through the gateway's secrets API
+    managed: ManagedView | None
+
+
+_project_managed_secret = managed_projector("Secret")
+
+
+def project_secret(obj: dict[str, Any]) -> SecretView:
+    meta = obj["metadata"]
+    secret_labels = meta.get("labels") or {}
+    ours = all(secret_labels.get(k) == v for k, v in MANAGED.items()) and bool(secret_labels.get(labels.TENANT))
+    return SecretView(namespace=meta.get("namespace") or "", name=meta["name"],
+                      keys=frozenset(obj.get("data") or {}) | frozenset(obj.get("stringData") or {}),
+                      tenant_secret=secret_labels.get(labels.TENANT_SECRET) == labels.TENANT_SECRET_VALUE,
+                      managed=_project_managed_secret(obj) if ours else None)
+
+
+class SecretWatches:
+    """One Secret watch per tenant namespace, started once the operator's RoleBinding there is applied (so the
+    list is allowed) and stopped when the Tenant goes. Changes reach `on_change` as SecretView pairs."""
+
+    def __init__(self, client: KubeClient, on_change: Callable[[Key, Any, Any], None]):
+        self.client = client
+        self.on_change = on_change
+        self.caches: dict[str, WatchCache[SecretView]] = {}
+        self.tasks: dict[str, asyncio.Task] = {}
+
+    def watch(self, namespace: str) -> None:
+        if namespace in self.caches:
+            return
+        cache = WatchCache(self.client, "Secret", project_secret, namespace=namespace, on_change=self.on_change)
+        self.caches[namespace] = cache
+        self.tasks[namespace] = asyncio.create_task(cache.run(), name=f"watch Secrets in {namespace}")
+
+    def unwatch(self, namespace: str) -> None:
+        self.caches.pop(namespace, None)
+        task = self.tasks.pop(namespace, None)
+        if task is not None:
+            task.cancel()
+
+    async def stop(self) -> None:
+        tasks = list(self.tasks.values())
+        for namespace in list(self.caches):
+            self.unwatch(namespace)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def get(self, namespace: str, name: str) -> SecretView | None:
+        cache = self.caches.get(namespace)
+        return cache.get(namespace, name) if cache is not None else None
+
+    async def views(self, namespace: str, names: set[str]) -> dict[str, SecretView | None]:
+        """name -> SecretView (None: no such Secret): from the namespace's watch once it has listed, else read
+        one by one (a fresh operator, or a reconcile that runs before the watch's first list)."""
+        cache = self.caches.get(namespace)
+        if cache is not None and cache.synced.is_set():
+            return {name: cache.get(namespace, name) for name in names}
+        found: dict[str, SecretView | None] = {}
+        for name in sorted(names):
+            try:
+                found[name] = project_secret(await self.client.get("Secret", name, namespace))
+            except NotFound:
+                found[name] = None
+        return found
+
+
 def project_token(obj: dict[str, Any]) -> bytes | None:
     value = (obj.get("data") or {}).get(labels.WORKER_TOKEN_KEY)
     return base64.b64decode(value) if value else None
@@ -192,9 +272,19 @@ class ClusterView:
             kind: WatchCache(client, kind, managed_projector(kind),
                              label_selector=f"{MANAGED_SELECTOR},{labels.TENANT}", on_change=relay(f"Managed{kind}"))
             for kind in MANAGED_KINDS}
+        # The root worker token: only this one Secret of the platform namespace (a Role there, by name).
         self.token: WatchCache[bytes | None] = WatchCache(
             client, "Secret", project_token, namespace=platform.platform_namespace,
             field_selector=f"metadata.name={platform.worker_token_secret}", on_change=relay("WorkerToken"))
+        managed_secret = relay("ManagedSecret")
+        tenant_secret = relay("TenantSecret")
+
+        def secret_changed(key: Key, old: SecretView | None, new: SecretView | None) -> None:
+            if (old and old.managed) or (new and new.managed):
+                managed_secret(key, old.managed if old else None, new.managed if new else None)
+            tenant_secret(key, old, new)
+
+        self.secrets = SecretWatches(client, secret_changed)
 
     def caches(self) -> list[WatchCache]:
         return [self.pods, self.deployments, self.nodes, self.token, *self.managed.values()]
@@ -230,6 +320,9 @@ class ClusterView:
         if kind == "Deployment":
             deployment = self.deployments.get(namespace, name)
             return str(deployment.generation) if deployment is not None else None
+        if kind == "Secret":
+            secret = self.secrets.get(namespace, name)
+            return secret.managed.version if secret is not None and secret.managed is not None else None
         cache = self.managed.get(kind)
         item = cache.get(namespace, name) if cache is not None else None
         return item.version if item is not None else None

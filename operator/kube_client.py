@@ -33,6 +33,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Service": ("api/v1", "services", True),
     "ServiceAccount": ("api/v1", "serviceaccounts", True),
     "ResourceQuota": ("api/v1", "resourcequotas", True),
+    "LimitRange": ("api/v1", "limitranges", True),
     "Event": ("api/v1", "events", True),
     "Deployment": ("apis/apps/v1", "deployments", True),
     "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets", True),

@@ -64,5 +64,18 @@ class OperatorSettings(BaseSettings):
                                      description="Crash tests only: count only writes whose 'METHOD path' matches"
                                                  " this regular expression (empty: every write).")
 
+    # Least privilege: the operator holds no cluster-wide Secret rights. In each tenant namespace it binds these
+    # ClusterRoles (the chart makes them, and lets the operator bind exactly these two by name): its own rights
+    # there (Secrets' keys and labels, the worker-token Secret) and the gateway's (the tenant secrets API).
+    tenant_cluster_role: str = Field(default="voxfleet-operator-tenant", min_length=1, max_length=253,
+                                     description="ClusterRole bound to the operator in each tenant namespace.")
+    service_account: str = Field(default="voxfleet-operator", min_length=1, max_length=253,
+                                 description="The operator's ServiceAccount (in the platform namespace).")
+    gateway_secrets_cluster_role: str = Field(
+        default="voxfleet-gateway-tenant-secrets", min_length=1, max_length=253,
+        description="ClusterRole bound to the gateway in each tenant namespace (tenant Secrets).")
+    gateway_service_account: str = Field(default="voxfleet-gateway", min_length=1, max_length=253,
+                                         description="The gateway's ServiceAccount (in the platform namespace).")
+
     install_admission_policy: bool = Field(
         default=True, description="Apply the ValidatingAdmissionPolicy that refuses deleting Tenants with agents.")

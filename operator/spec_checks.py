@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from voxfleet.api.common import SecretKeyRef
 from voxfleet.api.outbound import OutboundPolicy
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.spec_urls import url_refusals
 from voxfleet.api.voiceagent import VoiceAgentSpec
+
+if TYPE_CHECKING:
+    from voxfleet.operator.cluster_view import SecretView
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -66,19 +70,32 @@ def check_image(spec: VoiceAgentSpec, platform: PlatformSettings) -> list[Proble
                     blocking=True)]
 
 
-def check_secrets(spec: VoiceAgentSpec, namespace: str, secret_keys: Mapping[str, set[str] | None]) -> list[Problem]:
-    """secret_keys: Secret name -> its keys, or None when the Secret does not exist."""
+def check_secrets(spec: VoiceAgentSpec, namespace: str, secrets: Mapping[str, SecretView | None],
+                  platform: PlatformSettings) -> list[Problem]:
+    """secrets: Secret name -> what the operator knows of it (keys, tenant-secret label), None when missing.
+
+    A spec may name only Secrets the tenant wrote through the gateway's secrets API (labelled
+    voxfleet.dev/tenant-secret=true): anything else in the namespace is the platform's (the worker token) or
+    nobody's business of the tenant's. The worker-token Secret is refused even when someone has labelled it."""
     problems = []
     for path, ref in secret_references(spec):
-        keys = secret_keys.get(ref.name)
-        if keys is None:
+        secret = secrets.get(ref.name)
+        how = f"write it with PUT /v1/secrets/{ref.name} (the gateway's tenant secrets API)"
+        if ref.name == platform.worker_token_secret or (secret is not None and not secret.tenant_secret):
+            problems.append(Problem("SecretNotAllowed", f"{path} names Secret {ref.name!r}, which is not a tenant"
+                                                        " secret: a VoiceAgent may reference only Secrets written"
+                                                        " through the gateway's secrets API; store the value under"
+                                                        f" another name with PUT /v1/secrets/{{name}} and name that"
+                                                        " one. No pod is built with this reference; the pools keep"
+                                                        " their current spec meanwhile.", blocking=True))
+        elif secret is None:
             problems.append(Problem("SecretMissing", f"Secret {ref.name!r} named by {path} does not exist in"
-                                                     f" namespace {namespace}; create it. The pools keep their"
+                                                     f" namespace {namespace}; {how}. The pools keep their"
                                                      " current spec meanwhile.", blocking=True))
-        elif ref.key not in keys:
+        elif ref.key not in secret.keys:
             problems.append(Problem("SecretKeyMissing", f"Secret {ref.name!r} named by {path} has no key"
-                                                        f" {ref.key!r}; add it. The pools keep their current spec"
-                                                        " meanwhile.", blocking=True))
+                                                        f" {ref.key!r}; add it ({how}). The pools keep their"
+                                                        " current spec meanwhile.", blocking=True))
     return problems
 
 
@@ -109,5 +126,8 @@ def replica_failure(region: str, failure: str | None) -> list[Problem]:
     """The ReplicaSet's FailedCreate (e.g. exceeded quota), which the Deployment surfaces as ReplicaFailure."""
     if not failure:
         return []
-    reason = "QuotaExceeded" if "exceeded quota" in failure else "WorkersNotCreated"
+    # The namespace's ResourceQuota ("exceeded quota") or LimitRange ("maximum cpu usage per Container is 4"):
+    # either way the Tenant's quotas refused the worker.
+    over_bound = "exceeded quota" in failure or "maximum cpu usage" in failure or "maximum memory usage" in failure
+    reason = "QuotaExceeded" if over_bound else "WorkersNotCreated"
     return [Problem(reason, f"region {region}: {failure}", region=region)]

@@ -1,20 +1,32 @@
-"""Everything a Tenant gets (pure: spec in, manifests out): its labelled Namespace, a ResourceQuota, the
-NetworkPolicies that isolate it, the RBAC for its groups, the worker ServiceAccount and the worker-token Secret
-copied in for its pools."""
+"""Everything a Tenant gets (pure: spec in, manifests out): its labelled Namespace, a ResourceQuota and a
+LimitRange (pods, agents, CPU and memory), the NetworkPolicies that isolate it, the RBAC for its groups, the
+RoleBindings that give the operator and the gateway their rights there (and nowhere else), the worker
+ServiceAccount and the namespace's own worker token (derived from the platform's root, never the root)."""
 
 from __future__ import annotations
 
 import base64
+import re
+from decimal import Decimal
 from typing import Any
 
 from voxfleet.api import labels
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.tenant import TenantSpec
 from voxfleet.api.voiceagent import GROUP, PLURAL
+from voxfleet.api.worker_credentials import token_for_namespace
 from voxfleet.operator.ownership import MANAGED, Owner, metadata
+from voxfleet.operator.settings import OperatorSettings
 
 ROLE = "voxfleet-tenant"
 QUOTA = "voxfleet-quota"
+LIMITS = "voxfleet-limits"
+OPERATOR_BINDING = "voxfleet-operator"
+GATEWAY_SECRETS_BINDING = "voxfleet-gateway-tenant-secrets"
+# What a worker container gets when its VoiceAgent names no requests or limits (the quota on CPU and memory
+# makes the apiserver refuse any pod without them): the VoiceAgent's own defaults.
+DEFAULT_REQUEST = {"cpu": "500m", "memory": "512Mi"}
+DEFAULT_LIMIT = {"cpu": "1", "memory": "1Gi"}
 INGRESS_POLICY = "voxfleet-ingress"
 EGRESS_POLICY = "voxfleet-egress"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the apiserver on every namespace
@@ -42,14 +54,50 @@ def build_namespace(owner: Owner, namespace: str) -> dict[str, Any]:
 
 
 def build_resource_quota(owner: Owner, namespace: str, spec: TenantSpec) -> dict[str, Any]:
-    """maxWorkers bounds pods (the namespace holds only worker pods), maxAgents bounds VoiceAgents.
+    """maxWorkers bounds pods (the namespace holds only worker pods), maxAgents bounds VoiceAgents, cpu and
+    memory bound what all workers together may ask for and use (a tenant's kubectl user can't take the nodes).
     maxConcurrentSessions is not a Kubernetes resource: the gateway enforces it when it places calls."""
+    quotas = spec.quotas
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": metadata(QUOTA, namespace, tenant_labels(owner.name), None),
-        "spec": {"hard": {"pods": str(spec.quotas.max_workers),
-                          f"count/{PLURAL}.{GROUP}": str(spec.quotas.max_agents)}},
+        "spec": {"hard": {"pods": str(quotas.max_workers),
+                          f"count/{PLURAL}.{GROUP}": str(quotas.max_agents),
+                          "requests.cpu": quotas.cpu, "limits.cpu": quotas.cpu,
+                          "requests.memory": quotas.memory, "limits.memory": quotas.memory}},
+    }
+
+
+_SUFFIX = {"": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def parse_quantity(quantity: str) -> Decimal:
+    """A Kubernetes quantity of the form the Tenant schema allows (api.voiceagent.QUANTITY) as a number."""
+    number, suffix = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)", quantity).groups()
+    return Decimal(number) * _SUFFIX[suffix]
+
+
+def _at_most(value: str, bound: str) -> str:
+    """The smaller of two quantities (a default above the tenant's per-container max would make the LimitRange
+    invalid)."""
+    return value if parse_quantity(value) <= parse_quantity(bound) else bound
+
+
+def build_limit_range(owner: Owner, namespace: str, spec: TenantSpec) -> dict[str, Any]:
+    """Per container: a ceiling (maxWorkerCpu/maxWorkerMemory), so no single worker can ask for 64 cores, and
+    defaults for containers that name none (the quota needs every pod to state its CPU and memory)."""
+    quotas = spec.quotas
+    most = {"cpu": quotas.max_worker_cpu, "memory": quotas.max_worker_memory}
+    default_limit = {k: _at_most(v, most[k]) for k, v in DEFAULT_LIMIT.items()}
+    default_request = {k: _at_most(v, default_limit[k]) for k, v in DEFAULT_REQUEST.items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": metadata(LIMITS, namespace, tenant_labels(owner.name), None),
+        "spec": {"limits": [{"type": "Container", "max": most, "default": default_limit,
+                             "defaultRequest": default_request}]},
     }
 
 
@@ -106,6 +154,35 @@ def build_role_binding(owner: Owner, namespace: str, spec: TenantSpec) -> dict[s
     }
 
 
+def build_operator_binding(owner: Owner, namespace: str, platform: PlatformSettings,
+                           settings: OperatorSettings) -> dict[str, Any]:
+    """The operator's Secret rights in this namespace only (keys and labels of the Secrets agents name, its
+    worker-token Secret): it has none cluster-wide. The chart lets it bind exactly this ClusterRole."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(OPERATOR_BINDING, namespace, tenant_labels(owner.name), None),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": settings.tenant_cluster_role},
+        "subjects": [{"kind": "ServiceAccount", "name": settings.service_account,
+                      "namespace": platform.platform_namespace}],
+    }
+
+
+def build_gateway_secrets_binding(owner: Owner, namespace: str, platform: PlatformSettings,
+                                  settings: OperatorSettings) -> dict[str, Any]:
+    """The gateway's tenant secrets API writes Secrets here, and only in tenant namespaces."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(GATEWAY_SECRETS_BINDING, namespace, tenant_labels(owner.name), None),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": settings.gateway_secrets_cluster_role},
+        "subjects": [{"kind": "ServiceAccount", "name": settings.gateway_service_account,
+                      "namespace": platform.platform_namespace}],
+    }
+
+
 def build_worker_service_account(owner: Owner, namespace: str, platform: PlatformSettings) -> dict[str, Any]:
     """Pods naming a missing ServiceAccount are refused at admission; workers need no API token."""
     return {"apiVersion": "v1", "kind": "ServiceAccount",
@@ -114,7 +191,10 @@ def build_worker_service_account(owner: Owner, namespace: str, platform: Platfor
 
 
 def build_worker_token_secret(owner: Owner, namespace: str, platform: PlatformSettings,
-                              token: bytes) -> dict[str, Any]:
+                              root_token: bytes) -> dict[str, Any]:
+    """The token this namespace's workers accept, derived from the root: a leak opens this tenant's workers only.
+    It never carries the tenant-secret label, so no VoiceAgent may name it."""
+    token = token_for_namespace(root_token, namespace).encode()
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -125,11 +205,15 @@ def build_worker_token_secret(owner: Owner, namespace: str, platform: PlatformSe
 
 
 def build_tenant_objects(owner: Owner, namespace: str, spec: TenantSpec, platform: PlatformSettings,
-                         token: bytes | None) -> list[dict[str, Any]]:
-    """Everything inside the tenant's namespace, in apply order (the Namespace itself is applied first)."""
-    objects = [build_resource_quota(owner, namespace, spec), *build_network_policies(owner, namespace, platform),
+                         settings: OperatorSettings, root_token: bytes | None) -> list[dict[str, Any]]:
+    """Everything inside the tenant's namespace, in apply order (the Namespace itself is applied first; the
+    operator's binding before the worker-token Secret it needs to write)."""
+    objects = [build_resource_quota(owner, namespace, spec), build_limit_range(owner, namespace, spec),
+               *build_network_policies(owner, namespace, platform),
                build_role(owner, namespace), build_role_binding(owner, namespace, spec),
+               build_operator_binding(owner, namespace, platform, settings),
+               build_gateway_secrets_binding(owner, namespace, platform, settings),
                build_worker_service_account(owner, namespace, platform)]
-    if token is not None:
-        objects.append(build_worker_token_secret(owner, namespace, platform, token))
+    if root_token is not None:
+        objects.append(build_worker_token_secret(owner, namespace, platform, root_token))
     return objects

@@ -1,5 +1,9 @@
-"""One Tenant into its isolated namespace (Namespace, ResourceQuota, NetworkPolicies, RBAC, worker
-ServiceAccount, worker token), its status, and its deletion.
+"""One Tenant into its isolated namespace (Namespace, ResourceQuota and LimitRange, NetworkPolicies, RBAC and
+the operator's and gateway's RoleBindings, worker ServiceAccount, the namespace's derived worker token), its
+status, and its deletion.
+
+A namespace is the Tenant's only if the operator made it for that Tenant: one that already exists without the
+Tenant's label (another Tenant's, or anyone else's) is refused with a condition naming spec.namespace.
 
 Deleting a Tenant that still has VoiceAgents is refused: the admission policy answers `kubectl delete` with the
 reason, and the finalizer here holds the Tenant (status and an Event say why) if a deletion slips past the
@@ -31,6 +35,7 @@ FINALIZER_MANAGER = "voxfleet-operator-finalizer"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 QUOTA_RECOUNT_SECONDS = 40.0
 RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
+NOT_ITS_NAMESPACE = {"InvalidNamespace", "NamespaceTaken"}
 
 
 class TenantReconciler:
@@ -56,8 +61,15 @@ class TenantReconciler:
         if body["metadata"].get("deletionTimestamp"):
             return await self._deleting(body, namespace)
         if not problems:
+            problems += await self._namespace_taken(body, namespace)
+        if not problems:
             await self._set_finalizer(name, present=True)
             problems += await self._apply(body, namespace, spec)
+        if any(p.reason in NOT_ITS_NAMESPACE for p in problems):
+            # Not its namespace: it reports none and counts no agents there (the agents are another's, and a
+            # count would make the deletion policy hold this Tenant for them).
+            await self._status(body, "", problems, agents=0)
+            return None
         await self._status(body, namespace, problems)
         return 0.5 if namespace in self.pending else None
 
@@ -71,18 +83,24 @@ class TenantReconciler:
                                                 " platform; set another spec.namespace", blocking=True)]
         return []
 
-    async def _apply(self, body: dict[str, Any], namespace: str, spec: TenantSpec) -> list[Problem]:
-        owner = Owner.of(body)
+    async def _namespace_taken(self, body: dict[str, Any], namespace: str) -> list[Problem]:
+        """A namespace that exists without this Tenant's label is not this Tenant's (checked before the finalizer
+        is set, so such a Tenant never holds anything up when it is deleted)."""
         existing = await self.rt.client.get_or_none("Namespace", namespace)
         holder = ((existing or {}).get("metadata", {}).get("labels") or {}).get(labels.TENANT)
-        if existing is not None and holder != owner.name:
-            whose = f"Tenant {holder}" if holder else "someone else (it has no voxfleet.dev/tenant label)"
-            return [Problem("NamespaceTaken", f"namespace {namespace} already exists and belongs to {whose}; set"
-                                              " another spec.namespace", blocking=True)]
+        if existing is None or holder == body["metadata"]["name"]:
+            return []
+        whose = f"Tenant {holder}" if holder else "someone else (it has no voxfleet.dev/tenant label)"
+        return [Problem("NamespaceTaken", f"spec.namespace: namespace {namespace} already exists and belongs to"
+                                          f" {whose}; set another spec.namespace", blocking=True)]
+
+    async def _apply(self, body: dict[str, Any], namespace: str, spec: TenantSpec) -> list[Problem]:
+        owner = Owner.of(body)
         await self.rt.applier.apply(build_namespace(owner, namespace))
-        token = self.rt.view.worker_token()
-        for manifest in build_tenant_objects(owner, namespace, spec, self.rt.platform, token):
+        token = self.rt.view.worker_token()  # the root: only a namespace's derived token is written there
+        for manifest in build_tenant_objects(owner, namespace, spec, self.rt.platform, self.rt.settings, token):
             await self.rt.applier.apply(manifest)
+        self.rt.view.secrets.watch(namespace)  # keys and labels of its Secrets, now that the operator may read them
         if namespace in self.pending or namespace not in self.counted:
             # Until the quota controller has counted usage, the apiserver refuses every VoiceAgent create.
             quota = await self.rt.client.get_or_none("ResourceQuota", QUOTA, namespace) or {}
@@ -107,6 +125,11 @@ class TenantReconciler:
         name = body["metadata"]["name"]
         if FINALIZER not in (body["metadata"].get("finalizers") or []):
             return None
+        existing = await self.rt.client.get_or_none("Namespace", namespace)
+        if existing is not None and (existing["metadata"].get("labels") or {}).get(labels.TENANT) != name:
+            # Another's namespace (a finalizer set by an older operator): nothing here is this Tenant's.
+            await self._set_finalizer(name, present=False)
+            return None
         # Ask the apiserver, not the cache: this decision deletes a namespace.
         agents = (await self.rt.client.list("VoiceAgent", namespace)).get("items") or []
         if agents:
@@ -121,6 +144,7 @@ class TenantReconciler:
             log.info("tenant deleted, deleting its namespace", tenant=name, namespace=namespace)
             await self.rt.client.delete("Namespace", namespace)
         self.rt.applier.forget(lambda key: key[1] == namespace or (key[0] == "Namespace" and key[2] == namespace))
+        self.rt.view.secrets.unwatch(namespace)
         await self._set_finalizer(name, present=False)
         return None
 

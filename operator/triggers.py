@@ -7,7 +7,8 @@ reconcile then looks at everything as it is).
 - a pool Deployment's status moved: the agent's status is refreshed;
 - a pod of a draining pool went away: the agent reconciles (the pool may be empty now and can be removed);
 - the set of regions with voice nodes changed: every agent reconciles (NoNodesInRegion may have cleared);
-- the worker token changed: every Tenant reconciles (its copy is refreshed).
+- the worker token changed: every Tenant reconciles (its namespace's derived token is rewritten);
+- a Secret in a tenant namespace changed: the agents there that wait on a Secret problem reconcile.
 """
 
 from __future__ import annotations
@@ -36,8 +37,15 @@ class Triggers:
         elif kind == "WorkerToken":
             for name in list(self.rt.view.tenants):
                 self.queue.add((TENANT, name), full=True)
+        elif kind == "TenantSecret":
+            self._tenant_secret(key[0])
         elif kind.startswith("Managed"):
             self._managed(old, new)
+
+    def _tenant_secret(self, namespace: str) -> None:
+        for (agent_namespace, name), memory in list(self.rt.agents.items()):
+            if agent_namespace == namespace and any(p.reason.startswith("Secret") for p in memory.problems):
+                self.queue.add((AGENT, namespace, name), full=True)
 
     def _agent_exists(self, namespace: str, agent: str) -> bool:
         return (namespace, agent) in self.rt.view.agents

@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client
 
 from tests.world.waiting import wait_for
+from voxfleet.api.worker_credentials import token_for_namespace
 
 from .helm_render import CHART
 
@@ -233,11 +234,11 @@ def _check_reconcile(kube, pods, rel: Release, tenant: dict, agent: dict) -> Non
 
     wait_for(f"Tenant {rel.shard} Ready", tenant_ready, timeout=60)
     namespace = agent["metadata"]["namespace"]
-    # The operator copied the chart's worker token into the tenant namespace for the workers.
+    # The operator wrote the tenant namespace's own worker token, derived from the chart's root (never the root).
     platform_token = _core(kube).read_namespaced_secret("voxfleet-worker-token", rel.namespace).data["token"]
-    copied = wait_for("the worker token copy", lambda: _core(kube).read_namespaced_secret(
+    written = wait_for("the namespace's worker token", lambda: _core(kube).read_namespaced_secret(
         "voxfleet-worker-token", namespace).data["token"], timeout=30)
-    assert copied == platform_token
+    assert base64.b64decode(written).decode() == token_for_namespace(base64.b64decode(platform_token), namespace)
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(agent))
 
     def workers_ready():
@@ -317,8 +318,9 @@ def _check_upgrade(kube, rel: Release, tenant_namespace: str | None) -> None:
     assert {p.metadata.uid for p in _ready_pods(kube, rel, "operator")} == operator_before
     assert core.read_namespaced_secret("voxfleet-worker-token", rel.namespace).data["token"] == token_before
     assert core.read_namespaced_secret(f"{rel.fullname}-session-key", rel.namespace).data["key"] == session_key_before
-    if tenant_namespace:  # the operator's copy for the workers is the same token still
-        assert core.read_namespaced_secret("voxfleet-worker-token", tenant_namespace).data["token"] == token_before
+    if tenant_namespace:  # the token the operator derived for the workers is the same still
+        assert base64.b64decode(core.read_namespaced_secret("voxfleet-worker-token", tenant_namespace).data[
+            "token"]).decode() == token_for_namespace(base64.b64decode(token_before), tenant_namespace)
     gateway_env = json.loads(core.read_namespaced_config_map(f"{rel.fullname}-gateway", rel.namespace)
                              .data["VOXFLEET_LATENCY_MS"])
     assert gateway_env == {"us-east": {"us-east": 2}}

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.eval.eval_platform import offline_demo_spec, read_report, write_suite
-from tests.gateway.gateway_process import WORKER_TOKEN
+from tests.gateway import worker_pods
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
 
 pytestmark = pytest.mark.world
@@ -71,13 +71,13 @@ def test_an_agent_that_keeps_no_transcripts_returns_none(api):
         api.delete(f"/v1/sessions/{session}")
 
 
-def test_the_worker_refuses_too_and_wants_its_token(agents, api):
+def test_the_worker_refuses_too_and_wants_its_token(agents, api, eval_platform):
     session = _start(api, "unrecorded", evalMode=True)
     try:
         [ip] = agents.workers["unrecorded"]
         url = f"http://{ip}:8080/v1/sessions/{session}/eval"
         assert httpx.get(url, timeout=10).status_code == 401
-        response = httpx.get(url, headers={"Authorization": f"Bearer {WORKER_TOKEN}"}, timeout=10)
+        response = httpx.get(url, headers=worker_pods.worker_headers(eval_platform.tenant.namespace), timeout=10)
         assert response.status_code == 403 and response.json()["code"] == "transcripts_disabled"
     finally:
         api.delete(f"/v1/sessions/{session}")

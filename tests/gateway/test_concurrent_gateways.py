@@ -13,13 +13,11 @@ import pytest
 
 from tests.gateway import worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env, start_gateway
-from tests.gateway.gateway_process import WORKER_TOKEN
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
 
 pytestmark = pytest.mark.world
 
 REQUESTS = 40
-WORKER_HEADERS = {"Authorization": f"Bearer {WORKER_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +50,9 @@ async def _storm(gateways, tenant, agent: str, count: int) -> list[httpx.Respons
                                       for _ in range(count)))
 
 
-def _active_at_workers(ips: list[str]) -> tuple[list[int], set[str]]:
+def _active_at_workers(namespace: str, ips: list[str]) -> tuple[list[int], set[str]]:
     """Each worker's active count, and the session ids they hold active (from what they were dispatched)."""
+    WORKER_HEADERS = worker_pods.worker_headers(namespace)
     counts, active_ids = [], set()
     for ip in ips:
         load = httpx.get(f"http://{ip}:8080/v1/load", headers=WORKER_HEADERS).json()
@@ -72,7 +71,7 @@ async def test_three_gateways_never_give_a_slot_twice(gateways, kube, pods, plat
         responses = await _storm(gateways, tenant, "race", REQUESTS)
         granted = [r.json()["sessionId"] for r in responses if r.status_code == 201]
         refused = [r for r in responses if r.status_code != 201]
-        counts, active_ids = _active_at_workers(ips)
+        counts, active_ids = _active_at_workers(tenant.namespace, ips)
         print(f"{REQUESTS} concurrent requests over 3 gateways, 8 slots: granted {len(granted)}, "
               f"refused {len(refused)} ({sorted({r.status_code for r in refused})}), workers hold {counts}")
         assert all(r.status_code == 503 and r.json()["code"] == "no_capacity" for r in refused)
@@ -92,7 +91,7 @@ async def test_three_gateways_hold_the_tenants_concurrent_session_quota(gateways
         print(f"storm answered in {time.monotonic() - began:.1f} s")
         granted = {r.json()["sessionId"] for r in responses if r.status_code == 201}
         codes = sorted({(r.status_code, r.json()["code"]) for r in responses if r.status_code != 201})
-        counts, active_ids = _active_at_workers(ips)
+        counts, active_ids = _active_at_workers(tenant.namespace, ips)
         print(f"{REQUESTS} concurrent requests over 3 gateways, quota 5, 12 slots: granted {len(granted)},"
               f" refusals {codes}, workers hold {counts}")
         assert len(granted) <= 5
@@ -109,7 +108,7 @@ async def test_three_gateways_hold_the_tenants_concurrent_session_quota(gateways
             admitted += 1
         assert admitted == 5
         print(f"sequential fill done at {time.monotonic() - began:.1f} s")
-        counts, active_ids = _active_at_workers(ips)
+        counts, active_ids = _active_at_workers(tenant.namespace, ips)
         assert sum(counts) == 5 and len(active_ids) == 5
     finally:
         delete_tenant(kube, tenant)

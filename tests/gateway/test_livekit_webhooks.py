@@ -28,13 +28,12 @@ from livekit.protocol import models, webhook
 from tests.callers.caller_bot import CALLER_GONE_S
 from tests.gateway import webhook_livekit, worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env
-from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess
+from tests.gateway.gateway_process import GatewayProcess
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
 
 pytestmark = pytest.mark.world
 
 AGENT = "frontdesk"
-WORKER_HEADERS = {"Authorization": f"Bearer {WORKER_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +230,7 @@ async def _recovery_case(stack, tenant, kube, pods, break_worker, *, eval_mode: 
         gap = time.monotonic() - broken_at
         new_pod = next(iter(replaced)).split(".", 2)[2]
         new_ip = worker_pods.wait_ready(kube, tenant.namespace, [new_pod])[new_pod]
-        dispatches = httpx.get(f"http://{new_ip}:8080/test/dispatches", headers=WORKER_HEADERS).json()
+        dispatches = httpx.get(f"http://{new_ip}:8080/test/dispatches", headers=worker_pods.worker_headers(tenant.namespace)).json()
         mine = [d for d in dispatches if d["sessionId"] == created["sessionId"]]
         assert mine and mine[0]["recovery"] is True and mine[0]["room"] == created["room"]
         assert mine[0]["evalMode"] is eval_mode, mine[0]
@@ -254,7 +253,7 @@ async def test_a_deleted_worker_pod_is_replaced_mid_call(stack, tenant, workers,
 
 async def test_a_crashed_worker_process_is_replaced_mid_call(stack, tenant, workers, kube, pods):
     async def crash(_pod, ip, _sid):
-        httpx.post(f"http://{ip}:8080/test/crash", headers=WORKER_HEADERS)
+        httpx.post(f"http://{ip}:8080/test/crash", headers=worker_pods.worker_headers(tenant.namespace))
 
     gap = await _recovery_case(stack, tenant, kube, pods, crash)
     print(f"process crashed -> new agent in the room: {gap * 1000:.0f} ms")
@@ -262,7 +261,8 @@ async def test_a_crashed_worker_process_is_replaced_mid_call(stack, tenant, work
 
 async def test_an_agent_that_leaves_while_the_caller_stays_is_replaced(stack, tenant, workers, kube, pods):
     async def leave(_pod, ip, sid):
-        assert httpx.post(f"http://{ip}:8080/test/leave/{sid}", headers=WORKER_HEADERS).json()["status"] == "left"
+        answer = httpx.post(f"http://{ip}:8080/test/leave/{sid}", headers=worker_pods.worker_headers(tenant.namespace))
+        assert answer.json()["status"] == "left"
 
     gap = await _recovery_case(stack, tenant, kube, pods, leave)
     print(f"agent left the room -> new agent in the room: {gap * 1000:.0f} ms")
@@ -271,7 +271,7 @@ async def test_an_agent_that_leaves_while_the_caller_stays_is_replaced(stack, te
 async def test_an_eval_session_stays_in_eval_mode_when_its_worker_dies(stack, tenant, workers, kube, pods):
     """issue #10: the recovering worker must keep recording the eval run's transcript and tool calls."""
     async def crash(_pod, ip, _sid):
-        httpx.post(f"http://{ip}:8080/test/crash", headers=WORKER_HEADERS)
+        httpx.post(f"http://{ip}:8080/test/crash", headers=worker_pods.worker_headers(tenant.namespace))
 
     gap = await _recovery_case(stack, tenant, kube, pods, crash, eval_mode=True)
     print(f"eval session: process crashed -> new agent in the room: {gap * 1000:.0f} ms")

@@ -15,7 +15,6 @@ from livekit import rtc
 
 from tests.gateway import worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env, start_gateway
-from tests.gateway.gateway_process import WORKER_TOKEN
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
 
 pytestmark = pytest.mark.world
@@ -66,7 +65,7 @@ def _end_all(http: httpx.Client, tenant, workers) -> None:
     for ip in [ip for region in workers.values() for ip in region]:
         try:
             dispatches = httpx.get(f"http://{ip}:8080/test/dispatches",
-                                   headers={"Authorization": f"Bearer {WORKER_TOKEN}"}).json()
+                                   headers=worker_pods.worker_headers(tenant.namespace)).json()
         except httpx.HTTPError:
             continue  # restarting (livekit's FFI aborts a process whose event loop starves): it holds nothing
         for dispatch in dispatches:
@@ -178,7 +177,7 @@ def test_an_unknown_agent_is_404(api):
     assert response.status_code == 404 and response.json()["code"] == "agent_not_found"
 
 
-def test_trace_context_and_metadata_reach_the_worker(api, workers):
+def test_trace_context_and_metadata_reach_the_worker(api, workers, tenant):
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     response = api.post(f"/v1/agents/{AGENT}/sessions", json={"metadata": {"order": 42}},
                         headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
@@ -189,7 +188,7 @@ def test_trace_context_and_metadata_reach_the_worker(api, workers):
     seen = []
     for ip in [ip for region in workers.values() for ip in region]:
         seen += [d for d in httpx.get(f"http://{ip}:8080/test/dispatches",
-                                      headers={"Authorization": f"Bearer {WORKER_TOKEN}"}).json()
+                                      headers=worker_pods.worker_headers(tenant.namespace)).json()
                  if d["sessionId"] == session_id]
     assert len(seen) == 1
     dispatch = seen[0]
@@ -220,7 +219,7 @@ def test_the_tenants_concurrent_session_quota_gives_429(kube, platform_namespace
             assert int(over.headers["retry-after"]) >= 1
             # the refused claim was released: the worker holds exactly the two admitted sessions
             load = httpx.get(f"http://{worker_pods.wait_ready(kube, small.namespace, names)['desk-0']}:8080/v1/load",
-                             headers={"Authorization": f"Bearer {WORKER_TOKEN}"}).json()
+                             headers=worker_pods.worker_headers(small.namespace)).json()
             assert load["active"] == 2
             assert http.delete(f"/v1/sessions/{first.json()['sessionId']}").status_code == 204
             assert http.post("/v1/agents/desk/sessions", json={}).status_code == 201

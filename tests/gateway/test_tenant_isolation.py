@@ -12,7 +12,6 @@ from kubernetes import client
 
 from tests.gateway import worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env, start_gateway
-from tests.gateway.gateway_process import WORKER_TOKEN
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
 from voxfleet.api.voiceagent import GROUP, PLURAL, VERSION
 
@@ -107,7 +106,7 @@ def test_tenant_a_reaches_nothing_of_tenant_b_over_any_operation(gateway, kube, 
         assert http.get(f"/v1/sessions/{b_sid}").json()["phase"] == "active"  # still running
         assert http.get("/v1/agents/beta-agent").status_code == 200
     dispatches = httpx.get(f"http://{b_worker_ip}:8080/test/dispatches",
-                           headers={"Authorization": f"Bearer {WORKER_TOKEN}"}).json()
+                           headers=worker_pods.worker_headers(b.namespace)).json()
     assert {d["tenant"] for d in dispatches} == {b.name} and len(dispatches) == 1  # A dispatched nothing to B
 
 

@@ -1,6 +1,9 @@
 """Worker Pods made directly by gateway tests (not by the operator), on the world's runner nodes, labelled as the
 operator labels them, so the gateway's Pod watch finds them: stand-in workers (tests/gateway/standin_worker.py)
-and real `voxfleet worker` processes with a rendered agent config."""
+and real `voxfleet worker` processes with a rendered agent config.
+
+Each pod gets its namespace's worker token (derived from the gateway's root, as the operator writes it), filled
+in by `create`: the root itself never reaches a worker. Tests that call a worker directly use worker_headers."""
 
 from __future__ import annotations
 
@@ -16,10 +19,21 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.gateway.gateway_process import WORKER_TOKEN
 from voxfleet.api import labels
+from voxfleet.api.worker_credentials import token_for_namespace
 from voxfleet.world.access import Cluster, RunnerPool
 
 STANDIN = Path(__file__).with_name("standin_worker.py")
 POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+TOKEN_ENV = "VOXFLEET_WORKER_TOKEN"
+
+
+def worker_token(namespace: str) -> str:
+    """What the workers of `namespace` accept (the gateway derives the same from WORKER_TOKEN, its root)."""
+    return token_for_namespace(WORKER_TOKEN, namespace)
+
+
+def worker_headers(namespace: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {worker_token(namespace)}"}
 
 
 def worker_labels(tenant: str, agent: str, region: str) -> dict[str, str]:
@@ -42,8 +56,10 @@ def standin_pod(pods: RunnerPool, *, tenant: str, agent: str, region: str, slots
         command.append("--join-rooms")
     if call_seconds:
         command += ["--call-seconds", str(call_seconds)]
+    if hang:
+        command.append("--hang")
     container = {"name": "worker", "image": "voxfleet/standin", "command": command,
-                 "env": [POD_IP_ENV, {"name": "VOXFLEET_WORKER_TOKEN", "value": WORKER_TOKEN}],
+                 "env": [POD_IP_ENV],
                  "readinessProbe": _probe("/readyz")}
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": worker_labels(tenant, agent, region)},
@@ -56,14 +72,11 @@ def real_worker_pod(pods: RunnerPool, *, tenant: str, agent: str, region: str, n
                     ) -> dict[str, Any]:
     """A `voxfleet worker` pod as the operator would make it (the worker contract's env, config mounted)."""
     name = name or f"{agent}-{region}-{uuid.uuid4().hex[:6]}"
-    if hang:
-        command.append("--hang")
     env = [{"name": "VOXFLEET_REGION", "value": region},
            {"name": "VOXFLEET_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
            {"name": "VOXFLEET_BIND_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
            {"name": "VOXFLEET_WORKER_PORT", "value": "8080"},
            {"name": "VOXFLEET_AGENT_CONFIG", "value": f"{labels.AGENT_CONFIG_MOUNT}/{labels.AGENT_CONFIG_KEY}"},
-           {"name": "VOXFLEET_WORKER_TOKEN", "value": WORKER_TOKEN},
            {"name": "VOXFLEET_LOG_FORMAT", "value": "json"},
            *({"name": k, "value": v} for k, v in (extra_env or {}).items())]
     container = {"name": "worker", "image": "voxfleet/voxfleet", "command": ["voxfleet", "worker"], "env": env,
@@ -83,6 +96,10 @@ def agent_config_map(namespace: str, name: str, *, tenant: str, agent: str, spec
 
 
 def create(kube: Cluster, namespace: str, manifests: list[dict[str, Any]]) -> list[str]:
+    for manifest in manifests:
+        for container in manifest["spec"]["containers"] if manifest["kind"] == "Pod" else []:
+            container["env"] = [e for e in container.get("env", []) if e["name"] != TOKEN_ENV] + [
+                {"name": TOKEN_ENV, "value": worker_token(namespace)}]
     with kube.api_client() as api:
         core = client.CoreV1Api(api)
         for manifest in manifests:

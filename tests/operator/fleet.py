@@ -11,7 +11,7 @@ import httpx
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.operator.operator_process import SHARD_LABEL, WORKER_TOKEN
+from tests.operator.operator_process import SHARD_LABEL, worker_headers
 from tests.world.waiting import wait_for
 from voxfleet.api import labels
 
@@ -127,7 +127,7 @@ class Fleet:
     @staticmethod
     def set_calls(pod: client.V1Pod, active: int, port: int = 8080) -> None:
         response = httpx.put(f"http://{pod.status.pod_ip}:{port}/standin/active", json={"active": active},
-                             headers={"Authorization": f"Bearer {WORKER_TOKEN}"}, timeout=5)
+                             headers=worker_headers(pod.metadata.namespace), timeout=5)
         response.raise_for_status()
 
     # --- cleanup --------------------------------------------------------------------------------------------

@@ -15,10 +15,16 @@ from pathlib import Path
 
 import httpx
 
+from voxfleet.api.worker_credentials import token_for_namespace
 from voxfleet.world import processes, topology
 
 STANDIN_WORKER = Path(__file__).with_name("standin_worker.py")
-WORKER_TOKEN = "operator-tests-worker-token-0123456789"
+WORKER_TOKEN = "operator-tests-worker-token-0123456789"  # the platform's root (its namespace's Secret)
+
+
+def worker_headers(namespace: str) -> dict[str, str]:
+    """What a worker in `namespace` accepts: the token the operator derives from the root for that namespace."""
+    return {"Authorization": f"Bearer {token_for_namespace(WORKER_TOKEN, namespace)}"}
 SHARD_LABEL = "voxfleet.dev/test-shard"
 
 

@@ -13,9 +13,11 @@ from voxfleet.api.worker_config import secret_env_name
 from voxfleet.operator.agent_builder import build_config_map, build_service
 from voxfleet.operator.ownership import Owner
 from voxfleet.operator.pool_builder import build_deployment, build_pod_disruption_budget
-from voxfleet.operator.tenant_builder import (PRIVATE_V4, build_namespace, build_network_policies,
-                                              build_resource_quota, build_role, build_role_binding,
-                                              build_tenant_objects)
+from voxfleet.api.worker_credentials import token_for_namespace
+from voxfleet.operator.settings import OperatorSettings
+from voxfleet.operator.tenant_builder import (PRIVATE_V4, build_limit_range, build_namespace,
+                                              build_network_policies, build_resource_quota, build_role,
+                                              build_role_binding, build_tenant_objects)
 from voxfleet.operator.tenant_deletion_policy import build_tenant_deletion_policy
 from voxfleet.api.tenant import TenantSpec
 from tests.operator.specs import agent_spec, platform, worker_config
@@ -156,7 +158,9 @@ def test_tenant_namespace_quota_and_rbac():
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert namespace["metadata"]["ownerReferences"][0]["kind"] == "Tenant"
     quota = build_resource_quota(TENANT, "tenant-acme", spec)
-    assert quota["spec"]["hard"] == {"pods": "12", "count/voiceagents.voxfleet.dev": "3"}
+    assert quota["spec"]["hard"] == {"pods": "12", "count/voiceagents.voxfleet.dev": "3",
+                                     "requests.cpu": "20", "limits.cpu": "20",
+                                     "requests.memory": "40Gi", "limits.memory": "40Gi"}
     role = build_role(TENANT, "tenant-acme")
     resources = {r for rule in role["rules"] for r in rule["resources"]}
     assert resources == {"voiceagents", "voiceagents/status"}
@@ -182,15 +186,48 @@ def test_network_policies_isolate_tenants():
     assert {"to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}]} in egress["spec"]["egress"]
 
 
-def test_worker_token_copied_into_the_tenant_namespace():
+def test_the_tenant_namespace_gets_its_derived_worker_token_never_the_root():
     spec = TenantSpec.model_validate({"allowedRegions": ["us-east"]})
-    objects = build_tenant_objects(TENANT, "tenant-acme", spec, platform(), b"s3cret")
+    settings = OperatorSettings()
+    objects = build_tenant_objects(TENANT, "tenant-acme", spec, platform(), settings, b"s3cret-root")
     secret = next(o for o in objects if o["kind"] == "Secret")
-    assert base64.b64decode(secret["data"][labels.WORKER_TOKEN_KEY]) == b"s3cret"
+    written = base64.b64decode(secret["data"][labels.WORKER_TOKEN_KEY]).decode()
+    assert written == token_for_namespace(b"s3cret-root", "tenant-acme") and "s3cret-root" not in written
     assert secret["metadata"]["name"] == platform().worker_token_secret
-    assert not any(o["kind"] == "Secret" for o in build_tenant_objects(TENANT, "tenant-acme", spec, platform(), None))
+    assert labels.TENANT_SECRET not in secret["metadata"]["labels"]  # no VoiceAgent may name it
+    assert not any(o["kind"] == "Secret" for o in build_tenant_objects(TENANT, "tenant-acme", spec, platform(),
+                                                                         settings, None))
     kinds = [o["kind"] for o in objects]
     assert kinds.count("NetworkPolicy") == 2 and "ServiceAccount" in kinds and "ResourceQuota" in kinds
+    assert "LimitRange" in kinds
+    # The operator's own binding comes before the Secret it lets the operator write.
+    assert kinds.index("RoleBinding") < kinds.index("Secret")
+
+
+def test_operator_and_gateway_get_their_rights_by_rolebinding_in_the_tenant_namespace_only():
+    spec = TenantSpec.model_validate({"allowedRegions": ["us-east"]})
+    settings = OperatorSettings(service_account="op-sa", gateway_service_account="gw-sa")
+    objects = build_tenant_objects(TENANT, "tenant-acme", spec, platform(platform_namespace="vf-system"), settings,
+                                   None)
+    bindings = {o["metadata"]["name"]: o for o in objects if o["kind"] == "RoleBinding"}
+    operator, gateway = bindings["voxfleet-operator"], bindings["voxfleet-gateway-tenant-secrets"]
+    assert operator["metadata"]["namespace"] == gateway["metadata"]["namespace"] == "tenant-acme"
+    assert operator["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                   "name": "voxfleet-operator-tenant"}
+    assert operator["subjects"] == [{"kind": "ServiceAccount", "name": "op-sa", "namespace": "vf-system"}]
+    assert gateway["roleRef"]["name"] == "voxfleet-gateway-tenant-secrets"
+    assert gateway["subjects"] == [{"kind": "ServiceAccount", "name": "gw-sa", "namespace": "vf-system"}]
+
+
+def test_limit_range_caps_each_worker_and_defaults_stay_under_the_cap():
+    spec = TenantSpec.model_validate({"allowedRegions": ["us-east"]})
+    [limits] = build_limit_range(TENANT, "tenant-acme", spec)["spec"]["limits"]
+    assert limits == {"type": "Container", "max": {"cpu": "4", "memory": "8Gi"},
+                      "default": {"cpu": "1", "memory": "1Gi"}, "defaultRequest": {"cpu": "500m", "memory": "512Mi"}}
+    small = TenantSpec.model_validate({"allowedRegions": ["us-east"],
+                                       "quotas": {"maxWorkerCpu": "250m", "maxWorkerMemory": "256Mi"}})
+    [limits] = build_limit_range(TENANT, "tenant-acme", small)["spec"]["limits"]
+    assert limits["default"] == limits["defaultRequest"] == limits["max"] == {"cpu": "250m", "memory": "256Mi"}
 
 
 def test_tenant_deletion_policy_refuses_on_agents():

@@ -16,12 +16,11 @@ from livekit import api as livekit_api
 
 from tests.operator.conftest import operator_process
 from tests.operator.fleet import Fleet, wait_for
-from tests.operator.operator_process import WORKER_TOKEN, OperatorProcess
+from tests.operator.operator_process import WORKER_TOKEN, OperatorProcess, worker_headers
 from voxfleet.api import labels
 from voxfleet.world.access import Cluster, RunnerPool
 
 pytestmark = pytest.mark.world
-HEADERS = {"Authorization": f"Bearer {WORKER_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,8 @@ def dispatch(pod, livekit_region, tenant: str) -> str:
              .with_ttl(timedelta(minutes=10)).to_jwt())
     body = {"sessionId": session_id, "tenant": tenant, "agent": "frontdesk", "region": "us-east", "room": room,
             "livekitUrl": livekit_region.url, "livekitToken": token, "agentIdentity": identity}
-    response = httpx.post(f"http://{pod.status.pod_ip}:8080/v1/dispatch", json=body, headers=HEADERS, timeout=15)
+    response = httpx.post(f"http://{pod.status.pod_ip}:8080/v1/dispatch", json=body,
+                          headers=worker_headers(pod.metadata.namespace), timeout=15)
     assert response.status_code == 201, response.text
     return session_id
 
@@ -64,6 +64,14 @@ def test_real_workers_scale_with_their_calls_and_drain_on_rollout(real_operator:
                              lambda a: a["status"]["freeSlots"] == 2, timeout=20)
     assert agent["status"]["readyWorkers"] == 1
     [first] = fleet.ready_pods(namespace, "frontdesk")
+    HEADERS = worker_headers(namespace)
+    # Its credential is its namespace's own: the platform's root and another tenant's token are refused.
+    load_url = f"http://{first.status.pod_ip}:8080/v1/load"
+    refusals = {name: httpx.get(load_url, headers=headers, timeout=5).status_code for name, headers in (
+        ("root", {"Authorization": f"Bearer {WORKER_TOKEN}"}), ("another tenant's", worker_headers("tenant-other")))}
+    print(f"the real worker's answers to foreign tokens: {refusals}")
+    assert refusals == {"root": 401, "another tenant's": 401}
+    assert httpx.get(load_url, headers=HEADERS, timeout=5).status_code == 200
 
     sessions = [dispatch(first, livekit["us-east"], tenant) for _ in range(2)]  # the worker is now full
     dispatched = time.monotonic()

@@ -11,6 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.operator.fleet import Fleet, condition, wait_for
 from tests.operator.operator_process import WORKER_TOKEN, OperatorProcess
+from voxfleet.api.worker_credentials import token_for_namespace
 from voxfleet.api import labels
 from voxfleet.world.access import Cluster, RunnerPool
 
@@ -33,16 +34,20 @@ def test_tenant_becomes_an_isolated_namespace(operator: OperatorProcess, fleet: 
     assert ns.metadata.labels[labels.TENANT] == tenant
     assert ns.metadata.owner_references[0].name == tenant
     quota = fleet.core.read_namespaced_resource_quota("voxfleet-quota", namespace)
-    assert quota.spec.hard == {"pods": "7", "count/voiceagents.voxfleet.dev": "4"}
+    assert quota.spec.hard == {"pods": "7", "count/voiceagents.voxfleet.dev": "4", "requests.cpu": "20",
+                               "limits.cpu": "20", "requests.memory": "40Gi", "limits.memory": "40Gi"}
     networking = client.NetworkingV1Api(fleet.api)
     assert {p.metadata.name for p in networking.list_namespaced_network_policy(namespace).items} == \
         {"voxfleet-ingress", "voxfleet-egress"}
     binding = client.RbacAuthorizationV1Api(fleet.api).read_namespaced_role_binding("voxfleet-tenant", namespace)
     assert [s.name for s in binding.subjects] == ["acme-devs"]
+    # The namespace's own worker token, derived from the root; the root itself is in no tenant namespace.
     secret = fleet.core.read_namespaced_secret("voxfleet-worker-token", namespace)
-    assert base64.b64decode(secret.data["token"]).decode() == \
-        base64.b64decode(fleet.core.read_namespaced_secret("voxfleet-worker-token",
-                                                           fleet.platform_namespace).data["token"]).decode()
+    assert base64.b64decode(secret.data["token"]).decode() == token_for_namespace(WORKER_TOKEN, namespace)
+    assert labels.TENANT_SECRET not in (secret.metadata.labels or {})
+    everything = fleet.core.list_namespaced_secret(namespace).items
+    assert not [s.metadata.name for s in everything
+                if any(base64.b64decode(v).decode(errors="replace") == WORKER_TOKEN for v in (s.data or {}).values())]
     printed = kube.kubectl("get", "tenant", tenant).stdout
     assert namespace in printed and "True" in printed
 

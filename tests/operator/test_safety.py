@@ -74,7 +74,7 @@ class Scenario:
         "Secret": ["voxfleet-worker-token"], "ResourceQuota": ["voxfleet-quota"],
         "Deployment": ["desk-eu-west", "desk-us-east"], "PodDisruptionBudget": ["desk-eu-west", "desk-us-east"],
         "NetworkPolicy": ["voxfleet-egress", "voxfleet-ingress"], "Role": ["voxfleet-tenant"],
-        "RoleBinding": ["voxfleet-tenant"],
+        "RoleBinding": ["voxfleet-gateway-tenant-secrets", "voxfleet-operator", "voxfleet-tenant"],
     }
 
     def assert_converged(self, *, edited: bool = False) -> None:

@@ -6,6 +6,7 @@ import asyncio
 
 from voxfleet.api.voiceagent import VoiceAgentSpec, VoiceAgentStatus
 from voxfleet.operator import conditions, spec_checks
+from voxfleet.operator.cluster_view import SecretView
 from voxfleet.operator.agent_status import RegionFigures, build_agent_status, status_differs
 from voxfleet.operator.reconcile_queue import ReconcileQueue
 from tests.operator.specs import AGENT_SPEC, agent_spec, platform
@@ -70,17 +71,45 @@ def test_condition_transition_time_moves_only_with_status():
     assert [c["lastTransitionTime"] for c in (old[0], same[0], flipped[0])] == ["t1", "t1", "t3"]
 
 
+def _secret(name: str, *keys: str, tenant_secret: bool = True) -> SecretView:
+    return SecretView("tenant-acme", name, frozenset(keys), tenant_secret, None)
+
+
 def test_secret_checks_name_the_secret_and_spec_path_never_a_value():
     spec = VoiceAgentSpec.model_validate(AGENT_SPEC)
-    problems = spec_checks.check_secrets(spec, "tenant-acme", {"llm-keys": None, "tool-keys": {"orders"}})
+    problems = spec_checks.check_secrets(spec, "tenant-acme", {"llm-keys": None,
+                                                               "tool-keys": _secret("tool-keys", "orders")},
+                                         platform())
     reasons = sorted(p.reason for p in problems)
     assert reasons == ["SecretKeyMissing", "SecretMissing"]
     missing = next(p for p in problems if p.reason == "SecretMissing")
     assert "'llm-keys'" in missing.message and "spec.pipeline.llm.secretRef" in missing.message
+    assert "PUT /v1/secrets/llm-keys" in missing.message
     key_missing = next(p for p in problems if p.reason == "SecretKeyMissing")
     assert "'crm'" in key_missing.message and "spec.worker.env[CRM_TOKEN]" in key_missing.message
     assert all(p.blocking for p in problems)
-    assert spec_checks.check_secrets(spec, "ns", {"llm-keys": {"openai"}, "tool-keys": {"orders", "crm"}}) == []
+    assert spec_checks.check_secrets(spec, "ns", {"llm-keys": _secret("llm-keys", "openai"),
+                                                  "tool-keys": _secret("tool-keys", "orders", "crm")},
+                                     platform()) == []
+
+
+def test_only_tenant_secrets_may_be_named_and_never_the_worker_token():
+    spec = VoiceAgentSpec.model_validate(AGENT_SPEC)
+    unlabelled = {"llm-keys": _secret("llm-keys", "openai", tenant_secret=False),
+                  "tool-keys": _secret("tool-keys", "orders", "crm")}
+    [problem] = spec_checks.check_secrets(spec, "tenant-acme", unlabelled, platform())
+    assert problem.reason == "SecretNotAllowed" and problem.blocking
+    assert "spec.pipeline.llm.secretRef" in problem.message and "PUT /v1/secrets/{name}" in problem.message
+    token_name = platform().worker_token_secret
+    stealing = VoiceAgentSpec.model_validate({**AGENT_SPEC, "pipeline": {
+        **AGENT_SPEC["pipeline"], "llm": {**AGENT_SPEC["pipeline"]["llm"],
+                                          "secretRef": {"name": token_name, "key": "token"}}}})
+    labelled_token = {token_name: _secret(token_name, "token"), "tool-keys": _secret("tool-keys", "orders", "crm")}
+    problems = spec_checks.check_secrets(stealing, "tenant-acme", labelled_token, platform())
+    assert [p.reason for p in problems] == ["SecretNotAllowed"]
+    assert token_name in problems[0].message and "spec.pipeline.llm.secretRef" in problems[0].message
+    assert [p.reason for p in spec_checks.check_secrets(stealing, "tenant-acme", {token_name: None,
+            "tool-keys": _secret("tool-keys", "orders", "crm")}, platform())] == ["SecretNotAllowed"]
 
 
 def test_region_and_image_checks():
@@ -95,6 +124,8 @@ def test_region_and_image_checks():
     assert spec_checks.check_name("support-bot") == []
     assert spec_checks.replica_failure("us-east", 'pods "x" is forbidden: exceeded quota: q')[0].reason == \
         "QuotaExceeded"
+    assert spec_checks.replica_failure("us-east", 'pods "x" is forbidden: maximum cpu usage per Container is 4,'
+                                                  ' but limit is 64')[0].reason == "QuotaExceeded"
 
 
 async def test_queue_runs_one_reconcile_per_key_at_a_time_and_collapses_repeats():
