@@ -144,6 +144,8 @@ async def _read(runtime: GatewayRuntime, path: str) -> dict[str, Any] | None:
 
 async def _read_own(request: Request, tenant: TenantContext, name: str) -> dict[str, Any] | None:
     """The Secret when it is this tenant's; None when missing or someone else's (both are 404 to a reader)."""
+    if not tenant_secrets.DNS_SUBDOMAIN.match(name):  # never a path of its own ("..") on the apiserver
+        return None
     found = await _read(runtime_of(request), tenant_secrets.secret_path(tenant.namespace, name))
     return found if found is not None and tenant_secrets.is_tenant_secret(found, tenant.name) else None
 
