@@ -31,8 +31,8 @@ def gateway(kube, platform_namespace, gateway_logs, livekit):
 def _tenant_with_agent(kube, pods, platform_namespace, gateway, agent: str, prefix: str):
     tenant = create_tenant(kube, platform_namespace, allowed_regions=["us-east"], prefix=prefix)
     with httpx.Client(base_url=gateway.url, headers=tenant.headers(), timeout=15) as http:
-        assert http.put(f"/v1/secrets/{agent}-keys", json={"data": {"token": f"{prefix}-value"}}).status_code == 201
         assert http.put(f"/v1/agents/{agent}", json=SPEC).status_code == 201
+        assert http.put(f"/v1/secrets/{agent}-keys", json={"data": {"token": f"{prefix}-value"}}).status_code == 201
         names = worker_pods.create(kube, tenant.namespace, [worker_pods.standin_pod(
             pods, tenant=tenant.name, agent=agent, region="us-east", slots=4)])
         ip = worker_pods.wait_ready(kube, tenant.namespace, names, pods=pods)[names[0]]
@@ -61,8 +61,8 @@ def _b_agent_object(kube, namespace: str) -> dict:
 
 def test_tenant_a_reaches_nothing_of_tenant_b_over_any_operation(gateway, kube, world_of_two):
     (a, a_session, _), (b, b_session, b_worker_ip) = world_of_two
-    b_secret_before = _b_secret(kube, b.namespace)
     b_before = _b_agent_object(kube, b.namespace)
+    b_secret_before = _b_secret(kube, b.namespace)
     b_sid = b_session["sessionId"]
     attacks = {
         ("GET", "/v1/agents"): lambda http: _list_shows_only_own(http, b),
@@ -85,8 +85,8 @@ def test_tenant_a_reaches_nothing_of_tenant_b_over_any_operation(gateway, kube, 
         ("DELETE", "/v1/secrets/{name}"): lambda http: _is_404(http.delete("/v1/secrets/beta-agent-keys"),
                                                                "secret_not_found"),
         # Last: PUT of the same name writes A's own agent (secret) in A's namespace, never B's.
-        ("PUT", "/v1/secrets/{name}"): lambda http: _put_secret_lands_in_own_namespace(http, kube, a),
         ("PUT", "/v1/agents/{agent}"): lambda http: _put_lands_in_own_namespace(http, kube, a),
+        ("PUT", "/v1/secrets/{name}"): lambda http: _put_secret_lands_in_own_namespace(http, kube, a),
     }
     schema = httpx.get(f"{gateway.url}/openapi.json").json()
     secured = {(method.upper(), path) for path, operations in schema["paths"].items()
@@ -99,9 +99,9 @@ def test_tenant_a_reaches_nothing_of_tenant_b_over_any_operation(gateway, kube, 
 
     b_after = _b_agent_object(kube, b.namespace)
     assert b_after["metadata"]["resourceVersion"] == b_before["metadata"]["resourceVersion"]
+    assert b_after["spec"]["greeting"] == "Hi."
     b_secret_after = _b_secret(kube, b.namespace)
     assert b_secret_after.metadata.resource_version == b_secret_before.metadata.resource_version
-    assert b_after["spec"]["greeting"] == "Hi."
     with httpx.Client(base_url=gateway.url, headers=b.headers(), timeout=15) as http:
         assert http.get(f"/v1/sessions/{b_sid}").json()["phase"] == "active"  # still running
         assert http.get("/v1/agents/beta-agent").status_code == 200
@@ -116,6 +116,7 @@ def test_a_session_id_of_one_tenant_is_unknown_to_the_other_both_ways(gateway, w
         assert http.get(f"/v1/sessions/{a_session['sessionId']}").status_code == 404
     with httpx.Client(base_url=gateway.url, headers=a.headers()) as http:
         assert http.get(f"/v1/sessions/{a_session['sessionId']}").status_code == 200
+
 
 def _b_secret(kube, namespace: str):
     with kube.api_client() as api:
@@ -136,7 +137,6 @@ def _put_secret_lands_in_own_namespace(http: httpx.Client, kube, a) -> None:
         own = client.CoreV1Api(api).read_namespaced_secret("beta-agent-keys", a.namespace)
     assert set(own.data) == {"token"}
     assert http.delete("/v1/secrets/beta-agent-keys").status_code == 204
-
 
 
 def _is_404(response: httpx.Response, code: str) -> None:
