@@ -55,7 +55,9 @@ class _CheckingProcess:
     async def _started(self) -> asyncio.subprocess.Process:
         if self._process is None or self._process.returncode is not None:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "voxfleet.gateway.spec_check_process", stdin=asyncio.subprocess.PIPE,
+                # -P: the working directory stays off sys.path (a checkout's operator/ folder would shadow the
+                # standard library's operator module).
+                sys.executable, "-P", "-m", "voxfleet.gateway.spec_check_process", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
         return self._process
 
