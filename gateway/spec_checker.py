@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 CACHE_ENTRIES = 256
 CHECK_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 60.0  # the first check includes the child's start and imports: slow on a busy machine
 LINE_LIMIT = 8 * 1024 * 1024  # one JSON line each way; bodies are far smaller (the request limit)
 
 
@@ -61,12 +62,14 @@ class _CheckingProcess:
                 stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
         return self._process
 
-    async def run(self, body: dict[str, Any]) -> agent_writes.SpecOutcome:
+    async def run(self, body: dict[str, Any], timeout: float = CHECK_TIMEOUT_S) -> agent_writes.SpecOutcome:
         async with self._lock:
+            if self._process is None or self._process.returncode is not None:
+                timeout = max(timeout, START_TIMEOUT_S)
             process = await self._started()
             assert process.stdin is not None and process.stdout is not None
             try:
-                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                async with asyncio.timeout(timeout):
                     process.stdin.write(json.dumps(body, separators=(",", ":")).encode() + b"\n")
                     await process.stdin.drain()
                     line = await process.stdout.readline()
@@ -94,8 +97,12 @@ class SpecChecker:
         self._owners: dict[str, tuple[asyncio.Lock, int]] = {}  # the lock, and how many hold or wait for it
 
     async def start(self) -> None:
-        """Start the process and load the models in it now, so the first PUT does not wait for that."""
-        await self._child.run({"regions": [{"name": "warm-up"}]})
+        """Start the process and load the models in it now, so the first PUT does not wait for that. A failure
+        here does not stop the gateway: the next check starts another process."""
+        try:
+            await self._child.run({"regions": [{"name": "warm-up"}]})
+        except ApiError:
+            log.warning("spec-checking process did not start; the first agent write will start it")
 
     def stop(self) -> None:
         self._child.stop()

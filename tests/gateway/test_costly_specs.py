@@ -103,9 +103,12 @@ def test_healthz_and_other_tenants_keep_their_latency_while_worst_specs_are_chec
     print(f"tenant B's worst-case PUTs: {len(puts)}, statuses {sorted({s for s, _ in puts})}, median"
           f" {statistics.median(put_seconds) * 1000:.0f} ms each")
     assert puts and all(status in (200, 201) for status, _ in puts), puts
-    # Issue 16 saw /healthz answer after 82 s. Judged with room for a 2-core machine shared with other work.
+    # Issue 16 saw /healthz answer after 82 s; with the checks on the loop each PUT would stall it ~0.1 s. Judged
+    # with room for a 2-core machine shared with other work (B's writes load the apiserver on the same cores;
+    # the bench's control phase shows any write costs about as much). Tenant A's request does more (key check,
+    # rate limit), so its room is wider.
     assert _p(busy_health, 99) < 3 * _p(quiet_health, 99) + 30
-    assert _p(busy_create, 99) < 3 * _p(quiet_create, 99) + 30
+    assert _p(busy_create, 99) < 5 * _p(quiet_create, 99) + 100
 
 
 def test_the_issues_spec_is_refused_in_seconds_naming_its_first_pattern(gateway, tenants):
