@@ -65,7 +65,8 @@ class TenantDirectory:
         return self._owners.get(namespace)
 
     def refusal(self, name: str) -> str | None:
-        """Why an existing Tenant is not usable here, in a sentence for its key holders; None when it is."""
+        """Why an existing Tenant is not usable here, in a sentence for its key holders; None when it is. It never
+        names the namespace: the key holder need not learn which namespace another tenant has."""
         obj = self.cache.get("", name)
         if obj is None:
             return None
@@ -73,10 +74,9 @@ class TenantDirectory:
         if info is None:
             return "its spec is invalid"
         if info.namespace in self._reserved or self._cluster_namespace(info.namespace):
-            return f"its namespace {info.namespace!r} is reserved for the cluster or the platform"
+            return "its namespace is reserved for the cluster or the platform"
         if self._owners.get(info.namespace) != name:
-            return (f"its namespace {info.namespace!r} belongs to another Tenant (or to someone else, as the"
-                    " operator found it)")
+            return "its namespace belongs to another Tenant (or to someone else, as the operator found it)"
         return None
 
     def on_owners_changed(self, listener: OwnersListener) -> None:
