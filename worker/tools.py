@@ -390,6 +390,8 @@ class ToolRunner:
             except referencing.exceptions.Unresolvable as error:  # a reference out of the schema: never fetched
                 raise _ToolFailed("invalid_arguments", f"the tool's schema has an unresolvable reference ({error})"
                                   [:500]) from None
+            except RecursionError:  # a schema whose $ref leads back to itself without consuming the arguments
+                raise _ToolFailed("invalid_arguments", "the tool's schema refers to itself without end") from None
             if errors:
                 where = "/".join(map(str, errors[0].absolute_path)) or "(arguments)"
                 raise _ToolFailed("invalid_arguments", f"{where}: {errors[0].message}"[:500])

@@ -151,6 +151,15 @@ async def test_tenant_regexes_run_in_linear_time(servers, runner_for) -> None:
     assert time.monotonic() - started < 1.0
 
 
+async def test_a_schema_that_refers_to_itself_without_end_is_an_apology_not_a_crash(servers, runner_for) -> None:
+    server, _ = servers
+    runner = runner_for(make_tool("loop", f"{server.url}/weather", parameters={"type": "object", "$ref": "#"}))
+    before = len(server.calls("/weather"))
+    outcome = await runner.run("loop", {"city": "Paris"}, call_id="loop")
+    assert outcome.error == "invalid_arguments" and "refers to itself" in outcome.result["message"]
+    assert len(server.calls("/weather")) == before
+
+
 def test_unusable_schemas_are_refused_when_the_runner_is_built() -> None:
     for schema, reason in (({"type": "object", "properties": {"a": {"type": 5}}}, "not a valid JSON Schema"),
                            ({"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<=x)y"}}},
