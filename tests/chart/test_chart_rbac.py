@@ -3,8 +3,9 @@ operator has, and the operator runs as its ServiceAccount (a TokenRequest token,
 reconciles a Tenant and an agent that names a tenant secret. Then SubjectAccessReviews (`kubectl auth can-i
 --as=system:serviceaccount:...`) show what each component may reach: the operator no Secret outside tenant
 namespaces (only the root token, by name, in the platform namespace), the gateway Secrets only in tenant
-namespaces; the operator binds only its two ClusterRoles, and cannot escalate to cluster-admin; VoiceAgents
-aggregate into the built-in view/edit roles."""
+namespaces; the operator binds only its two ClusterRoles, and cannot escalate to cluster-admin; the chart's
+admission policy keeps those bindings to tenant namespaces (RBAC's `bind` is by role name, not by namespace);
+VoiceAgents aggregate into the built-in view/edit roles."""
 
 from __future__ import annotations
 
@@ -28,13 +29,16 @@ from voxfleet.world.access import Cluster
 pytestmark = pytest.mark.world
 
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+GUARD_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 ROOT_TOKEN = "rbac-test-root-worker-token-0123456789"
 
 
 def _rbac_of_the_chart(release: str, namespace: str) -> list[dict]:
-    """The chart's RBAC objects for this release (the `helm test` hook's own left out)."""
+    """The chart's RBAC objects for this release (the `helm test` hook's own left out), and the admission policy
+    that guards the operator's RoleBindings."""
     return [m for m in render(release=release, namespace=namespace)
-            if m["kind"] in RBAC_KINDS and "helm.sh/hook" not in (m["metadata"].get("annotations") or {})]
+            if (m["kind"] in RBAC_KINDS and "helm.sh/hook" not in (m["metadata"].get("annotations") or {}))
+            or (m["kind"] in GUARD_KINDS and m["metadata"]["name"].endswith("-operator-bindings"))]
 
 
 def _service_account_kubeconfig(kube: Cluster, namespace: str, account: str, path: Path) -> Path:
@@ -75,8 +79,8 @@ def platform(kube: Cluster, installed_crds, tmp_path_factory):
            "gateway": f"system:serviceaccount:{namespace}:{fullname}-gateway",
            "logs": tmp_path_factory.mktemp("rbac-operator")}
     kube.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
-                 input=yaml.safe_dump_all([m for m in manifests if m["kind"] in ("ClusterRole",
-                                                                                 "ClusterRoleBinding")]),
+                 input=yaml.safe_dump_all([m for m in manifests if m["kind"] in ("ClusterRole", "ClusterRoleBinding",
+                                                                                 *GUARD_KINDS)]),
                  check=False)
     kube.delete_namespace(namespace)
 
@@ -166,6 +170,22 @@ def test_the_operator_as_its_service_account_reconciles_with_no_cluster_wide_sec
                                       check=False)
             print(f"operator binding cluster-admin: exit {escalation.returncode}: {escalation.stderr.strip()}")
             assert escalation.returncode != 0 and "forbidden" in escalation.stderr.lower()
+
+            # RBAC alone would let it bind its Secret rights anywhere (bind is by role name, not namespace); the
+            # chart's admission policy keeps them to tenant namespaces, and keeps it from marking one as a tenant's.
+            def operator_binds_in(target: str) -> str:
+                return kube.kubectl("-n", target, f"--as={operator_sa}", "create", "rolebinding", "grab",
+                                    f"--clusterrole={fullname}-operator-tenant",
+                                    f"--serviceaccount={namespace}:{fullname}-operator", check=False).stderr
+            refusal = wait_for("the binding guard in force", lambda: (
+                err := operator_binds_in("kube-system")) and "only in tenant namespaces" in err and err, timeout=30)
+            relabel = kube.kubectl("label", "namespace", outsider, f"--as={operator_sa}",
+                                   f"{labels.TENANT}={tenant}", check=False)
+            print(f"operator binding its role in kube-system: {refusal.strip()}\n"
+                  f"operator marking {outsider} as a tenant's: {relabel.stderr.strip()}")
+            assert "only in tenant namespaces" in operator_binds_in(outsider)
+            assert relabel.returncode != 0 and "only when it creates it" in relabel.stderr
+            assert not _can(kube, operator_sa, "get", "secrets", "-n", "kube-system")
 
             # The gateway writes a tenant secret (as its secrets API does); an agent naming it gets workers.
             kube.kubectl("-n", tenant_ns, f"--as={gateway_sa}", "apply", "-f", "-", input=json.dumps({
