@@ -4,7 +4,8 @@ reconciles a Tenant and an agent that names a tenant secret. Then SubjectAccessR
 --as=system:serviceaccount:...`) show what each component may reach: the operator no Secret outside tenant
 namespaces (only the root token, by name, in the platform namespace), the gateway Secrets only in tenant
 namespaces; the operator binds only its two ClusterRoles, and cannot escalate to cluster-admin; the chart's
-admission policy keeps those bindings to tenant namespaces (RBAC's `bind` is by role name, not by namespace);
+admission policy keeps those bindings, and everything else it writes, to tenant namespaces (RBAC's `bind` is by
+role name, not by namespace, and its write rights are cluster-wide because tenant namespaces appear at run time);
 VoiceAgents aggregate into the built-in view/edit roles."""
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _rbac_of_the_chart(release: str, namespace: str) -> list[dict]:
     that guards the operator's RoleBindings."""
     return [m for m in render(release=release, namespace=namespace)
             if (m["kind"] in RBAC_KINDS and "helm.sh/hook" not in (m["metadata"].get("annotations") or {}))
-            or (m["kind"] in GUARD_KINDS and m["metadata"]["name"].endswith("-operator-bindings"))]
+            or (m["kind"] in GUARD_KINDS and m["metadata"]["name"].endswith("-operator-writes"))]
 
 
 def _service_account_kubeconfig(kube: Cluster, namespace: str, account: str, path: Path) -> Path:
@@ -185,6 +186,15 @@ def test_the_operator_as_its_service_account_reconciles_with_no_cluster_wide_sec
                   f"operator marking {outsider} as a tenant's: {relabel.stderr.strip()}")
             assert "only in tenant namespaces" in operator_binds_in(outsider)
             assert relabel.returncode != 0 and "only when it creates it" in relabel.stderr
+            # Nor a pod that mounts a Secret there, nor deleting a namespace that is not a tenant's.
+            deployment = kube.kubectl("-n", "kube-system", f"--as={operator_sa}", "create", "deployment", "grab",
+                                      "--image=registry.example/grab:1", check=False)
+            deletion = kube.kubectl("delete", "namespace", outsider, f"--as={operator_sa}", "--wait=false",
+                                    check=False)
+            print(f"operator Deployment in kube-system: {deployment.stderr.strip()}\n"
+                  f"operator deleting {outsider}: {deletion.stderr.strip()}")
+            assert "only in tenant namespaces" in deployment.stderr
+            assert "deletes only tenant namespaces" in deletion.stderr
             assert not _can(kube, operator_sa, "get", "secrets", "-n", "kube-system")
 
             # The gateway writes a tenant secret (as its secrets API does); an agent naming it gets workers.
