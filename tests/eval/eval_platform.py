@@ -79,7 +79,10 @@ class EvalPlatform:
         platform_namespace = kube.new_namespace("vfeval")
         gateway = GatewayProcess(kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace,
                                  log_path=work_dir / "gateway.log", regions=livekit_regions(livekit),
-                                 extra_env=session_gateway_env(VOXFLEET_LOG_LEVEL="info")).start()
+                                 extra_env=session_gateway_env(VOXFLEET_LOG_LEVEL="info",
+                                                               # the eval tool server listens on 127.0.0.1
+                                                               VOXFLEET_OUTBOUND_ALLOWED_CIDRS='["127.0.0.1/32"]'),
+                                 ).start()
         tenant = create_tenant(kube, platform_namespace, allowed_regions=[REGION], prefix="ev",
                                quotas={"maxConcurrentSessions": 40})
         tool = OrderTool()
