@@ -126,7 +126,8 @@ def _crd(kind: str, plural: str, scope: str, short_names: list[str], description
                         "apiVersion": {"type": "string", "description": "APIVersion of this object."},
                         "kind": {"type": "string", "description": "Kind of this object."},
                         # name typed here so a root CEL rule may point its fieldPath at .metadata.name
-                        "metadata": ({"type": "object", "properties": {"name": {"type": "string"}}}
+                        "metadata": ({"type": "object", "properties": {"name": {
+                            "type": "string", "description": "The object's name; see the rules on the resource."}}}
                                      if root_rules else {"type": "object"}),
                         "spec": spec,
                         "status": status,
