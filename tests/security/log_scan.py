@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import importlib
 import os
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 import re2
 
 from tests.security.secret_ledger import LEDGER_FOLDER, read_ledger
+from voxfleet.api.worker_credentials import token_for_namespace
 
 STARTED_MARKER = "started"
 ROOT_TOKEN_WHAT = "worker root token"  # what harnesses record the platform's root worker token as
@@ -57,22 +57,13 @@ def encoded_forms(secrets: dict[str, str]) -> dict[bytes, str]:
 
 
 def derived_worker_tokens(secrets: dict[str, str], namespaces: Iterable[str]) -> dict[str, str]:
-    """The per-namespace worker tokens the platform derives from each recorded root token (slice A's
-    voxfleet.api.worker_credentials), for every namespace the run's worlds ran pods in."""
-    try:
-        credentials = importlib.import_module("voxfleet.api.worker_credentials")
-    except ModuleNotFoundError:
-        return {}
-    derive = getattr(credentials, "derive_worker_token", None) or getattr(credentials, "namespace_token", None)
-    if derive is None:
-        return {}
+    """The per-namespace worker tokens the platform derives from each recorded root token, for every namespace
+    the run's worlds ran pods in."""
     roots = [value for value, what in secrets.items() if what.startswith(ROOT_TOKEN_WHAT)]
     derived = {}
     for root in roots:
         for namespace in namespaces:
-            token = derive(root, namespace)
-            token = token.decode() if isinstance(token, bytes) else str(token)
-            derived[token] = f"worker token of namespace {namespace} (derived from a recorded root)"
+            derived[token_for_namespace(root, namespace)] = f"worker token of namespace {namespace} (derived)"
     return derived
 
 
