@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from voxfleet.api import kube_json
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -87,7 +88,7 @@ class KubeClient:
         headers = {"Accept": "application/json"}
         content = None
         if body is not None:
-            content = json.dumps(body)
+            content = kube_json.body_bytes(body)
             headers["Content-Type"] = content_type
         response = await self.http.request(method, path, params=params, content=content, headers=headers)
         return _checked(response)

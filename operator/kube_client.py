@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from voxfleet.api import kube_json
 
 FIELD_MANAGER = "voxfleet-operator"
 _THROTTLE_RETRIES = 5
@@ -171,7 +172,7 @@ class KubeClient:
 
     async def request(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None,
                       content_type: str = "application/json") -> dict[str, Any]:
-        data = json.dumps(body) if body is not None else None
+        data = kube_json.body_bytes(body) if body is not None else None
         for attempt in range(_THROTTLE_RETRIES + 1):
             async with self.session.request(method, path, data=data, params=params, timeout=self._timeout,
                                             headers=self._headers(content_type if data is not None else None)

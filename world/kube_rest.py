@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 import yaml
+from voxfleet.api import kube_json
 
 
 class KubeError(RuntimeError):
@@ -62,7 +63,7 @@ class KubeRest:
 
     def request(self, method: str, path: str, *, body=None, params: dict | None = None,
                 content_type: str = "application/json") -> dict:
-        content = json.dumps(body) if body is not None else None
+        content = kube_json.body_bytes(body) if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else {}
         response = self.http.request(method, path, content=content, params=params, headers=headers)
         return _checked(response)

@@ -1,0 +1,35 @@
+"""Apiserver request bodies read the same as JSON and as YAML (server-side apply parses them as YAML), for text in
+any script, against the real apiserver too."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from voxfleet.api.kube_json import body_bytes
+from voxfleet.world.kube_rest import KubeRest
+
+TEXTS = ["Hello \U0001F600", "caf\u00e9 \u4f60\u597d", "\U000e46df \ue000", "line\u2028sep \u0085 \u0090",
+         "tab\there\nnew \u0001 \"quoted\" \\ud83d (a backslash, not an escape)", "\ufffe\uffff"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_json_and_yaml_read_the_same_body(text):
+    body = {"greeting": text, "list": [text, {"nested": text}]}
+    encoded = body_bytes(body)
+    assert json.loads(encoded) == body
+    assert yaml.safe_load(encoded.decode("utf-8")) == body
+
+
+@pytest.mark.world
+def test_the_apiserver_stores_server_side_applied_text_as_written(kube, namespace):
+    rest = KubeRest.from_kubeconfig(kube.kubeconfig)
+    data = {f"t{i}": text for i, text in enumerate(TEXTS)}
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unicode", "namespace": namespace},
+                "data": data}
+    applied = rest.request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/unicode", body=manifest,
+                           params={"fieldManager": "voxfleet-tests", "force": "true"},
+                           content_type="application/apply-patch+yaml")
+    assert applied["data"] == data
