@@ -46,13 +46,20 @@ dev: setup
 	$(BIN)/voxfleet dev
 
 # Two phases: everything in parallel, then the tests that time audio in a LiveKit room, alone (see
-# tests/conftest.py REALTIME_MODULES). Both always run; the target fails if either did.
+# tests/conftest.py REALTIME_MODULES); then a scan of every log the run wrote for every secret it minted
+# (tests/security/log_scan.py). All three always run; the target fails if any did. The run folder keeps each
+# phase's logs and pytest's captured output (JUnit XML) for the scan, and for reading after a failure.
 test: setup chromium
-	@echo "==> phase 1/2: the suite in parallel against real servers"
-	@status=0; \
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not realtime" --durations=15 tests || status=1; \
+	@run=$$(mktemp -d /tmp/voxfleet-run-XXXXXX); touch $$run/started; export VOXFLEET_TEST_RUN_DIR=$$run; \
+	status=0; \
+	echo "==> phase 1/2: the suite in parallel against real servers"; \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not realtime" --durations=15 --basetemp=$$run/phase1 \
+		--junitxml=$$run/phase1-junit.xml -o junit_logging=all tests || status=1; \
 	echo "==> phase 2/2: real-time call tests, one at a time"; \
-	$(BIN)/pytest -p no:xdist -m realtime --durations=15 tests || status=1; \
+	$(BIN)/pytest -p no:xdist -m realtime --durations=15 --basetemp=$$run/phase2 \
+		--junitxml=$$run/phase2-junit.xml -o junit_logging=all tests || status=1; \
+	echo "==> no secret in any log of the run ($$run)"; \
+	$(BIN)/python -m tests.security.log_scan $$run || status=1; \
 	exit $$status
 
 test-fast: $(STAMP)

@@ -13,12 +13,13 @@ from kubernetes import client
 
 from tests.gateway.conftest import start_gateway
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
+from tests.security import secret_ledger
 from voxfleet.api import labels
 from voxfleet.api.voiceagent import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.world
 
-MARKER = "sk-live-secret-MARKER-7d1e"
+MARKER = secret_ledger.record("sk-live-secret-MARKER-7d1e", "tenant secret value (secrets API tests)")
 
 
 @pytest.fixture(scope="module")
