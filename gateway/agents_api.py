@@ -16,7 +16,7 @@ from voxfleet.api.model_base import DNS_LABEL, ApiModel
 from voxfleet.api.outbound import OutboundPolicy
 from voxfleet.api.spec_urls import url_refusals
 from voxfleet.api.voiceagent import VoiceAgentStatus
-from voxfleet.gateway import agent_writes, spec_checker
+from voxfleet.gateway import agent_writes
 from voxfleet.gateway.agent_writes import AgentSpecInput
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
@@ -46,8 +46,7 @@ class AgentList(ApiModel):
 
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"],
-                   responses=documented(401, 403, 404, 409, 413, 422, 429, 502, 503),
-                   lifespan=spec_checker.lifespan)  # the spec-checking process lives as long as the gateway
+                   responses=documented(401, 403, 404, 409, 413, 422, 429, 502, 503))
 
 
 def _view(obj: dict[str, Any]) -> AgentView:
@@ -134,10 +133,10 @@ async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict
                  resource_version: str | None = None) -> AgentView:
     runtime = runtime_of(request)
     # Costly (RE2 budget, schema meta-validation): in the checking process, cached by content.
-    wire, parsed, cross_field_problems = await spec_checker.shared().check(body, owner=tenant.name)
+    wire, parsed, cross_field_problems = await runtime.spec_checker.check(body, owner=tenant.name)
     if parsed is not None:
         _refuse_urls(parsed, OutboundPolicy.from_settings(runtime.settings))
-    if parsed is not None:  # only the tenant's own secrets (PUT /v1/secrets), holding the named keys
+        # only the tenant's own secrets (PUT /v1/secrets), holding the named keys
         await check_secret_references(runtime.kube, tenant.namespace, tenant.name, parsed,
                                       runtime.settings.retry_after_seconds)
     manifest = agent_writes.apply_body(tenant, agent, wire)

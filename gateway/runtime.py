@@ -28,6 +28,7 @@ from voxfleet.gateway.room_events import RoomEvents
 from voxfleet.gateway.session_locator import SessionLocator
 from voxfleet.gateway.session_quota import SessionQuota
 from voxfleet.gateway.settings import GatewaySettings
+from voxfleet.gateway.spec_checker import SpecChecker
 from voxfleet.gateway.tenant_directory import TenantDirectory
 from voxfleet.gateway.watch_cache import WatchCache
 from voxfleet.gateway.webhook_replays import ReplayGuard
@@ -68,6 +69,7 @@ class GatewayRuntime:
     recovery: SessionRecovery
     room_events: RoomEvents
     webhook_replays: ReplayGuard
+    spec_checker: SpecChecker
     background: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -80,8 +82,8 @@ class GatewayRuntime:
         client = WorkerClient(settings.load_worker_token(), settings.worker_port,
                               timeout=settings.dispatch_timeout_seconds,
                               namespace_at=lambda ip: worker.namespace if (worker := workers.at_ip(ip)) else None,
-                              max_connections=settings.worker_max_connections)
-        client.share_fairly(TenantCallShares(settings.worker_calls_per_tenant))
+                              max_connections=settings.worker_max_connections,
+                              shares=TenantCallShares(settings.worker_calls_per_tenant))
         tokens = LiveKitTokens(settings.regions)
         rooms = LiveKitRooms(settings.regions)
         session_keys = settings.load_session_keys()
@@ -97,7 +99,7 @@ class GatewayRuntime:
                    rate_limiter=TenantRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                    session_keys=session_keys, tracer_provider=provider, recovery=recovery,
                    room_events=RoomEvents(workers, agents, tenants, allocator, client, rooms, recovery),
-                   webhook_replays=ReplayGuard(settings.webhook_max_age_seconds + 60))
+                   webhook_replays=ReplayGuard(settings.webhook_max_age_seconds + 60), spec_checker=SpecChecker())
 
     @property
     def watches(self) -> list[WatchCache]:
@@ -106,7 +108,8 @@ class GatewayRuntime:
     async def start(self, sync_timeout: float = 30.0) -> None:
         for watch in self.watches:
             watch.start()
-        await asyncio.gather(*(watch.wait_synced(sync_timeout) for watch in self.watches))
+        # The spec-checking process loads its models meanwhile, so the first agent write does not wait for it.
+        await asyncio.gather(*(watch.wait_synced(sync_timeout) for watch in self.watches), self.spec_checker.start())
         self.background.append(asyncio.create_task(
             self.workers.poll_loads(self.worker_client, self.settings.load_poll_seconds), name="load hints"))
 
@@ -127,6 +130,7 @@ class GatewayRuntime:
                 await task
         for watch in self.watches:
             await watch.stop()
+        self.spec_checker.stop()
         await self.worker_client.aclose()
         await self.rooms.aclose()
         await self.kube.aclose()

@@ -21,12 +21,10 @@ waits for at most one check per tenant ahead of it, never for the whole backlog.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
@@ -137,26 +135,3 @@ class SpecChecker:
             else:
                 self._owners[owner] = (lock, users - 1)
         return outcome.result()
-
-
-_shared: SpecChecker | None = None
-
-
-def shared() -> SpecChecker:
-    global _shared
-    if _shared is None:
-        _shared = SpecChecker()
-    return _shared
-
-
-@contextlib.asynccontextmanager
-async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """The agents router's lifespan: the checking process starts with the gateway and stops with it (a new
-    checker per application: its process and lock belong to this event loop)."""
-    global _shared
-    checker = _shared = SpecChecker()
-    await checker.start()
-    try:
-        yield
-    finally:
-        checker.stop()

@@ -57,7 +57,7 @@ class WorkerUnreachable(Exception):
 
 class WorkerClient:
     def __init__(self, root_token: str, port: int, *, timeout: float, namespace_at: Callable[[str], str | None],
-                 max_connections: int = 512):
+                 max_connections: int = 512, shares: TenantCallShares | None = None):
         self.port = port
         self.timeout = timeout
         self._root_token = root_token
@@ -65,11 +65,7 @@ class WorkerClient:
         self._tokens = NamespaceTokens()
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self.shares: TenantCallShares | None = None  # per-tenant bound of calls in flight (worker_call_shares.py)
-
-    def share_fairly(self, shares: TenantCallShares) -> None:
-        """From now on, each tenant's calls in flight stay within its share of the connection pool."""
-        self.shares = shares
+        self.shares = shares  # each tenant's bound of calls in flight (worker_call_shares.py); None: no bound
 
     @property
     def http(self) -> aiohttp.ClientSession:

@@ -57,9 +57,8 @@ async def _serve(ip: str, port: int, endpoint) -> tuple[uvicorn.Server, asyncio.
 async def _other_tenants_wait_ms(port: int, shares: TenantCallShares | None) -> tuple[float, bool]:
     """40 calls to the hung tenant's worker in flight on a pool of 8, then one call to the other tenant's."""
     namespaces = {HUNG_IP: "tenant-hung", FAST_IP: "tenant-fast"}
-    client = WorkerClient("root-token", port, timeout=1.5, namespace_at=namespaces.get, max_connections=8)
-    if shares is not None:
-        client.share_fairly(shares)
+    client = WorkerClient("root-token", port, timeout=1.5, namespace_at=namespaces.get, max_connections=8,
+                          shares=shares)
     try:
         hung = [asyncio.create_task(client.load(HUNG_IP)) for _ in range(40)]
         await asyncio.sleep(0.2)  # they hold their connections now
