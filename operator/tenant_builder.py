@@ -154,33 +154,30 @@ def build_role_binding(owner: Owner, namespace: str, spec: TenantSpec) -> dict[s
     }
 
 
+def _service_account_binding(owner: Owner, namespace: str, name: str, cluster_role: str, service_account: str,
+                             platform: PlatformSettings) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(name, namespace, tenant_labels(owner.name), None),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": platform.platform_namespace}],
+    }
+
+
 def build_operator_binding(owner: Owner, namespace: str, platform: PlatformSettings,
                            settings: OperatorSettings) -> dict[str, Any]:
     """The operator's Secret rights in this namespace only (keys and labels of the Secrets agents name, its
     worker-token Secret): it has none cluster-wide. The chart lets it bind exactly this ClusterRole."""
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": metadata(OPERATOR_BINDING, namespace, tenant_labels(owner.name), None),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": settings.tenant_cluster_role},
-        "subjects": [{"kind": "ServiceAccount", "name": settings.service_account,
-                      "namespace": platform.platform_namespace}],
-    }
+    return _service_account_binding(owner, namespace, OPERATOR_BINDING, settings.tenant_cluster_role,
+                                    settings.service_account, platform)
 
 
 def build_gateway_secrets_binding(owner: Owner, namespace: str, platform: PlatformSettings,
                                   settings: OperatorSettings) -> dict[str, Any]:
     """The gateway's tenant secrets API writes Secrets here, and only in tenant namespaces."""
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": metadata(GATEWAY_SECRETS_BINDING, namespace, tenant_labels(owner.name), None),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": settings.gateway_secrets_cluster_role},
-        "subjects": [{"kind": "ServiceAccount", "name": settings.gateway_service_account,
-                      "namespace": platform.platform_namespace}],
-    }
+    return _service_account_binding(owner, namespace, GATEWAY_SECRETS_BINDING, settings.gateway_secrets_cluster_role,
+                                    settings.gateway_service_account, platform)
 
 
 def build_worker_service_account(owner: Owner, namespace: str, platform: PlatformSettings) -> dict[str, Any]:
