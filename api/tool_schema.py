@@ -35,38 +35,36 @@ _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "required", 
 _NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 
 
-def check_shape(schema: Any) -> None:
-    """Depth and number of values, walked without recursion and stopping at the first excess (cheap enough for
-    the request's own parse), then the size. Raises ValueError."""
-    stack: list[tuple[Any, int]] = [(schema, 1)]
-    nodes = 0
+def _values_with_depth(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value inside a JSON value with its nesting depth (the value itself is 1), walked without recursion,
+    so a caller can stop at the first excess before the rest is visited."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        nodes += 1
+        yield node, depth
+        if isinstance(node, dict):
+            stack.extend((item, depth + 1) for item in node.values())
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+
+
+def check_shape(schema: Any) -> None:
+    """Depth and number of values, stopping at the first excess (cheap enough for the request's own parse), then
+    the size. Raises ValueError."""
+    for nodes, (_node, depth) in enumerate(_values_with_depth(schema), start=1):
         if nodes > MAX_TOOL_SCHEMA_NODES:
             raise ValueError(f"parameters schema has more than {MAX_TOOL_SCHEMA_NODES} values (keys' values, list"
                              " items); simplify it")
         if depth > MAX_TOOL_SCHEMA_DEPTH:
             raise ValueError(f"parameters schema is nested deeper than {MAX_TOOL_SCHEMA_DEPTH} levels; flatten it")
-        if isinstance(node, dict):
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node)
     if len(json.dumps(schema)) > MAX_TOOL_SCHEMA_BYTES:
         raise ValueError(f"parameters schema is larger than {MAX_TOOL_SCHEMA_BYTES} bytes")
 
 
 def check_nesting(value: Any, what: str, max_depth: int = MAX_TOOL_SCHEMA_DEPTH) -> None:
-    """Raises ValueError when a JSON value nests deeper than max_depth; walked without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth:
-            raise ValueError(f"{what} nest deeper than {max_depth} levels; flatten them")
-        if isinstance(node, dict):
-            stack.extend((item, depth + 1) for item in node.values())
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node)
+    """Raises ValueError when a JSON value nests deeper than max_depth."""
+    if any(depth > max_depth for _node, depth in _values_with_depth(value)):
+        raise ValueError(f"{what} nest deeper than {max_depth} levels; flatten them")
 
 
 def _schema_positions(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
