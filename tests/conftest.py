@@ -123,3 +123,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if str(Path(item.fspath).resolve().relative_to(root)) in REALTIME_MODULES:
             item.add_marker(pytest.mark.realtime)
+
+
+FIGURE_LINES_PER_TEST = 12
+FIGURE_LINE_CHARS = 400
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """What passing tests printed (their figures: latencies, counts, rates), so a pass shows its numbers too and
+    not only a failure or a run with -s. Works under xdist: the controller gets each report's captured output."""
+    shown = 0
+    for report in terminalreporter.stats.get("passed", []):
+        lines = [line for line in (report.capstdout or "").splitlines() if line.strip()]
+        if report.when != "call" or not lines:
+            continue
+        if shown == 0:
+            terminalreporter.section("figures printed by passing tests")
+        shown += 1
+        terminalreporter.write_line(report.nodeid)
+        for line in lines[:FIGURE_LINES_PER_TEST]:
+            terminalreporter.write_line("    " + line[:FIGURE_LINE_CHARS])
+        if len(lines) > FIGURE_LINES_PER_TEST:
+            terminalreporter.write_line(f"    ... {len(lines) - FIGURE_LINES_PER_TEST} more lines")
