@@ -160,7 +160,7 @@ def test_stateful_fuzzing_with_two_tenants_finds_no_5xx_and_no_cross_tenant_2xx(
     links = {f"{method.upper()} {path} {status}": sorted(response.get("links") or {})
              for path, operations in document["paths"].items() for method, operation in operations.items()
              for status, response in operation.get("responses", {}).items() if response.get("links")}
-    print("OpenAPI links:", json.dumps(links, indent=1))
+    links_line = f"OpenAPI links: {json.dumps(links)}"  # printed after the figures
     assert any("/v1/agents/{agent}" in k and k.startswith("PUT") for k in links), "no link from agent create"
     assert any("/sessions" in k and k.startswith("POST") for k in links), "no link from session create"
 
@@ -186,7 +186,8 @@ def test_stateful_fuzzing_with_two_tenants_finds_no_5xx_and_no_cross_tenant_2xx(
           f" {elapsed:.0f} s; statuses {dict(sorted(tally.by_status.items()))}; documented 503s"
           f" {tally.documented_5xx}; undocumented 5xx {len(tally.server_errors)}; cross-tenant 2xx"
           f" {len(tally.cross_tenant_2xx)}")
-    print("per operation:", json.dumps(dict(sorted(tally.by_operation.items())), indent=1))
+    print(links_line)
+    print("per operation:", json.dumps(dict(sorted(tally.by_operation.items()))))
     assert tally.by_operation.get("POST /v1/agents/{agent}/sessions -> 2xx"), "no session was ever created"
     assert tally.by_operation.get("GET /v1/sessions/{session_id} -> 2xx"), "the session link was never followed"
     for error in tally.server_errors[:10] + tally.cross_tenant_2xx[:10]:
