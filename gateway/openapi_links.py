@@ -1,5 +1,6 @@
 """OpenAPI links between the tenant API's operations: what a response lets a client do next (an agent just
-written -> start a session with it; a session just started -> read it, read its eval record, end it).
+written -> start a session with it; a session just started -> read it, read its eval record, end it; a secret
+just written -> read its keys, delete it).
 Generated clients and stateful API fuzzers (schemathesis, tests/security/test_stateful_fuzzing.py) follow them.
 """
 
@@ -26,4 +27,11 @@ AFTER_SESSION_CREATE: dict[str, Any] = {
                         "parameters": {"session_id": "$response.body#/sessionId"}},
     "EndSession": {"operationRef": _operation("/v1/sessions/{session_id}", "delete"),
                    "parameters": {"session_id": "$response.body#/sessionId"}},
+}
+
+AFTER_SECRET_WRITE: dict[str, Any] = {
+    "ReadSecret": {"operationRef": _operation("/v1/secrets/{name}", "get"), "parameters": {"name": "$request.path.name"},
+                   "description": "Read the keys of the secret just written (never its values)."},
+    "DeleteSecret": {"operationRef": _operation("/v1/secrets/{name}", "delete"),
+                     "parameters": {"name": "$request.path.name"}},
 }

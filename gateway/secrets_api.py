@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from voxfleet.gateway import tenant_secrets
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
+from voxfleet.gateway.openapi_links import AFTER_SECRET_WRITE
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.secret_references import secret_references
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
@@ -53,7 +54,8 @@ async def get_secret(request: Request, name: SecretName, tenant: TenantContext =
 
 
 @router.put("/{name}", response_model=SecretView, summary="Create or replace a secret (all its keys at once)",
-            responses={201: {"model": SecretView, "description": "Created."}})
+            responses={200: {"links": AFTER_SECRET_WRITE},
+                       201: {"model": SecretView, "description": "Created.", "links": AFTER_SECRET_WRITE}})
 async def put_secret(request: Request, response: Response, name: SecretName, body: SecretWrite,
                      tenant: TenantContext = Depends(require_tenant)) -> SecretView:
     runtime = runtime_of(request)
