@@ -1,5 +1,5 @@
-"""Which Secrets a VoiceAgent spec names, and the admission rule for them: only the tenant's own secrets (written
-through PUT /v1/secrets/{name}), holding the named key.
+"""The admission rule for the Secrets a VoiceAgent spec names (voxfleet.api.spec_secrets finds them): only the
+tenant's own secrets (written through PUT /v1/secrets/{name}), holding the named key.
 
 So a spec naming the platform's worker credential, a service-account token or any Secret an admin put in the
 namespace is refused when it is written, with the field that names it; the operator applies the same rule to
@@ -11,28 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from voxfleet.api.common import SecretKeyRef
+from voxfleet.api.spec_secrets import secret_references
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.gateway.api_errors import ApiError
 from voxfleet.gateway.kube_client import KubeApiError, KubeClient
 from voxfleet.gateway.tenant_secrets import tenant_secret_keys
-
-
-def secret_references(spec: VoiceAgentSpec) -> list[tuple[str, SecretKeyRef]]:
-    """(field path relative to the spec, as the API's error details write it; ref) for every Secret key the
-    agent's pods would read."""
-    found: list[tuple[str, SecretKeyRef]] = []
-    for stage in ("stt", "llm", "tts"):
-        ref = getattr(spec.pipeline, stage).secret_ref
-        if ref is not None:
-            found.append((f"pipeline.{stage}.secretRef", ref))
-    for t, tool in enumerate(spec.tools):
-        for h, header in enumerate(tool.http.headers):
-            if header.secret_key_ref is not None:
-                found.append((f"tools[{t}].http.headers[{h}].secretKeyRef", header.secret_key_ref))
-    for e, var in enumerate(spec.worker.env):
-        if var.secret_key_ref is not None:
-            found.append((f"worker.env[{e}].secretKeyRef", var.secret_key_ref))
-    return found
 
 
 def reference_problems(references: list[tuple[str, SecretKeyRef]], secrets: dict[str, set[str]]

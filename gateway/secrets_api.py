@@ -13,12 +13,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
+from voxfleet.api.spec_secrets import secret_references
 from voxfleet.gateway import tenant_secrets
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.openapi_links import AFTER_SECRET_WRITE
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
-from voxfleet.gateway.secret_references import secret_references
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
 from voxfleet.gateway.tenant_secrets import SecretList, SecretView, SecretWrite
 

@@ -119,7 +119,7 @@ class AgentReconciler:
             allowed = []
         problems = spec_checks.check_name(name) + spec_checks.check_image(spec, self.rt.platform)
         problems += spec_checks.check_urls(spec, self.rt.platform)
-        referenced = {ref.name for _, ref in spec_checks.secret_references(spec)}
+        referenced = {ref.name for _, ref in spec_checks.spec_references(spec)}
         secrets = await self.rt.view.secrets.views(namespace, referenced)  # keys and labels, never values
         problems += spec_checks.check_secrets(spec, namespace, secrets, self.rt.platform)
         problems += spec_checks.check_regions(spec, allowed, self.rt.view.regions_with_nodes(), tenant_name)

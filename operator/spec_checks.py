@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from voxfleet.api.common import SecretKeyRef
 from voxfleet.api.outbound import OutboundPolicy
 from voxfleet.api.settings import PlatformSettings
+from voxfleet.api.spec_secrets import secret_references
 from voxfleet.api.spec_urls import url_refusals
 from voxfleet.api.voiceagent import VoiceAgentSpec
 
@@ -33,22 +34,9 @@ class Problem:
     region_skipped: bool = False  # True: this region gets no pool (or its pool drains)
 
 
-def secret_references(spec: VoiceAgentSpec) -> list[tuple[str, SecretKeyRef]]:
-    """(spec path, ref) for every Secret key the pods will read, so a message can say where it was named."""
-    found: list[tuple[str, SecretKeyRef]] = []
-    for stage in ("stt", "llm", "tts"):
-        ref = getattr(spec.pipeline, stage).secret_ref
-        if ref is not None:
-            found.append((f"spec.pipeline.{stage}.secretRef", ref))
-    for tool in spec.tools:
-        for header in tool.http.headers:
-            if header.secret_key_ref is not None:
-                found.append((f"spec.tools[{tool.name}].http.headers[{header.name}].secretKeyRef",
-                              header.secret_key_ref))
-    for var in spec.worker.env:
-        if var.secret_key_ref is not None:
-            found.append((f"spec.worker.env[{var.name}].secretKeyRef", var.secret_key_ref))
-    return found
+def spec_references(spec: VoiceAgentSpec) -> list[tuple[str, SecretKeyRef]]:
+    """(spec path as a kubectl user reads it, ref) for every Secret key the pods will read."""
+    return [(f"spec.{path}", ref) for path, ref in secret_references(spec, by_name=True)]
 
 
 def check_name(name: str) -> list[Problem]:
@@ -78,7 +66,7 @@ def check_secrets(spec: VoiceAgentSpec, namespace: str, secrets: Mapping[str, Se
     voxfleet.dev/tenant-secret=true): anything else in the namespace is the platform's (the worker token) or
     nobody's business of the tenant's. The worker-token Secret is refused even when someone has labelled it."""
     problems = []
-    for path, ref in secret_references(spec):
+    for path, ref in spec_references(spec):
         secret = secrets.get(ref.name)
         how = f"write it with PUT /v1/secrets/{ref.name} (the gateway's tenant secrets API)"
         if ref.name == platform.worker_token_secret or (secret is not None and not secret.tenant_secret):

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.gateway.api_errors import validation_details
-from voxfleet.gateway.secret_references import reference_problems, secret_references
+from voxfleet.api.spec_secrets import secret_references
+from voxfleet.gateway.secret_references import reference_problems
 from voxfleet.gateway.settings import GatewaySettings
 from voxfleet.gateway.tenant_directory import _precedence, _refused_by_operator
 from voxfleet.gateway.tenant_secrets import MAX_TOTAL_BYTES, SecretWrite, name_problem, size_problem
