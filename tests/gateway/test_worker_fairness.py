@@ -163,10 +163,16 @@ async def test_another_tenants_sessions_keep_their_latency_while_one_tenants_wor
             stop = asyncio.Event()
             hung_answers: list[tuple[int, float]] = []
 
+            dropped: list[str] = []  # the load generator's own connection failures, counted, not fatal
+
             async def flood_one() -> None:
                 while not stop.is_set():
                     started = time.perf_counter()
-                    response = await hung_http.post("/v1/agents/desk/sessions", json={})
+                    try:
+                        response = await hung_http.post("/v1/agents/desk/sessions", json={})
+                    except httpx.TransportError as error:  # once in a full parallel run on 2 cores (ReadError)
+                        dropped.append(type(error).__name__)
+                        continue
                     hung_answers.append((response.status_code, (time.perf_counter() - started) * 1000))
 
             flood = [asyncio.create_task(flood_one()) for _ in range(FLOOD)]
@@ -182,8 +188,9 @@ async def test_another_tenants_sessions_keep_their_latency_while_one_tenants_wor
     print(f"\nother tenant's session create: quiet p50 {quiet_p50:.1f} ms max {max(quiet):.1f} ms; while {FLOOD}"
           f" requests of a tenant with hung workers were in flight: p50 {loaded_p50:.1f} ms max {max(loaded):.1f} ms"
           f"\nhung tenant: {len(hung_answers)} answers {statuses}, p50 {statistics.median(ms for _, ms in hung_answers):.0f}"
-          " ms (pool 48 connections, per-tenant share 12, dispatch timeout 1 s)")
+          f" ms (pool 48 connections, per-tenant share 12, dispatch timeout 1 s); connections dropped {dropped}")
     assert hung_answers and all(status in (503, 429) for status, _ in hung_answers)
+    assert len(dropped) <= max(1, len(hung_answers) // 100), dropped
     assert loaded_p50 < max(3 * quiet_p50, quiet_p50 + 150)
 
 
