@@ -58,7 +58,9 @@ def test_real_workers_scale_with_their_calls_and_drain_on_rollout(real_operator:
         "regions": [{"name": "us-east", "minWorkers": 1, "maxWorkers": 3}],
         "scaling": {"sessionsPerWorker": 2, "bufferSessions": 1, "scaleDownDelaySeconds": 60},
         "turnDetection": {"detector": "speech-timeout"},
-        "limits": {"maxSessionSeconds": 120}})
+        # Callers that never speak: limits far beyond the test's waits, so the calls are still live at the rollout
+        # however slow the machine (with the default 60 s idle timeout they ended first on a loaded CI run).
+        "limits": {"maxSessionSeconds": 900, "idleTimeoutSeconds": 900}})
     fleet.wait_agent_ready(namespace, "frontdesk", timeout=120)  # a real worker loads its models first
     agent = fleet.wait_agent(namespace, "frontdesk", "free slots read from the real worker's /v1/load",
                              lambda a: a["status"]["freeSlots"] == 2, timeout=20)
@@ -87,6 +89,8 @@ def test_real_workers_scale_with_their_calls_and_drain_on_rollout(real_operator:
     wait_for("the busy worker to be asked to stop", lambda: next(
         p for p in fleet.pool_pods(namespace, "frontdesk", include_terminating=True)
         if p.metadata.name == first.metadata.name).metadata.deletion_timestamp, timeout=180)
+    print(f"real worker rollout: the busy worker was asked to stop {time.monotonic() - dispatched:.1f} s after"
+          " its calls began")
     time.sleep(3)
     # Still there, still serving its calls: SIGTERM only stopped new ones.
     load = httpx.get(f"http://{first.status.pod_ip}:8080/v1/load", headers=HEADERS, timeout=5).json()
