@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from voxfleet.telemetry.build_info import register_standard_metrics
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -11,6 +13,7 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        register_standard_metrics(r, "gateway")
         self.allocations = Counter(
             "voxfleet_gateway_allocations", "Session allocations by outcome (ok, no_capacity, quota, error).",
             ["tenant", "agent", "region", "result"], registry=r)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from voxfleet.telemetry.build_info import register_standard_metrics
+
 POOL = ("tenant", "agent", "region")
 
 
@@ -15,6 +17,7 @@ class OperatorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        register_standard_metrics(r, "operator")
         self.reconciles = Counter("voxfleet_operator_reconciles_total", "Reconciles run.", ["kind", "result"],
                                   registry=r)
         self.reconcile_seconds = Histogram("voxfleet_operator_reconcile_duration_seconds", "Time per reconcile.",

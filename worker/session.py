@@ -24,6 +24,7 @@ from voxfleet.api import room_names
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.wire import DispatchRequest, EndReason, SessionState
 from voxfleet.api.worker_config import WorkerConfig
+from voxfleet.telemetry.logging_setup import bind_call
 from voxfleet.worker.pipeline_builder import SessionPipeline, build_session_pipeline
 from voxfleet.worker.providers.registry import ProviderContext
 from voxfleet.worker.settings import WorkerSettings
@@ -109,6 +110,8 @@ class Session:
             self._task.cancel()
 
     async def _run(self) -> None:
+        # This task and every task it starts (Pipecat's processors, its loguru lines) log with the call's ids.
+        bind_call(session_id=self.request.session_id, tenant=self.request.tenant, agent=self.request.agent)
         resources = self._resources
         spec = resources.config.spec
         limit: asyncio.TimerHandle | None = None
@@ -240,6 +243,7 @@ class Session:
                                   "stt": pipeline.stt.provider, "llm": pipeline.llm.provider,
                                   "tts": pipeline.tts.provider}
         if observer is not None:
+            observer.call_ended(reason)  # judges the call's last turn (turn outcomes, docs/operations.md)
             usage = observer.usage
             cost = self._resources.settings.prices.cost(
                 stt=pipeline.stt.provider, llm=pipeline.llm.provider, tts=pipeline.tts.provider,
@@ -254,7 +258,7 @@ class Session:
             record.update(stt_seconds=round(usage.stt_seconds, 3), llm_input_tokens=usage.llm_input_tokens,
                           llm_output_tokens=usage.llm_output_tokens, tts_characters=usage.tts_characters,
                           cost=round(cost, 6), turns=figures.turns, interruptions=figures.interruptions,
-                          false_interruptions=figures.false_interruptions,
+                          false_interruptions=figures.false_interruptions, turn_outcomes=figures.turn_outcomes,
                           ttfa_ms=[round(v * 1000, 1) for v in figures.ttfa])
             if self._resources.config.spec.observability.record_transcripts:
                 record["transcript"] = observer.transcript

@@ -55,6 +55,7 @@ class WorkerProcess:
         self.startup_seconds: float | None = None
         self._config_hash = config.config_hash()
         self._drained = asyncio.Event()
+        metrics.start_series(self.labels)
         metrics.CAPACITY.labels(**self.labels).set(self.slots.capacity)
         metrics.READY.labels(**self.labels).set(0)
 

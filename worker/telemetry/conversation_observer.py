@@ -28,6 +28,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from voxfleet.worker.telemetry import metrics
+from voxfleet.worker.telemetry.turn_outcomes import MAX_WORDS, TurnJudge, TurnOutcome
 
 MAX_TRANSCRIPT_LINES = 500
 MAX_LINE_CHARS = 1000
@@ -49,6 +50,7 @@ class TurnFigures:
     turns: int = 0
     interruptions: int = 0
     false_interruptions: int = 0
+    turn_outcomes: dict[str, int] = field(default_factory=dict)
 
 
 class ConversationObserver(BaseObserver):
@@ -68,6 +70,10 @@ class ConversationObserver(BaseObserver):
         self._interrupted_turn = False
         self._words_in_turn = False
         self._in_turn = False  # between the caller's turn start and its end (a session end closes none)
+        # Final transcripts since the previous turn ended: the words of the turn ending next (a transcript can
+        # reach the observer just before the turn's start frame when a transcript starts the turn).
+        self._turn_text: list[str] = []
+        self._judge = TurnJudge(self._count_outcome)
 
     def _observe(self, histogram, value: float) -> None:
         if value >= 0:
@@ -81,6 +87,7 @@ class ConversationObserver(BaseObserver):
                 return
             self._bot_speaking = True
             self.last_activity = now
+            self._judge.agent_started_speaking()
             if self._speech_end is not None:
                 ttfa = now - self._speech_end
                 self._speech_end = None
@@ -90,6 +97,7 @@ class ConversationObserver(BaseObserver):
             if data.direction == FrameDirection.DOWNSTREAM:
                 self._bot_speaking = False
                 self.last_activity = now
+                self._judge.agent_stopped_speaking()
         elif isinstance(frame, UserStartedSpeakingFrame):
             self.last_activity = now
             self._in_turn = True
@@ -102,6 +110,8 @@ class ConversationObserver(BaseObserver):
             self.last_activity = now
             if frame.text.strip():
                 self._words_in_turn = True
+                if len(self._turn_text) < MAX_WORDS:
+                    self._turn_text.append(frame.text)
                 self._remember("caller", frame.text)
         elif isinstance(frame, UserStoppedSpeakingFrame):
             if not self._in_turn:
@@ -118,6 +128,8 @@ class ConversationObserver(BaseObserver):
                 self._speech_end = voiced
             self.figures.turns += 1
             metrics.TURNS.labels(**self._labels).inc()
+            text, self._turn_text = " ".join(self._turn_text), []
+            self._judge.caller_turn_ended(text)
         elif isinstance(frame, MetricsFrame):
             self._metrics(frame)
 
@@ -134,6 +146,14 @@ class ConversationObserver(BaseObserver):
                 self.usage.tts_characters += item.value
             elif isinstance(item, STTUsageMetricsData):
                 self.usage.stt_seconds += item.value.audio_seconds
+
+    def call_ended(self, end_reason: str) -> None:
+        """Judge the turn still waiting for its outcome (the session calls this once, as it ends)."""
+        self._judge.call_ended(caller_hung_up=end_reason == "caller-left")
+
+    def _count_outcome(self, outcome: TurnOutcome) -> None:
+        self.figures.turn_outcomes[outcome] = self.figures.turn_outcomes.get(outcome, 0) + 1
+        metrics.TURN_OUTCOME.labels(**self._labels, outcome=outcome).inc()
 
     def note_agent_text(self, text: str) -> None:
         self._remember("agent", text)

@@ -1,10 +1,21 @@
-"""The worker's Prometheus metrics, labelled tenant/agent/region (one registry per process, served on /metrics)."""
+"""The worker's Prometheus metrics, labelled tenant/agent/region (one registry per process, served on /metrics).
+
+docs/operations.md says what each one means; the turn outcomes and false interruptions are defined there and
+judged in conversation_observer.py / turn_outcomes.py.
+"""
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from voxfleet.api.wire import EndReason
+from voxfleet.telemetry.build_info import register_standard_metrics
+from voxfleet.worker.telemetry.turn_outcomes import TURN_OUTCOMES
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+register_standard_metrics(REGISTRY, "worker")
 LABELS = ("tenant", "agent", "region")
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
@@ -27,10 +38,13 @@ TTS_TTFB = _histogram("voxfleet_worker_tts_ttfb_seconds", "TTS request -> first 
 TURN_DETECTION = _histogram("voxfleet_worker_turn_detection_seconds",
                             "Caller's last voiced audio -> end of turn decided (VAD stop window + detector).")
 TOOL_CALL = _histogram("voxfleet_worker_tool_call_seconds", "HTTP tool call duration.", extra=("tool",))
-TURNS = _counter("voxfleet_worker_turns_total", "Caller turns answered.")
+TURNS = _counter("voxfleet_worker_turns_total", "Caller turns ended (the agent is to answer each).")
+TURN_OUTCOME = _counter("voxfleet_worker_turn_outcomes_total",
+                        "Caller turns with words, judged once the next turn or the call's end tells: answered"
+                        " (success), repeated, hung_up or unanswered.", extra=("outcome",))
 INTERRUPTIONS = _counter("voxfleet_worker_interruptions_total", "Times the caller barged in on the agent.")
 FALSE_INTERRUPTIONS = _counter("voxfleet_worker_false_interruptions_total",
-                               "Barge-ins after which no words followed (the agent stopped for noise).")
+                               "Barge-ins in which the caller said no words (the agent stopped for noise).")
 SESSIONS = _counter("voxfleet_worker_sessions_total", "Sessions ended, by how they ended.", extra=("end_reason",))
 SESSION_DURATION = _histogram("voxfleet_worker_session_duration_seconds", "Session duration.",
                               buckets=DURATION_BUCKETS)
@@ -44,3 +58,17 @@ CAPACITY = Gauge("voxfleet_worker_capacity_sessions", "Slots (sessionsPerWorker)
 READY = Gauge("voxfleet_worker_ready", "1 once models are loaded and the worker takes sessions.", LABELS,
               registry=REGISTRY)
 STARTUP = Gauge("voxfleet_worker_startup_seconds", "Process start -> ready.", LABELS, registry=REGISTRY)
+
+
+def start_series(labels: dict[str, str]) -> None:
+    """Create this worker's labelled series at 0 before anything happens, so Prometheus sees every counter and
+    histogram from its first scrape: a rate() then counts the first event too, and a dashboard or alert reads 0
+    instead of "no data" for an agent that simply had no calls yet."""
+    for metric in (TTFA, STT_FINAL_LATENCY, LLM_TTFT, TTS_TTFB, TURN_DETECTION, TURNS, INTERRUPTIONS,
+                   FALSE_INTERRUPTIONS, SESSION_DURATION, STT_SECONDS, LLM_INPUT_TOKENS, LLM_OUTPUT_TOKENS,
+                   TTS_CHARACTERS, COST, ACTIVE):
+        metric.labels(**labels)
+    for outcome in TURN_OUTCOMES:
+        TURN_OUTCOME.labels(**labels, outcome=outcome)
+    for reason in get_args(EndReason):
+        SESSIONS.labels(**labels, end_reason=reason)
