@@ -9,8 +9,8 @@ VoiceAgent), `sessions_api` -> `allocation` (candidates from `placement`, slot c
 `worker_client`, quota from `session_quota`, tokens from `livekit_tokens`), `session_ids` (signed ids that
 say where a session lives), `session_locator` (finding it again), `livekit_webhooks` -> `room_events`
 (rooms started outside the API, callers leaving, rooms finishing) and `recovery` (calls whose worker died),
-`eval_results` (eval-mode session records). `app`, `runtime`, `api_errors`, `request_limits`, `metrics` and
-`structured_logging` hold it together.
+`eval_results` (eval-mode session records). `app`, `runtime`, `api_errors`, `request_limits` and `metrics` hold
+it together; logging is voxfleet.telemetry.logging_setup, shared with every component.
 
 How maxConcurrentSessions holds with several replicas (details in `session_quota`). There is no shared
 counter: the workers are the single authorities on their slots, and every replica follows the same rule,

@@ -106,7 +106,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # With its traceback (redacted like every line): a 500 is a bug, and the traceback is where it is.
         log.error("unhandled error", path=request.url.path, method=request.method,
-                  error_type=type(error).__name__)
+                  error_type=type(error).__name__, exc_info=error)
         return error_response(500, "internal_error", "The gateway failed to handle this request; it was logged."
                                                      " Try again, and report it if it persists.")

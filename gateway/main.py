@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from voxfleet.gateway.app import create_app, create_operational_app
     from voxfleet.gateway.settings import GatewaySettings
-    from voxfleet.gateway.structured_logging import configure
+    from voxfleet.telemetry.logging_setup import configure_logging
 
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port),
                                                  ("operational_port", args.operational_port),
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, RuntimeError, OSError) as error:
         print(f"voxfleet gateway: invalid settings: {error}", file=sys.stderr)
         return 2
-    configure(settings.log_format, settings.log_level)
+    configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
     app = create_app(settings)
     # uvicorn's own loop choice (uvloop when installed), as uvicorn.run would make it.
     loop_factory = uvicorn.Config(app).get_loop_factory()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 
 from voxfleet.api.settings import PlatformSettings
@@ -28,17 +29,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     # Imported after argument parsing so `--help` stays instant.
-    from voxfleet.operator import log_config
     from voxfleet.operator.app import OperatorApp
     from voxfleet.operator.kube_client import KubeCredentials
     from voxfleet.operator.settings import OperatorSettings
+    from voxfleet.telemetry.logging_setup import configure_logging
 
     platform = PlatformSettings()
     overrides = {name: value for name, value in (("http_port", args.http_port), ("http_host", args.http_host),
                                                  ("tenant_selector", args.tenant_selector),
                                                  ("identity", args.identity)) if value is not None}
     settings = OperatorSettings(**overrides)
-    log_config.configure(args.log_format or platform.log_format, platform.log_level)
+    configure_logging("operator", log_format=args.log_format or platform.log_format, level=platform.log_level,
+                      pod=os.environ.get("POD_NAME"))
     credentials = KubeCredentials.load(args.kubeconfig)
 
     async def run() -> int:

@@ -21,6 +21,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "crds": ("voxfleet.crds_cli:main", "regenerate crds/ from the API models (or --check that it is current)"),
 }
 
+# Commands a person runs in a terminal: their own log lines (the LiveKit SDK's, a caller's warning) are readable
+# lines on stderr, so stdout carries only what the command answers. The services configure their own logging.
+TERMINAL_COMMANDS = {"keys", "call", "dev", "eval", "cluster", "crds"}
+
 # Commands that end with LiveKit's native runtime (tokio threads) still alive. Python's interpreter teardown can
 # race those threads, which then abort the process ("panic in a function that cannot unwind", SIGABRT) after
 # the command has done and printed everything; these commands skip that teardown and exit with their own code.
@@ -59,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     if entry is None:
         print(f"voxfleet {name}: not available in this build yet", file=sys.stderr)
         return 3
+    if name in TERMINAL_COMMANDS:
+        from voxfleet.telemetry.logging_setup import configure_logging
+
+        configure_logging(name, log_format="console", level=os.environ.get("VOXFLEET_TOOL_LOG_LEVEL", "warning"))
     code = int(entry(rest) or 0)
     if name in ENDS_WITH_NATIVE_THREADS:
         sys.stdout.flush()

@@ -52,13 +52,13 @@ def load_config(path: Path) -> WorkerConfig:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from voxfleet.worker.settings import WorkerSettings
-    from voxfleet.worker.telemetry.logging_setup import configure_logging
+    from voxfleet.telemetry.logging_setup import configure_logging
 
     overrides = {k: v for k, v in (("agent_config", args.config), ("bind_host", args.host),
                                    ("worker_port", args.port), ("region", args.region)) if v is not None}
     settings = WorkerSettings(**overrides)
     platform = PlatformSettings()
-    configure_logging(log_format=platform.log_format, level=platform.log_level, pod=settings.pod_name,
+    configure_logging("worker", log_format=platform.log_format, level=platform.log_level, pod=settings.pod_name,
                       region=settings.region)
     try:
         token = platform.load_worker_token()

@@ -1,0 +1,216 @@
+"""One logging setup for every voxfleet process: gateway, operator, worker and the local tools (`voxfleet dev`,
+`call`, `eval`, `cluster`).
+
+- One stream, one format: structlog events and every stdlib logger (uvicorn, httpx, kopf, aiohttp, the LiveKit
+  SDK) go through the same processors to one stderr handler; Pipecat's loguru lines are forwarded into it.
+  JSON lines in clusters (``log_format="json"``), readable lines on a terminal (``"console"``).
+- Correlation: every line carries ``trace_id``/``span_id`` of the current OpenTelemetry span (when there is
+  one), the structlog context variables (the worker binds ``session_id`` for a session's task and every task
+  it starts, see ``bind_call``) and the process's fixed fields (component, pod, region).
+- Errors carry their traceback (``exception``), as plain text: never a rendering with local variables, which
+  may hold credentials.
+- Redaction is the last step before rendering, so it also covers tracebacks and third-party lines: values of
+  fields named like a credential, API keys (``vfk_...``), bearer credentials and JSON Web Tokens (LiveKit
+  access tokens) found anywhere in a line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from opentelemetry import trace
+
+LogFormat = Literal["json", "console"]
+
+REDACTED = "[redacted]"
+# Field names that hold credentials. Only text is blanked: a number under such a name is a count
+# (prompt_tokens), never a credential.
+SECRET_FIELD_NAMES = re.compile(r"authorization|api[_-]?key|secret|token|password|credential|cookie", re.IGNORECASE)
+# Credential shapes found inside any text (a message, an exception, a third-party line).
+SECRET_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"vfk_[a-z2-7]{12}_[A-Za-z0-9_-]{43}"), "vfk_[redacted]"),  # tenant API keys
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE), r"\1 [redacted]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[redacted jwt]"),
+)
+MAX_NESTING = 6
+LEAD_FIELDS = ("timestamp", "level", "logger", "event", "component")
+
+# Third-party loggers that are chatty or see request details at DEBUG (connection setup, frames, raw headers):
+# they never go below INFO, whatever the process's level.
+NEVER_DEBUG = ("asyncio", "httpcore", "httpx", "hpack", "h2", "websockets", "urllib3", "aiohttp", "uvicorn",
+               "livekit", "grpc", "opentelemetry", "kubernetes", "multipart", "watchfiles")
+# kopf logs every watch (re)connection at INFO; its warnings and errors still come through (INFO at debug).
+QUIET_UNLESS_DEBUG = ("kopf", "aiohttp.access")
+# Pipecat (loguru) logs at DEBUG by default and sometimes with conversation content (what the caller said, the
+# LLM's messages): only its warnings and errors reach the logs. Call content goes to spans, under the agent's
+# recordTranscripts switch, never to logs.
+LOGURU_MIN_LEVEL = logging.WARNING
+LOGURU_MAX_MESSAGE = 2000
+
+_configured_handler: logging.Handler | None = None
+
+
+def configure_logging(component: str, *, log_format: LogFormat = "json", level: str = "info",
+                      stream: TextIO | None = None, **fixed_fields: str | None) -> None:
+    """Set up logging for this process (call once, early; calling again replaces the previous setup).
+
+    ``component`` and ``fixed_fields`` (pod, region, ...) are added to every line; ``None`` values are left out.
+    """
+    global _configured_handler
+    numeric = level_number(level)
+    stream = stream or sys.stderr
+    fixed = {"component": component, **{k: v for k, v in fixed_fields.items() if v is not None}}
+    before_render = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _FixedFields(fixed),
+        add_trace_context,
+    ]
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=before_render,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,  # the traceback as text, so redaction sees it
+                    redact,
+                    _renderer(log_format, stream)]))
+    root = logging.getLogger()
+    if _configured_handler in root.handlers:
+        root.removeHandler(_configured_handler)
+    # Handlers others installed (logging.basicConfig, a library's own) would print the same record twice, in
+    # another format.
+    for other in list(root.handlers):
+        if isinstance(other, logging.StreamHandler) and getattr(other, "stream", None) in (sys.stderr, sys.stdout):
+            root.removeHandler(other)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    _configured_handler = handler
+    for name in NEVER_DEBUG:
+        logging.getLogger(name).setLevel(max(numeric, logging.INFO))
+    for name in QUIET_UNLESS_DEBUG:
+        logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
+    logging.captureWarnings(True)
+
+    structlog.configure(
+        processors=[*before_render, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    _forward_loguru(max(numeric, LOGURU_MIN_LEVEL))
+
+
+def level_number(level: str) -> int:
+    """'info' -> logging.INFO; an unknown name is INFO (a typo in a setting must not silence the logs)."""
+    return logging.getLevelNamesMapping().get(str(level).upper(), logging.INFO)
+
+
+def bind_call(**fields: Any) -> None:
+    """Bind fields (session_id, tenant, agent) to every line logged from now on by the current task and the
+    tasks it starts; a task started earlier, or a sibling, keeps its own context."""
+    structlog.contextvars.bind_contextvars(**fields)
+
+
+def add_trace_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """trace_id/span_id of the current OpenTelemetry span (W3C hex), so a line can be found from its trace and
+    the other way round. Nothing when no span is current."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", format(context.trace_id, "032x"))
+        event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
+
+
+def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Blank credentials: text under a credential-like field name (at any depth), and credential shapes in any
+    text. The last processor before the renderer, so nothing added earlier escapes it."""
+    for name, value in list(event.items()):
+        event[name] = _redacted(name, value, 0)
+    return event
+
+
+def _redacted(name: Any, value: Any, depth: int) -> Any:
+    if isinstance(name, str) and SECRET_FIELD_NAMES.search(name) and not isinstance(value, (int, float, bool)) \
+            and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if depth >= MAX_NESTING:
+        return value if isinstance(value, (int, float, bool)) or value is None else REDACTED
+    if isinstance(value, Mapping):
+        return {key: _redacted(key, item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_redacted(None, item, depth + 1) for item in value]
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return redact_text(str(value))  # rendered as text anyway: check that text
+
+
+def redact_text(text: str) -> str:
+    for shape, replacement in SECRET_SHAPES:
+        text = shape.sub(replacement, text)
+    return text
+
+
+class _FixedFields:
+    """The process's own fields (component, pod, region) on every line, from every thread."""
+
+    def __init__(self, fields: Mapping[str, str]):
+        self._fields = dict(fields)
+
+    def __call__(self, _: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        for name, value in self._fields.items():
+            event.setdefault(name, value)
+        return event
+
+
+def _lead_fields_first(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """JSON lines read left to right: when, how bad, who, what; then the rest."""
+    lead = {name: event.pop(name) for name in LEAD_FIELDS if name in event}
+    return {**lead, **event}
+
+
+def _renderer(log_format: LogFormat, stream: TextIO) -> Any:
+    if log_format == "json":
+        render = structlog.processors.JSONRenderer()
+        return lambda logger, name, event: render(logger, name, _lead_fields_first(logger, name, event))
+    # plain_traceback: rich's default rendering shows each frame's local variables, which may hold credentials.
+    return structlog.dev.ConsoleRenderer(colors=_is_terminal(stream),
+                                         exception_formatter=structlog.dev.plain_traceback)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _forward_loguru(min_level: int) -> None:
+    """Pipecat's loguru lines into the stdlib stream (same format, context and redaction), from min_level up."""
+    try:
+        from loguru import logger as loguru_logger
+    except ImportError:  # a component without Pipecat
+        return
+
+    def forward(message: Any) -> None:
+        record = message.record
+        exception = record["exception"]
+        exc_info = (exception.type, exception.value, exception.traceback) if exception else None
+        logger = logging.getLogger(record["name"] or "loguru")
+        # loguru's own levels (TRACE, SUCCESS) as the nearest stdlib one
+        level = logging.getLevelNamesMapping().get(record["level"].name, record["level"].no)
+        if not logger.isEnabledFor(level):
+            return
+        logger.handle(logger.makeRecord(logger.name, level, record["file"].path, record["line"],
+                                        record["message"][:LOGURU_MAX_MESSAGE], None, exc_info,
+                                        func=record["function"]))
+
+    loguru_logger.remove()
+    loguru_logger.add(forward, level=logging.getLevelName(min_level), format="{message}")
