@@ -120,8 +120,8 @@ async def create_session(request: Request, agent: AgentName, body: SessionCreate
     finally:
         otel_context.detach(token)
     assert allocation.caller_token is not None
-    log.info("session started", tenant=tenant.name, agent=agent, region=allocation.region,
-             pod=allocation.worker.name)
+    log.info("session started", session_id=allocation.session_id, tenant=tenant.name, agent=agent,
+             region=allocation.region, room=allocation.room, pod=allocation.worker.name)
     return SessionCreated(session_id=allocation.session_id, agent=agent, region=allocation.region,
                           room=allocation.room, livekit_url=allocation.livekit_url, token=allocation.caller_token.jwt,
                           participant_identity=allocation.caller_identity or "",
