@@ -32,6 +32,11 @@ VERSIONS: dict[str, str] = {
     "livekit-server": "v1.13.5",
     "kwok": "v0.8.0",
     "helm": "v3.22.0",
+    # Telemetry servers (tests/telemetry): Prometheus v3.16.0 is Go module v0.316.0; the collector is our wrapper
+    # module world/otelcol with every collector module at this one release.
+    "prometheus": "v0.316.0",
+    "promtool": "v0.316.0",
+    "otelcol": "v0.161.0",
 }
 
 BUILD_SCRIPT = Path(__file__).with_name("build-servers.sh")

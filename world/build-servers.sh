@@ -2,7 +2,8 @@
 # Builds the real servers the test world runs, from their Go modules, once per machine.
 # Each binary is cached as $VOXFLEET_BIN_DIR/<name>-<version>; a cached one is never rebuilt.
 # Usage: build-servers.sh [name ...]   (default: all). Names: etcd kube-apiserver kube-controller-manager
-#        kube-scheduler kubectl livekit-server kwok helm
+#        kube-scheduler kubectl livekit-server kwok helm prometheus promtool otelcol
+# Progress goes to stderr, one line per server (cached / building / built in N s).
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -10,6 +11,11 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 LIVEKIT_VERSION=${LIVEKIT_VERSION:-v1.13.5}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}  # the Go module version of Prometheus v3.16.0
+# The collector is our own wrapper module (world/otelcol: go.mod pins every collector module at this one release);
+# bump this when its go.mod or main.go changes, or the cached binary is reused.
+OTELCOL_VERSION=${OTELCOL_VERSION:-v0.161.0}
+OTELCOL_MODULE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/otelcol" && pwd)
 BIN_DIR=${VOXFLEET_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/voxfleet/bin}
 WORK_DIR=${VOXFLEET_BUILD_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/voxfleet/build}
 
@@ -39,15 +45,18 @@ version_of() {
     livekit-server) echo "$LIVEKIT_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    prometheus|promtool) echo "$PROMETHEUS_VERSION" ;;
+    otelcol) echo "$OTELCOL_VERSION" ;;
     *) echo "unknown server: $1" >&2; exit 2 ;;
   esac
 }
 
 # go install into a private GOBIN, then move into the versioned cache name atomically.
-go_install() {  # name module@version binary
+go_install() {  # name module@version binary [go install flags ...]
   local name=$1 mod=$2 bin=$3 tmp
+  shift 3
   tmp=$(mktemp -d "$WORK_DIR/gobin.XXXX")
-  GOBIN="$tmp" go install "$mod"
+  GOBIN="$tmp" go install "$@" "$mod"
   mv "$tmp/$bin" "$BIN_DIR/$name-$(version_of "$name")"
   rm -rf "$tmp"
 }
@@ -122,10 +131,18 @@ build_one() {
     livekit-server) go_install "$name" "github.com/livekit/livekit-server/cmd/server@$version" server ;;
     kwok) go_install "$name" "sigs.k8s.io/kwok/cmd/kwok@$version" kwok ;;
     helm) go_install "$name" "helm.sh/helm/v3/cmd/helm@$version" helm ;;
+    prometheus|promtool)
+      # v0.3XY.Z is Prometheus vX.Y.Z (v0.316.0 = 3.16.0): stamp that so /api/v1/status/buildinfo says it.
+      local release="${version#v0.}"; release="${release:0:1}.${release:1}"
+      go_install "$name" "github.com/prometheus/prometheus/cmd/$name@$version" "$name" \
+        -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" ;;
+    otelcol)
+      (cd "$OTELCOL_MODULE_DIR" && go build -ldflags "-s -w" -o "$out.tmp" .) && mv "$out.tmp" "$out" ;;
   esac
   log "$name $version: built in $(( $(date +%s) - start )) s -> $out"
 }
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl livekit-server kwok helm)
+[ ${#names[@]} -gt 0 ] || names=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl livekit-server kwok helm
+                                   prometheus promtool otelcol)
 for n in "${names[@]}"; do build_one "$n"; done
