@@ -1,7 +1,8 @@
 """Platform settings (env prefix VOXFLEET_), shared by operator, gateway and workers.
 
 These are the platform team's choices, never a tenant's: the worker image and its allow-list, the worker
-token, where worker pods may run, and which private networks outbound calls may still reach.
+token, where worker pods may run, which private networks outbound calls may still reach, and the telemetry
+wiring (where OTLP goes, how traces are sampled, which namespace monitors the platform).
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from voxfleet.telemetry.resource_attributes import check_extra_attributes
 
 ENV_PREFIX = "VOXFLEET_"
 
@@ -42,6 +47,47 @@ class PlatformSettings(BaseSettings):
         description="Private/loopback networks outbound tenant URLs may still reach (tests: 127.0.0.1/32).")
     log_format: Literal["json", "console"] = Field(default="json", description="structlog renderer.")
     log_level: str = Field(default="info", description="Minimum log level.")
+    telemetry_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP base URL of the collector (http://otel-collector.monitoring:4318): the exporters append "
+                    "/v1/traces. Workers get it as OTEL_EXPORTER_OTLP_ENDPOINT. None: spans stay in the process.")
+    telemetry_otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf", description="OTEL_EXPORTER_OTLP_PROTOCOL of the workers.")
+    telemetry_traces_sampler: str = Field(
+        default="parentbased_traceidratio",
+        description="OTEL_TRACES_SAMPLER of the workers (parent-based: a call's worker spans follow the gateway's "
+                    "decision, so a trace is whole or absent).")
+    telemetry_traces_sampler_arg: str = Field(default="1.0", description="OTEL_TRACES_SAMPLER_ARG (the ratio).")
+    telemetry_resource_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra OTEL resource attributes of every component (deployment.environment, k8s.cluster.name).")
+    monitoring_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the platform's Prometheus and OTEL collector: tenant NetworkPolicies let it scrape "
+                    "the worker metrics port and let workers send OTLP to it. None: neither path is opened.")
+
+    @field_validator("telemetry_otlp_endpoint")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"OTLP endpoint {value!r} must be an http(s) base URL")
+        return value
+
+    @field_validator("telemetry_resource_attributes")
+    @classmethod
+    def _plain_extra_attributes(cls, value: dict[str, str]) -> dict[str, str]:
+        check_extra_attributes(value)
+        return value
+
+    def otlp_port(self) -> int | None:
+        """The collector's port workers' egress must reach (the URL's, else the scheme's default)."""
+        if not self.telemetry_otlp_endpoint:
+            return None
+        parts = urlsplit(self.telemetry_otlp_endpoint)
+        return parts.port or (443 if parts.scheme == "https" else 80)
 
     def load_worker_token(self) -> str:
         """The worker token, from the setting or the mounted Secret file; a clear error when neither is set."""

@@ -33,6 +33,7 @@ OFFLINE_PROVIDERS = ("pocketsphinx", "scripted", "espeak")
 HTTP_URL = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
 TOOL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RESERVED_ENV_PREFIXES = ("VOXFLEET_", "OTEL_")
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 MAX_TOOL_ARGUMENT_BYTES = 4096
 # The whole spec as compact JSON, defaults left out. Each list and string has its own limit, but all of them at once would make
@@ -307,11 +308,12 @@ class Resources(ApiModel):
 
 
 class EnvVar(ApiModel):
-    """An environment variable for the worker; VOXFLEET_ names are the platform's and are refused."""
+    """An environment variable for the worker; VOXFLEET_ and OTEL_ names are the platform's and are refused (OTEL_*
+    would rename the worker's service or tenant in the shared telemetry, or send its spans elsewhere)."""
 
     model_config = {"json_schema_extra": validations(
-        cel("!self.name.startsWith('VOXFLEET_')", "names starting with VOXFLEET_ are reserved for the platform",
-            ".name"),
+        cel("!self.name.startsWith('VOXFLEET_') && !self.name.startsWith('OTEL_')",
+            "names starting with VOXFLEET_ or OTEL_ are reserved for the platform", ".name"),
         cel("!(has(self.value) && has(self.secretKeyRef))", "set at most one of value and secretKeyRef"))}
 
     name: str = Field(description="Variable name.", min_length=1, max_length=128, pattern=ENV_NAME)
@@ -321,8 +323,8 @@ class EnvVar(ApiModel):
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
-        if value.startswith("VOXFLEET_"):
-            raise ValueError("names starting with VOXFLEET_ are reserved for the platform")
+        if value.startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError("names starting with VOXFLEET_ or OTEL_ are reserved for the platform")
         return value
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from voxfleet.api import labels
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.worker_config import WorkerConfig, secret_env_name
 from voxfleet.operator.ownership import MANAGED, Owner, metadata, pool_selector
+from voxfleet.telemetry import resource_attributes as resource
 
 CONTAINER = "worker"
 CONTROL_PORT = "control"
@@ -48,12 +49,33 @@ def _platform_env(platform: PlatformSettings) -> list[dict[str, Any]]:
     return env
 
 
+def telemetry_env(config: WorkerConfig, region: str, platform: PlatformSettings) -> list[dict[str, Any]]:
+    """The standard OTEL_* env of a worker: who it is (service, tenant, agent, region, and its pod and namespace
+    through the downward API vars VOXFLEET_POD_NAME/VOXFLEET_POD_NAMESPACE, which must come earlier in the list
+    for the kubelet to expand them) and, when the platform has a collector, where and how its spans go."""
+    identity = {**platform.telemetry_resource_attributes,
+                resource.TENANT: config.tenant, resource.AGENT: config.agent, resource.REGION: region}
+    attributes = resource.with_pod_identity(resource.encode(identity), pod_name_var="VOXFLEET_POD_NAME",
+                                            namespace_var="VOXFLEET_POD_NAMESPACE")
+    env = [{"name": "OTEL_SERVICE_NAME", "value": resource.SERVICE_WORKER},
+           {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": attributes}]
+    if platform.telemetry_otlp_endpoint:
+        env += [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": platform.telemetry_otlp_endpoint},
+                {"name": "OTEL_EXPORTER_OTLP_PROTOCOL", "value": platform.telemetry_otlp_protocol},
+                {"name": "OTEL_TRACES_SAMPLER", "value": platform.telemetry_traces_sampler},
+                {"name": "OTEL_TRACES_SAMPLER_ARG", "value": platform.telemetry_traces_sampler_arg}]
+    return env
+
+
 def worker_env(config: WorkerConfig, region: str, platform: PlatformSettings) -> list[dict[str, Any]]:
-    """The worker contract's env: identity, bind address, config path, token, one var per Secret key, then the
-    tenant's own env (which can't use VOXFLEET_ names: the schema refuses them)."""
+    """The worker contract's env: identity, bind address, config path, token, one var per Secret key, the
+    tenant's own env (which can't use VOXFLEET_ or OTEL_ names: the schema refuses them), then the telemetry env
+    last, so even a spec stored before OTEL_ was reserved can't rename the worker's service or tenant (the
+    kubelet lets a later entry win)."""
     env: list[dict[str, Any]] = [
         {"name": "VOXFLEET_REGION", "value": region},
         {"name": "VOXFLEET_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "VOXFLEET_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "VOXFLEET_BIND_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "VOXFLEET_WORKER_PORT", "value": str(platform.worker_port)},
         {"name": "VOXFLEET_AGENT_CONFIG", "value": f"{labels.AGENT_CONFIG_MOUNT}/{labels.AGENT_CONFIG_KEY}"},
@@ -69,6 +91,7 @@ def worker_env(config: WorkerConfig, region: str, platform: PlatformSettings) ->
                                                                           "key": var.secret_key_ref.key}}})
         else:
             env.append({"name": var.name, "value": var.value or ""})
+    env += telemetry_env(config, region, platform)
     return env
 
 

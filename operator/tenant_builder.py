@@ -101,16 +101,26 @@ def build_limit_range(owner: Owner, namespace: str, spec: TenantSpec) -> dict[st
     }
 
 
+def _namespace_peer(name: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: name}}}
+
+
 def build_network_policies(owner: Owner, namespace: str, platform: PlatformSettings) -> list[dict[str, Any]]:
-    platform_ns = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: platform.platform_namespace}}}
+    """What may reach the tenant's workers, and what they may reach. Enforced by the cluster's CNI (a cluster
+    without a NetworkPolicy-capable CNI ignores these objects)."""
+    platform_ns = _namespace_peer(platform.platform_namespace)
     # Only the platform namespace (gateway, operator) reaches the worker control port; other tenants nothing.
+    ingress_rules = [{"from": [platform_ns], "ports": [{"protocol": "TCP", "port": platform.worker_port}]}]
+    if platform.monitoring_namespace:
+        # The platform's Prometheus scrapes /metrics, which shares the control port (whose calls need the
+        # namespace's worker token).
+        ingress_rules.append({"from": [_namespace_peer(platform.monitoring_namespace)],
+                              "ports": [{"protocol": "TCP", "port": platform.worker_port}]})
     ingress = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": metadata(INGRESS_POLICY, namespace, tenant_labels(owner.name), None),
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
-                 "ingress": [{"from": [platform_ns],
-                              "ports": [{"protocol": "TCP", "port": platform.worker_port}]}]},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": ingress_rules},
     }
     dns = {"to": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: "kube-system"}},
                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
@@ -118,6 +128,12 @@ def build_network_policies(owner: Owner, namespace: str, platform: PlatformSetti
     public = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_V4}},
                      {"ipBlock": {"cidr": "::/0", "except": PRIVATE_V6}}]}
     rules = [dns, {"to": [platform_ns]}, public]
+    otlp_port = platform.otlp_port()
+    if platform.monitoring_namespace and otlp_port is not None:
+        # Spans to the platform's OTEL collector there (the OTLP endpoint's port only; a collector outside the
+        # cluster is reached through the public rule).
+        rules.append({"to": [_namespace_peer(platform.monitoring_namespace)],
+                      "ports": [{"protocol": "TCP", "port": otlp_port}]})
     if platform.outbound_allowed_cidrs:
         rules.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in platform.outbound_allowed_cidrs]})
     egress = {

@@ -52,6 +52,9 @@ INVALID_AGENTS: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.intents[0]", "give at least one keyword or pattern"]),
     ("reserved-env", _agent(worker={"env": [{"name": "VOXFLEET_WORKER_TOKEN", "value": "stolen"}]}),
      ["spec.worker.env[0].name", "reserved for the platform"]),
+    ("reserved-otel-env", _agent(worker={"env": [{"name": "OTEL_RESOURCE_ATTRIBUTES",
+                                                   "value": "voxfleet.tenant=someone-else"}]}),
+     ["spec.worker.env[0].name", "reserved for the platform"]),
     ("tool-timeout-too-long", _agent(tools=[{"name": "lookup_order", "http": {
         "url": "https://orders.example.com/lookup", "timeoutMs": 600000}}]),
      ["spec.tools[0].http.timeoutMs", "less than or equal to 30000"]),

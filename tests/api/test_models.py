@@ -58,6 +58,7 @@ def test_camel_case_round_trip() -> None:
     ({"intents": [{"name": "x", "patterns": ["(a)\\1"], "reply": "hi"}]}, "not valid RE2"),
     ({"intents": [{"name": "x", "reply": "hi"}]}, "at least one keyword or pattern"),
     ({"worker": {"env": [{"name": "VOXFLEET_WORKER_TOKEN", "value": "x"}]}}, "reserved for the platform"),
+    ({"worker": {"env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "https://x"}]}}, "reserved for the platform"),
     ({"systemPrompt": "x" * 20000}, "at most 16384"),
     ({"tools": [{"name": "t", "http": {"url": "ftp://example.com/x"}}]}, "should match pattern"),
     ({"tools": [{"name": "t", "parameters": {"type": "array"}, "http": {"url": "https://example.com/x"}}]},

@@ -150,3 +150,43 @@ expands when it starts the container. */}}
     secretKeyRef: {name: {{ $region.credentialsSecret | quote }}, key: {{ $region.apiSecretKey | default "api-secret" | quote }}}
 {{- end }}
 {{- end -}}
+
+{{/* The standard OTEL_* env of a component's container; call with (dict "root" $ "service" "voxfleet-gateway").
+Include it after voxfleet.podEnv: OTEL_RESOURCE_ATTRIBUTES names $(POD_NAMESPACE) and $(POD_NAME), which the
+kubelet expands only from variables defined earlier in the list. Extra attribute values are percent-encoded (the
+SDK decodes them), so a "," "=" or "$(" in a value stays literal; the pod's own attributes come last and win. */}}
+{{- define "voxfleet.otelEnv" -}}
+{{- $telemetry := .root.Values.telemetry -}}
+{{- $attributes := list -}}
+{{- range $key, $value := $telemetry.resourceAttributes -}}
+{{- $attributes = append $attributes (printf "%s=%s" $key (urlquery $value | replace "+" "%20")) -}}
+{{- end -}}
+{{- $attributes = append $attributes "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME)" }}
+- name: OTEL_SERVICE_NAME
+  value: {{ .service | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attributes | quote }}
+{{- with $telemetry.otlp.endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $telemetry.otlp.protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $telemetry.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $telemetry.samplerArg | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Who may scrape the chart's /metrics ports: networkPolicy.metricsFrom, else the monitoring namespace, else any
+namespace. */}}
+{{- define "voxfleet.metricsFrom" -}}
+{{- if .Values.networkPolicy.metricsFrom -}}
+{{- toYaml .Values.networkPolicy.metricsFrom -}}
+{{- else if .Values.telemetry.monitoringNamespace -}}
+- namespaceSelector:
+    matchLabels: {kubernetes.io/metadata.name: {{ .Values.telemetry.monitoringNamespace | quote }}}
+{{- else -}}
+- namespaceSelector: {}
+{{- end -}}
+{{- end -}}
