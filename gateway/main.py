@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
     app = create_app(settings)
     # uvicorn's own loop choice (uvloop when installed), as uvicorn.run would make it.
-    loop_factory = uvicorn.Config(app).get_loop_factory()
+    loop_factory = uvicorn.Config(app, log_config=None).get_loop_factory()  # log_config: ours, not uvicorn's
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(_serve(uvicorn, settings, app, create_operational_app(app.state.runtime)))
     return 0

@@ -44,6 +44,8 @@ LEAD_FIELDS = ("timestamp", "level", "logger", "event", "component")
 # they never go below INFO, whatever the process's level.
 NEVER_DEBUG = ("asyncio", "httpcore", "httpx", "hpack", "h2", "websockets", "urllib3", "aiohttp", "uvicorn",
                "livekit", "grpc", "opentelemetry", "kubernetes", "multipart", "watchfiles")
+# Loggers that libraries may have given handlers of their own (a uvicorn.Config with its default log_config).
+OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 # kopf logs every watch (re)connection at INFO; its warnings and errors still come through (INFO at debug).
 QUIET_UNLESS_DEBUG = ("kopf", "aiohttp.access")
 # Pipecat (loguru) logs at DEBUG by default and sometimes with conversation content (what the caller said, the
@@ -91,6 +93,9 @@ def configure_logging(component: str, *, log_format: LogFormat = "json", level: 
     root.addHandler(handler)
     root.setLevel(numeric)
     _configured_handler = handler
+    for name in OWN_HANDLERS:  # uvicorn's default config gives its loggers their own plain-text handlers
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     for name in NEVER_DEBUG:
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
     for name in QUIET_UNLESS_DEBUG:
