@@ -16,7 +16,8 @@ CHART = ROOT / "charts" / "voxfleet"
 # The values files a platform team starts from (charts/voxfleet/ci/, linted by chart-testing too).
 VALUES_FILES = {path.stem.removesuffix("-values"): path for path in sorted((CHART / "ci").glob("*-values.yaml"))}
 # What the Prometheus Operator serves; passed to `helm template` so the monitoring objects render.
-MONITORING_API_VERSIONS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor")
+MONITORING_API_VERSIONS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor",
+                           "monitoring.coreos.com/v1/PrometheusRule")
 
 _HELM_HOME = Path(tempfile.gettempdir()) / "voxfleet-tests-helm-home"
 
