@@ -192,8 +192,9 @@ class SessionRecovery:
             candidates=candidates, eval_mode=found.eval_mode)
         result = "ok" if claimed is not None else "no_capacity"
         self.metrics.recoveries.labels(*labels, result).inc()
-        log.info("session recovery", tenant=found.name.tenant, agent=agent.name, room=room.name, result=result,
-                 pod=claimed.worker.name if claimed else None, eval_mode=found.eval_mode)
+        log.info("session recovery", session_id=found.session_id, tenant=found.name.tenant, agent=agent.name,
+                 room=room.name, result=result, pod=claimed.worker.name if claimed else None,
+                 eval_mode=found.eval_mode)
         return claimed is not None
 
     def _agent_alive(self, participant: models.ParticipantInfo, tenant: str, lost: set[str]) -> bool:

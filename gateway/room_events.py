@@ -85,7 +85,8 @@ class RoomEvents:
             await self.rooms.set_room_metadata(region, room.name, json.dumps(metadata))
         except Exception as error:  # noqa: BLE001 - the worker still serves the call; only later lookups suffer
             log.warning("room metadata not updated", room=room.name, error=type(error).__name__)
-        log.info("room dispatched", room=room.name, pod=allocation.worker.name, region=allocation.region)
+        log.info("room dispatched", session_id=allocation.session_id, room=room.name, pod=allocation.worker.name,
+                 region=allocation.region)
         return "dispatched"
 
     async def participant_left(self, region: str, room: models.Room, participant: models.ParticipantInfo) -> str:
