@@ -68,3 +68,15 @@ def pod_monitor_crd() -> dict:
 
 def all_crds() -> list[dict]:
     return [service_monitor_crd(), pod_monitor_crd()]
+
+
+def install(kube) -> None:
+    """ServiceMonitor/PodMonitor served by the world's apiserver (server-side apply: idempotent across xdist
+    workers; never deleted, as other tests may be using them)."""
+    import yaml
+
+    manifests = "\n---\n".join(yaml.safe_dump(crd) for crd in all_crds())
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=voxfleet-chart-tests", "-f", "-",
+                 input=manifests)
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                 f"crd/servicemonitors.{GROUP}", f"crd/podmonitors.{GROUP}")

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,11 +28,11 @@ from tests.world.waiting import wait_for
 from voxfleet.api.worker_credentials import token_for_namespace
 
 from .helm_render import CHART
+from .world_release import SHARD_LABEL, Release, delete_tenant, tenant_and_agent, world_values
 
 pytestmark = pytest.mark.world
 
 VOXFLEET = Path(sys.executable).with_name("voxfleet")
-SHARD_LABEL = "voxfleet.dev/test-shard"
 
 
 def _not_available(component: str) -> bool:
@@ -48,63 +47,13 @@ if _missing:
                 "install test runs them as real processes", allow_module_level=True)
 
 
-@dataclass
-class Release:
-    name: str
-    namespace: str
-    shard: str
-    values_file: Path
-
-    @property
-    def fullname(self) -> str:
-        return f"{self.name}-voxfleet"
-
-
-def _pod_kubeconfig_env(pods, namespace: str) -> dict:
-    """KUBECONFIG for a pod the pod runner runs: the kubeconfig it writes into the pod's folder.
-
-    Needed because the runner rewrites *every* env value that starts with a mountPath, its own KUBECONFIG
-    included: the chart mounts an emptyDir at /tmp (read-only root) and the world lives under /tmp, so the
-    runner's KUBECONFIG gets pointed into that emptyDir. The leading "//" (the same path to Linux) keeps this
-    value clear of the rewrite.
-    """
-    return {"name": "KUBECONFIG", "value": "/" + str(pods.pod_dir(namespace, "$(HOSTNAME)") / "kubeconfig")}
-
-
-def _world_values(pods, livekit, shard: str, namespace: str) -> dict:
-    """What the test world needs on top of the defaults: every pod on the pod runner's nodes (real processes),
-    servers bound to their pod IPs, one gateway replica, the world's LiveKit, and this test's Tenant shard."""
-    placement = pods.placement()
-    on_runners = {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"]}
-    us_east = livekit["us-east"]
-    kubeconfig = _pod_kubeconfig_env(pods, namespace)
-    return {
-        "platform": {"logLevel": "info"},
-        "workers": on_runners,
-        "operator": {
-            "bindAddress": "$(POD_IP)", "tenantSelector": f"{SHARD_LABEL}={shard}", **on_runners,
-            # Quicker reactions than production defaults, so the test doesn't wait on timers.
-            "extraEnv": [{"name": "VOXFLEET_OPERATOR_POLL_INTERVAL_SECONDS", "value": "1"},
-                         {"name": "VOXFLEET_OPERATOR_STATUS_SESSION_INTERVAL_SECONDS", "value": "1"},
-                         {"name": "VOXFLEET_OPERATOR_RECHECK_SECONDS", "value": "2"}, kubeconfig],
-        },
-        "gateway": {
-            "replicas": 1, "bindAddress": "$(POD_IP)", "extraEnv": [kubeconfig], **on_runners,
-            "regions": {"us-east": {"livekitUrl": us_east.url, "credentialsSecret": "livekit-us-east"}},
-            "latencyMs": {"us-east": {"us-east": 1}},
-        },
-        # No Service routing in the test world (EndpointSlices refuse loopback pod IPs): check the pods.
-        "tests": {"checkService": False, "checkPods": True, **on_runners},
-    }
-
-
 @pytest.fixture(scope="module")
 def release(kube, pods, livekit, tmp_path_factory):
     suffix = uuid.uuid4().hex[:6]
     namespace = kube.new_namespace("voxfleet-chart")
     shard = f"chart-{suffix}"
     values_file = tmp_path_factory.mktemp("chart") / "world-values.yaml"
-    values_file.write_text(yaml.safe_dump(_world_values(pods, livekit, shard, namespace)))
+    values_file.write_text(yaml.safe_dump(world_values(pods, livekit, shard, namespace)))
     us_east = livekit["us-east"]
     kube.kubectl("-n", namespace, "create", "secret", "generic", "livekit-us-east",
                  f"--from-literal=api-key={us_east.api_key}", f"--from-literal=api-secret={us_east.api_secret}")
@@ -202,26 +151,6 @@ def _check_least_privilege(kube, rel: Release) -> None:
     wrong = [f"{a} may not: {' '.join(args)}" for a, *args in allowed if not can(a, *args)]
     wrong += [f"{a} may: {' '.join(args)}" for a, *args in refused if can(a, *args)]
     assert not wrong, wrong
-
-
-def _tenant_and_agent(rel: Release) -> tuple[dict, dict]:
-    tenant = {"apiVersion": "voxfleet.dev/v1alpha1", "kind": "Tenant",
-              "metadata": {"name": rel.shard, "labels": {SHARD_LABEL: rel.shard}},
-              "spec": {"displayName": "Chart test tenant", "groups": [f"{rel.shard}:admins"],
-                       "allowedRegions": ["us-east"],
-                       "quotas": {"maxConcurrentSessions": 4, "maxAgents": 2, "maxWorkers": 2}}}
-    agent = {"apiVersion": "voxfleet.dev/v1alpha1", "kind": "VoiceAgent",
-             "metadata": {"name": "concierge", "namespace": f"tenant-{rel.shard}"},
-             "spec": {"greeting": "Hello from the chart test.",
-                      "pipeline": {"stt": {"provider": "pocketsphinx"}, "llm": {"provider": "scripted"},
-                                   "tts": {"provider": "espeak", "voice": "en-us"}},
-                      "turnDetection": {"detector": "speech-timeout", "vad": {"stopSecs": 0.2},
-                                        "timeouts": {"speechTimeoutSecs": 0.4}},
-                      "intents": [{"name": "goodbye", "keywords": ["goodbye"], "reply": "Goodbye!"}],
-                      "regions": [{"name": "us-east", "minWorkers": 1, "maxWorkers": 1}],
-                      "scaling": {"sessionsPerWorker": 2, "bufferSessions": 1},
-                      "limits": {"maxSessionSeconds": 60, "idleTimeoutSeconds": 10}}}
-    return tenant, agent
 
 
 def _check_reconcile(kube, pods, rel: Release, tenant: dict, agent: dict) -> None:
@@ -327,31 +256,6 @@ def _check_upgrade(kube, rel: Release, tenant_namespace: str | None) -> None:
     assert base64.b64decode(token_before)  # a real generated token, not empty
 
 
-def _delete_tenant(kube, rel: Release, namespace: str) -> None:
-    kube.kubectl("delete", "voiceagent", "concierge", "-n", namespace, "--wait=true", "--timeout=120s")
-    custom = client.CustomObjectsApi(kube.api_client())
-
-    def tenant_gone():
-        try:
-            custom.get_cluster_custom_object("voxfleet.dev", "v1alpha1", "tenants", rel.shard)
-            kube.kubectl("delete", "tenant", rel.shard, "--wait=false", check=False)  # refused while agents remain
-            return False
-        except client.ApiException as error:
-            return error.status == 404
-
-    wait_for(f"Tenant {rel.shard} gone", tenant_gone, timeout=180, interval=1)
-
-    def namespace_gone():
-        try:
-            _core(kube).read_namespace(namespace)
-            return False
-        except client.ApiException as error:
-            return error.status == 404
-
-    # The operator deletes the tenant's namespace; its worker drains (no call is live) and exits.
-    wait_for(f"namespace {namespace} gone", namespace_gone, timeout=180, interval=1)
-
-
 def _check_uninstall(kube, rel: Release) -> None:
     _helm(kube, "uninstall", rel.name, "-n", rel.namespace, "--wait", "--timeout", "2m")
     instance = f"app.kubernetes.io/instance={rel.name}"
@@ -403,7 +307,7 @@ def test_install_reconcile_session_upgrade_test_uninstall(kube, pods, livekit, r
     # While the operator can't authenticate from a pod, everything that doesn't need it still runs, then xfail.
     operator_problem = _operator_token_kubeconfig_problem(tmp_path)
     operator_works = operator_problem is None
-    tenant, agent = _tenant_and_agent(release)
+    tenant, agent = tenant_and_agent(release)
     tenant_namespace = agent["metadata"]["namespace"] if operator_works else None
     timings: list[tuple[str, float]] = []
     with _step("install", timings):
@@ -420,7 +324,7 @@ def test_install_reconcile_session_upgrade_test_uninstall(kube, pods, livekit, r
         _check_upgrade(kube, release, tenant_namespace)
     if operator_works:
         with _step("delete tenant", timings):
-            _delete_tenant(kube, release, tenant_namespace)
+            delete_tenant(kube, release, tenant_namespace)
     with _step("uninstall", timings):
         _check_uninstall(kube, release)
     if operator_problem:
