@@ -12,7 +12,8 @@ from voxfleet.api.kube_json import body_bytes
 from voxfleet.world.kube_rest import KubeRest
 
 TEXTS = ["Hello \U0001F600", "caf\u00e9 \u4f60\u597d", "\U000e46df \ue000", "line\u2028sep \u0085 \u0090",
-         "tab\there\nnew \u0001 \"quoted\" \\ud83d (a backslash, not an escape)", "\ufffe\uffff"]
+         "tab\there\nnew \u0001 \"quoted\" \\ud83d (a backslash, not an escape)", "\ufffe\uffff",
+         "del \u007f c1 \u0083 \u0097 and \U0008ebe5 (the stateful fuzzer's system prompt: the apiserver answered 400)"]
 
 
 @pytest.mark.parametrize("text", TEXTS)
