@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import structlog
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from voxfleet.api.wire import DispatchRequest, DispatchResponse
 from voxfleet.api import room_names
@@ -29,6 +29,7 @@ from voxfleet.gateway.session_quota import SessionQuota
 from voxfleet.gateway.settings import GatewaySettings
 from voxfleet.gateway.worker_client import DispatchOutcome, WorkerClient
 from voxfleet.gateway.worker_registry import Worker, WorkerRegistry
+from voxfleet.telemetry.tracing import traceparent_headers
 
 log = structlog.get_logger(__name__)
 
@@ -196,12 +197,11 @@ class Allocator:
 
     async def _dispatch(self, worker: Worker, request: DispatchRequest) -> DispatchOutcome:
         started = time.perf_counter()
-        with self.tracer.start_as_current_span("gateway.dispatch", attributes={
+        with self.tracer.start_as_current_span("gateway.dispatch", kind=trace.SpanKind.CLIENT, attributes={
                 "voxfleet.worker": worker.name, "voxfleet.region": worker.region,
                 "voxfleet.recovery": request.recovery}) as span:
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)
-            request = request.model_copy(update={"traceparent": carrier.get("traceparent")})
+            # The worker parents the session's spans on this one: the call stays one trace.
+            request = request.model_copy(update={"traceparent": traceparent_headers().get("traceparent")})
             outcome = await self.client.dispatch(worker.ip or "", request)
             span.set_attribute("voxfleet.answer", outcome.answer)
         self.metrics.dispatch_seconds.labels(worker.region, outcome.answer).observe(time.perf_counter() - started)

@@ -11,9 +11,6 @@ from dataclasses import dataclass, field
 
 import structlog
 from fastapi import Request
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from voxfleet.gateway.agent_directory import AgentDirectory
 from voxfleet.gateway.allocation import Allocator
@@ -35,18 +32,22 @@ from voxfleet.gateway.webhook_replays import ReplayGuard
 from voxfleet.gateway.worker_call_shares import TenantCallShares
 from voxfleet.gateway.worker_client import WorkerClient
 from voxfleet.gateway.worker_registry import WorkerRegistry
+from voxfleet.telemetry.resource_attributes import SERVICE_GATEWAY
+from voxfleet.telemetry.tracing import Tracing, set_up_tracing
 
 log = structlog.get_logger(__name__)
 
 
-def tracer_provider(settings: GatewaySettings) -> TracerProvider:
-    """Spans are always made (so trace context reaches the workers); exported only when an endpoint is set."""
-    provider = TracerProvider(resource=Resource.create({"service.name": "voxfleet-gateway"}))
-    if settings.otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
-    return provider
+def gateway_tracing() -> Tracing:
+    """Spans are always made (trace context reaches the workers and every log line); exported when the OTEL_*
+    env names a collector. The gateway's spans never carry call content, whatever an agent records: it serves
+    every tenant. Its own provider, not the global one, so tests can run several gateways in one process."""
+    tracing = set_up_tracing(SERVICE_GATEWAY, record_content=False)
+    if tracing.problem:
+        log.warning("spans are not exported", problem=tracing.problem)
+    else:
+        log.info("tracing", export=tracing.target)
+    return tracing
 
 
 @dataclass
@@ -65,7 +66,7 @@ class GatewayRuntime:
     metrics: GatewayMetrics
     rate_limiter: TenantRateLimiter
     session_keys: list[bytes]
-    tracer_provider: TracerProvider
+    tracing: Tracing
     recovery: SessionRecovery
     room_events: RoomEvents
     webhook_replays: ReplayGuard
@@ -87,9 +88,9 @@ class GatewayRuntime:
         tokens = LiveKitTokens(settings.regions)
         rooms = LiveKitRooms(settings.regions)
         session_keys = settings.load_session_keys()
-        provider = tracer_provider(settings)
+        tracing = gateway_tracing()
         allocator = Allocator(settings, workers, client, tokens, SessionQuota(workers, agents, client), metrics,
-                              session_keys, provider.get_tracer("voxfleet.gateway"))
+                              session_keys, tracing.tracer("voxfleet.gateway"))
         locator = SessionLocator(workers, client, rooms)
         recovery = SessionRecovery(workers, agents, tenants, allocator, client, rooms, locator, metrics, session_keys)
         workers.on_lost(recovery.worker_lost)
@@ -97,7 +98,7 @@ class GatewayRuntime:
                    tenants=tenants, agents=agents, workers=workers, worker_client=client,
                    tokens=tokens, rooms=rooms, allocator=allocator, locator=locator, metrics=metrics,
                    rate_limiter=TenantRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-                   session_keys=session_keys, tracer_provider=provider, recovery=recovery,
+                   session_keys=session_keys, tracing=tracing, recovery=recovery,
                    room_events=RoomEvents(workers, agents, tenants, allocator, client, rooms, recovery),
                    webhook_replays=ReplayGuard(settings.webhook_max_age_seconds + 60), spec_checker=SpecChecker())
 
@@ -134,7 +135,7 @@ class GatewayRuntime:
         await self.worker_client.aclose()
         await self.rooms.aclose()
         await self.kube.aclose()
-        self.tracer_provider.shutdown()
+        self.tracing.shutdown()
 
 
 def runtime_of(request: Request) -> GatewayRuntime:

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Request, Response
-from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
 from pydantic import Field, field_validator
 
 from voxfleet.api.model_base import DNS_LABEL, ApiModel
@@ -29,6 +28,7 @@ from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.openapi_links import AFTER_SESSION_CREATE
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
+from voxfleet.telemetry.tracing import context_from_headers
 
 log = structlog.get_logger(__name__)
 
@@ -110,18 +110,26 @@ async def create_session(request: Request, agent: AgentName, body: SessionCreate
     body = body or SessionCreate()
     info = await _agent(runtime, tenant, agent)
     regions = _regions(runtime, tenant, info, body)
-    token = otel_context.attach(propagate.extract(request.headers))  # continue the caller's trace, if any
-    try:
-        allocation = await runtime.allocator.allocate(
-            tenant=tenant.name, namespace=tenant.namespace,
-            quota_limit=tenant.spec.quotas.max_concurrent_sessions, agent=info, regions=regions,
-            caller_identity=body.participant_identity, caller_name=body.participant_name or "",
-            metadata=body.metadata, eval_mode=body.eval_mode)
-    finally:
-        otel_context.detach(token)
-    assert allocation.caller_token is not None
-    log.info("session started", session_id=allocation.session_id, tenant=tenant.name, agent=agent,
-             region=allocation.region, room=allocation.room, pod=allocation.worker.name)
+    # The call's trace starts here, or continues the caller's W3C traceparent (never its baggage): the worker's
+    # spans join it through the dispatch, so one trace runs from this request to the agent's last answer.
+    with runtime.tracing.tracer("voxfleet.gateway").start_as_current_span(
+            "POST /v1/agents/{agent}/sessions", context=context_from_headers(request.headers), kind=SpanKind.SERVER,
+            attributes={"http.request.method": "POST", "http.route": "/v1/agents/{agent}/sessions",
+                        "voxfleet.tenant": tenant.name, "voxfleet.agent": agent}) as span:
+        try:
+            allocation = await runtime.allocator.allocate(
+                tenant=tenant.name, namespace=tenant.namespace,
+                quota_limit=tenant.spec.quotas.max_concurrent_sessions, agent=info, regions=regions,
+                caller_identity=body.participant_identity, caller_name=body.participant_name or "",
+                metadata=body.metadata, eval_mode=body.eval_mode)
+        except ApiError as error:
+            span.set_attribute("http.response.status_code", error.status)
+            raise
+        span.set_attributes({"voxfleet.session_id": allocation.session_id, "voxfleet.region": allocation.region,
+                             "http.response.status_code": 201})
+        assert allocation.caller_token is not None
+        log.info("session started", session_id=allocation.session_id, tenant=tenant.name, agent=agent,
+                 region=allocation.region, room=allocation.room, pod=allocation.worker.name)
     return SessionCreated(session_id=allocation.session_id, agent=agent, region=allocation.region,
                           room=allocation.room, livekit_url=allocation.livekit_url, token=allocation.caller_token.jwt,
                           participant_identity=allocation.caller_identity or "",

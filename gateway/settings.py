@@ -79,7 +79,6 @@ class GatewaySettings(PlatformSettings):
     webhook_max_age_seconds: int = Field(default=300, ge=10,
                                          description="Webhook events older than this are refused as replays.")
     load_poll_seconds: float = Field(default=5.0, gt=0, description="How often worker load hints are refreshed.")
-    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP traces endpoint (none: spans stay local).")
     access_log: bool = Field(default=False, description="One log line per request (route templates only, never"
                                                         " query strings or headers).")
     playground_dir: Path | None = Field(

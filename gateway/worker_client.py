@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
-from opentelemetry import propagate
 from pydantic import ValidationError
 
 from voxfleet.api.wire import DispatchRequest, DispatchResponse, ErrorBody, LoadReport, SessionState
 from voxfleet.api.worker_credentials import NamespaceTokens
 from voxfleet.gateway.worker_call_shares import ShareExhausted, TenantCallShares
+from voxfleet.telemetry.tracing import traceparent_headers
 
 DispatchAnswer = Literal["accepted", "full", "draining", "not_ready", "error"]
 _ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
@@ -93,9 +93,7 @@ class WorkerClient:
 
     @staticmethod
     def _trace_headers() -> dict[str, str]:
-        headers: dict[str, str] = {}
-        propagate.inject(headers)  # traceparent (and tracestate) of the current span
-        return headers
+        return traceparent_headers()  # W3C traceparent (and tracestate) of the current span, nothing else
 
     async def _call(self, method: str, ip: str, path: str, *, body: bytes | None = None,
                     timeout: float | None = None, max_bytes: int = 1 << 20) -> WorkerAnswer:

@@ -20,16 +20,27 @@ from typing import Protocol
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxfleet.api.wire import DispatchRequest, DispatchResponse, ErrorBody, LoadReport, SessionState
+from voxfleet.telemetry.tracing import context_from_traceparent
 from voxfleet.worker.eval_record import eval_routes
 from voxfleet.worker.slots import SlotRefused
 from voxfleet.worker.telemetry.metrics import REGISTRY
 
 MAX_BODY_BYTES = 64 * 1024
+# Paths FastAPI's own telemetry leaves out: probes, scrapes and the gateway's load polls, a few a second per
+# worker, would bury the calls' traces (and cost the collector more than the calls).
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/load"})
+# FastAPI's request spans (server spans that continue the caller's traceparent), through the worker's provider;
+# not its per-dependency spans, nor its metrics (Prometheus has them) or its log records of validation errors,
+# which quote the request's values (a dispatch carries a LiveKit token).
+FASTAPI_TELEMETRY = {"tracing": True, "operation_spans": False, "metrics": False, "logs": False,
+                     "auto_configure": False, "exclude": lambda scope: scope.get("path") in UNTRACED_PATHS}
 
 
 class WorkerControl(Protocol):
@@ -117,7 +128,8 @@ async def _send_error(send: Send, status: int, code: str, message: str,
 
 
 def build_app(worker: WorkerControl, token: str) -> FastAPI:
-    app = FastAPI(title="voxfleet worker", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="voxfleet worker", docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry=FASTAPI_TELEMETRY)
     expected = token.encode()
 
     def require_token(request: Request) -> None:
@@ -146,12 +158,22 @@ def build_app(worker: WorkerControl, token: str) -> FastAPI:
 
     @app.post("/v1/dispatch", status_code=201, dependencies=[Depends(require_token)])
     async def dispatch(body: DispatchRequest):
+        # FastAPI's server span continues the gateway's traceparent header, and the session started here keeps
+        # the context it was started in (voxfleet.worker.session). Without that span (FastAPI's telemetry off),
+        # the body's copy of the traceparent is the parent: either way the session joins the call's trace.
+        span = trace.get_current_span()
+        span.set_attributes({"voxfleet.session_id": body.session_id, "voxfleet.recovery": body.recovery})
         if not worker.ready and not worker.draining:
             raise ApiError(503, "not_ready", "the worker is still loading its models; retry shortly")
+        parent = None if span.get_span_context().is_valid else context_from_traceparent(body.traceparent)
+        attached = otel_context.attach(parent) if parent is not None else None
         try:
             state, created = worker.dispatch(body)
         except SlotRefused as refused:
             raise ApiError(409, refused.code, refused.message) from None
+        finally:
+            if attached is not None:
+                otel_context.detach(attached)
         response = DispatchResponse(session=state, load=worker.load())
         # A repeat of the same session id answers the same session, with the same status.
         return JSONResponse(response.to_wire(), status_code=201)

@@ -33,6 +33,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.api.wire import DispatchRequest
+from voxfleet.telemetry import resource_attributes
 from voxfleet.worker.eval_record import recorder_for
 from voxfleet.worker.input_audio_stop import InputAudioStop
 from voxfleet.worker.livekit_input import INPUT_SAMPLE_RATE, FramedLiveKitTransport
@@ -111,7 +112,9 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         conversation_id=request.session_id,
         enable_tracing=tracing,
         enable_turn_tracking=tracing,  # its observer sees every frame; only tracing reads it
-        additional_span_attributes=dict(labels),
+        additional_span_attributes={resource_attributes.TENANT: labels["tenant"],
+                                    resource_attributes.AGENT: labels["agent"],
+                                    resource_attributes.REGION: labels["region"]},
         enable_rtvi=False,
         idle_timeout_secs=spec.limits.idle_timeout_seconds,
         cancel_on_idle_timeout=False,  # the session ends itself, with end reason "idle"
@@ -121,8 +124,21 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         # few seconds (Pipecat's 20 s default kept an ended call's slot taken and its session "active").
         cancel_timeout_secs=CANCEL_FRAME_TIMEOUT_S,
         check_dangling_tasks=False)
+    if worker.turn_trace_observer is not None:
+        # Pipecat would open the conversation span when the StartFrame passes its observer, in whatever context
+        # that observer's task runs; opened here, it is a child of the current span (the session's, which
+        # continues the gateway's trace), so the turns and the STT/LLM/TTS spans under it join the call's trace.
+        worker.turn_trace_observer.start_conversation_tracing(request.session_id)
     services = {"stt": stt, "llm": llm, "tts": tts, "aggregators": aggregators}
     if spec.observability.record_transcripts:  # off: no text of the call leaves the pipeline
         services["transcripts"] = RoomTranscriptPublisher(transport, aggregators)
     return SessionPipeline(worker=worker, transport=transport, vad=vad, observer=observer, context=context,
                            services=services)
+
+
+def close_conversation_trace(pipeline: SessionPipeline) -> None:
+    """Ends the conversation span (and a turn still open) if Pipecat has not: it does so only when the pipeline
+    ran, and a call can end while it is being built or joining its room. A second call does nothing."""
+    observer = pipeline.worker.turn_trace_observer
+    if observer is not None:
+        observer.end_conversation_tracing()

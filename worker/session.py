@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.workers.runner import WorkerRunner
 
@@ -25,7 +27,7 @@ from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.wire import DispatchRequest, EndReason, SessionState
 from voxfleet.api.worker_config import WorkerConfig
 from voxfleet.telemetry.logging_setup import bind_call
-from voxfleet.worker.pipeline_builder import SessionPipeline, build_session_pipeline
+from voxfleet.worker.pipeline_builder import SessionPipeline, build_session_pipeline, close_conversation_trace
 from voxfleet.worker.providers.registry import ProviderContext
 from voxfleet.worker.settings import WorkerSettings
 from voxfleet.worker.shared_models import SharedModels
@@ -33,6 +35,7 @@ from voxfleet.worker.telemetry import metrics
 from voxfleet.worker.tool_calls import ToolRunnerLike
 
 log = structlog.get_logger("voxfleet.worker.session")
+TRACER = trace.get_tracer("voxfleet.worker")
 
 CANCEL_TIMEOUT_S = 10.0
 # From the ask to end to "ended": past this the session task itself is cancelled, so no stuck processor keeps a
@@ -80,6 +83,7 @@ class Session:
         self._end_asked_at: float | None = None
         self._ending_deadline: asyncio.TimerHandle | None = None
         self._subscribed = asyncio.Event()  # someone (the caller) subscribed to the agent's audio track
+        self._trace_parent = otel_context.get_current()  # the dispatch's span (control_api): the call's trace
         self._log = log.bind(session_id=request.session_id, tenant=request.tenant, agent=request.agent,
                              region=request.region, room=request.room)
 
@@ -88,7 +92,22 @@ class Session:
         return self.state.phase == "ended"
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"session-{self.request.session_id}")
+        self._task = asyncio.create_task(self._traced_run(), name=f"session-{self.request.session_id}")
+
+    async def _traced_run(self) -> None:
+        """The whole session as one span, a child of the dispatch that started it (the control API's span, itself
+        a child of the gateway's): Pipecat's conversation span opens inside it (pipeline_builder), so the call is
+        one trace from the tenant's request to the agent's last answer, and every line logged meanwhile carries it."""
+        with TRACER.start_as_current_span("voxfleet.session", context=self._trace_parent, attributes={
+                "voxfleet.session_id": self.request.session_id, "voxfleet.tenant": self.request.tenant,
+                "voxfleet.agent": self.request.agent, "voxfleet.region": self.request.region,
+                "voxfleet.room": self.request.room, "voxfleet.recovery": self.request.recovery}) as span:
+            try:
+                await self._run()
+            finally:
+                if self._pipeline is not None:
+                    close_conversation_trace(self._pipeline)  # a call ended before its pipeline ran, too
+                span.set_attribute("voxfleet.end_reason", self.state.end_reason or self._end_reason or "error")
 
     async def wait(self, timeout: float | None = None) -> bool:
         try:

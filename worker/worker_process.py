@@ -17,13 +17,14 @@ from voxfleet.api.outbound import OutboundPolicy
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.wire import DispatchRequest, LoadReport, SessionState
 from voxfleet.api.worker_config import WorkerConfig
+from voxfleet.telemetry.resource_attributes import SERVICE_WORKER
+from voxfleet.telemetry.tracing import install_globally, set_up_tracing
 from voxfleet.worker.providers.registry import ProviderContext, load_providers
 from voxfleet.worker.session import Session, WorkerResources
 from voxfleet.worker.settings import WorkerSettings
 from voxfleet.worker.shared_models import SharedModels
 from voxfleet.worker.slots import SlotRefused, SlotTable
 from voxfleet.worker.telemetry import metrics
-from voxfleet.worker.telemetry.tracing import configure_tracing
 
 log = structlog.get_logger("voxfleet.worker")
 
@@ -83,7 +84,7 @@ class WorkerProcess:
                                  labels=ToolLabels(**self.labels))
         self.resources = WorkerResources(config=self.config, settings=self.settings, platform=self.platform,
                                          models=models, providers=providers, tool_runner=tool_runner,
-                                         tracing=configure_tracing())
+                                         tracing=self._set_up_tracing())
         self.ready = True
         self.startup_seconds = process_age_seconds()
         metrics.READY.labels(**self.labels).set(1)
@@ -91,6 +92,18 @@ class WorkerProcess:
         log.info("worker ready", startup_seconds=round(self.startup_seconds, 3),
                  models_seconds=round(models.load_seconds, 3), slots=self.slots.capacity,
                  detector=spec.turn_detection.detector, config_hash=self._config_hash)
+
+    def _set_up_tracing(self) -> bool:
+        """Spans always (each session's trace id reaches its log lines); Pipecat's conversation, turn and service
+        spans only when they are exported (its turn tracking sees every frame). Call content stays out of them
+        unless the agent records transcripts (voxfleet.telemetry.tracing.ContentFilter)."""
+        tracing = set_up_tracing(SERVICE_WORKER, record_content=self.config.spec.observability.record_transcripts)
+        install_globally(tracing)
+        if tracing.problem:
+            log.warning("spans are not exported", problem=tracing.problem)
+        elif tracing.exporting:
+            log.info("tracing", export=tracing.target, call_content=tracing.record_content)
+        return tracing.exporting
 
     # -- the control API's view ---------------------------------------------------------------------------------
 

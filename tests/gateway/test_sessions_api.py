@@ -238,14 +238,15 @@ def test_allocation_metrics_are_exported(api, gateway):
 
 def test_spans_reach_an_otlp_collector_in_the_callers_trace(kube, platform_namespace, gateway_logs, livekit, tenant,
                                                             workers):
-    """The OTLP/HTTP exporter (the real client library) sends the gateway's spans to a collector endpoint."""
+    """The OTLP/HTTP exporter (the real client library) sends the gateway's spans to a collector given as the
+    standard BASE URL (OTEL_EXPORTER_OTLP_ENDPOINT, as the chart sets it): they arrive at <base>/v1/traces."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     from tests.fakes.http_server import LocalHTTPServer, Reply
 
     with LocalHTTPServer(lambda request: Reply(200, b"", {"Content-Type": "application/x-protobuf"})) as collector:
         traced = start_gateway(kube, platform_namespace, gateway_logs, regions=livekit_regions(livekit),
-                               extra_env=session_gateway_env(VOXFLEET_OTLP_ENDPOINT=f"{collector.url}/v1/traces",
+                               extra_env=session_gateway_env(OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
                                                              OTEL_BSP_SCHEDULE_DELAY="100"))
         try:
             trace_id = "0af7651916cd43dd8448eb211c80319c"
@@ -267,7 +268,9 @@ def test_spans_reach_an_otlp_collector_in_the_callers_trace(kube, platform_names
                     for resource_spans in export.resource_spans:
                         for scope_spans in resource_spans.scope_spans:
                             spans.update({span.name: span for span in scope_spans.spans})
-            assert spans["gateway.allocate_session"].trace_id.hex() == trace_id
+            request_span = spans["POST /v1/agents/{agent}/sessions"]
+            assert request_span.trace_id.hex() == trace_id  # the caller's trace, continued
+            assert spans["gateway.allocate_session"].parent_span_id == request_span.span_id
             assert spans["gateway.dispatch"].parent_span_id == spans["gateway.allocate_session"].span_id
         finally:
             traced.stop()

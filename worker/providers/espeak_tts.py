@@ -9,6 +9,7 @@ from pipecat.audio.utils import create_file_resampler
 from pipecat.frames.frames import ErrorFrame, Frame, TTSAudioRawFrame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.tracing.service_decorators import traced_tts
 
 from voxfleet.worker.providers.espeak_voice import ESpeakVoice
 
@@ -27,6 +28,7 @@ class ESpeakTTSService(TTSService):
     def can_generate_metrics(self) -> bool:
         return True
 
+    @traced_tts  # a tts span per sentence, as Pipecat's cloud voices make (its text only when the agent records)
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         try:
             await self.start_tts_usage_metrics(text)

@@ -18,6 +18,7 @@ from pipecat.frames.frames import Frame, InterimTranscriptionFrame, Transcriptio
 from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import STTService
 from pipecat.utils.time import time_now_iso8601
+from pipecat.utils.tracing.service_decorators import traced_stt
 from pocketsphinx import Decoder
 
 from voxfleet.worker.providers.sphinx_grammar import Grammar
@@ -114,6 +115,7 @@ class PocketSphinxSTTService(STTService):
             self._in_utterance = False
         self._pool.release(decoder)
 
+    @traced_stt  # an stt span per utterance, as Pipecat's cloud STTs make (its transcript only when recorded)
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         if self._decoder is None:
             return

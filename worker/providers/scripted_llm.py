@@ -26,6 +26,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
+from pipecat.utils.tracing.service_decorators import traced_llm
 
 from voxfleet.api.voiceagent import Intent
 from voxfleet.worker.providers.intent_matcher import IntentMatch, IntentMatcher, fill, fill_arguments
@@ -70,6 +71,7 @@ class ScriptedLLMService(LLMService):
         else:
             await self.push_frame(frame, direction)
 
+    @traced_llm  # an llm span per answer, as Pipecat's cloud LLMs make (messages and output only when recorded)
     async def _respond(self, context: LLMContext) -> None:
         await self.start_ttfb_metrics()
         messages = context.get_messages()
