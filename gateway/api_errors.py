@@ -12,11 +12,14 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voxfleet.api.wire import ErrorBody
 
 log = structlog.get_logger(__name__)
+W3C_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 _DESCRIPTIONS = {
@@ -106,8 +109,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        # With its traceback (redacted like every line): a 500 is a bug, and the traceback is where it is.
+        # With its traceback (redacted like every line): a 500 is a bug, and the traceback is where it is. The
+        # caller's trace id (a well-formed W3C traceparent, else none) is what the caller will report; it is a
+        # field of its own, never the line's trace_id: traces are the platform's, a caller only links to them.
         log.error("unhandled error", path=request.url.path, method=request.method,
-                  error_type=type(error).__name__, exc_info=error)
+                  error_type=type(error).__name__, caller_trace_id=_caller_trace_id(request), exc_info=error)
         return error_response(500, "internal_error", "The gateway failed to handle this request; it was logged."
                                                      " Try again, and report it if it persists.")
+
+
+def _caller_trace_id(request: Request) -> str | None:
+    context = trace.get_current_span(W3C_TRACE_CONTEXT.extract(request.headers)).get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None

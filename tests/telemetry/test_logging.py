@@ -3,7 +3,8 @@
 and a real `voxfleet worker` in a real LiveKit room.
 
 - every line is one JSON object with the same fields, uvicorn's and httpx's lines included;
-- "session started" names the session, and carries the trace id of the caller's W3C traceparent;
+- "session started" names the session and carries the call's trace id, the one its worker joins (the caller's
+  W3C traceparent is only linked); a 500 names the caller's trace id as caller_trace_id;
 - a gateway 500 (its apiserver gone) is logged with its traceback;
 - every line a worker session logs carries its session id and the call's trace id;
 - no API key or worker token in either log.
@@ -113,7 +114,7 @@ def test_gateway_lines_are_one_json_format_name_the_session_and_trace_and_a_500_
         assert api.put(f"/v1/agents/{AGENT}", json=SPEC).status_code in (200, 201)
         names = worker_pods.create(kube, tenant.namespace, [worker_pods.standin_pod(
             pods, tenant=tenant.name, agent=AGENT, region="us-east", slots=1)])
-        worker_pods.wait_ready(kube, tenant.namespace, names, pods=pods)
+        worker_ip = worker_pods.wait_ready(kube, tenant.namespace, names, pods=pods)[names[0]]
         trace_id, traceparent = new_traceparent()
         deadline = time.monotonic() + 20
         while True:  # the gateway's Pod watch needs a moment to see the pod Ready
@@ -123,10 +124,14 @@ def test_gateway_lines_are_one_json_format_name_the_session_and_trace_and_a_500_
             time.sleep(0.2)
         assert created.status_code == 201, created.text
         session_id = created.json()["sessionId"]
+        dispatches = httpx.get(f"http://{worker_ip}:8080/test/dispatches",
+                               headers=worker_pods.worker_headers(tenant.namespace), timeout=5).json()
+        call_trace_id = next(d["traceparent"] for d in dispatches if d["sessionId"] == session_id).split("-")[1]
 
         apiserver_relay.cut()  # the apiserver is gone for this gateway: reading agents fails unexpectedly
         started = time.monotonic()
-        failed = api.get("/v1/agents")
+        failed_trace_id, failed_traceparent = new_traceparent()
+        failed = api.get("/v1/agents", headers={"traceparent": failed_traceparent})
         print(f"gateway answer without its apiserver: {failed.status_code} in {time.monotonic() - started:.2f} s")
         assert failed.status_code == 500 and failed.json()["code"] == "internal_error"
 
@@ -139,11 +144,13 @@ def test_gateway_lines_are_one_json_format_name_the_session_and_trace_and_a_500_
 
     session_lines = [r for r in records if r["event"] == "session started"]
     assert [r["session_id"] for r in session_lines] == [session_id]
-    assert session_lines[0]["trace_id"] == trace_id and re.fullmatch(r"[0-9a-f]{16}", session_lines[0]["span_id"])
+    # The call's own trace, the one its worker joins (the caller's traceparent is only a link of its first span).
+    assert call_trace_id != trace_id
+    assert session_lines[0]["trace_id"] == call_trace_id and re.fullmatch(r"[0-9a-f]{16}", session_lines[0]["span_id"])
 
     unhandled = [r for r in records if r["event"] == "unhandled error" and r.get("path") == "/v1/agents"]
     assert len(unhandled) == 1, unhandled
-    assert unhandled[0]["level"] == "error"
+    assert unhandled[0]["level"] == "error" and unhandled[0]["caller_trace_id"] == failed_trace_id
     traceback = unhandled[0].get("exception", "")
     print(f"the 500's traceback: {len(traceback.splitlines())} lines, last: {traceback.splitlines()[-1:]}")
     assert traceback.startswith("Traceback (most recent call last):") and "httpx" in traceback
