@@ -49,7 +49,7 @@ NEVER_DEBUG = ("asyncio", "httpcore", "httpx", "hpack", "h2", "websockets", "url
                "livekit", "grpc", "opentelemetry", "kubernetes", "multipart", "watchfiles")
 # Loggers that libraries may have given handlers of their own (a uvicorn.Config with its default log_config).
 OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-# kopf logs every watch (re)connection at INFO; its warnings and errors still come through (INFO at debug).
+# kopf logs every watch (re)connection at INFO: only its warnings and errors, unless the level is debug.
 QUIET_UNLESS_DEBUG = ("kopf", "aiohttp.access")
 # Pipecat (loguru) logs at DEBUG by default and sometimes with conversation content (what the caller said, the
 # LLM's messages): only its warnings and errors reach the logs. Call content goes to spans, under the agent's
