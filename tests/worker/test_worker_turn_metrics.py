@@ -1,10 +1,13 @@
-"""Turn outcomes measured in production, proven on a real call: a real `voxfleet worker` in a real livekit-server
-room and a caller that asks, repeats itself, asks something new and hangs up in the middle of the answer. The
-worker's /metrics must then count one turn `repeated`, one `answered` and one `hung_up`
-(docs/operations.md, Turn success; the definitions case by case are tests/worker/test_turn_outcomes.py)."""
+"""Turn outcomes and false interruptions measured in production, proven on a real call: a real `voxfleet worker`
+in a real livekit-server room and a caller that asks, says "hmm" over the answer (a barge-in without words),
+asks again, asks something new and hangs up in the middle of that answer. The worker's /metrics must then count
+one turn `repeated`, one `answered`, one `hung_up`, and exactly one barge-in, a false one (docs/operations.md,
+Turn success and False interruptions; the definitions case by case are tests/worker/test_turn_outcomes.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 
@@ -21,6 +24,11 @@ STORY = ("Once upon a time there was a small town by the sea where every morning
          "down to the water to watch the boats come home with the fish of the night.")
 
 
+def counter(worker: WorkerUnderTest, name: str) -> float:
+    return sum(sample.value for family in text_string_to_metric_families(worker.metrics()) if family.name == name
+               for sample in family.samples if sample.name == f"{name}_total")
+
+
 def turn_outcomes(worker: WorkerUnderTest) -> dict[str, float]:
     outcomes: dict[str, float] = {}
     for family in text_string_to_metric_families(worker.metrics()):
@@ -33,8 +41,13 @@ def turn_outcomes(worker: WorkerUnderTest) -> dict[str, float]:
 
 async def test_turn_outcomes_of_a_real_call(livekit, tmp_path):
     region = livekit["us-east"]
-    spec = offline_spec(intents=[{"name": "hours", "keywords": ["opening hours", "open"], "reply": HOURS},
-                                 {"name": "story", "keywords": ["story"], "reply": STORY}])
+    spec = offline_spec(
+        intents=[{"name": "hours", "keywords": ["opening hours", "open"], "reply": HOURS},
+                 {"name": "story", "keywords": ["story"], "reply": STORY}],
+        # barge-in as in tests/worker/test_worker_calls.py: voice confirmed in one 32 ms window
+        turnDetection={"detector": "speech-timeout",
+                       "vad": {"stopSecs": 0.2, "startSecs": 0.032, "minVolume": 0.3, "confidence": 0.6},
+                       "timeouts": {"speechTimeoutSecs": 0.3}})
     worker = WorkerUnderTest.start(tmp_path, spec, livekit=region)
     try:
         before = turn_outcomes(worker)
@@ -44,9 +57,20 @@ async def test_turn_outcomes_of_a_real_call(livekit, tmp_path):
         caller = CallerBot(region.url, mint_token(region, room=room, identity=f"caller-{uuid.uuid4().hex[:6]}"))
         async with caller:
             await caller.wait_for_agent_speech(timeout=20)
-            for _ in range(2):  # the same question twice: the first turn is a repeat's
-                asked = await caller.say("opening hours")
-                await caller.wait_for_agent_speech(after=asked.voice_ended, timeout=10)
+            asked = await caller.say("opening hours")
+            answer = await caller.heard.wait_for(lambda: (caller.voiced_frames(asked.voice_ended) or [None])[0],
+                                                 timeout=10, what="the answer")
+            await asyncio.sleep(max(0.0, answer + 1.0 - time.monotonic()))
+            await caller.say("hmm")  # over the answer: the agent stops, and no word is transcribed
+            deadline = time.monotonic() + 10  # the wordless turn ends at Pipecat's 5 s turn-stop timeout
+            while counter(worker, "voxfleet_worker_false_interruptions") < 1:
+                assert time.monotonic() < deadline, worker.log_tail()
+                await asyncio.sleep(0.1)
+            turn_ended = time.monotonic() - 0.15  # polled every 0.1 s; the agent cannot speak before it ended
+            with contextlib.suppress(TimeoutError):  # the agent takes the answer up again: let it finish
+                await caller.wait_for_agent_speech(after=turn_ended, timeout=10)
+            asked = await caller.say("opening hours")  # the first turn's repeat
+            await caller.wait_for_agent_speech(after=asked.voice_ended, timeout=10)
             asked = await caller.say("tell me a story")
             await caller.heard.wait_for(lambda: (caller.voiced_frames(asked.voice_ended) or [None])[0],
                                         timeout=10, what="the story")
@@ -57,10 +81,13 @@ async def test_turn_outcomes_of_a_real_call(livekit, tmp_path):
             time.sleep(0.1)
         state = worker.get(f"/v1/sessions/{session_id}").json()
         after = turn_outcomes(worker)
+        barge_ins = counter(worker, "voxfleet_worker_interruptions")
+        false_ones = counter(worker, "voxfleet_worker_false_interruptions")
     finally:
         worker.stop()
     counted = {outcome: after[outcome] - before[outcome] for outcome in after}
-    print(f"turn outcomes of one call (ask, repeat, new question, hang up mid-answer): {counted};"
-          f" end reason {state['endReason']}")
+    print(f"one call (ask, 'hmm' over the answer, ask again, new question, hang up mid-answer): turn outcomes"
+          f" {counted}, barge-ins {barge_ins:g} of which false {false_ones:g}; end reason {state['endReason']}")
     assert state["endReason"] == "caller-left"
     assert counted == {"answered": 1, "repeated": 1, "hung_up": 1, "unanswered": 0}, worker.log_tail()
+    assert (barge_ins, false_ones) == (1, 1)  # one barge-in, counted once (Pipecat sends its frame both ways)

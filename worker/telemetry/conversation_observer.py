@@ -99,6 +99,10 @@ class ConversationObserver(BaseObserver):
                 self.last_activity = now
                 self._judge.agent_stopped_speaking()
         elif isinstance(frame, UserStartedSpeakingFrame):
+            # Pipecat broadcasts the caller's turn frames both ways (two frames): count the downstream one only,
+            # or every barge-in is counted twice.
+            if data.direction != FrameDirection.DOWNSTREAM:
+                return
             self.last_activity = now
             self._in_turn = True
             self._words_in_turn = False
@@ -114,7 +118,7 @@ class ConversationObserver(BaseObserver):
                     self._turn_text.append(frame.text)
                 self._remember("caller", frame.text)
         elif isinstance(frame, UserStoppedSpeakingFrame):
-            if not self._in_turn:
+            if data.direction != FrameDirection.DOWNSTREAM or not self._in_turn:
                 return
             self._in_turn = False
             self.last_activity = now
