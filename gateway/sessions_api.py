@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Request, Response
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from pydantic import Field, field_validator
 
@@ -28,7 +29,7 @@ from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.openapi_links import AFTER_SESSION_CREATE
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
-from voxfleet.telemetry.tracing import context_from_headers
+from voxfleet.telemetry.tracing import links_from_headers
 
 log = structlog.get_logger(__name__)
 
@@ -110,12 +111,14 @@ async def create_session(request: Request, agent: AgentName, body: SessionCreate
     body = body or SessionCreate()
     info = await _agent(runtime, tenant, agent)
     regions = _regions(runtime, tenant, info, body)
-    # The call's trace starts here, or continues the caller's W3C traceparent (never its baggage): the worker's
-    # spans join it through the dispatch, so one trace runs from this request to the agent's last answer.
+    # The call's trace starts here, under the platform's sampler; the worker's spans join it through the dispatch,
+    # so one trace runs from this request to the agent's last answer. The tenant's own traceparent, if it sent
+    # one, is a link: as the parent it would choose the trace id and whether the call is traced at all.
     with runtime.tracing.tracer("voxfleet.gateway").start_as_current_span(
-            "POST /v1/agents/{agent}/sessions", context=context_from_headers(request.headers), kind=SpanKind.SERVER,
-            attributes={"http.request.method": "POST", "http.route": "/v1/agents/{agent}/sessions",
-                        "voxfleet.tenant": tenant.name, "voxfleet.agent": agent}) as span:
+            "POST /v1/agents/{agent}/sessions", context=Context(), links=links_from_headers(request.headers),
+            kind=SpanKind.SERVER, attributes={
+                "http.request.method": "POST", "http.route": "/v1/agents/{agent}/sessions",
+                "voxfleet.tenant": tenant.name, "voxfleet.agent": agent}) as span:
         try:
             allocation = await runtime.allocator.allocate(
                 tenant=tenant.name, namespace=tenant.namespace,

@@ -19,8 +19,10 @@ span before it leaves the process unless the process was set up with ``record_co
 switch of its own for it, and its service spans carry all of it. The filter keeps a list of attributes known to
 be free of content, so an attribute a later Pipecat adds stays in the process until someone lists it.
 
-Trace context crosses process boundaries as W3C ``traceparent`` only (never baggage): the tenant's session request
-may start the trace, but what it sends can't become attributes on the platform's spans.
+Trace context crosses the platform's own process boundaries as W3C ``traceparent`` (never baggage). What a tenant
+sends is not trusted as a parent: each call is its own trace under the platform's sampler, and the tenant's
+``traceparent`` becomes a link (``links_from_headers``). As a parent it would pick the call's trace id (one id for
+all its calls, merging them into one trace) and, through its sampled flag, whether the platform traces the call.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Status
+from opentelemetry.trace import Link, Status
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
@@ -216,8 +218,15 @@ def traceparent_headers(context: Context | None = None) -> dict[str, str]:
 
 
 def context_from_headers(headers: Mapping[str, str]) -> Context:
-    """The caller's trace context from its W3C headers (an empty context when absent or malformed: a new trace)."""
+    """Another voxfleet process's trace context from its W3C headers (empty when absent or malformed)."""
     return _W3C.extract(headers)
+
+
+def links_from_headers(headers: Mapping[str, str]) -> list[Link]:
+    """The caller's span as a link, from its W3C ``traceparent`` alone (no tracestate: nothing else the caller
+    wrote rides on the platform's spans); none when absent or malformed."""
+    span_context = trace.get_current_span(context_from_traceparent(headers.get("traceparent"))).get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
 
 
 def context_from_traceparent(traceparent: str | None, tracestate: str | None = None) -> Context:

@@ -193,8 +193,10 @@ def test_trace_context_and_metadata_reach_the_worker(api, workers, tenant):
     assert len(seen) == 1
     dispatch = seen[0]
     assert dispatch["metadata"] == {"order": 42}
-    assert dispatch["traceparent"].split("-")[1] == trace_id  # the worker's spans join the caller's trace
-    assert dispatch["traceparentHeader"].split("-")[1] == trace_id
+    # The worker's spans join the call's own trace (the caller's traceparent is a link of the gateway's span, not
+    # its parent: a tenant does not choose the platform's trace ids), in the body and in the header alike.
+    call_trace = dispatch["traceparent"].split("-")[1]
+    assert call_trace != trace_id and dispatch["traceparentHeader"].split("-")[1] == call_trace
     assert dispatch["agentIdentity"].startswith("vf-agent.") and dispatch["recovery"] is False
 
 
@@ -236,10 +238,11 @@ def test_allocation_metrics_are_exported(api, gateway):
     assert 'voxfleet_gateway_workers{agent="support",ready="true",region="us-east"' in metrics
 
 
-def test_spans_reach_an_otlp_collector_in_the_callers_trace(kube, platform_namespace, gateway_logs, livekit, tenant,
-                                                            workers):
+def test_spans_reach_an_otlp_collector_with_the_callers_trace_linked(kube, platform_namespace, gateway_logs, livekit,
+                                                                    tenant, workers):
     """The OTLP/HTTP exporter (the real client library) sends the gateway's spans to a collector given as the
-    standard BASE URL (OTEL_EXPORTER_OTLP_ENDPOINT, as the chart sets it): they arrive at <base>/v1/traces."""
+    standard BASE URL (OTEL_EXPORTER_OTLP_ENDPOINT, as the chart sets it): they arrive at <base>/v1/traces. Each
+    call is its own trace, the caller's traceparent a link: two calls sending the same one are two traces."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     from tests.fakes.http_server import LocalHTTPServer, Reply
@@ -249,28 +252,34 @@ def test_spans_reach_an_otlp_collector_in_the_callers_trace(kube, platform_names
                                extra_env=session_gateway_env(OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
                                                              OTEL_BSP_SCHEDULE_DELAY="100"))
         try:
-            trace_id = "0af7651916cd43dd8448eb211c80319c"
+            trace_id, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+            sessions = []
             with httpx.Client(base_url=traced.url, headers=tenant.headers(), timeout=15) as http:
-                deadline = time.monotonic() + 15
-                while (created := http.post(f"/v1/agents/{AGENT}/sessions", json={}, headers={
-                        "traceparent": f"00-{trace_id}-b7ad6b7169203331-01"})).status_code == 503:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.2)
-                assert created.status_code == 201
-                http.delete(f"/v1/sessions/{created.json()['sessionId']}")
-            spans = {}
+                for _ in range(2):
+                    deadline = time.monotonic() + 15
+                    while (created := http.post(f"/v1/agents/{AGENT}/sessions", json={}, headers={
+                            "traceparent": f"00-{trace_id}-{caller_span}-01"})).status_code == 503:
+                        assert time.monotonic() < deadline
+                        time.sleep(0.2)
+                    assert created.status_code == 201
+                    sessions.append(created.json()["sessionId"])
+                    http.delete(f"/v1/sessions/{sessions[-1]}")
+            spans: list = []
             deadline = time.monotonic() + 20
-            while "gateway.dispatch" not in spans:
-                assert time.monotonic() < deadline, f"spans exported: {sorted(spans)}"
+            while sum(span.name == "gateway.dispatch" for span in spans) < 2:
+                assert time.monotonic() < deadline, f"spans exported: {sorted(span.name for span in spans)}"
                 time.sleep(0.2)
-                for call in collector.calls("/v1/traces"):
-                    export = ExportTraceServiceRequest.FromString(call.body)
-                    for resource_spans in export.resource_spans:
-                        for scope_spans in resource_spans.scope_spans:
-                            spans.update({span.name: span for span in scope_spans.spans})
-            request_span = spans["POST /v1/agents/{agent}/sessions"]
-            assert request_span.trace_id.hex() == trace_id  # the caller's trace, continued
-            assert spans["gateway.allocate_session"].parent_span_id == request_span.span_id
-            assert spans["gateway.dispatch"].parent_span_id == spans["gateway.allocate_session"].span_id
+                spans = [span for call in collector.calls("/v1/traces")
+                         for resource_spans in ExportTraceServiceRequest.FromString(call.body).resource_spans
+                         for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
+            requests = [span for span in spans if span.name == "POST /v1/agents/{agent}/sessions"]
+            assert len(requests) == 2 and len({span.trace_id for span in requests}) == 2  # one trace per call
+            for request_span in requests:
+                assert not request_span.parent_span_id and request_span.trace_id.hex() != trace_id
+                assert [(link.trace_id.hex(), link.span_id.hex()) for link in request_span.links] == [
+                    (trace_id, caller_span)]  # the caller's trace, linked
+                by_name = {span.name: span for span in spans if span.trace_id == request_span.trace_id}
+                assert by_name["gateway.allocate_session"].parent_span_id == request_span.span_id
+                assert by_name["gateway.dispatch"].parent_span_id == by_name["gateway.allocate_session"].span_id
         finally:
             traced.stop()
