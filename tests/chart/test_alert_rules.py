@@ -50,7 +50,7 @@ def test_every_alert_fires_and_stays_quiet_under_promtool():
     names = [rule["alert"] for rule in alerts()]
     assert not [n for n in names if n not in firing], "alerts without a firing case"
     assert not [n for n in names if n not in quiet], "alerts without a quiet case"
-    assert not set(firing) | set(quiet) - set(names), "cases for alerts that no longer exist"
+    assert not (set(firing) | set(quiet)) - set(names), "cases for alerts that no longer exist"
     result = promtool("test", "rules", str(CASES))
     assert result.returncode == 0, result.stdout + result.stderr
     print(f"promtool test rules: {len(names)} alerts, {sum(firing.values())} firing and {sum(quiet.values())} quiet"
