@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 servers:
-	@echo "==> the real servers of the test world (built once per machine, then cached)"
+	@echo "==> the real servers of the test world: Kubernetes, LiveKit, kwok, helm, Prometheus + promtool and an"
+	@echo "    OpenTelemetry Collector (built once per machine from their Go modules, then cached by version)"
 	bash world/build-servers.sh
 
 # The browser playground the gateway serves: livekit-client bundled with esbuild, both from the npm registry.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real servers the test world runs, from their Go modules, once per machine.
 # Each binary is cached as $VOXFLEET_BIN_DIR/<name>-<version>; a cached one is never rebuilt.
-# Usage: build-servers.sh [name ...]   (default: all). Names: etcd kube-apiserver kube-controller-manager
+# Usage: build-servers.sh [name ...]   (default: all) | build-servers.sh --versions. Names: etcd kube-apiserver kube-controller-manager
 #        kube-scheduler kubectl livekit-server kwok helm prometheus promtool otelcol
 # Progress goes to stderr, one line per server (cached / building / built in N s).
 set -euo pipefail
@@ -12,6 +12,7 @@ LIVEKIT_VERSION=${LIVEKIT_VERSION:-v1.13.5}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}  # the Go module version of Prometheus v3.16.0
+PROMETHEUS_BUILD_TAGS=remove_all_sd,enable_kubernetes_sd
 # The collector is our own wrapper module (world/otelcol: go.mod pins every collector module at this one release);
 # bump this when its go.mod or main.go changes, or the cached binary is reused.
 OTELCOL_VERSION=${OTELCOL_VERSION:-v0.161.0}
@@ -19,24 +20,7 @@ OTELCOL_MODULE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/otelcol" && pwd)
 BIN_DIR=${VOXFLEET_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/voxfleet/bin}
 WORK_DIR=${VOXFLEET_BUILD_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/voxfleet/build}
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "build-servers: Go is not installed. Install Go 1.26+ (https://go.dev/dl) or put prebuilt" >&2
-  echo "  binaries on PATH / name them with VOXFLEET_<NAME>_BIN (e.g. VOXFLEET_KUBE_APISERVER_BIN)." >&2
-  exit 3
-fi
-mkdir -p "$BIN_DIR" "$WORK_DIR"
-export GOFLAGS="${GOFLAGS:-} -trimpath"
-
 log() { printf '[build-servers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# One build at a time per cache (two terminals, two test runs): the second waits, then finds the binaries cached.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$BIN_DIR/.build.lock"
-  if ! flock -n 9; then
-    log "another build-servers.sh is running; waiting for it ..."
-    flock 9
-  fi
-fi
 
 version_of() {
   case "$1" in
@@ -133,16 +117,41 @@ build_one() {
     helm) go_install "$name" "helm.sh/helm/v3/cmd/helm@$version" helm ;;
     prometheus|promtool)
       # v0.3XY.Z is Prometheus vX.Y.Z (v0.316.0 = 3.16.0): stamp that so /api/v1/status/buildinfo says it.
+      # Upstream's plugin build tags keep only the Kubernetes service discovery (plus the built-in static, file
+      # and http): the cloud providers' SDKs (AWS, Azure, GCE ...) were most of a much longer build, unused here.
       local release="${version#v0.}"; release="${release:0:1}.${release:1}"
       go_install "$name" "github.com/prometheus/prometheus/cmd/$name@$version" "$name" \
-        -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" ;;
+        -tags "$PROMETHEUS_BUILD_TAGS" -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" ;;
     otelcol)
       (cd "$OTELCOL_MODULE_DIR" && go build -ldflags "-s -w" -o "$out.tmp" .) && mv "$out.tmp" "$out" ;;
   esac
   log "$name $version: built in $(( $(date +%s) - start )) s -> $out"
 }
 
+ALL=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl livekit-server kwok helm prometheus promtool otelcol)
+if [ "${1:-}" = "--versions" ]; then  # "name version" per server, what the cache names carry (tests compare binaries.py)
+  for n in "${ALL[@]}"; do echo "$n $(version_of "$n")"; done
+  exit 0
+fi
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl livekit-server kwok helm
-                                   prometheus promtool otelcol)
+[ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+if ! command -v go >/dev/null 2>&1; then
+  echo "build-servers: Go is not installed. Install Go 1.26+ (https://go.dev/dl) or put prebuilt" >&2
+  echo "  binaries on PATH / name them with VOXFLEET_<NAME>_BIN (e.g. VOXFLEET_KUBE_APISERVER_BIN)." >&2
+  exit 3
+fi
+mkdir -p "$BIN_DIR" "$WORK_DIR"
+export GOFLAGS="${GOFLAGS:-} -trimpath"
+
+# One build at a time per cache (two terminals, two test runs): the second waits, then finds the binaries cached.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$BIN_DIR/.build.lock"
+  if ! flock -n 9; then
+    log "another build-servers.sh is running; waiting for it ..."
+    flock 9
+  fi
+fi
+
+total_start=$(date +%s)
 for n in "${names[@]}"; do build_one "$n"; done
+log "${#names[@]} server(s) ready in $BIN_DIR ($(( $(date +%s) - total_start )) s)"

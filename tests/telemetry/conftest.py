@@ -26,8 +26,9 @@ Usage
     def test_scraped(prometheus, world, namespace):
         prom = prometheus([static_scrape_config("gateway", ["127.0.0.1:9464"])],
                           rule_files=[path_to_rules_yaml])        # scrape and evaluation every 1 s
-        # pods, the way the chart's PodMonitor/ServiceMonitor would have Prometheus Operator scrape them:
-        prom = prometheus(scrape_configs_for_monitors(rendered_objects, kubeconfig=world.kubeconfig))
+        # pods, the way the chart's PodMonitor/ServiceMonitor would have the Prometheus Operator scrape them
+        # (objects as the API serves them, camelCase: `helm template` output or a REST GET; interval= for speed):
+        prom = prometheus(scrape_configs_for_monitors(rendered_objects, kubeconfig=world.kubeconfig, interval="1s"))
         prom.wait_for_targets_up("<job>", count=1)
         series = prom.wait_for_series('voxfleet_build_info{component="gateway"}')
         prom.query("sum(rate(x[1m]))"), prom.value("count(up)"), prom.reload(new_scrape_configs)

@@ -100,7 +100,7 @@ def test_prometheus_scrapes_a_static_target_and_reports_bad_promql(prometheus):
         prom.wait_for_targets_up("renamed")
         assert {t["scrapePool"] for t in prom.targets()} == {"renamed"}
         with pytest.raises(PromQLError, match="refused"):
-            prom.reload([{"job_name": "broken", "static_configs": [{"targets": ["not a target"]}]}])
+            prom.reload([{"job_name": "broken", "scrape_interval": "soon"}])
     finally:
         server.shutdown()
         thread.join()
@@ -182,3 +182,12 @@ def test_promtool_unit_tests_rules_and_rejects_bad_promql(tmp_path):
     bad = subprocess.run([str(promtool), "check", "rules", "/dev/stdin"], input="groups: [{name: x, rules: "
                          "[{alert: A, expr: 'sum('}]}]", capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "parse error" in bad.stderr + bad.stdout
+
+
+def test_build_script_and_binaries_agree_on_every_server_and_version():
+    """`make setup` runs build-servers.sh with no names: it must build every server binaries.py looks for, under
+    the cache name (version) binaries.py expects, or a fresh machine builds them again mid-test."""
+    listed = subprocess.run(["bash", str(binaries.BUILD_SCRIPT), "--versions"], capture_output=True, text=True,
+                            timeout=30, check=True).stdout
+    built_by_default = dict(line.split() for line in listed.splitlines())
+    assert built_by_default == binaries.VERSIONS
