@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -199,12 +200,22 @@ def _otlp_exporter(environ: Mapping[str, str]) -> tuple[SpanExporter, str] | Non
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         endpoint = full or base
-        return GrpcExporter(endpoint=endpoint), f"grpc {endpoint}"
+        return GrpcExporter(endpoint=endpoint), f"grpc {_without_credentials(endpoint)}"
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
     # The full URL as the SDK resolves it (a base URL gets /v1/traces); passed explicitly so `environ` decides.
     endpoint = full or f"{base.removesuffix('/')}/v1/traces"
-    return HttpExporter(endpoint=endpoint), f"http/protobuf {endpoint}"
+    return HttpExporter(endpoint=endpoint), f"http/protobuf {_without_credentials(endpoint)}"
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as it may be logged: a user:password@ in it (a collector behind basic auth) is left out."""
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit(parts._replace(netloc=f"{netloc}:{parts.port}" if parts.port else netloc))
 
 
 # --- W3C trace context across processes ----------------------------------------------------------------------

@@ -47,7 +47,9 @@ def collector(module_otel_collector: Collector) -> Collector:
 
 def test_a_base_url_exports_to_its_v1_traces_with_the_envs_service_and_resource(collector: Collector):
     started = time.monotonic()
-    said = run_probe("base", {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http_endpoint + "/",
+    # A collector behind basic auth takes user:password@ in the URL: never in the line the component logs.
+    with_credentials = collector.otlp_http_endpoint.replace("http://", "http://probe:pw-4417@") + "/"
+    said = run_probe("base", {"OTEL_EXPORTER_OTLP_ENDPOINT": with_credentials,
                               "OTEL_SERVICE_NAME": "voxfleet-worker",
                               "OTEL_RESOURCE_ATTRIBUTES": "voxfleet.tenant=acme,k8s.pod.name=w-0"})
     assert said == f"http/protobuf {collector.otlp_http_endpoint}/v1/traces |"
