@@ -104,14 +104,19 @@ build_one() {
   if [ -x "$out" ]; then log "$name $version: cached at $out"; return; fi
   start=$(date +%s)
   log "$name $version: building (first time on this machine; cached afterwards) ..."
+  # A Go build prints nothing for minutes: say every minute that it is still going, so it doesn't look hung.
+  ( while sleep 60; do log "$name $version: still building ($(( $(date +%s) - start )) s) ..."; done ) &
+  TICKER=$!
   case "$name" in
     kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
       local dir; dir=$(k8s_wrapper)
       (cd "$dir" && go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION" \
-        -o "$out.tmp" "k8s.io/kubernetes/cmd/$name") && mv "$out.tmp" "$out" ;;
+        -o "$out.tmp" "k8s.io/kubernetes/cmd/$name")
+      mv "$out.tmp" "$out" ;;
     etcd)
       local dir; dir=$(etcd_wrapper)
-      (cd "$dir" && go build -ldflags "-s -w" -o "$out.tmp" .) && mv "$out.tmp" "$out" ;;
+      (cd "$dir" && go build -ldflags "-s -w" -o "$out.tmp" .)
+      mv "$out.tmp" "$out" ;;
     livekit-server) go_install "$name" "github.com/livekit/livekit-server/cmd/server@$version" server ;;
     kwok) go_install "$name" "sigs.k8s.io/kwok/cmd/kwok@$version" kwok ;;
     helm) go_install "$name" "helm.sh/helm/v3/cmd/helm@$version" helm ;;
@@ -123,10 +128,16 @@ build_one() {
       go_install "$name" "github.com/prometheus/prometheus/cmd/$name@$version" "$name" \
         -tags "$PROMETHEUS_BUILD_TAGS" -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" ;;
     otelcol)
-      (cd "$OTELCOL_MODULE_DIR" && go build -ldflags "-s -w" -o "$out.tmp" .) && mv "$out.tmp" "$out" ;;
+      (cd "$OTELCOL_MODULE_DIR" && go build -ldflags "-s -w" -o "$out.tmp" .)
+      mv "$out.tmp" "$out" ;;
   esac
+  stop_ticker
   log "$name $version: built in $(( $(date +%s) - start )) s -> $out"
 }
+
+TICKER=
+stop_ticker() { if [ -n "$TICKER" ]; then kill "$TICKER" 2>/dev/null || true; wait "$TICKER" 2>/dev/null || true; TICKER=; fi; }
+trap stop_ticker EXIT  # a failed build (set -e) must not leave the ticker talking
 
 ALL=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl livekit-server kwok helm prometheus promtool otelcol)
 if [ "${1:-}" = "--versions" ]; then  # "name version" per server, what the cache names carry (tests compare binaries.py)
