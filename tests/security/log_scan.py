@@ -7,7 +7,8 @@ file the run wrote.
 What counts as the run's logs: every ``*.log`` file written since the run began (``RUN_DIR/started``) under the
 world folders (``<tmp>/voxfleet-world-*``: control plane, LiveKit, pod runner, and each worker pod's log under
 ``pods/<namespace>/<pod>/``), pytest's temporary folders (``<tmp>/pytest-of-<user>``: the gateway, operator and
-tool-server logs the harnesses write there) and ``$VOXFLEET_WORLD_DIR``; and pytest's captured output of every
+tool-server logs the harnesses write there; the test collector's OTLP output, ``*.jsonl``) and
+``$VOXFLEET_WORLD_DIR``; and pytest's captured output of every
 test, passed or failed, in the JUnit XML files of RUN_DIR (``-o junit_logging=all``). Values are searched as
 they are and base64-encoded (a Secret's ``data`` as the apiserver returns it). A finding names the file, the
 line and what the secret was; the value itself is never printed.
@@ -76,13 +77,14 @@ def run_roots(run_dir: Path) -> list[Path]:
 
 
 def log_files(roots: Iterable[Path], since: float) -> Iterator[Path]:
-    """Log files written since ``since``: ``*.log`` anywhere, and the JUnit XML of pytest's captured output."""
+    """Log files written since ``since``: ``*.log`` anywhere, the spans, metrics and logs the test collector
+    received (``*.jsonl``, tests/telemetry), and the JUnit XML of pytest's captured output."""
     seen: set[Path] = set()
     for root in roots:
         for dirpath, dirnames, filenames in os.walk(root, onerror=lambda _: None):
             dirnames[:] = [d for d in dirnames if d != LEDGER_FOLDER]
             for name in filenames:
-                if not (name.endswith(".log") or (name.endswith(".xml") and "junit" in name)):
+                if not (name.endswith((".log", ".jsonl")) or (name.endswith(".xml") and "junit" in name)):
                     continue
                 path = Path(dirpath) / name
                 try:
