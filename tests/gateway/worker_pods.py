@@ -80,6 +80,7 @@ def real_worker_pod(pods: RunnerPool, *, tenant: str, agent: str, region: str, n
            {"name": "VOXFLEET_LOG_FORMAT", "value": "json"},
            *({"name": k, "value": v} for k, v in (extra_env or {}).items())]
     container = {"name": "worker", "image": "voxfleet/voxfleet", "command": ["voxfleet", "worker"], "env": env,
+                 "ports": [{"name": "control", "containerPort": 8080, "protocol": "TCP"}],  # the PodMonitor's port
                  "volumeMounts": [{"name": "config", "mountPath": labels.AGENT_CONFIG_MOUNT, "readOnly": True}],
                  "readinessProbe": _probe("/readyz")}
     return {"apiVersion": "v1", "kind": "Pod",
