@@ -91,3 +91,31 @@ def test_the_chart_renders_the_same_alerts_as_a_prometheus_rule_promtool_accepts
     assert result.returncode == 0, result.stdout + result.stderr
     off = render(values=(VALUES_FILES["production"],))  # the API not served: nothing to apply it to
     assert not [m for m in off if m["kind"] == "PrometheusRule"]
+
+
+def _exported_names() -> set[str]:
+    """Every metric family and sample name the three components' registries export (in process)."""
+    from voxfleet.gateway.metrics import GatewayMetrics
+    from voxfleet.operator.metrics import OperatorMetrics
+    from voxfleet.worker.telemetry import metrics as worker_metrics
+
+    names: set[str] = set()
+    for registry in (GatewayMetrics().registry, OperatorMetrics().registry, worker_metrics.REGISTRY):
+        for family in registry.collect():
+            names |= {family.name, f"{family.name}_total" if family.type == "counter" else family.name}
+            names |= {f"{family.name}_{suffix}" for suffix in ("bucket", "sum", "count")
+                      if family.type == "histogram"}
+            names |= {sample.name for sample in family.samples}
+    return names
+
+
+def test_alerts_and_their_cases_name_only_metrics_the_components_export():
+    """promtool only sees the cases' own series: a misspelt metric would pass there and never fire for real."""
+    exported = _exported_names()
+    in_rules = {name for rule in alerts() for name in re.findall(r"\b(voxfleet_[a-z_]+)", rule["expr"])}
+    cases = yaml.safe_load(CASES.read_text())["tests"]
+    in_cases = {re.match(r"\s*([a-z_:]+)", series["series"]).group(1)
+                for case in cases for series in case["input_series"]}
+    assert sorted(in_rules - exported) == [], "alerts on metrics nobody exports"
+    assert sorted(in_cases - exported) == [], "promtool cases with series nobody exports"
+    print(f"{len(in_rules)} metrics in the alerts, {len(in_cases)} in the cases, all exported")
