@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real servers the test world runs, from their Go modules, once per machine.
 # Each binary is cached as $VOXFLEET_BIN_DIR/<name>-<version>; a cached one is never rebuilt.
-# Usage: build-servers.sh [name ...]   (default: all) | build-servers.sh --versions. Names: etcd kube-apiserver kube-controller-manager
+# Usage: build-servers.sh [name ...]   (default: all). Names: etcd kube-apiserver kube-controller-manager
 #        kube-scheduler kubectl livekit-server kwok helm prometheus promtool otelcol
+#        build-servers.sh --versions    prints "name version" for every server (the cache names' versions)
 # Progress goes to stderr, one line per server (cached / building / built in N s).
 set -euo pipefail
 
@@ -136,11 +137,14 @@ build_one() {
 }
 
 TICKER=
-stop_ticker() { if [ -n "$TICKER" ]; then kill "$TICKER" 2>/dev/null || true; wait "$TICKER" 2>/dev/null || true; TICKER=; fi; }
+stop_ticker() {
+  if [ -n "$TICKER" ]; then kill "$TICKER" 2>/dev/null || true; wait "$TICKER" 2>/dev/null || true; TICKER=; fi
+}
 trap stop_ticker EXIT  # a failed build (set -e) must not leave the ticker talking
 
-ALL=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl livekit-server kwok helm prometheus promtool otelcol)
-if [ "${1:-}" = "--versions" ]; then  # "name version" per server, what the cache names carry (tests compare binaries.py)
+ALL=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl livekit-server kwok helm
+     prometheus promtool otelcol)
+if [ "${1:-}" = "--versions" ]; then  # tests/world/test_telemetry_servers.py compares these with binaries.py
   for n in "${ALL[@]}"; do echo "$n $(version_of "$n")"; done
   exit 0
 fi

@@ -9,7 +9,6 @@ lines of the file exporter (one ExportTraceServiceRequest per line), so a test j
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import uuid
@@ -205,8 +204,7 @@ def start(*, binary: Binary, state_dir: Path, world_id: str | None = None, timeo
     config_file.write_text(yaml.safe_dump(config(grpc_port=grpc_port, http_port=http_port, out_dir=out_dir),
                                           sort_keys=False))
     server = processes.start("otelcol", [str(binary.path), f"--config={config_file}"], log_dir=state_dir,
-                             world_id=world_id or f"telemetry-{uuid.uuid4().hex[:8]}",
-                             env=dict(os.environ, OTEL_SDK_DISABLED="true"))
+                             world_id=world_id or f"telemetry-{uuid.uuid4().hex[:8]}")
     collector = Collector(grpc_port, http_port, out_dir, config_file, server)
     try:
         processes.wait_until(f"the OTLP receivers of {binary.path.name} on {http_port} (http), {grpc_port} (grpc)",

@@ -95,7 +95,8 @@ class Prometheus:
         return float(result[0]["value"][1])
 
     def targets(self) -> list[dict]:
-        """Active scrape targets: ``labels``, ``scrapePool``, ``scrapeUrl``, ``health`` (up/down/unknown), ``lastError``."""
+        """Active scrape targets: ``labels``, ``scrapePool``, ``scrapeUrl``, ``health`` (up/down/unknown),
+        ``lastError``."""
         return self._api("targets", {"state": "active"})["activeTargets"]
 
     def wait_for(self, what: str, probe: Callable[[], object], *, timeout: float = 30.0):

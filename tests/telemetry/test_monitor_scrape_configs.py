@@ -72,7 +72,8 @@ def test_label_selector_semantics():
 
 
 def _probe_pod(name: str, labels: dict, port_name: str, port: int, placement: dict) -> dict:
-    container = {"name": "probe", "image": "python:3.11", "command": [sys.executable, "-c", PROBE_POD_SCRIPT, str(port)],
+    container = {"name": "probe", "image": "python:3.11",
+                 "command": [sys.executable, "-c", PROBE_POD_SCRIPT, str(port)],
                  "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                  "ports": [{"name": port_name, "containerPort": port}]}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
