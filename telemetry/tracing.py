@@ -50,7 +50,7 @@ CONTENT_FREE_KEYS = frozenset({
     "conversation.id", "conversation.type", "is_final", "language", "vad_enabled", "stream", "tool_count",
     "voice_id", "tools.count", "tools.available", "function_calls.count", "audio.data_size_bytes",
     "transcript.is_input", "stt.incomplete", "tts.interrupted", "service.operation", "modalities",
-    "exception.type", "exception.escaped",
+    "exception.type", "exception.escaped", "gen_ai.tool.name", "gen_ai.tool.call.id",
 })
 CONTENT_FREE_PREFIXES = (
     "voxfleet.", "turn.", "metrics.", "gen_ai.provider.", "gen_ai.operation.", "gen_ai.output.", "gen_ai.request.",

@@ -97,7 +97,6 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         vad_analyzer=vad, user_turn_strategies=user_turn_strategies(spec, models), user_mute_strategies=mute))
 
     stt, llm, tts = build_stt(providers), build_llm(providers), build_tts(providers)
-    register_tools(llm, spec.tools, tool_runner)
 
     observer = ConversationObserver(labels=labels, vad=vad, stt_name=stt.name, llm_name=llm.name,
                                     tts_name=tts.name, record_transcripts=spec.observability.record_transcripts)
@@ -124,6 +123,8 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         # few seconds (Pipecat's 20 s default kept an ended call's slot taken and its session "active").
         cancel_timeout_secs=CANCEL_FRAME_TIMEOUT_S,
         check_dangling_tasks=False)
+    turns = worker.turn_trace_observer
+    register_tools(llm, spec.tools, tool_runner, turn_context=turns.get_current_turn_context if turns else lambda: None)
     if worker.turn_trace_observer is not None:
         # Pipecat would open the conversation span when the StartFrame passes its observer, in whatever context
         # that observer's task runs; opened here, it is a child of the current span (the session's, which

@@ -8,9 +8,12 @@ a call runs longer than `filler.afterMs`, so the caller never hears dead air.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.frames.frames import TTSSpeakFrame
@@ -19,6 +22,8 @@ from pipecat.services.llm_service import FunctionCallParams, LLMService
 from voxfleet.api.voiceagent import Tool
 
 TIMEOUT_MARGIN_S = 1.0  # the runner times out first and apologises; Pipecat's timeout is only the backstop
+TRACER = trace.get_tracer("voxfleet.worker")
+TurnContext = Callable[[], SpanContext | None]
 
 
 class ToolRunnerLike(Protocol):
@@ -45,18 +50,44 @@ def result_payload(outcome: Any) -> dict[str, Any]:
     return payload
 
 
-def register_tools(llm: LLMService, tools: list[Tool], runner: ToolRunnerLike) -> None:
+def register_tools(llm: LLMService, tools: list[Tool], runner: ToolRunnerLike,
+                   turn_context: TurnContext = lambda: None) -> None:
+    """`turn_context`: the span of the turn a call happens in (Pipecat's turn tracing), its tool spans' parent."""
     for tool in tools:
-        llm.register_function(tool.name, _handler(tool, runner), cancel_on_interruption=tool.interruptible,
+        llm.register_function(tool.name, _handler(tool, runner, turn_context),
+                              cancel_on_interruption=tool.interruptible,
                               timeout_secs=tool.http.timeout_ms / 1000 + TIMEOUT_MARGIN_S)
 
 
-def _handler(tool: Tool, runner: ToolRunnerLike) -> Callable[[FunctionCallParams], Awaitable[None]]:
+def _handler(tool: Tool, runner: ToolRunnerLike, turn_context: TurnContext
+             ) -> Callable[[FunctionCallParams], Awaitable[None]]:
     async def run(params: FunctionCallParams) -> None:
         async def say_filler() -> None:
             await params.llm.push_frame(TTSSpeakFrame(tool.filler.say, append_to_context=False))
 
-        outcome = await runner.run(tool, dict(params.arguments), call_id=params.tool_call_id, on_slow=say_filler)
-        await params.result_callback(result_payload(outcome))
+        # One span per call (OpenTelemetry's GenAI conventions): its arguments and result are call content, which
+        # voxfleet.telemetry.tracing keeps in the worker unless the agent records transcripts.
+        turn = turn_context()
+        parent = trace.set_span_in_context(NonRecordingSpan(turn)) if turn is not None else None
+        with TRACER.start_as_current_span(f"execute_tool {tool.name}", context=parent, kind=SpanKind.CLIENT,
+                                          attributes={"gen_ai.operation.name": "execute_tool",
+                                                      "gen_ai.tool.name": tool.name,
+                                                      "gen_ai.tool.call.id": params.tool_call_id,
+                                                      "gen_ai.tool.call.arguments": _json(params.arguments)}) as span:
+            outcome = await runner.run(tool, dict(params.arguments), call_id=params.tool_call_id,
+                                       on_slow=say_filler)
+            payload = result_payload(outcome)
+            span.set_attributes({"voxfleet.tool.outcome": getattr(outcome, "error", None) or "ok",
+                                 "gen_ai.tool.call.result": _json(payload)})
+            if getattr(outcome, "status", None) is not None:
+                span.set_attribute("http.response.status_code", outcome.status)
+        await params.result_callback(payload)
 
     return run
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str)[:4096]
+    except (TypeError, ValueError):
+        return str(value)[:4096]

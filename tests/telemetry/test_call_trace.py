@@ -51,6 +51,7 @@ EXPECTED_SPANS = {
     ("voxfleet-gateway", "gateway.dispatch"), ("voxfleet-worker", "POST /v1/dispatch"),
     ("voxfleet-worker", "voxfleet.session"), ("voxfleet-worker", "conversation"), ("voxfleet-worker", "turn"),
     ("voxfleet-worker", "stt"), ("voxfleet-worker", "llm"), ("voxfleet-worker", "tts"),
+    ("voxfleet-worker", "execute_tool lookup_order"),
 }
 # Where a worker's session spans come from (its control API's request spans are FastAPI's, one trace per request).
 SESSION_SCOPES = {"voxfleet.worker", "pipecat", "pipecat.turn"}
@@ -176,12 +177,16 @@ def assert_one_tree_from_the_request(call: PlacedCall) -> None:
     llm = next(s for s in call.spans if s.name == "llm")
     assert chain(llm) == ["POST /v1/agents/{agent}/sessions", "gateway.allocate_session", "gateway.dispatch",
                           "POST /v1/dispatch", "voxfleet.session", "conversation", "turn", "llm"]
+    tool = next(s for s in call.spans if s.name == "execute_tool lookup_order")
+    assert chain(tool)[-3:] == ["conversation", "turn", "execute_tool lookup_order"]
+    assert tool.attributes["voxfleet.tool.outcome"] == "ok" and tool.attributes["http.response.status_code"] == 200
     services = sorted({s.service_name for s in call.spans})
     assert services == ["voxfleet-gateway", "voxfleet-worker"]
     assert {s.attributes.get("voxfleet.session_id") for s in call.spans if "voxfleet.session_id" in s.attributes} \
         == {call.session_id}
     turns = [s for s in call.spans if s.name == "turn"]
-    counts = {name: sum(1 for s in call.spans if s.name == name) for name in ("turn", "stt", "llm", "tts")}
+    counts = {name: sum(1 for s in call.spans if s.name == name)
+              for name in ("turn", "stt", "llm", "tts", "execute_tool lookup_order")}
     print(f"[call trace] {call.agent}: trace {call.trace_id}, {len(call.spans)} spans "
           f"({sum(s.service_name == 'voxfleet-gateway' for s in call.spans)} gateway, "
           f"{sum(s.service_name == 'voxfleet-worker' for s in call.spans)} worker; {counts}), whole in the "
@@ -205,11 +210,12 @@ def test_a_call_without_recorded_transcripts_is_one_trace_without_its_words(trac
     assert leaked == [], f"call content in the spans of an agent that does not record transcripts: {leaked}"
     # Not vacuous: the service spans did carry the call's content, and the filter took it out (and says so).
     redacted = {s.name: set(s.attributes.get("voxfleet.content_redacted", [])) for s in call.spans
-                if s.name in ("stt", "llm", "tts")}
+                if s.name in ("stt", "llm", "tts", "execute_tool lookup_order")}
     print(f"[call trace] quiet: attributes removed per service span: "
           f"{ {name: sorted(keys) for name, keys in redacted.items()} }")
     assert "transcript" in redacted["stt"] and "text" in redacted["tts"]
     assert {"input", "output"} <= redacted["llm"]
+    assert {"gen_ai.tool.call.arguments", "gen_ai.tool.call.result"} <= redacted["execute_tool lookup_order"]
 
 
 def test_a_call_with_recorded_transcripts_carries_its_words(traced_platform: TracedPlatform):
@@ -227,7 +233,10 @@ def test_a_call_with_recorded_transcripts_carries_its_words(traced_platform: Tra
     print(f"[call trace] recorded: stt transcripts {transcripts!r}; tts text {tts_text[:160]!r}")
     assert HOURS_REPLY in tts_text and HOURS_REPLY in llm_output
     assert "marigold" in llm_input  # the prompt
-    assert "order_id" in llm_input  # the tool call's arguments
+    assert "order_id" in llm_input  # the tool call's arguments, as the LLM saw them
+    (tool,) = by_name["execute_tool lookup_order"]
+    assert "order_id" in tool.attributes["gen_ai.tool.call.arguments"]  # and as the tool got them
+    assert "zephyr" in tool.attributes["gen_ai.tool.call.result"].lower()
     assert "zephyr" in llm_input and "zephyr" in tts_text  # the tool's answer, and the agent saying it
     assert heard and transcripts and all(word in transcripts for word in heard.split())
     assert not any("voxfleet.content_redacted" in s.attributes for s in call.spans)
