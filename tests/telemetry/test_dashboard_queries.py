@@ -37,6 +37,7 @@ from voxfleet.world.prometheus import static_scrape_config
 pytestmark = [pytest.mark.world, pytest.mark.timeout(300)]
 
 DASHBOARD = CHART / "files" / "grafana-dashboard.json"
+ALERT_RULES = CHART / "files" / "alert-rules.yaml"  # loaded too: each evaluates without error on real series
 AGENT, AGENT_WITHOUT_WORKERS = "desk", "night"
 HOURS = "We are open every day from nine in the morning to six in the evening."
 STORY = ("Once upon a time there was a small town by the sea where every morning the people walked "
@@ -128,7 +129,7 @@ async def test_every_dashboard_panel_returns_data_after_real_calls(kube, pods, l
                     if m["kind"] == "PodMonitor"]
         operational = platform.gateway.operational_url.removeprefix("http://")
         prom = prometheus([*scrape_configs_for_monitors(monitors, kubeconfig=kube.kubeconfig, interval="1s"),
-                           static_scrape_config("gateway", [operational])])
+                           static_scrape_config("gateway", [operational])], rule_files=[ALERT_RULES])
         # The worker's series exist at 0 before any call (it creates them at start): a rate() then counts
         # the first call too.
         prom.wait_for_series(f'voxfleet_worker_ttfa_seconds_count{{tenant="{tenant}"}}', timeout=30)
@@ -157,11 +158,14 @@ async def test_every_dashboard_panel_returns_data_after_real_calls(kube, pods, l
             f'sum by (outcome) (voxfleet_worker_turn_outcomes_total{{tenant="{tenant}"}})')}
         barge_ins = prom.value(f'sum(voxfleet_worker_interruptions_total{{tenant="{tenant}"}})')
         versions = {s["metric"]["component"] for s in prom.query("voxfleet_build_info")}
+        rules = [rule for group in prom._api("rules")["groups"] for rule in group["rules"]]
     finally:
         platform.stop()
     print(f"dashboard: {len(figures)} queries with data, {len(empty)} empty; platform + Prometheus ready in"
           f" {ready_s:.1f} s, calls {calls_s:.1f} s; session {session['sessionId'][:12]}…; turn outcomes {outcomes},"
-          f" barge-ins {barge_ins:g}; build info from {sorted(versions)}")
+          f" barge-ins {barge_ins:g}; build info from {sorted(versions)}; alert rules evaluated:"
+          f" {sum(r['health'] == 'ok' for r in rules)} of {len(rules)} healthy,"
+          f" firing here: {sorted(r['name'] for r in rules if r.get('state') == 'firing') or 'none'}")
     for where, values in figures.items():
         print(f"  {where}: {values}")
     assert not empty, "dashboard queries without data after real calls:\n" + "\n".join(empty)
@@ -169,3 +173,5 @@ async def test_every_dashboard_panel_returns_data_after_real_calls(kube, pods, l
     # barged in with new words after it began) and the last answer before the hang-up are answered.
     assert outcomes.get("answered", 0) >= 2 and barge_ins >= 1, (outcomes, barge_ins)
     assert {"gateway", "worker"} <= versions
+    unhealthy = [(rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"]
+    assert len(rules) >= 11 and not unhealthy, unhealthy
