@@ -221,16 +221,11 @@ def _without_credentials(url: str) -> str:
 # --- W3C trace context across processes ----------------------------------------------------------------------
 
 def traceparent_headers(context: Context | None = None) -> dict[str, str]:
-    """``traceparent`` (and ``tracestate``) of the current span, or of ``context``: for a call to another
-    voxfleet process, whatever OTEL_PROPAGATORS says (both ends are ours, and both speak W3C)."""
+    """``traceparent`` of the current span (or of ``context``) for a call to another voxfleet process: W3C
+    whatever OTEL_PROPAGATORS says, since both ends are ours (and never baggage)."""
     carrier: dict[str, str] = {}
     _W3C.inject(carrier, context=context)
     return carrier
-
-
-def context_from_headers(headers: Mapping[str, str]) -> Context:
-    """Another voxfleet process's trace context from its W3C headers (empty when absent or malformed)."""
-    return _W3C.extract(headers)
 
 
 def links_from_headers(headers: Mapping[str, str]) -> list[Link]:
@@ -240,14 +235,7 @@ def links_from_headers(headers: Mapping[str, str]) -> list[Link]:
     return [Link(span_context)] if span_context.is_valid else []
 
 
-def context_from_traceparent(traceparent: str | None, tracestate: str | None = None) -> Context:
-    carrier = {"traceparent": traceparent} if traceparent else {}
-    if traceparent and tracestate:
-        carrier["tracestate"] = tracestate
-    return _W3C.extract(carrier)
-
-
-def trace_id_of(context: Context | None = None) -> str | None:
-    """The 32-hex trace id of the current span (or of ``context``), None outside a trace."""
-    span_context = trace.get_current_span(context).get_span_context()
-    return format(span_context.trace_id, "032x") if span_context.is_valid else None
+def context_from_traceparent(traceparent: str | None) -> Context:
+    """A context whose current span is the remote one a W3C ``traceparent`` names (empty when absent or
+    malformed: spans started in it begin a new trace)."""
+    return _W3C.extract({"traceparent": traceparent} if traceparent else {})
