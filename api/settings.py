@@ -62,7 +62,7 @@ class PlatformSettings(BaseSettings):
         default_factory=dict,
         description="Extra OTEL resource attributes of every component (deployment.environment, k8s.cluster.name).")
     monitoring_namespace: str | None = Field(
-        default=None,
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
         description="Namespace of the platform's Prometheus and OTEL collector: tenant NetworkPolicies let it scrape "
                     "the worker metrics port and let workers send OTLP to it. None: neither path is opened.")
 
