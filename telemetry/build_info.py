@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 BUILD_INFO = "voxfleet_build_info"
@@ -27,6 +27,10 @@ def voxfleet_version() -> str:
 
 def register_standard_metrics(registry: CollectorRegistry, component: str) -> None:
     """Add build info and the process, platform and GC collectors to `registry`, once per registry."""
+    # prometheus_client adds a `<name>_created` gauge beside every counter and histogram series. Our /metrics
+    # speak the plain text format, in which Prometheus stores those as ordinary series: they would double a
+    # worker's series per tenant, agent and region and tell nothing a dashboard uses. (Process-wide switch.)
+    disable_created_metrics()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
