@@ -1,4 +1,4 @@
-"""ServiceMonitor and PodMonitor CRDs for the test world, so the chart's monitoring objects meet a real apiserver.
+"""ServiceMonitor, PodMonitor and PrometheusRule CRDs for the test world, so the chart's monitoring objects meet a real apiserver.
 
 The Prometheus Operator cannot run here and its CRDs are not vendored, so these are written from its API
 reference: strict structural schemas (no preserved unknown fields) for the parts of the two kinds that a chart
@@ -66,17 +66,31 @@ def pod_monitor_crd() -> dict:
     }, ["selector"])
 
 
+def prometheus_rule_crd() -> dict:
+    string_map = {"type": "object", "additionalProperties": _STRING}
+    rule = {"type": "object", "required": ["expr"], "properties": {
+        "record": _STRING, "alert": _STRING, "expr": {"x-kubernetes-int-or-string": True},
+        "for": _DURATION, "keep_firing_for": _DURATION, "labels": string_map, "annotations": string_map}}
+    group = {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "minLength": 1}, "interval": _DURATION, "query_offset": _DURATION,
+        "limit": {"type": "integer"}, "partial_response_strategy": _STRING, "labels": string_map,
+        "rules": {"type": "array", "items": rule}}}
+    return _crd("PrometheusRule", "prometheusrules", {"groups": {"type": "array", "items": group}}, [])
+
+
 def all_crds() -> list[dict]:
-    return [service_monitor_crd(), pod_monitor_crd()]
+    return [service_monitor_crd(), pod_monitor_crd(), prometheus_rule_crd()]
+
+
+CRD_NAMES = [f"crd/{plural}.{GROUP}" for plural in ("servicemonitors", "podmonitors", "prometheusrules")]
 
 
 def install(kube) -> None:
-    """ServiceMonitor/PodMonitor served by the world's apiserver (server-side apply: idempotent across xdist
+    """ServiceMonitor/PodMonitor/PrometheusRule served by the world's apiserver (server-side apply: idempotent across xdist
     workers; never deleted, as other tests may be using them)."""
     import yaml
 
     manifests = "\n---\n".join(yaml.safe_dump(crd) for crd in all_crds())
     kube.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=voxfleet-chart-tests", "-f", "-",
                  input=manifests)
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 f"crd/servicemonitors.{GROUP}", f"crd/podmonitors.{GROUP}")
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *CRD_NAMES)

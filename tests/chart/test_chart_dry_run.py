@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from .helm_render import MONITORING_API_VERSIONS, VALUES_FILES, render_text
+from .monitoring_crds import CRD_NAMES as MONITORING_CRD_NAMES
 from .monitoring_crds import all_crds as monitoring_crds
 
 pytestmark = pytest.mark.world
@@ -17,12 +18,12 @@ RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.
 
 @pytest.fixture(scope="module")
 def monitoring_api(kube):
-    """ServiceMonitor/PodMonitor served by the apiserver (server-side apply: idempotent across xdist workers)."""
+    """ServiceMonitor/PodMonitor/PrometheusRule served by the apiserver (server-side apply: idempotent across
+    xdist workers)."""
     manifests = "\n---\n".join(yaml.safe_dump(crd) for crd in monitoring_crds())
     kube.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=voxfleet-chart-tests", "-f", "-",
                  input=manifests)
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 "crd/servicemonitors.monitoring.coreos.com", "crd/podmonitors.monitoring.coreos.com")
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *MONITORING_CRD_NAMES)
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_rendered_chart_passes_a_server_side_dry_run(name, kube, monitoring_api,
     kinds = {d["kind"] for d in documents}
     assert {"Deployment", "ClusterRole", "NetworkPolicy", "Lease", "Secret", "CustomResourceDefinition"} <= kinds
     if name == "production":
-        assert {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor", "PodMonitor"} <= kinds
+        assert {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
 
 
 def test_a_misplaced_field_is_refused_by_the_dry_run(kube, monitoring_api, restricted_namespace):
