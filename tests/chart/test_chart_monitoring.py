@@ -28,6 +28,7 @@ from kubernetes import client
 
 from tests.telemetry.conftest import module_otel_collector, prometheus  # noqa: F401 - fixtures used below
 from tests.telemetry.monitor_scrape_configs import scrape_configs_for_monitors
+from tests.gateway.worker_pods import worker_labels
 from tests.world.waiting import wait_for
 
 from . import monitoring_crds
@@ -66,7 +67,7 @@ class Monitored:
         return pod
 
     def worker(self):
-        [pod] = self.pods(self.tenant_namespace)
+        [pod] = self.pods(self.tenant_namespace, "voxfleet.dev/agent=concierge")
         return pod
 
     def objects(self, kinds: str, namespace: str) -> list[dict]:
@@ -108,7 +109,8 @@ def monitored(kube, pods, livekit, module_otel_collector, tmp_path_factory):  # 
         kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(agent))
         state = Monitored(kube, release, monitoring, outsider, tenant_namespace,
                           module_otel_collector.otlp_http_endpoint)
-        wait_for("a Ready worker", lambda: state.pods(tenant_namespace), timeout=180, interval=0.5)
+        wait_for("a Ready worker", lambda: state.pods(tenant_namespace, "voxfleet.dev/agent=concierge"),
+                 timeout=180, interval=0.5)
         yield state
     finally:
         delete_tenant(kube, release, tenant_namespace)
@@ -236,3 +238,46 @@ def test_spans_reach_the_collector_and_the_otlp_path_is_open_only_to_the_monitor
     print(f"session {session['sessionId']}: {len(spans)} spans; a worker span's resource: {worker_span.resource}")
     assert worker_span.resource["voxfleet.tenant"] == release.shard
     assert worker_span.resource["k8s.namespace.name"] == monitored.tenant_namespace
+
+
+# A worker process that lies about whose it is: the metrics a tenant's own image (workers.allowedImages) could serve.
+LYING_METRICS = """
+import http.server, os
+BODY = b'voxfleet_worker_ready{tenant="victim",agent="their-agent",region="eu-west"} 1\\n'
+class Metrics(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(BODY)
+http.server.HTTPServer((os.environ["POD_IP"], 8080), Metrics).serve_forever()
+"""
+
+
+def test_a_worker_cannot_claim_another_tenant_in_its_metrics(monitored, kube, pods, prometheus):  # noqa: F811
+    """tenant, agent and region on worker series come from the labels the operator put on the pod (the chart's
+    PodMonitor relabels them), not from the process: a lying process's own values are dropped."""
+    release = monitored.release
+    name = f"liar-{uuid.uuid4().hex[:6]}"
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "labels": worker_labels(release.shard, "liar", "us-east")},
+           "spec": {"containers": [{
+               "name": "worker", "image": "tenant/own-worker", "command": [sys.executable, "-c", LYING_METRICS],
+               "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+               "ports": [{"name": "control", "containerPort": 8080, "protocol": "TCP"}],
+               "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 10001,
+                                   "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}],
+               **pods.placement("us-east")}}
+    monitored.core.create_namespaced_pod(monitored.tenant_namespace, pod)
+    try:
+        monitors = monitored.objects("podmonitors", release.namespace)
+        prom = prometheus(scrape_configs_for_monitors(monitors, kubeconfig=kube.kubeconfig, interval="1s"))
+        [series] = prom.wait_for_series(f'voxfleet_worker_ready{{pod="{name}"}}', timeout=60)
+        print(f"the lying worker's series: {series['metric']}")
+        assert (series["metric"]["tenant"], series["metric"]["agent"], series["metric"]["region"]) == (
+            release.shard, "liar", "us-east")
+        assert not [label for label in series["metric"] if label.startswith("exported_")]
+        assert prom.query('voxfleet_worker_ready{tenant="victim"}') == []
+    finally:
+        monitored.core.delete_namespaced_pod(name, monitored.tenant_namespace, grace_period_seconds=0)
+
