@@ -1,7 +1,8 @@
 """Every panel of the chart's Grafana dashboard returns data from a real Prometheus after a few real calls.
 
-The platform is real: a `voxfleet gateway` process, a tenant with an API key, an agent PUT through the gateway
-and a real `voxfleet worker` pod on the world's runner nodes (tests/eval/eval_platform.py). Prometheus (T1's
+The platform is real: a `voxfleet gateway` process, a tenant with an API key, agents PUT through the gateway
+and a real `voxfleet worker` pod on the world's runner nodes (tests/gateway harnesses; the gateway starts while
+the worker pod does, which halves the set-up time). Prometheus (T1's
 `prometheus` fixture) scrapes the worker the way the chart's PodMonitor has the Prometheus Operator scrape it
 (tests/telemetry/monitor_scrape_configs.py) and the gateway's operational port. The calls: a session request for
 an agent without workers (a real 503 no_capacity, for the allocation-failure panel), then one call through the
@@ -19,17 +20,23 @@ with the offline providers, whose price is 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.callers.caller_bot import CallerBot
 from tests.chart.helm_render import CHART, MONITORING_API_VERSIONS, VALUES_FILES, render
-from tests.eval.eval_platform import EvalPlatform
+from tests.gateway import worker_pods
+from tests.gateway.conftest import livekit_regions, session_gateway_env
+from tests.gateway.gateway_process import GatewayProcess
+from tests.gateway.tenant_setup import TenantUnderTest, create_tenant, delete_tenant
 from tests.telemetry.monitor_scrape_configs import scrape_configs_for_monitors
 from tests.worker.worker_harness import offline_spec
 from voxfleet.world.prometheus import static_scrape_config
@@ -88,8 +95,40 @@ def positive(result: list[dict]) -> bool:
     return any(float(series["value"][1]) > 0 for series in result)
 
 
-async def place_calls(platform: EvalPlatform, prom) -> dict:
-    with httpx.Client(base_url=platform.gateway.url, headers=platform.tenant.headers(), timeout=15) as api:
+@contextlib.contextmanager
+def platform_with_a_worker(kube, pods, livekit, work_dir: Path):
+    """(gateway, tenant): a gateway and a tenant whose AGENT has one Ready real worker pod; the gateway starts
+    while the pod does."""
+    platform_namespace = kube.new_namespace("vfdash")
+    gateway = GatewayProcess(kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace,
+                             log_path=work_dir / "gateway.log", regions=livekit_regions(livekit),
+                             extra_env=session_gateway_env(VOXFLEET_LOG_LEVEL="info"))
+    tenant: TenantUnderTest | None = None
+    with ThreadPoolExecutor(1) as starter:
+        starting = starter.submit(gateway.start)
+        try:
+            tenant = create_tenant(kube, platform_namespace, allowed_regions=["us-east"], prefix="dash")
+            config_map = f"{AGENT}-config"
+            names = worker_pods.create(kube, tenant.namespace, [
+                worker_pods.agent_config_map(tenant.namespace, config_map, tenant=tenant.name, agent=AGENT,
+                                             spec=agent_spec()),
+                worker_pods.real_worker_pod(pods, tenant=tenant.name, agent=AGENT, region="us-east",
+                                            namespace=tenant.namespace, config_map=config_map, name=f"{AGENT}-0")])
+            worker_pods.wait_ready(kube, tenant.namespace, names, pods=pods)
+            starting.result()
+            with httpx.Client(base_url=gateway.url, headers=tenant.headers(), timeout=15) as api:
+                for agent in (AGENT, AGENT_WITHOUT_WORKERS):
+                    assert api.put(f"/v1/agents/{agent}", json=agent_spec()).status_code in (200, 201)
+            yield gateway, tenant
+        finally:
+            gateway.stop()
+            if tenant is not None:
+                delete_tenant(kube, tenant)
+            kube.delete_namespace(platform_namespace)
+
+
+async def place_calls(gateway: GatewayProcess, tenant: TenantUnderTest, prom) -> dict:
+    with httpx.Client(base_url=gateway.url, headers=tenant.headers(), timeout=15) as api:
         # A counter's labelled series appears at its first event, which a rate() cannot see as an increase:
         # a second refusal once Prometheus has the first is what the failure panel shows.
         for _ in range(2):
@@ -118,16 +157,11 @@ async def place_calls(platform: EvalPlatform, prom) -> dict:
 
 async def test_every_dashboard_panel_returns_data_after_real_calls(kube, pods, livekit, prometheus, tmp_path):
     began = time.monotonic()
-    platform = EvalPlatform.start(kube, pods, livekit, tmp_path)
-    try:
-        tenant = platform.tenant.name
-        with httpx.Client(base_url=platform.gateway.url, headers=platform.tenant.headers(), timeout=15) as api:
-            assert api.put(f"/v1/agents/{AGENT_WITHOUT_WORKERS}", json=agent_spec()).status_code in (200, 201)
-        platform.deploy(AGENT, agent_spec(), workers=1)
-
+    with platform_with_a_worker(kube, pods, livekit, tmp_path) as (gateway, tenant_under_test):
+        tenant = tenant_under_test.name
         monitors = [m for m in render(values=(VALUES_FILES["production"],), api_versions=MONITORING_API_VERSIONS)
                     if m["kind"] == "PodMonitor"]
-        operational = platform.gateway.operational_url.removeprefix("http://")
+        operational = gateway.operational_url.removeprefix("http://")
         prom = prometheus([*scrape_configs_for_monitors(monitors, kubeconfig=kube.kubeconfig, interval="1s"),
                            static_scrape_config("gateway", [operational])], rule_files=[ALERT_RULES])
         # The worker's series exist at 0 before any call (it creates them at start): a rate() then counts
@@ -137,7 +171,7 @@ async def test_every_dashboard_panel_returns_data_after_real_calls(kube, pods, l
         ready_s = time.monotonic() - began
 
         calls_began = time.monotonic()
-        session = await place_calls(platform, prom)
+        session = await place_calls(gateway, tenant_under_test, prom)
         # The caller has left: once the session has ended (usage and duration counted) Prometheus has it all.
         prom.wait_for_series(f'voxfleet_worker_sessions_total{{tenant="{tenant}", end_reason="caller-left"}} > 0',
                              timeout=45)
@@ -159,8 +193,6 @@ async def test_every_dashboard_panel_returns_data_after_real_calls(kube, pods, l
         barge_ins = prom.value(f'sum(voxfleet_worker_interruptions_total{{tenant="{tenant}"}})')
         versions = {s["metric"]["component"] for s in prom.query("voxfleet_build_info")}
         rules = [rule for group in prom._api("rules")["groups"] for rule in group["rules"]]
-    finally:
-        platform.stop()
     print(f"dashboard: {len(figures)} queries with data, {len(empty)} empty; platform + Prometheus ready in"
           f" {ready_s:.1f} s, calls {calls_s:.1f} s; session {session['sessionId'][:12]}…; turn outcomes {outcomes},"
           f" barge-ins {barge_ins:g}; build info from {sorted(versions)}; alert rules evaluated:"
