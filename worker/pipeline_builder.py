@@ -123,13 +123,15 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         # few seconds (Pipecat's 20 s default kept an ended call's slot taken and its session "active").
         cancel_timeout_secs=CANCEL_FRAME_TIMEOUT_S,
         check_dangling_tasks=False)
-    turns = worker.turn_trace_observer
-    register_tools(llm, spec.tools, tool_runner, turn_context=turns.get_current_turn_context if turns else lambda: None)
-    if worker.turn_trace_observer is not None:
+    turns = worker.turn_trace_observer  # Pipecat's turn tracing: there when spans are exported
+    if turns is not None:
         # Pipecat would open the conversation span when the StartFrame passes its observer, in whatever context
         # that observer's task runs; opened here, it is a child of the current span (the session's, which
         # continues the gateway's trace), so the turns and the STT/LLM/TTS spans under it join the call's trace.
-        worker.turn_trace_observer.start_conversation_tracing(request.session_id)
+        turns.start_conversation_tracing(request.session_id)
+        register_tools(llm, spec.tools, tool_runner, turn_context=turns.get_current_turn_context)
+    else:
+        register_tools(llm, spec.tools, tool_runner)
     services = {"stt": stt, "llm": llm, "tts": tts, "aggregators": aggregators}
     if spec.observability.record_transcripts:  # off: no text of the call leaves the pipeline
         services["transcripts"] = RoomTranscriptPublisher(transport, aggregators)
