@@ -88,7 +88,7 @@ def has_numbers(result: list[dict]) -> bool:
 # Panels whose figure the test's own calls make positive: there "returns data" means more than a 0.
 POSITIVE_AFTER_THE_CALLS = ("Time to first audio", "Allocation failures", "Free slots", "Pipeline latency",
                             "Interruptions per turn", "Turn success rate", "Turn outcomes", "Components by version",
-                            "Workers seen by the gateway")
+                            "Workers seen by the gateway", "Worker CPU")
 
 
 def positive(result: list[dict]) -> bool:
