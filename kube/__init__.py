@@ -1,0 +1,1 @@
+"""The one Kubernetes layer every voxfleet component uses (voxfleet.kube): client, watch cache, credentials."""
