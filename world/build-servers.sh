@@ -128,8 +128,8 @@ build_one() {
       local release="${version#v0.}"; release="${release:0:1}.${release:1}"
       go_install "$name" "github.com/prometheus/prometheus/cmd/$name@$version" "$name" \
         -tags "$PROMETHEUS_BUILD_TAGS" -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" ;;
-    otelcol)
-      (cd "$OTELCOL_MODULE_DIR" && go build -ldflags "-s -w" -o "$out.tmp" .)
+    otelcol)  # -buildvcs=false: the binary must not depend on which commit of this repo built it
+      (cd "$OTELCOL_MODULE_DIR" && go build -buildvcs=false -ldflags "-s -w" -o "$out.tmp" .)
       mv "$out.tmp" "$out" ;;
   esac
   stop_ticker
