@@ -99,6 +99,14 @@ class Prometheus:
         ``lastError``."""
         return self._api("targets", {"state": "active"})["activeTargets"]
 
+    def alerts(self) -> list[dict]:
+        """Pending and firing alerts: ``labels``, ``annotations``, ``state`` ("pending"/"firing"), ``value``."""
+        return self._api("alerts")["alerts"]
+
+    def rule_groups(self) -> list[dict]:
+        """The loaded rule groups with each rule's ``health`` and ``lastError`` (a rule that fails to evaluate)."""
+        return self._api("rules")["groups"]
+
     def wait_for(self, what: str, probe: Callable[[], object], *, timeout: float = 30.0):
         """Poll ``probe()`` until truthy; on timeout, fail with the targets' health and the server's log tail."""
         deadline = time.monotonic() + timeout

@@ -32,6 +32,7 @@ Usage
         prom.wait_for_targets_up("<job>", count=1)
         series = prom.wait_for_series('voxfleet_build_info{component="gateway"}')
         prom.query("sum(rate(x[1m]))"), prom.value("count(up)"), prom.reload(new_scrape_configs)
+        prom.alerts(), prom.rule_groups()     # what the rule_files made of the samples (state, health, lastError)
 
 ``promtool``: ``binaries.find("promtool").path`` (``promtool test rules <file>``; see tests/chart).
 Both servers bind 127.0.0.1 ephemeral ports and keep config, data, output and log under the test's tmp dir

@@ -79,21 +79,42 @@ def test_collector_drains_on_stop_so_a_final_read_is_complete(otel_collector):
     assert sorted(s.name for s in otel_collector.spans()) == sorted(f"turn {i}" for i in range(50))
 
 
-def test_prometheus_scrapes_a_static_target_and_reports_bad_promql(prometheus):
+PROBE_RULES = """\
+groups:
+  - name: probe
+    rules:
+      - record: probe:answer:doubled
+        expr: telemetry_probe_answer * 2
+      - alert: ProbeAnswered
+        expr: telemetry_probe_answer > 40
+        labels: {severity: info}
+"""
+
+
+def test_prometheus_scrapes_a_static_target_evaluates_rules_and_reports_bad_promql(prometheus, tmp_path):
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
     registry = CollectorRegistry()
     Gauge("telemetry_probe_answer", "A fixed value to read back", registry=registry).set(42)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(PROBE_RULES)
     try:
         started = time.monotonic()
-        prom = prometheus([static_scrape_config("probe", [f"127.0.0.1:{server.server_port}"])])
+        prom = prometheus([static_scrape_config("probe", [f"127.0.0.1:{server.server_port}"])], rule_files=[rules])
         ready = time.monotonic() - started
         prom.wait_for_targets_up("probe")
         assert prom.wait_for_series("telemetry_probe_answer")[0]["metric"]["job"] == "probe"
-        print(f"prometheus ready in {ready:.2f} s; first sample queryable {time.monotonic() - started:.2f} s "
-              f"after start")
+        first_sample = time.monotonic() - started
         assert prom.value("telemetry_probe_answer") == 42.0
+        prom.wait_for_series("probe:answer:doubled")
+        firing = prom.wait_for("ProbeAnswered firing", lambda: [a for a in prom.alerts() if a["state"] == "firing"])
+        print(f"prometheus ready in {ready:.2f} s; first sample queryable {first_sample:.2f} s, recording rule and "
+              f"alert firing {time.monotonic() - started:.2f} s after start")
+        assert prom.value("probe:answer:doubled") == 84.0
+        assert firing[0]["labels"] == {"alertname": "ProbeAnswered", "severity": "info", "job": "probe",
+                                       "instance": f"127.0.0.1:{server.server_port}"}
+        assert all(r["health"] == "ok" for g in prom.rule_groups() for r in g["rules"])
         with pytest.raises(PromQLError, match="bad_data"):
             prom.query("sum(")
         prom.reload([static_scrape_config("renamed", [f"127.0.0.1:{server.server_port}"])])
