@@ -178,9 +178,18 @@ def all_crds() -> dict[str, dict[str, Any]]:
     return {"voxfleet.dev_voiceagents.yaml": voiceagent_crd(), "voxfleet.dev_tenants.yaml": tenant_crd()}
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value shared by two places (a nested default reused by its parent's default) out in full at
+    each: YAML anchors and aliases (&id001 / *id001) read badly in a CRD, and some tools (kustomize patches,
+    Helm's own templating, linters) mishandle them."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render(crd: dict[str, Any]) -> str:
     header = "# Generated from voxfleet.api by `voxfleet crds`; do not edit by hand.\n"
-    return header + yaml.safe_dump(crd, sort_keys=False, width=120)
+    return header + yaml.dump(crd, Dumper=_PlainDumper, sort_keys=False, width=120)
 
 
 def write_crds(directory: Path) -> list[Path]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from voxfleet.api.common import Condition
+from voxfleet.api.common import Condition, check_condition_types_unique, condition_list
 from voxfleet.api.model_base import DNS_LABEL, ApiModel, cel, validations
 from voxfleet.api.voiceagent import QUANTITY
 
@@ -82,7 +82,9 @@ class TenantStatus(ApiModel):
     observed_generation: int | None = Field(default=None, ge=0, description="The spec generation last reconciled.")
     namespace: str = Field(default="", description="The namespace the operator manages for the tenant.")
     agents: int = Field(default=0, ge=0, description="VoiceAgents in the namespace.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready and Degraded.")
+    conditions: list[Condition] = condition_list("Ready and Degraded, one entry per type.")
+
+    _unique_condition_types = field_validator("conditions")(check_condition_types_unique)
 
 
 class Tenant(ApiModel):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from voxfleet.api import tool_schema
-from voxfleet.api.common import Condition, SecretKeyRef
+from voxfleet.api.common import Condition, SecretKeyRef, check_condition_types_unique, condition_list
 from voxfleet.api.model_base import ApiModel, cel, name_field, validations
 from voxfleet.api.tenant_regex import PATTERN_MAX_MEM, SPEC_PROGRAM_BUDGET, ProgramBudget
 from voxfleet.api.tool_schema import (MAX_TOOL_SCHEMA_BYTES, MAX_TOOL_SCHEMA_DEPTH, MAX_TOOL_SCHEMA_NODES,
@@ -101,23 +101,54 @@ class Pipeline(ApiModel):
     tts: TtsStage = Field(default_factory=TtsStage, description="Text-to-speech stage.")  # type: ignore[valid-type]
 
 
-class Vad(ApiModel):
-    """Silero voice activity detection thresholds."""
+# Float and `...Secs` fields of early v1alpha1 specs, and what replaced them (docs/api-conventions.md). Refused, not
+# converted: an alpha API changes in place, and a spec silently rescaled is worse than one sent back with the fix.
+RENAMED_FIELDS = {
+    "confidence": "confidencePercent (integer percent: 0.7 is 70)",
+    "startSecs": "startMs (integer milliseconds: 0.2 is 200)",
+    "stopSecs": "stopMs (integer milliseconds: 0.2 is 200)",
+    "minVolume": "minVolumePercent (integer percent: 0.6 is 60)",
+    "speechTimeoutSecs": "speechTimeoutMs (integer milliseconds: 0.6 is 600)",
+    "maxTurnWaitSecs": "maxTurnWaitMs (integer milliseconds: 3.0 is 3000)",
+}
 
-    confidence: float = Field(default=0.7, ge=0.0, le=1.0, description="Speech probability that counts as voice.")
-    start_secs: float = Field(default=0.2, ge=0.0, le=2.0, description="Voiced time before speech is considered started.")
-    stop_secs: float = Field(default=0.2, ge=0.0, le=3.0, description="Silence before speech is considered stopped.")
-    min_volume: float = Field(default=0.6, ge=0.0, le=1.0, description="Minimum normalised volume that counts as voice.")
+
+def _refuse_renamed(data: Any) -> Any:
+    if isinstance(data, dict):
+        for old in data:
+            if old in RENAMED_FIELDS:
+                raise ValueError(f"{old} was replaced by {RENAMED_FIELDS[old]}")
+    return data
+
+
+class Vad(ApiModel):
+    """Silero voice activity detection thresholds. Durations are integer milliseconds and thresholds integer
+    percent (docs/api-conventions.md: no floats in a spec)."""
+
+    confidence_percent: int = Field(default=70, ge=0, le=100,
+                                    description="Speech probability, in percent, that counts as voice.")
+    start_ms: int = Field(default=200, ge=0, le=2000,
+                          description="Milliseconds of voice before speech is considered started.")
+    stop_ms: int = Field(default=200, ge=0, le=3000,
+                         description="Milliseconds of silence before speech is considered stopped.")
+    min_volume_percent: int = Field(default=60, ge=0, le=100,
+                                    description="Minimum volume, in percent of full scale (normalised), that counts"
+                                                " as voice.")
+
+    _renamed = model_validator(mode="before")(_refuse_renamed)
 
 
 class TurnTimeouts(ApiModel):
-    """How long the agent waits before it decides the caller has finished."""
+    """How long the agent waits before it decides the caller has finished (integer milliseconds)."""
 
-    speech_timeout_secs: float = Field(default=0.6, ge=0.0, le=5.0,
-                                       description="speech-timeout detector: silence after speech that ends the turn.")
-    max_turn_wait_secs: float = Field(default=3.0, ge=0.0, le=10.0,
-                                      description="smart-turn detector: the longest wait on a turn it judges"
-                                                  " incomplete.")
+    speech_timeout_ms: int = Field(default=600, ge=0, le=5000,
+                                   description="speech-timeout detector: milliseconds of silence after speech that"
+                                               " end the turn.")
+    max_turn_wait_ms: int = Field(default=3000, ge=0, le=10000,
+                                  description="smart-turn detector: the longest wait, in milliseconds, on a turn it"
+                                              " judges incomplete.")
+
+    _renamed = model_validator(mode="before")(_refuse_renamed)
 
 
 class TurnDetection(ApiModel):
@@ -457,7 +488,9 @@ class VoiceAgentStatus(ApiModel):
     ready_workers: int = Field(default=0, ge=0, description="Ready workers over all regions.")
     active_sessions: int = Field(default=0, ge=0, description="Calls in progress over all regions.")
     free_slots: int = Field(default=0, ge=0, description="Free slots over all regions.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing and Degraded.")
+    conditions: list[Condition] = condition_list("Ready, Progressing and Degraded, one entry per type.")
+
+    _unique_condition_types = field_validator("conditions")(check_condition_types_unique)
 
 
 class VoiceAgent(ApiModel):

@@ -284,8 +284,8 @@ def provider_spec(fakes, *, detector: str, speech_timeout: float, greeting: str 
     spec = offline_spec(greeting=greeting, intents=[], scaling={"sessionsPerWorker": 4},
                         limits={"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600})
     spec["pipeline"] = fakes.pipeline_spec()
-    spec["turnDetection"] = {"detector": detector, "vad": {"stopSecs": VAD_STOP_S},
-                             "timeouts": {"speechTimeoutSecs": speech_timeout, "maxTurnWaitSecs": 3.0}}
+    spec["turnDetection"] = {"detector": detector, "vad": {"stopMs": round(VAD_STOP_S * 1000)},
+                             "timeouts": {"speechTimeoutMs": round(speech_timeout * 1000), "maxTurnWaitMs": 3000}}
     return spec
 
 

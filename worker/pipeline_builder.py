@@ -69,9 +69,9 @@ def user_turn_strategies(spec: VoiceAgentSpec, models: SharedModels) -> UserTurn
     timeouts = spec.turn_detection.timeouts
     if spec.turn_detection.detector == "smart-turn":
         stop = [TurnAnalyzerUserTurnStopStrategy(
-            turn_analyzer=models.smart_turn(SmartTurnParams(stop_secs=timeouts.max_turn_wait_secs)))]
+            turn_analyzer=models.smart_turn(SmartTurnParams(stop_secs=timeouts.max_turn_wait_ms / 1000)))]
     else:
-        stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=timeouts.speech_timeout_secs)]
+        stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=timeouts.speech_timeout_ms / 1000)]
     return UserTurnStrategies(start=start, stop=stop)
 
 
@@ -80,8 +80,9 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
     spec = providers.config.spec
     settings = providers.settings
     vad_spec = spec.turn_detection.vad
-    vad = models.vad(VADParams(confidence=vad_spec.confidence, start_secs=vad_spec.start_secs,
-                               stop_secs=vad_spec.stop_secs, min_volume=vad_spec.min_volume))
+    # The spec's integer milliseconds and percent (docs/api-conventions.md) as the seconds and fractions Pipecat takes.
+    vad = models.vad(VADParams(confidence=vad_spec.confidence_percent / 100, start_secs=vad_spec.start_ms / 1000,
+                               stop_secs=vad_spec.stop_ms / 1000, min_volume=vad_spec.min_volume_percent / 100))
 
     transport = FramedLiveKitTransport(
         request.livekit_url, request.livekit_token, request.room,

@@ -60,8 +60,15 @@ INVALID_AGENTS: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.tools[0].http.timeoutMs", "less than or equal to 30000"]),
     ("bad-tool-name", _agent(tools=[{"name": "lookup order!", "http": {"url": "https://orders.example.com/x"}}],
                              intents=[]), ["spec.tools[0].name", "should match"]),
-    ("vad-confidence-above-one", _agent(turnDetection={"vad": {"confidence": 1.5}}),
-     ["spec.turnDetection.vad.confidence", "less than or equal to 1"]),
+    ("vad-confidence-above-100", _agent(turnDetection={"vad": {"confidencePercent": 150}}),
+     ["spec.turnDetection.vad.confidencePercent", "less than or equal to 100"]),
+    # durations and thresholds are integers (docs/api-conventions.md): a float is refused naming the field
+    ("fractional-start-ms", _agent(turnDetection={"vad": {"startMs": 32.5}}),
+     ["spec.turnDetection.vad.startMs", "must be of type integer"]),
+    ("fractional-volume-percent", _agent(turnDetection={"vad": {"minVolumePercent": 0.3}}),
+     ["spec.turnDetection.vad.minVolumePercent", "must be of type integer"]),
+    ("fractional-speech-timeout-ms", _agent(turnDetection={"timeouts": {"speechTimeoutMs": 0.6}}),
+     ["spec.turnDetection.timeouts.speechTimeoutMs", "must be of type integer"]),
     ("bad-detector", _agent(turnDetection={"detector": "guess"}), ["spec.turnDetection.detector", "Unsupported value"]),
     ("header-with-value-and-secret", _agent(tools=[{"name": "lookup_order", "http": {
         "url": "https://orders.example.com/lookup",
@@ -71,6 +78,17 @@ INVALID_AGENTS: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.scaling.sessionsPerWorker", "greater than or equal to 1"]),
     ("bad-memory-quantity", _agent(worker={"resources": {"limits": {"memory": "lots"}}}),
      ["spec.worker.resources.limits.memory", "should match"]),
+]
+
+# The float and `...Secs` forms of early v1alpha1 (api.voiceagent.RENAMED_FIELDS): under strict field validation
+# (kubectl's default) the apiserver refuses them as unknown fields, naming each; the models name the replacement.
+OLD_FLOAT_FORMS: list[tuple[str, dict[str, Any], str]] = [
+    ("vad-confidence", {"vad": {"confidence": 0.7}}, "spec.turnDetection.vad.confidence"),
+    ("vad-startSecs", {"vad": {"startSecs": 0.2}}, "spec.turnDetection.vad.startSecs"),
+    ("vad-stopSecs", {"vad": {"stopSecs": 0.2}}, "spec.turnDetection.vad.stopSecs"),
+    ("vad-minVolume", {"vad": {"minVolume": 0.6}}, "spec.turnDetection.vad.minVolume"),
+    ("speechTimeoutSecs", {"timeouts": {"speechTimeoutSecs": 0.6}}, "spec.turnDetection.timeouts.speechTimeoutSecs"),
+    ("maxTurnWaitSecs", {"timeouts": {"maxTurnWaitSecs": 3.0}}, "spec.turnDetection.timeouts.maxTurnWaitSecs"),
 ]
 
 INVALID_TENANTS: list[tuple[str, dict[str, Any], list[str]]] = [

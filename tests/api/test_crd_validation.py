@@ -13,7 +13,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.api.invalid_resources import INVALID_AGENTS, INVALID_TENANTS, VALID_AGENT_SPEC, VALID_TENANT_SPEC
+from tests.api.invalid_resources import (INVALID_AGENTS, INVALID_TENANTS, OLD_FLOAT_FORMS, VALID_AGENT_SPEC,
+                                         VALID_TENANT_SPEC)
 from voxfleet.api.crd import all_crds
 
 pytestmark = pytest.mark.world
@@ -154,3 +155,73 @@ def test_installed_crds_are_the_generated_ones(kube, installed_crds):
             live = ext.read_custom_resource_definition(crd["metadata"]["name"])
             conditions = {c.type: c.status for c in live.status.conditions}
             assert conditions.get("Established") == "True" and conditions.get("NamesAccepted") == "True"
+
+
+@pytest.mark.parametrize(("case", "turn_detection", "field"), OLD_FLOAT_FORMS, ids=[c[0] for c in OLD_FLOAT_FORMS])
+def test_old_float_and_secs_forms_are_refused_naming_the_field(kube, api, namespace, case, turn_detection, field):
+    """The float/`...Secs` fields are gone from the schema: strict field validation (kubectl's default) refuses a
+    spec still using them, naming the field, rather than pruning it and running the agent on defaults."""
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VoiceAgent", "metadata": {"name": f"old-{case}".lower()},
+            "spec": {**VALID_AGENT_SPEC, "turnDetection": turn_detection}}
+    with pytest.raises(ApiException) as caught:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, "voiceagents", body, field_validation="Strict")
+    message = json.loads(caught.value.body)["message"]
+    print(f"{case}: HTTP {caught.value.status}: {message}")
+    assert f'unknown field "{field}"' in message
+    result = _kubectl(kube, "apply", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+    print(f"kubectl apply: exit {result.returncode}: {result.stderr.strip()}")
+    assert result.returncode != 0 and f'unknown field "{field}"' in result.stderr
+
+
+def _condition(**changes) -> dict:
+    return {"type": "Ready", "status": "True", "reason": "PoolsReady", "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1, **changes}
+
+
+# (case, conditions, text the apiserver's message must contain)
+INVALID_CONDITIONS = [
+    ("no-reason", [{k: v for k, v in _condition().items() if k != "reason"}],
+     ["status.conditions[0].reason", "Required value"]),
+    ("no-transition-time", [{k: v for k, v in _condition().items() if k != "lastTransitionTime"}],
+     ["status.conditions[0].lastTransitionTime", "Required value"]),
+    ("no-message", [{k: v for k, v in _condition().items() if k != "message"}],
+     ["status.conditions[0].message", "Required value"]),
+    ("empty-reason", [_condition(reason="")], ["status.conditions[0].reason", "should be at least 1 chars long"]),
+    ("reason-not-a-word", [_condition(reason="pools are ready")], ["status.conditions[0].reason", "should match"]),
+    ("bad-status", [_condition(status="Yes")], ["status.conditions[0].status", "Unsupported value"]),
+    ("type-twice", [_condition(), _condition(status="False", reason="WorkersNotReady")],
+     ["status.conditions[1]", "Duplicate value"]),
+    ("negative-generation", [_condition(observedGeneration=-1)],
+     ["status.conditions[0].observedGeneration", "greater than or equal to 0"]),
+]
+
+
+def test_conditions_have_the_standard_shape(api, namespace):
+    """metav1.Condition's rules, enforced by the apiserver on the status subresource of both kinds: what the
+    operator writes is accepted, a condition missing a required field, with a reason that is not a CamelCase
+    word, or repeating a type (a list map keyed by type) is refused naming the field."""
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VoiceAgent", "metadata": {"name": "conditions"},
+            "spec": VALID_AGENT_SPEC}
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, "voiceagents", body)
+    good = [_condition(), _condition(type="Degraded", status="False", reason="AsExpected")]
+    patched = api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "voiceagents", "conditions",
+                                                        {"status": {"conditions": good}})
+    assert [c["type"] for c in patched["status"]["conditions"]] == ["Ready", "Degraded"]
+    for case, conditions, needles in INVALID_CONDITIONS:
+        message = _refusal(lambda: api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "voiceagents", "conditions", {"status": {"conditions": conditions}}))
+        print(f"{case}: {message}")
+        for needle in needles:
+            assert needle in message, f"{case}: {needle!r} not in {message!r}"
+
+    name = f"{namespace}-conditions"[:63]
+    tenant = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Tenant", "metadata": {"name": name},
+              "spec": VALID_TENANT_SPEC}
+    api.create_cluster_custom_object(GROUP, VERSION, "tenants", tenant)
+    try:
+        api.patch_cluster_custom_object_status(GROUP, VERSION, "tenants", name, {"status": {"conditions": good}})
+        message = _refusal(lambda: api.patch_cluster_custom_object_status(
+            GROUP, VERSION, "tenants", name, {"status": {"conditions": [_condition(), _condition()]}}))
+        assert "status.conditions[1]" in message and "Duplicate value" in message, message
+    finally:
+        api.delete_cluster_custom_object(GROUP, VERSION, "tenants", name)

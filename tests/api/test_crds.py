@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -70,3 +71,65 @@ def test_conventions() -> None:
     # the YAML on disk parses to the same object
     for path in CRDS.glob("*.yaml"):
         assert yaml.safe_load(path.read_text())["kind"] == "CustomResourceDefinition"
+
+
+def _spec_fields():
+    for kind, root in _schemas():
+        for path, node in _walk(root["properties"]["spec"], f"{kind}.spec"):
+            yield path, node
+
+
+DURATION_WORDS = re.compile(r"(Timeout|Delay|Wait|Duration|Interval|Period|Deadline|Grace|After|Start|Stop)"
+                            r"|(Secs?|Seconds|Ms|Millis|Milliseconds|Minutes|Hours)$")
+
+
+def test_no_float_fields_in_any_spec() -> None:
+    """API conventions: floats never in a spec (they do not round-trip across languages); thresholds are
+    integer percent, quantities are resource.Quantity strings (docs/api-conventions.md)."""
+    floats = [path for path, node in _spec_fields() if node.get("type") == "number"]
+    print(f"spec fields of type number: {floats}")
+    assert not floats
+
+
+def test_every_duration_is_an_integer_named_by_its_unit() -> None:
+    """The one rule of docs/api-conventions.md: a duration is an integer whose name ends in its unit, `Seconds`
+    or `Ms` (never Secs, Millis, a float or a Go duration string)."""
+    durations, wrong = [], []
+    for path, node in _spec_fields():
+        name = path.rsplit(".", 1)[-1]
+        if not DURATION_WORDS.search(name) or node.get("type") in ("object", "array", "boolean"):
+            continue
+        durations.append(name)
+        if node.get("type") != "integer" or not re.search(r"[a-z](Seconds|Ms)$", name):
+            wrong.append(f"{path} ({node.get('type')})")
+    print(f"durations in the specs: {sorted(set(durations))}")
+    assert len(durations) >= 8  # the rule is applied to fields that exist, not to none
+    assert not wrong, f"durations not integer ...Seconds/...Ms: {wrong}"
+
+
+def test_status_conditions_are_standard() -> None:
+    """metav1.Condition's shape on both kinds: the six fields, five required, a list map keyed by type."""
+    for kind, root in _schemas():
+        conditions = root["properties"]["status"]["properties"]["conditions"]
+        assert conditions["x-kubernetes-list-type"] == "map", kind
+        assert conditions["x-kubernetes-list-map-keys"] == ["type"], kind
+        item = conditions["items"]
+        assert set(item["properties"]) == {"type", "status", "observedGeneration", "lastTransitionTime", "reason",
+                                           "message"}, kind
+        assert set(item["required"]) == {"type", "status", "lastTransitionTime", "reason", "message"}, kind
+        assert item["properties"]["lastTransitionTime"]["format"] == "date-time"
+        assert item["properties"]["reason"]["pattern"] == "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+        assert item["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
+
+
+def test_generated_crds_have_no_yaml_anchors() -> None:
+    """A default shared by two places is written out at both (no &id001 / *id001): the files on disk and in the
+    chart are read by people, kustomize and Helm."""
+    chart_crds = CRDS.parent / "charts" / "voxfleet" / "crds"
+    for path in [*CRDS.glob("*.yaml"), *chart_crds.glob("*.yaml")]:
+        events = list(yaml.parse(path.read_text()))
+        aliases = [e for e in events if isinstance(e, yaml.AliasEvent)]
+        anchored = [e.anchor for e in events if getattr(e, "anchor", None)]
+        print(f"{path.relative_to(CRDS.parent)}: {len(events)} YAML events, {len(aliases)} aliases, "
+              f"{len(anchored)} anchors")
+        assert not aliases and not anchored, path

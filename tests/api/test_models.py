@@ -9,9 +9,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from voxfleet.api import Tenant, VoiceAgent, VoiceAgentSpec
+from tests.api.invalid_resources import OLD_FLOAT_FORMS
+from voxfleet.api.tenant import Tenant, TenantStatus
+from voxfleet.api.voiceagent import VoiceAgent, VoiceAgentSpec, VoiceAgentStatus
 from voxfleet.api.common import SecretKeyRef
 from voxfleet.api.settings import PlatformSettings
+from voxfleet.api.voiceagent import RENAMED_FIELDS
 from voxfleet.api.worker_config import WorkerConfig, read_secret, secret_env_name
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -110,3 +113,46 @@ def test_platform_settings_image_allow_list(monkeypatch: pytest.MonkeyPatch) -> 
     assert not settings.image_allowed("evil.example.com/miner:latest")
     with pytest.raises(RuntimeError, match="no worker token"):
         settings.load_worker_token()
+
+
+@pytest.mark.parametrize(("case", "turn_detection", "field"), OLD_FLOAT_FORMS, ids=[c[0] for c in OLD_FLOAT_FORMS])
+def test_old_float_and_secs_forms_are_refused_naming_their_replacement(case, turn_detection, field) -> None:
+    """What the gateway answers a client still sending the early v1alpha1 form: the field and what replaced it."""
+    with pytest.raises(ValidationError) as caught:
+        VoiceAgentSpec.model_validate({**MINIMAL, "turnDetection": turn_detection})
+    error = caught.value.errors()[0]
+    old = field.rsplit(".", 1)[-1]
+    print(f"{case}: {'.'.join(map(str, error['loc']))}: {error['msg']}")
+    assert ".".join(map(str, error["loc"])) == field.removeprefix("spec.").rsplit(".", 1)[0]
+    assert old in error["msg"] and RENAMED_FIELDS[old].split(" ")[0] in error["msg"]
+
+
+def test_durations_and_thresholds_are_integers() -> None:
+    spec = VoiceAgentSpec.model_validate({**MINIMAL, "turnDetection": {
+        "vad": {"startMs": 32, "stopMs": 200, "confidencePercent": 60, "minVolumePercent": 30},
+        "timeouts": {"speechTimeoutMs": 300, "maxTurnWaitMs": 3000}}})
+    assert (spec.turn_detection.vad.start_ms, spec.turn_detection.vad.min_volume_percent) == (32, 30)
+    assert spec.to_wire()["turnDetection"]["timeouts"] == {"speechTimeoutMs": 300, "maxTurnWaitMs": 3000}
+    with pytest.raises(ValidationError, match="fractional part"):
+        VoiceAgentSpec.model_validate({**MINIMAL, "turnDetection": {"vad": {"stopMs": 0.2}}})
+    with pytest.raises(ValidationError, match="less than or equal to 100"):
+        VoiceAgentSpec.model_validate({**MINIMAL, "turnDetection": {"vad": {"confidencePercent": 700}}})
+
+
+READY = {"type": "Ready", "status": "True", "reason": "PoolsReady", "message": "",
+         "lastTransitionTime": "2026-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(("conditions", "needle"), [
+    ([READY, {**READY, "status": "False"}], "type 'Ready' appears twice"),
+    ([{k: v for k, v in READY.items() if k != "lastTransitionTime"}], "lastTransitionTime"),
+    ([{k: v for k, v in READY.items() if k != "reason"}], "reason"),
+    ([{**READY, "reason": "pools ready"}], "should match pattern"),
+    ([{**READY, "status": "Yes"}], "'True', 'False' or 'Unknown'"),
+])
+def test_status_conditions_follow_the_standard_shape(conditions: list, needle: str) -> None:
+    for status_model in (VoiceAgentStatus, TenantStatus):
+        with pytest.raises(ValidationError) as caught:
+            status_model.model_validate({"conditions": conditions})
+        assert needle in str(caught.value), str(caught.value)
+    assert VoiceAgentStatus.model_validate({"conditions": [READY]}).conditions[0].reason == "PoolsReady"

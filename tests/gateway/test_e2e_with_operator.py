@@ -46,7 +46,7 @@ SPEC = {
     "greeting": GREETING,
     "pipeline": {"stt": {"provider": "pocketsphinx"}, "llm": {"provider": "scripted"},
                  "tts": {"provider": "espeak", "voice": "en-us"}},
-    "turnDetection": {"detector": "speech-timeout", "vad": {"stopSecs": 0.2}, "timeouts": {"speechTimeoutSecs": 0.3}},
+    "turnDetection": {"detector": "speech-timeout", "vad": {"stopMs": 200}, "timeouts": {"speechTimeoutMs": 300}},
     "intents": [{"name": "hours", "keywords": ["opening hours", "open"], "reply": HOURS}],
     "regions": [{"name": "us-east", "minWorkers": 3, "maxWorkers": 3}],
     "scaling": {"sessionsPerWorker": 2, "bufferSessions": 1},

@@ -144,8 +144,8 @@ async def test_a_tenant_secret_reaches_the_tenants_own_tool_and_no_platform_cred
                         headers=[{"name": "X-Api-Key", "secretKeyRef": {"name": "orders-api", "key": "key"}}])],
             intents=[{"name": "order", "keywords": ["order"], "reply": "{result}",
                       "toolCall": {"name": "lookup_order", "arguments": {"q": "42"}}}],
-            turnDetection={"detector": "speech-timeout", "vad": {"stopSecs": 0.2},
-                           "timeouts": {"speechTimeoutSecs": 0.3}},
+            turnDetection={"detector": "speech-timeout", "vad": {"stopMs": 200},
+                           "timeouts": {"speechTimeoutMs": 300}},
             regions=[{"name": REGION, "minWorkers": 1, "maxWorkers": 1}])
         created = http.put(f"/v1/agents/{agent}", json=spec)
         assert created.status_code == 201, created.text

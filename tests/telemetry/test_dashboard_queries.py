@@ -58,8 +58,8 @@ def agent_spec() -> dict:
                  {"name": "stop", "keywords": ["stop", "no stop"], "reply": "Okay, I will stop."}],
         # barge-in as in tests/worker/test_worker_calls.py: voice confirmed in one 32 ms window
         turnDetection={"detector": "speech-timeout",
-                       "vad": {"stopSecs": 0.2, "startSecs": 0.032, "minVolume": 0.3, "confidence": 0.6},
-                       "timeouts": {"speechTimeoutSecs": 0.3}},
+                       "vad": {"stopMs": 200, "startMs": 32, "minVolumePercent": 30, "confidencePercent": 60},
+                       "timeouts": {"speechTimeoutMs": 300}},
         regions=[{"name": "us-east", "minWorkers": 0, "maxWorkers": 2}])
 
 

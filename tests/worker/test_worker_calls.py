@@ -48,8 +48,8 @@ def spec() -> dict:
         ],
         # A snappy barge-in agent: voice is confirmed in one 32 ms window, and a lower volume floor (the
         # smoothed volume needs ~5 windows to pass 0.6) keeps barge-in inside the 300 ms a caller tolerates.
-        turnDetection={"detector": "speech-timeout", "vad": {"stopSecs": 0.2, "startSecs": 0.032, "minVolume": 0.3, "confidence": 0.6},
-                       "timeouts": {"speechTimeoutSecs": 0.3}},
+        turnDetection={"detector": "speech-timeout", "vad": {"stopMs": 200, "startMs": 32, "minVolumePercent": 30, "confidencePercent": 60},
+                       "timeouts": {"speechTimeoutMs": 300}},
         scaling={"sessionsPerWorker": 2})
 
 

@@ -38,8 +38,8 @@ def spec(tool_url: str) -> dict:
                   "toolCall": {"name": "lookup_order", "arguments": {"order_id": "42"}}, "reply": "{result}"},
                  {"name": "stop", "keywords": ["no stop"], "reply": "Okay, I will stop."}],
         turnDetection={"detector": "speech-timeout",
-                       "vad": {"stopSecs": 0.2, "startSecs": 0.032, "minVolume": 0.3, "confidence": 0.6},
-                       "timeouts": {"speechTimeoutSecs": 0.3}})
+                       "vad": {"stopMs": 200, "startMs": 32, "minVolumePercent": 30, "confidencePercent": 60},
+                       "timeouts": {"speechTimeoutMs": 300}})
 
 
 async def test_slow_non_interruptible_tool_gets_a_filler_blocks_barge_in_and_runs_once(livekit, tmp_path):

@@ -46,8 +46,8 @@ async def test_turn_outcomes_of_a_real_call(livekit, tmp_path):
                  {"name": "story", "keywords": ["story"], "reply": STORY}],
         # barge-in as in tests/worker/test_worker_calls.py: voice confirmed in one 32 ms window
         turnDetection={"detector": "speech-timeout",
-                       "vad": {"stopSecs": 0.2, "startSecs": 0.032, "minVolume": 0.3, "confidence": 0.6},
-                       "timeouts": {"speechTimeoutSecs": 0.3}})
+                       "vad": {"stopMs": 200, "startMs": 32, "minVolumePercent": 30, "confidencePercent": 60},
+                       "timeouts": {"speechTimeoutMs": 300}})
     worker = WorkerUnderTest.start(tmp_path, spec, livekit=region)
     try:
         before = turn_outcomes(worker)

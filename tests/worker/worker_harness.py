@@ -44,8 +44,8 @@ def offline_spec(**overrides: Any) -> dict[str, Any]:
         "greeting": "Hello, thank you for calling. How can I help you today?",
         "pipeline": {"stt": {"provider": "pocketsphinx"}, "llm": {"provider": "scripted"},
                      "tts": {"provider": "espeak", "voice": "en-us"}},
-        "turnDetection": {"detector": "speech-timeout", "vad": {"stopSecs": 0.2},
-                          "timeouts": {"speechTimeoutSecs": 0.3}},
+        "turnDetection": {"detector": "speech-timeout", "vad": {"stopMs": 200},
+                          "timeouts": {"speechTimeoutMs": 300}},
         "intents": [
             {"name": "hours", "keywords": ["opening hours", "open"],
              "reply": "We are open every day from nine in the morning to six in the evening."},
