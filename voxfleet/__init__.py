@@ -1,1 +1,0 @@
-"""voxfleet: real-time voice agents for many tenants on Kubernetes."""
