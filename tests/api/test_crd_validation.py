@@ -137,6 +137,10 @@ def test_kubectl_explain_and_printer_columns(kube, api, namespace):
     assert "A function the LLM may call" in explained.stdout and "interruptible" in explained.stdout
     explained = _kubectl(kube, "explain", "tenant.spec.quotas.maxConcurrentSessions")
     assert "Calls in progress at once" in explained.stdout
+    explained = _kubectl(kube, "explain", "voiceagent.spec.turnDetection.vad")
+    assert "Milliseconds of silence" in explained.stdout and "stopMs\t<integer>" in explained.stdout, explained.stdout
+    explained = _kubectl(kube, "explain", "voiceagent.status.conditions")
+    assert "lastTransitionTime\t<string> -required-" in explained.stdout, explained.stdout
 
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VoiceAgent", "metadata": {"name": "columns"},
             "spec": VALID_AGENT_SPEC}
