@@ -4,24 +4,25 @@
 # a worker loads them from disk and downloads nothing at start.
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- builder: wheels for the dependencies (cached apart from the code), then voxfleet, into one venv ----------
+# --- builder: the locked dependencies (cached apart from the code), then voxfleet, into one venv -----------------
 FROM ${PYTHON_IMAGE} AS builder
-# PYTHONSAFEPATH: the repository has a folder named `operator`; with the working directory on sys.path it would
-# shadow the standard library's operator module in `python -m ...`.
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1 PYTHONSAFEPATH=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Every compiled dependency publishes manylinux wheels for CPython 3.11 and the few sdists (docopt) are pure
-# Python, so no compiler is needed; one that did would fail here (add build-essential to this stage only).
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > requirements.txt
+# requirements/image.lock: every package the operator, gateway and worker extras need, at the versions CI tested,
+# each file checked against its hash (`make lock` writes it from pyproject.toml). Every compiled dependency
+# publishes manylinux wheels for CPython 3.11 and the few sdists (docopt) are pure Python, so no compiler is
+# needed; one that did would fail here (add build-essential to this stage only).
+COPY requirements/image.lock requirements/image.lock
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --prefer-binary --wheel-dir /wheels -r requirements.txt
+    python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes -r requirements/image.lock
+# voxfleet itself from a wheel built here (not an editable install of the source tree), without dependencies:
+# the lock brought them all, and `pip check` fails the build if it did not.
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --find-links /wheels voxfleet \
+    pip wheel --no-deps --wheel-dir /dist . \
+ && /opt/venv/bin/pip install --no-deps /dist/voxfleet-*.whl \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall --yes pip \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib > /dev/null

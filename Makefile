@@ -8,18 +8,37 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
+# The exact versions (with hashes) of everything `make` installs: every extra plus the test tools. The image
+# installs requirements/image.lock, a tenant's CI may pin with requirements/eval.lock; `make lock` writes all three.
+LOCK   := requirements/dev.lock
+UV_VERSION := 0.13.9
 
-.PHONY: setup servers playground chromium dev test test-fast crds bench clean
+.PHONY: setup servers playground chromium dev test test-fast crds bench lock clean
 
 setup: $(STAMP) servers playground
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "voxfleet needs Python 3.11+; found " + sys.version)'
-	@echo "==> creating $(VENV) and installing voxfleet with its test tools (about a minute the first time)"
+	@echo "==> creating $(VENV) and installing voxfleet with its test tools from $(LOCK) (about a minute the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --progress-bar off -e '.[test]'
+	$(BIN)/pip install --quiet --progress-bar off --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --progress-bar off --no-deps -e .
+	$(BIN)/pip check  # no installed package misses a requirement (tests/packaging/test_lock_files.py: lock vs pyproject)
 	@touch $(STAMP)
+	@echo "==> the voxfleet command is $(CURDIR)/$(BIN)/voxfleet (or: source $(VENV)/bin/activate)"
+
+# Re-resolve the lock files from pyproject.toml, keeping today's versions where they still fit (UPGRADE=1: the
+# newest that fit). Universal (any platform, Python 3.11+) and with every file's hash. The image and eval locks
+# are constrained to the dev lock, so all three agree on every version they share.
+LOCK_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock:
+	@test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(LOCK_COMPILE) --extra all --extra test -o $(LOCK)
+	$(LOCK_COMPILE) --extra operator --extra gateway --extra worker -c $(LOCK) -o requirements/image.lock
+	$(LOCK_COMPILE) --extra eval -c $(LOCK) -o requirements/eval.lock
 
 servers:
 	@echo "==> the real servers of the test world: Kubernetes, LiveKit, kwok, helm, Prometheus + promtool and an"

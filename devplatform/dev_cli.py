@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from voxfleet.cli import command_name
 from voxfleet.devplatform.dev_state import DevState, default_dev_dir
 
 READY_BANNER = "voxfleet dev is ready"
@@ -68,7 +69,7 @@ def _up(dev_dir: Path, args) -> int:
     if previous is not None:
         if processes.pid_alive(previous.supervisor_pid):
             print(f"voxfleet dev is already running in {dev_dir} (pid {previous.supervisor_pid}): stop it with Ctrl-C "
-                  f"in its terminal, or `voxfleet dev down`", file=sys.stderr)
+                  f"in its terminal, or `{command_name()} dev down`", file=sys.stderr)
             return 1
         _progress(f"cleaning up what an earlier voxfleet dev left running in {dev_dir}")
         stop_leftovers(previous)
@@ -119,6 +120,7 @@ def _up(dev_dir: Path, args) -> int:
 
 def _print_ready(platform, state: DevState) -> None:
     width = max(map(len, platform.summary), default=0)
+    voxfleet = command_name()  # works in another terminal: the script's path when the venv isn't on PATH
     lines = [f"{READY_BANNER} (Ctrl-C stops everything):"]
     lines += [f"  {name:<{width}}  {value}" for name, value in platform.summary.items()]
     lines += ["", f"  export KUBECONFIG={state.kubeconfig}",
@@ -126,8 +128,9 @@ def _print_ready(platform, state: DevState) -> None:
     if "playground" in platform.summary:
         lines.append("  open the playground URL above in a browser, pick an agent and press Call")
     if state.gateway_url:
-        lines.append('  voxfleet call concierge --say "what are your opening hours"')
-    lines.append(f"  voxfleet dev status{'' if state.dev_dir == str(default_dev_dir()) else f' --dev-dir {state.dev_dir}'}")
+        lines.append(f'  {voxfleet} call concierge --say "what are your opening hours"')
+    dev_dir = "" if state.dev_dir == str(default_dev_dir()) else f" --dev-dir {state.dev_dir}"
+    lines.append(f"  {voxfleet} dev status{dev_dir}")
     for note in platform.notes:
         lines.append(f"  note: {note}")
     print("\n".join(lines), flush=True)
