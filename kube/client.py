@@ -52,6 +52,7 @@ class KubeClient:
         self.backoff = backoff
         self.tokens = credentials.token_source()
         self.on_write: Callable[[str, str], None] | None = None  # (method, path) after each successful write
+        self.retries = 0  # requests sent again after a 429/5xx or a connection failure (metrics and tests read it)
         self._ssl = credentials.ssl_context()
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -242,6 +243,7 @@ class _Response:
                 if delay is None or (self.method == "POST" and not isinstance(error, aiohttp.ClientConnectorError)):
                     raise
                 attempt += 1
+                client.retries += 1
                 await asyncio.sleep(delay)
                 continue
             if response.status < 400:
@@ -257,6 +259,7 @@ class _Response:
             if delay is None:
                 raise error_from_text(response.status, text)
             attempt += 1
+            client.retries += 1
             await asyncio.sleep(delay)
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:

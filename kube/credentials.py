@@ -102,6 +102,7 @@ class ExecPluginToken:
     def __init__(self, plugin: ExecPlugin):
         self.plugin = plugin
         self.runs = 0  # how many times the plugin ran (tests and metrics read it)
+        self.rejections = 0  # 401s answered to one of its tokens
         self._token: str | None = None
         self._refresh_at = 0.0  # time.time() after which the token is renewed before use
         self._lock: asyncio.Lock | None = None
@@ -112,6 +113,7 @@ class ExecPluginToken:
         return self._token
 
     async def rejected(self, token: str | None) -> bool:
+        self.rejections += 1
         await self._refresh(stale=token)
         return True
 
