@@ -10,8 +10,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from voxfleet.kube.blocking import BlockingKubeClient
+from voxfleet.kube.errors import KubeApiError
+
 from . import binaries, topology
-from .kube_rest import KubeError, KubeRest, NotFound
 from .world import WorldInfo
 
 TEST_NAMESPACE_LABEL = "voxfleet.dev/test-namespace"
@@ -32,9 +34,9 @@ class Cluster:
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
-    def rest(self) -> KubeRest:
-        """The world's small raw-JSON client (admin); close it when done."""
-        return KubeRest.from_kubeconfig(self.kubeconfig)
+    def rest(self) -> BlockingKubeClient:
+        """A blocking voxfleet.kube client (admin, raw JSON dicts); close it when done (or use `with`)."""
+        return BlockingKubeClient.from_kubeconfig(self.kubeconfig)
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess:
@@ -64,21 +66,16 @@ class Cluster:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         rest = self.rest()
         try:
-            rest.create("/api/v1/namespaces", {
+            rest.create({
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true", **(labels or {})}}})
             deadline = time.monotonic() + timeout
-            for path in (f"/api/v1/namespaces/{name}/serviceaccounts/default",
-                         f"/api/v1/namespaces/{name}/configmaps/kube-root-ca.crt"):
-                while True:
-                    try:
-                        rest.get(path)
-                        break
-                    except NotFound:
-                        if time.monotonic() > deadline:
-                            raise TimeoutError(f"namespace {name}: {path} did not appear within {timeout:.0f} s "
-                                               f"(is kube-controller-manager running? see its log)") from None
-                        time.sleep(0.05)
+            for kind, object_name in (("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")):
+                while rest.get_or_none(kind, object_name, name) is None:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"namespace {name}: {kind} {object_name} did not appear within "
+                                           f"{timeout:.0f} s (is kube-controller-manager running? see its log)")
+                    time.sleep(0.05)
         finally:
             rest.close()
         return name
@@ -87,8 +84,8 @@ class Cluster:
         """Start deleting a namespace (doesn't wait: its pods drain in the background)."""
         rest = self.rest()
         try:
-            rest.delete(f"/api/v1/namespaces/{name}")
-        except (NotFound, KubeError):
+            rest.delete("Namespace", name, propagation=None)
+        except KubeApiError:
             pass
         finally:
             rest.close()

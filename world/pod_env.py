@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 
-from .kube_rest import NotFound
+from voxfleet.kube.errors import NotFound
 
 _VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
@@ -92,7 +92,7 @@ def resource_value(container: dict, ref: dict) -> str:
 
 class EnvResolver:
     """Resolves a container's env; ``read_config_map``/``read_secret`` return the object's data as dicts of str
-    (secrets already decoded) and raise kube_rest.NotFound when missing."""
+    (secrets already decoded) and raise voxfleet.kube.errors.NotFound when missing."""
 
     def __init__(self, read_config_map: Callable[[str, str], dict[str, str]],
                  read_secret: Callable[[str, str], dict[str, str]]):

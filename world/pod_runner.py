@@ -42,9 +42,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voxfleet.kube.blocking import BlockingKubeClient
+from voxfleet.kube.errors import Gone, KubeApiError, NotFound
+from voxfleet.kube.resources import resource_path
+
 from . import kubeconfig as kubeconfig_files
 from . import pod_volumes, probes
-from .kube_rest import Gone, KubeError, KubeRest, NotFound, pod_path
 from .pod_env import ConfigError, EnvResolver, expand
 from .processes import MARKER_ENV
 
@@ -437,12 +440,9 @@ class PodLifecycle(threading.Thread):
         self._run_pre_stop_hooks(deadline)
         self._stop_processes(grace=max(deadline - time.monotonic(), 0))
         try:
-            self.runner.rest.delete(pod_path(self.namespace, self.pod_name), {
-                "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                "preconditions": {"uid": self.uid}})
-        except NotFound:
-            pass
-        except KubeError as e:
+            self.runner.rest.delete("Pod", self.pod_name, self.namespace, propagation=None, grace_period_seconds=0,
+                                    preconditions={"uid": self.uid})
+        except KubeApiError as e:
             if e.status != 409:  # 409: a new pod of the same name already exists; ours is gone
                 raise
         log(f"pod {self.namespace}/{self.pod_name}: deleted")
@@ -516,12 +516,12 @@ class PodLifecycle(threading.Thread):
         if status == self.sent_status:
             return
         try:
-            self.runner.rest.patch(pod_path(self.namespace, self.pod_name, "status"),
-                                   {"metadata": {"uid": self.uid}, "status": status})
+            self.runner.rest.patch("Pod", self.pod_name, {"metadata": {"uid": self.uid}, "status": status},
+                                   self.namespace, patch_type="strategic", subresource="status")
         except NotFound:
             self.gone = True
             return
-        except KubeError as e:
+        except KubeApiError as e:
             if e.status == 409 or (e.status == 422 and "metadata.uid" in str(e)):
                 self.gone = True  # the uid precondition failed: our pod was replaced by a namesake
                 return
@@ -545,7 +545,7 @@ class PodLifecycle(threading.Thread):
 
 
 class PodRunner:
-    def __init__(self, rest: KubeRest, state_dir: Path, node_selector: str):
+    def __init__(self, rest: BlockingKubeClient, state_dir: Path, node_selector: str):
         self.rest = rest
         self.state_dir = state_dir
         self.pods_dir = state_dir / "pods"
@@ -565,7 +565,7 @@ class PodRunner:
     def _config_map_data(self, namespace: str, name: str) -> dict[str, str]:
         import base64
 
-        cm = self.rest.get(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+        cm = self.rest.get("ConfigMap", name, namespace)
         data = dict(cm.get("data") or {})
         for key, value in (cm.get("binaryData") or {}).items():
             data[key] = base64.b64decode(value)
@@ -574,7 +574,7 @@ class PodRunner:
     def _secret_bytes(self, namespace: str, name: str) -> dict[str, bytes]:
         import base64
 
-        secret = self.rest.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        secret = self.rest.get("Secret", name, namespace)
         return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
     def _secret_text(self, namespace: str, name: str) -> dict[str, str]:
@@ -588,9 +588,9 @@ class PodRunner:
         if audience:
             spec["audiences"] = [audience]
         try:
-            answer = self.rest.create(f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token",
-                                      {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                       "spec": spec})
+            answer = self.rest.request(
+                "POST", resource_path("ServiceAccount", meta["namespace"], account, "token"),
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
         except NotFound:
             raise ConfigError(f'serviceaccount "{account}" not found') from None
         return answer["status"]["token"]
@@ -645,19 +645,20 @@ class PodRunner:
             self.on_pod(node, pod, deleted=False)
 
     def _watch_node(self, node: RunnerNode) -> None:
-        path, selector = "/api/v1/pods", f"spec.nodeName={node.name}"
+        selector = f"spec.nodeName={node.name}"
         while not self.stopping.is_set():
             try:
-                listing = self.rest.get(path, fieldSelector=selector)
+                listing = self.rest.list("Pod", field_selector=selector)
                 version = listing["metadata"]["resourceVersion"]
                 self._sync(node, listing["items"])
                 self._listed(node)
                 while not self.stopping.is_set():
-                    for event in self.rest.watch(path, resource_version=version, fieldSelector=selector):
-                        pod = event["object"]
+                    for event in self.rest.watch("Pod", resource_version=version, field_selector=selector,
+                                                 timeout_seconds=300):
+                        pod = event.object
                         version = pod["metadata"]["resourceVersion"]
-                        if event["type"] != "BOOKMARK":
-                            self.on_pod(node, pod, deleted=event["type"] == "DELETED")
+                        if event.type != "BOOKMARK":
+                            self.on_pod(node, pod, deleted=event.type == "DELETED")
             except Gone:
                 continue  # too old: list again
             except Exception as e:  # noqa: BLE001 - keep watching through apiserver hiccups
@@ -674,7 +675,7 @@ class PodRunner:
             (self.state_dir / READY_FILE).write_text(str(os.getpid()))
 
     def load_nodes(self) -> None:
-        listing = self.rest.get("/api/v1/nodes", labelSelector=self.node_selector)
+        listing = self.rest.list("Node", label_selector=self.node_selector)
         for item in listing["items"]:
             cidr = item["spec"].get("podCIDR")
             if not cidr:
@@ -707,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-selector", default="voxfleet.dev/node-kind=runner",
                         help="label selector of the nodes this runner plays kubelet for")
     args = parser.parse_args(argv)
-    runner = PodRunner(KubeRest.from_kubeconfig(args.kubeconfig), args.state_dir, args.node_selector)
+    runner = PodRunner(BlockingKubeClient.from_kubeconfig(args.kubeconfig), args.state_dir, args.node_selector)
     signal.signal(signal.SIGTERM, lambda *_: runner.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: runner.stopping.set())
     runner.run()

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .kube_rest import NotFound
+from voxfleet.kube.errors import NotFound
 from .pod_env import ConfigError, field_value, resource_value
 
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"

@@ -19,8 +19,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from voxfleet.kube.backoff import NO_RETRY
+from voxfleet.kube.blocking import BlockingKubeClient
+from voxfleet.kube.errors import KubeApiError
+
 from . import binaries, certs, control_plane, kwok, livekit, processes, topology
-from .kube_rest import KubeError, KubeRest
 from .livekit import LiveKitRegion
 from .pod_runner import READY_FILE
 from .processes import Server, ServerFailed
@@ -100,12 +103,11 @@ class World:
                   "livekit": {r["region"]: r["url"] for r in info.livekit}}
         if alive.get("kube-apiserver"):
             try:
-                rest = KubeRest.from_kubeconfig(Path(info.kubeconfig), timeout=5)
-                nodes = rest.get("/api/v1/nodes")["items"]
+                with BlockingKubeClient.from_kubeconfig(Path(info.kubeconfig), timeout=5, backoff=NO_RETRY) as rest:
+                    nodes = rest.list("Node")["items"]
                 result["nodes_ready"] = sum(_node_ready(n) for n in nodes)
                 result["nodes"] = len(nodes)
-                rest.close()
-            except (KubeError, OSError) as e:
+            except (KubeApiError, OSError) as e:
                 result["apiserver_error"] = str(e)
         return result
 
@@ -144,12 +146,12 @@ class World:
         progress("starting etcd and kube-apiserver")
         cp = control_plane.start(bins=bins, pki=pki, state_dir=self.state_dir, world_id=world_id)
         self.servers += cp.servers
-        rest = KubeRest.from_kubeconfig(cp.admin_kubeconfig)
+        rest = BlockingKubeClient.from_kubeconfig(cp.admin_kubeconfig)
         try:
             progress(f"kube-apiserver ready at {cp.apiserver_url}; creating nodes, starting kwok and the pod runner")
             node_specs = topology.nodes(simulated_per_zone=self.simulated_per_zone, slot=slot)
             for spec in node_specs:
-                rest.create("/api/v1/nodes", spec.manifest())
+                rest.create(spec.manifest())
             kwok_kubeconfig = _identity_kubeconfig(self.state_dir, cp.apiserver_url, pki, "kwok")
             self.servers += kwok.start(kwok=bins["kwok"], kubeconfig=kwok_kubeconfig, state_dir=self.state_dir,
                                        world_id=world_id)
@@ -161,11 +163,11 @@ class World:
             self.servers.append(runner)
 
             processes.wait_until(f"{len(node_specs)} nodes Ready",
-                                 lambda: sum(_node_ready(n) for n in rest.get("/api/v1/nodes")["items"])
+                                 lambda: sum(_node_ready(n) for n in rest.list("Node")["items"])
                                  == len(node_specs), timeout=30, servers=self.servers, interval=0.1)
             processes.wait_until("controller-manager: default ServiceAccount and kube-root-ca.crt",
-                                 lambda: rest.get("/api/v1/namespaces/default/serviceaccounts/default")
-                                 and rest.get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt"),
+                                 lambda: rest.get_or_none("ServiceAccount", "default", "default")
+                                 and rest.get_or_none("ConfigMap", "kube-root-ca.crt", "default"),
                                  timeout=30, servers=self.servers, interval=0.1)
             processes.wait_until("pod runner watching its nodes", (self.state_dir / READY_FILE).exists,
                                  timeout=30, servers=self.servers)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from voxfleet.api.kube_json import body_bytes
-from voxfleet.world.kube_rest import KubeRest
+from voxfleet.kube.blocking import BlockingKubeClient
 
 TEXTS = ["Hello \U0001F600", "caf\u00e9 \u4f60\u597d", "\U000e46df \ue000", "line\u2028sep \u0085 \u0090",
          "tab\there\nnew \u0001 \"quoted\" \\ud83d (a backslash, not an escape)", "\ufffe\uffff",
@@ -26,11 +26,9 @@ def test_json_and_yaml_read_the_same_body(text):
 
 @pytest.mark.world
 def test_the_apiserver_stores_server_side_applied_text_as_written(kube, namespace):
-    rest = KubeRest.from_kubeconfig(kube.kubeconfig)
     data = {f"t{i}": text for i, text in enumerate(TEXTS)}
     manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unicode", "namespace": namespace},
                 "data": data}
-    applied = rest.request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/unicode", body=manifest,
-                           params={"fieldManager": "voxfleet-tests", "force": "true"},
-                           content_type="application/apply-patch+yaml")
+    with BlockingKubeClient.from_kubeconfig(kube.kubeconfig) as rest:  # voxfleet.kube: bodies via kube_json
+        applied = rest.apply(manifest, field_manager="voxfleet-tests")
     assert applied["data"] == data

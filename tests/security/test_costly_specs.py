@@ -96,7 +96,7 @@ def _while_putting(platform, attacker, agent: str, specs: list[dict], calm) -> d
 def _direct(rest, tenant) -> float:
     """The same list straight from the apiserver (admin), to tell the gateway's share from the cluster's."""
     started = time.perf_counter()
-    rest.get(f"/apis/voxfleet.dev/v1alpha1/namespaces/{tenant.namespace}/voiceagents")
+    rest.list("VoiceAgent", tenant.namespace)
     return (time.perf_counter() - started) * 1000
 
 

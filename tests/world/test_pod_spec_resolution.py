@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from voxfleet.world import topology
-from voxfleet.world.kube_rest import NotFound
+from voxfleet.kube.errors import NotFound
 from voxfleet.world.pod_env import ConfigError, EnvResolver, expand, field_value
 from voxfleet.world.pod_volumes import Mount, rewrite
 from voxfleet.world.probes import ProbeState
@@ -45,7 +45,7 @@ def _resolver(config_maps: dict, secrets: dict) -> EnvResolver:
     def reader(store):
         def read(namespace, name):
             if (namespace, name) not in store:
-                raise NotFound(404, name)
+                raise NotFound(404, {"message": name})
             return store[(namespace, name)]
         return read
     return EnvResolver(reader(config_maps), reader(secrets))
