@@ -167,11 +167,15 @@ class Informer(Generic[T]):
 
     async def run(self) -> None:
         """Forever: list, then watch from the list's version; list again on 410, on relist_seconds, or (after a
-        backoff) on any failure. Cancel to stop."""
+        backoff) on any failure. Cancel to stop. A store that was listed before (start() after stop()) resumes
+        watching from its version: the watch sends what changed meanwhile, or 410 and it lists."""
         failures = 0
+        resume = self.has_synced and bool(self.resource_version)
         while True:
             try:
-                await self.relist()
+                if not resume:
+                    await self.relist()
+                resume = False
                 failures = 0
                 listed_at = time.monotonic()
                 while self.relist_seconds is None or time.monotonic() - listed_at < self.relist_seconds:
