@@ -31,6 +31,7 @@ class BlockingKubeClient:
         self.client = KubeClient(credentials, **client_options)
         self.server = self.client.server
         self.credentials = credentials
+        self._closed = False
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | Path | None = None, *, context: str | None = None,
@@ -38,14 +39,18 @@ class BlockingKubeClient:
         return cls(Credentials.load(kubeconfig, context=context), **client_options)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() is self._thread or self._closed:
+            coroutine.close()
+            if self._closed:  # a stopped loop would never run the call: the caller would wait forever
+                raise RuntimeError("BlockingKubeClient is closed")
             raise RuntimeError("BlockingKubeClient called from its own event loop: use .client (async) there")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def close(self) -> None:
         """Close the pool and stop the loop; calls blocked in other threads (a watch) raise CancelledError."""
-        if not self._loop.is_running():
+        if self._closed:
             return
+        self._closed = True
 
         async def shutdown() -> None:
             current = asyncio.current_task()
@@ -111,8 +116,7 @@ class BlockingKubeClient:
                 except StopAsyncIteration:
                     return
         finally:
-            if self._loop.is_running():
-                try:
-                    self._run(events.aclose())
-                except (RuntimeError, concurrent.futures.CancelledError):
-                    pass
+            try:
+                self._run(events.aclose())
+            except (RuntimeError, concurrent.futures.CancelledError):
+                pass  # closed meanwhile: the loop's shutdown closed the watch
