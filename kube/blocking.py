@@ -65,6 +65,8 @@ class BlockingKubeClient:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._loop.is_running():
+            self._loop.close()
 
     def __enter__(self) -> "BlockingKubeClient":
         return self
