@@ -1,6 +1,7 @@
 """Files of charts/voxfleet generated from voxfleet's own code, so the chart never restates a contract by hand:
 
-- crds/                                  from voxfleet.api (`voxfleet crds --dir charts/voxfleet/crds`)
+- files/crds/                            from voxfleet.api (`voxfleet crds --dir charts/voxfleet/files/crds`);
+                                         templates/crds.yaml renders them (crds.enabled, crds.keep)
 - files/tenant-deletion-policy.json     from voxfleet.operator.tenant_deletion_policy (the chart installs the
                                          policy, so `helm uninstall` removes it and the operator needs no rights
                                          on admission policies)
@@ -17,6 +18,7 @@ from pathlib import Path
 from voxfleet.api.crd import write_crds
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "voxfleet"
+CRDS_DIR = CHART / "files" / "crds"  # not crds/: Helm installs that folder once and never upgrades it
 POLICY_FILE = CHART / "files" / "tenant-deletion-policy.json"
 
 
@@ -27,7 +29,7 @@ def tenant_deletion_policy_json() -> str:
 
 
 def main() -> int:
-    for path in write_crds(CHART / "crds"):
+    for path in write_crds(CRDS_DIR):
         print(f"wrote {path}")
     POLICY_FILE.write_text(tenant_deletion_policy_json())
     print(f"wrote {POLICY_FILE}")

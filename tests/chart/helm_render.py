@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from voxfleet.world import binaries
+from voxfleet.world.binaries import K8S_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "voxfleet"
@@ -18,6 +19,10 @@ VALUES_FILES = {path.stem.removesuffix("-values"): path for path in sorted((CHAR
 # What the Prometheus Operator serves; passed to `helm template` so the monitoring objects render.
 MONITORING_API_VERSIONS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor",
                            "monitoring.coreos.com/v1/PrometheusRule")
+
+# The Kubernetes version renders and lints assume (the chart's kubeVersion is checked against it): the test world's.
+# Say it: a helm built with `go install` (as build-servers.sh does) has no version stamped in and assumes v1.20.
+KUBE_VERSION = K8S_VERSION.lstrip("v")
 
 _HELM_HOME = Path(tempfile.gettempdir()) / "voxfleet-tests-helm-home"
 
@@ -35,8 +40,8 @@ def helm(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Com
 
 def template_args(*, release: str = "voxfleet", namespace: str = "voxfleet-system", values: tuple[Path, ...] = (),
                   set_values: tuple[str, ...] = (), api_versions: tuple[str, ...] = (),
-                  include_crds: bool = False) -> list[str]:
-    args = ["template", release, str(CHART), "--namespace", namespace]
+                  include_crds: bool = False, kube_version: str = KUBE_VERSION) -> list[str]:
+    args = ["template", release, str(CHART), "--namespace", namespace, "--kube-version", kube_version]
     for path in values:
         args += ["--values", str(path)]
     for assignment in set_values:

@@ -44,7 +44,7 @@ def test_rendered_chart_passes_a_server_side_dry_run(name, kube, monitoring_api,
     documents = [d for d in yaml.safe_load_all(manifests) if d]
     assert len(applied) == len(documents), result.stdout
     kinds = {d["kind"] for d in documents}
-    assert {"Deployment", "ClusterRole", "NetworkPolicy", "Lease", "Secret", "CustomResourceDefinition"} <= kinds
+    assert {"Deployment", "ClusterRole", "NetworkPolicy", "Lease", "Job", "CustomResourceDefinition"} <= kinds
     if name == "production":
         assert {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
 

@@ -1,8 +1,10 @@
-"""`helm install` of charts/voxfleet into the test world, and the release's whole life: the pod runner brings the
-operator and gateway up as the chart configured them (their container commands as real processes bound to their
-pod IPs); the operator reconciles a Tenant and a VoiceAgent into a running worker; the gateway starts a session
-whose worker joins the LiveKit room; `helm test` passes; `helm upgrade` with a changed value rolls only what
-changed and keeps the worker token; `helm uninstall` leaves nothing behind but the CRDs.
+"""`helm install` of charts/voxfleet into the test world, and the release's whole life: the pre-install hook Job
+runs `python -m voxfleet.platform_secrets` as a real process and creates the worker token and session key; the pod
+runner brings the operator and gateway up as the chart configured them (their container commands as real processes
+bound to their pod IPs); the operator reconciles a Tenant and a VoiceAgent into a running worker; the gateway
+starts a session whose worker joins the LiveKit room; `helm test` passes; `helm upgrade` with a changed value rolls
+only what changed and keeps both Secrets (the hook runs again and keeps them); `helm uninstall` leaves nothing
+behind but the CRDs and those two Secrets, which a second install finds and keeps.
 
 One test, because the steps are one story on one release (xdist would split separate tests across workers).
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +31,7 @@ from kubernetes import client
 
 from tests.world.waiting import wait_for
 from voxfleet.api.worker_credentials import token_for_namespace
+from voxfleet.world import binaries
 
 from .helm_render import CHART
 from .world_release import SHARD_LABEL, Release, delete_tenant, tenant_and_agent, world_values
@@ -33,18 +39,6 @@ from .world_release import SHARD_LABEL, Release, delete_tenant, tenant_and_agent
 pytestmark = pytest.mark.world
 
 VOXFLEET = Path(sys.executable).with_name("voxfleet")
-
-
-def _not_available(component: str) -> bool:
-    """`voxfleet <component>` exits 3 while the component is not in this build yet."""
-    result = subprocess.run([str(VOXFLEET), component, "--help"], capture_output=True, text=True, timeout=60)
-    return result.returncode == 3
-
-
-_missing = [c for c in ("operator", "gateway") if _not_available(c)]
-if _missing:
-    pytest.skip(f"`voxfleet {' / '.join(_missing)}` not available in this build yet (exit code 3): the chart's "
-                "install test runs them as real processes", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +93,9 @@ def _gateway_url(kube, rel: Release) -> str:
 
 # --- the steps ----------------------------------------------------------------------------------------------
 
-def _check_install(kube, pods, rel: Release, output: str, *, operator_works: bool = True) -> None:
+def _check_install(kube, pods, rel: Release, output: str) -> None:
     # NOTES.txt tells the platform team what to do next.
-    for hint in ("kind: Tenant", "voxfleet keys create --tenant acme", f"--namespace {rel.namespace}",
+    for hint in ("kind: Tenant", f"voxfleet keys --namespace {rel.namespace} create --tenant acme",
                  "/v1/agents/concierge/sessions"):
         assert hint in output, f"NOTES.txt lacks {hint!r}:\n{output}"
     runner_nodes = {n for names in pods.nodes.values() for n in names}
@@ -120,8 +114,6 @@ def _check_install(kube, pods, rel: Release, output: str, *, operator_works: boo
     metrics = httpx.get(f"http://{operator.status.pod_ip}:8080/metrics", timeout=5).text
     assert "voxfleet_operator" in metrics
     _check_least_privilege(kube, rel)
-    if not operator_works:
-        return
     # The chart's Lease is the one the operator holds (its RBAC allows exactly that Lease).
     coordination = client.CoordinationV1Api(kube.api_client())
     wait_for("the operator holding the chart's Lease", lambda: coordination.read_namespaced_lease(
@@ -210,6 +202,48 @@ def _check_session(kube, rel: Release, livekit) -> None:
                     "revoke", key_id], capture_output=True, text=True, timeout=60, check=True)
 
 
+def _check_notes_commands(kube, rel: Release, output: str, tmp_path: Path) -> None:
+    """NOTES.txt's steps 1-4 work as printed: pasted into bash from a checkout's root (charts/, .venv/bin/voxfleet),
+    with only the tenant name swapped for this test's shard. The Tenant and VoiceAgent heredocs go to the apiserver
+    as a server-side dry run (the shard's own are applied already); the key is really created, listed and revoked;
+    the curl starts a real session at the gateway (the pod's address stands in for the port-forward: the world has
+    no kubelet API), which the script then ends."""
+    notes = output[output.index("NOTES:"):].replace("acme", rel.shard)
+    applies = re.findall(r"^  kubectl apply -f - <<'YAML'\n.*?^YAML\n", notes, flags=re.S | re.M)
+    assert [re.search(r"kind: (\w+)", block)[1] for block in applies] == ["Tenant", "VoiceAgent"], notes
+    key_lines = [line for line in notes.splitlines() if re.match(r"  (KEY=\$\()?\.venv/bin/voxfleet keys ", line)]
+    curl = re.search(r"^  curl .*?\n.*?\n", notes, flags=re.M)[0]
+    assert len(key_lines) == 2 and "$KEY" in curl, notes
+    checkout = tmp_path / "checkout"
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    (checkout / ".venv" / "bin" / "voxfleet").symlink_to(VOXFLEET)
+    (checkout / "charts").symlink_to(CHART.parent)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "kubectl").symlink_to(binaries.find("kubectl").path)
+    gateway = _gateway_url(kube, rel)
+    script = "\n".join([
+        "set -euo pipefail",
+        'kubectl() { command kubectl "$@" --dry-run=server; }  # the shard\'s Tenant and agent exist already',
+        *applies, *key_lines,
+        f"GATEWAY={gateway}",
+        # A new key reaches the gateway through its watch: 401 for a moment.
+        "for attempt in $(seq 60); do", "{ " + curl.strip() + "; } > session.json",
+        "grep -q sessionId session.json && break; sleep 0.5; done",
+        "ID=$(python3 -c 'import json; print(json.load(open(\"session.json\"))[\"sessionId\"])')",
+        'curl -s -o /dev/null -w "ended %{http_code}\\n" -X DELETE "$GATEWAY/v1/sessions/$ID" '
+        '-H "Authorization: Bearer $KEY"',
+        f'.venv/bin/voxfleet keys --namespace {rel.namespace} revoke "$KEY"'])
+    env = dict(os.environ, KUBECONFIG=str(kube.kubeconfig), PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    result = subprocess.run(["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, f"NOTES commands failed ({result.returncode}):\n{result.stderr[-3000:]}"
+    assert result.stdout.count("(server dry run)") == 2, result.stdout
+    assert "ended 204" in result.stdout, result.stdout
+    session = json.loads((checkout / "session.json").read_text())
+    assert session["region"] == "us-east" and session["room"], session
+    print(f"NOTES.txt: {len(applies)} heredocs, {len(key_lines)} key commands and the curl worked as printed")
+
+
 def _room_participants(region, room: str) -> list[str]:
     from livekit import api
 
@@ -256,6 +290,41 @@ def _check_upgrade(kube, rel: Release, tenant_namespace: str | None) -> None:
     assert base64.b64decode(token_before)  # a real generated token, not empty
 
 
+def _platform_secrets(rel: Release) -> dict[str, str]:
+    """Secret name -> the key that holds its value: the worker token and the session signing key."""
+    return {"voxfleet-worker-token": "token", f"{rel.fullname}-session-key": "key"}
+
+
+def _check_platform_secrets(kube, pods, rel: Release, outcome: str) -> dict[str, str]:
+    """The hook Job ran `python -m voxfleet.platform_secrets` as a real process (its newest pod's log says what it
+    did to each Secret, `outcome`, and holds no value), Helm deleted the Job and its RBAC once it succeeded, and
+    the Secrets are not release objects. Returns each Secret's value digest (never the value: a failed comparison
+    would print it)."""
+    core = _core(kube)
+    job = f"{rel.fullname}-secrets"
+    job_pods = sorted((d for d in pods.pod_dir(rel.namespace, "x").parent.glob(f"{job}-*") if d.is_dir()),
+                      key=lambda d: (d / "secrets.log").stat().st_mtime if (d / "secrets.log").exists() else 0)
+    assert job_pods, f"no pod of the hook Job {job} ran on a runner node"
+    log = pods.log(rel.namespace, job_pods[-1].name, "secrets")
+    assert "starting ['python', '-m', 'voxfleet.platform_secrets'" in log, log[-2000:]
+    digests = {}
+    for name, key in _platform_secrets(rel).items():
+        assert f"Secret {rel.namespace}/{name} (key {key}): {outcome}" in log, log[-2000:]
+        secret = core.read_namespaced_secret(name, rel.namespace)
+        value = base64.b64decode(secret.data[key]).decode()
+        assert len(value) >= 32 and value not in log, f"{name}: a short value, or the value in the Job's log"
+        assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "voxfleet-platform-secrets"
+        assert secret.metadata.labels["app.kubernetes.io/instance"] == rel.name
+        digests[name] = hashlib.sha256(value.encode()).hexdigest()
+    manifest = _helm(kube, "get", "manifest", rel.name, "-n", rel.namespace).stdout
+    assert "kind: Secret" not in manifest, "the release renders a Secret: a render would rotate it"
+    leftovers = kube.kubectl("get", "job,serviceaccount,role,rolebinding", "-n", rel.namespace, "-o", "name",
+                             "--field-selector", f"metadata.name={job}").stdout.split()
+    assert not leftovers, f"the hook's objects outlived its success: {leftovers}"
+    print(f"platform secrets ({outcome}): hook pod {job_pods[-1].name}, {len(job_pods)} hook run(s) so far")
+    return digests
+
+
 def _check_uninstall(kube, rel: Release) -> None:
     _helm(kube, "uninstall", rel.name, "-n", rel.namespace, "--wait", "--timeout", "2m")
     instance = f"app.kubernetes.io/instance={rel.name}"
@@ -264,7 +333,9 @@ def _check_uninstall(kube, rel: Release) -> None:
         rel.namespace, label_selector=instance).items, timeout=90, interval=0.5)
     left = kube.kubectl("get", "all,configmaps,secrets,serviceaccounts,roles,rolebindings,leases,networkpolicies,"
                         "poddisruptionbudgets,ingresses", "-n", rel.namespace, "-o", "name").stdout.split()
-    allowed = {"configmap/kube-root-ca.crt", "serviceaccount/default", "secret/livekit-us-east"}
+    # The platform's Secrets stay: they are not the release's, so a second install finds and keeps them.
+    allowed = {"configmap/kube-root-ca.crt", "serviceaccount/default", "secret/livekit-us-east",
+               *(f"secret/{name}" for name in _platform_secrets(rel))}
     assert set(left) <= allowed, f"left in {rel.namespace}: {sorted(set(left) - allowed)}"
     cluster_left = kube.kubectl("get", "clusterroles,clusterrolebindings,validatingadmissionpolicies,"
                                 "validatingadmissionpolicybindings", "-l", instance, "-o", "name").stdout.split()
@@ -272,24 +343,6 @@ def _check_uninstall(kube, rel: Release) -> None:
     # Helm's rule: CRDs stay (deleting them would delete every Tenant and VoiceAgent).
     crds = kube.kubectl("get", "crd", "-o", "name").stdout
     assert "tenants.voxfleet.dev" in crds and "voiceagents.voxfleet.dev" in crds
-
-
-def _operator_token_kubeconfig_problem(tmp_path: Path) -> str | None:
-    """Pods here reach the apiserver through a kubeconfig holding their service-account token (the runner's
-    stand-in for in-cluster config). Says why the operator would connect anonymously, if it would."""
-    from voxfleet.operator.kube_client import KubeCredentials
-
-    kubeconfig = tmp_path / "token-kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "u", "user": {"token": "a-service-account-token"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
-    if KubeCredentials.load(str(kubeconfig)).current_token() != "a-service-account-token":
-        return ("voxfleet.operator.kube_client.KubeCredentials drops a kubeconfig's bearer token (it reads "
-                "api_key['authorization']; kubernetes 37 stores it as api_key['BearerToken']), so the operator pod "
-                "talks to the apiserver as system:anonymous")
-    return None
 
 
 @contextlib.contextmanager
@@ -304,28 +357,31 @@ def _step(name: str, timings: list[tuple[str, float]]):
 
 
 def test_install_reconcile_session_upgrade_test_uninstall(kube, pods, livekit, release, tmp_path):
-    # While the operator can't authenticate from a pod, everything that doesn't need it still runs, then xfail.
-    operator_problem = _operator_token_kubeconfig_problem(tmp_path)
-    operator_works = operator_problem is None
     tenant, agent = tenant_and_agent(release)
-    tenant_namespace = agent["metadata"]["namespace"] if operator_works else None
+    tenant_namespace = agent["metadata"]["namespace"]
     timings: list[tuple[str, float]] = []
     with _step("install", timings):
         output = _install(kube, release).stdout
-        _check_install(kube, pods, release, output, operator_works=operator_works)
-    if operator_works:
-        with _step("reconcile", timings):
-            _check_reconcile(kube, pods, release, tenant, agent)
-        with _step("session", timings):
-            _check_session(kube, release, livekit)
+        _check_install(kube, pods, release, output)
+        secrets = _check_platform_secrets(kube, pods, release, "created")
+    with _step("reconcile", timings):
+        _check_reconcile(kube, pods, release, tenant, agent)
+    with _step("NOTES commands", timings):
+        _check_notes_commands(kube, release, output, tmp_path)
+    with _step("session", timings):
+        _check_session(kube, release, livekit)
     with _step("helm test", timings):
         _check_helm_test(kube, release)
     with _step("upgrade", timings):
         _check_upgrade(kube, release, tenant_namespace)
-    if operator_works:
-        with _step("delete tenant", timings):
-            delete_tenant(kube, release, tenant_namespace)
+        assert _check_platform_secrets(kube, pods, release, "kept") == secrets
+    with _step("delete tenant", timings):
+        delete_tenant(kube, release, tenant_namespace)
     with _step("uninstall", timings):
         _check_uninstall(kube, release)
-    if operator_problem:
-        pytest.xfail(operator_problem)
+    with _step("second install", timings):
+        # The hook finds the Secrets the first install made and keeps them: the same token and key as before.
+        _helm(kube, "install", release.name, str(CHART), "-n", release.namespace, "-f", str(release.values_file),
+              "--timeout", "4m")
+        assert _check_platform_secrets(kube, pods, release, "kept") == secrets
+        _helm(kube, "uninstall", release.name, "-n", release.namespace, "--wait", "--timeout", "2m")

@@ -15,8 +15,8 @@ from voxfleet.api.crd import all_crds
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.world.pod_env import expand
 
-from .chart_generated_files import POLICY_FILE, tenant_deletion_policy_json
-from .helm_render import (CHART, MONITORING_API_VERSIONS, VALUES_FILES, container_env, find, helm, render,
+from .chart_generated_files import CRDS_DIR, POLICY_FILE, tenant_deletion_policy_json
+from .helm_render import (CHART, KUBE_VERSION, MONITORING_API_VERSIONS, VALUES_FILES, container_env, find, helm, render,
                           render_text, template_args)
 
 VALUE_SETS = {"default": (), **{name: (path,) for name, path in VALUES_FILES.items()}}
@@ -30,7 +30,7 @@ def test_the_three_values_files_exist():
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_helm_lint_strict_passes(name):
-    args = ["lint", "--strict", str(CHART)] + [a for path in VALUE_SETS[name] for a in ("--values", str(path))]
+    args = ["lint", "--strict", "--kube-version", KUBE_VERSION, str(CHART)] + [a for path in VALUE_SETS[name] for a in ("--values", str(path))]
     result = helm(*args)
     assert "0 chart(s) failed" in result.stdout, result.stdout
 
@@ -83,13 +83,13 @@ def test_every_value_in_values_yaml_is_described_by_the_schema():
 # --- CRDs: the chart ships exactly what the API models generate ---------------------------------------------
 
 def test_chart_crds_are_the_generated_ones():
-    crds_dir = CHART / "crds"
-    assert sorted(p.name for p in crds_dir.iterdir()) == sorted(all_crds()), "extra or missing files in chart crds/"
-    assert crds_cli.main(["--check", "--dir", str(crds_dir)]) == 0, \
-        "charts/voxfleet/crds is stale: run `python -m tests.chart.chart_generated_files`"
+    assert not (CHART / "crds").exists(), "Helm installs crds/ once and never upgrades it: CRDs live in files/crds/"
+    assert sorted(p.name for p in CRDS_DIR.iterdir()) == sorted(all_crds()), "extra or missing files in files/crds"
+    assert crds_cli.main(["--check", "--dir", str(CRDS_DIR)]) == 0, \
+        "charts/voxfleet/files/crds is stale: run `python -m tests.chart.chart_generated_files`"
     repo_crds = CHART.parents[1] / "crds"
     for name in all_crds():
-        assert (crds_dir / name).read_text() == (repo_crds / name).read_text(), f"{name} differs from crds/{name}"
+        assert (CRDS_DIR / name).read_text() == (repo_crds / name).read_text(), f"{name} differs from crds/{name}"
 
 
 def test_chart_tenant_deletion_policy_is_the_operators():
@@ -107,7 +107,7 @@ def test_chart_tenant_deletion_policy_is_the_operators():
 def _pod_specs(manifests: list[dict]) -> list[tuple[str, dict]]:
     specs = []
     for m in manifests:
-        if m["kind"] == "Deployment":
+        if m["kind"] in ("Deployment", "Job"):
             specs.append((m["metadata"]["name"], m["spec"]["template"]["spec"]))
         elif m["kind"] == "Pod":
             specs.append((m["metadata"]["name"], m["spec"]))
@@ -118,7 +118,7 @@ def _pod_specs(manifests: list[dict]) -> list[tuple[str, dict]]:
 def test_every_pod_is_non_root_read_only_without_capabilities(name):
     manifests = render(values=VALUE_SETS[name], api_versions=MONITORING_API_VERSIONS)
     specs = _pod_specs(manifests)
-    assert len(specs) == 3  # operator, gateway, helm test
+    assert len(specs) == 4  # operator, gateway, the secrets hook Job, helm test
     for pod_name, spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True, pod_name
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, pod_name
@@ -235,7 +235,8 @@ def test_operator_env_parses_as_operator_and_platform_settings(name, monkeypatch
     assert platform.allowed_worker_images == workers.get("allowedImages", [])
     image = values.get("image", {})
     assert platform.worker_image == f"{image.get('repository', 'voxfleet/voxfleet')}:{image.get('tag', '0.1.0')}"
-    assert platform.worker_token_secret == find(manifests, "Secret", "voxfleet-worker-token")["metadata"]["name"]
+    secrets_job = find(manifests, "Job")["spec"]["template"]["spec"]["containers"][0]
+    assert f"--secret={platform.worker_token_secret}/token" in secrets_job["args"]
     assert platform.outbound_allowed_cidrs == values.get("platform", {}).get("outboundAllowedCidrs", [])
 
 
@@ -283,3 +284,110 @@ def test_dashboard_config_map_carries_the_dashboard_json():
     config_map = find(manifests, "ConfigMap", "voxfleet-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["voxfleet-overview.json"])["uid"] == "voxfleet-overview"
+
+
+# --- secrets that survive a render, kubeVersion, the CRD upgrade path ----------------------------------------
+
+def _secret_references(manifests: list[dict]) -> list[tuple[str, str]]:
+    """Every (object, Secret name) the rendered pods mount or read env from."""
+    references = []
+    for name, spec in _pod_specs(manifests):
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                references.append((name, volume["secret"]["secretName"]))
+        for container in spec["containers"]:
+            for var in container.get("env", []):
+                if "secretKeyRef" in var.get("valueFrom", {}):
+                    references.append((name, var["valueFrom"]["secretKeyRef"]["name"]))
+    return sorted(references)
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_two_renders_are_identical_and_carry_no_generated_secret(name):
+    """What Argo CD or Flux renders with `helm template`: twice the same bytes, so a sync never rotates anything.
+    No Secret is rendered at all: the pre-install/pre-upgrade hook Job creates the worker token and the session key
+    when absent, and the pods reference those names."""
+    first = render_text(values=VALUE_SETS[name], api_versions=MONITORING_API_VERSIONS)
+    second = render_text(values=VALUE_SETS[name], api_versions=MONITORING_API_VERSIONS)
+    assert first == second, "two renders differ: a GitOps sync would change the release"
+    manifests = [m for m in yaml.safe_load_all(first) if m]
+    assert [m["metadata"]["name"] for m in manifests if m["kind"] == "Secret"] == []
+    references = _secret_references(manifests)
+    job = find(manifests, "Job", "voxfleet-secrets")
+    created = {arg.removeprefix("--secret=").split("/")[0]
+               for arg in job["spec"]["template"]["spec"]["containers"][0]["args"] if arg.startswith("--secret=")}
+    assert created == {"voxfleet-worker-token", "voxfleet-session-key"}
+    assert ("voxfleet-gateway", "voxfleet-session-key") in references
+    assert ("voxfleet-operator", "voxfleet-worker-token") in references
+    assert ("voxfleet-gateway", "voxfleet-worker-token") in references
+    print(f"{name}: {len(first)} bytes rendered twice, identical; {len(references)} Secret references")
+
+
+def test_the_secrets_job_is_a_pre_install_and_pre_upgrade_hook_with_rights_on_its_two_secrets_only():
+    manifests = render()
+    hooks = {(m["kind"], m["metadata"]["name"]): m["metadata"]["annotations"] for m in manifests
+             if m["metadata"]["name"] == "voxfleet-secrets"}
+    assert set(hooks) == {("ServiceAccount", "voxfleet-secrets"), ("Role", "voxfleet-secrets"),
+                          ("RoleBinding", "voxfleet-secrets"), ("Job", "voxfleet-secrets")}
+    for annotations in hooks.values():
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    # RBAC before the Job that uses it.
+    weights = {kind: int(a["helm.sh/hook-weight"]) for (kind, _), a in hooks.items()}
+    assert weights["ServiceAccount"] < weights["RoleBinding"] < weights["Job"] and weights["Role"] < weights["Job"]
+    rules = find(manifests, "Role", "voxfleet-secrets")["rules"]
+    assert rules == [{"apiGroups": [""], "resources": ["secrets"],
+                      "resourceNames": ["voxfleet-worker-token", "voxfleet-session-key"], "verbs": ["get", "patch"]},
+                     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
+    spec = find(manifests, "Job", "voxfleet-secrets")["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "voxfleet-secrets" and spec["restartPolicy"] == "Never"
+    assert spec["containers"][0]["command"] == ["python", "-m", "voxfleet.platform_secrets"]
+
+
+@pytest.mark.parametrize("assignments, generated, mounted", [
+    ((), {"voxfleet-worker-token/token", "voxfleet-session-key/key"}, "voxfleet-session-key"),
+    (("gateway.sessionSigningKey.existingSecret=my-key",), {"voxfleet-worker-token/token"}, "my-key"),
+    (("platform.workerToken.create=false",), {"voxfleet-session-key/key"}, "voxfleet-session-key"),
+    (("platform.workerToken.create=false", "gateway.sessionSigningKey.existingSecret=my-key"), set(), "my-key"),
+])
+def test_an_existing_secret_is_used_and_never_generated(assignments, generated, mounted):
+    manifests = render(set_values=assignments)
+    jobs = [m for m in manifests if m["kind"] == "Job"]
+    args = {a.removeprefix("--secret=") for job in jobs
+            for a in job["spec"]["template"]["spec"]["containers"][0]["args"] if a.startswith("--secret=")}
+    assert args == generated
+    if not generated:  # nothing to create: no hook, no ServiceAccount that may create Secrets
+        assert not [m for m in manifests if m["metadata"]["name"] == "voxfleet-secrets"]
+    volumes = find(manifests, "Deployment", "voxfleet-gateway")["spec"]["template"]["spec"]["volumes"]
+    assert [v["secret"]["secretName"] for v in volumes if v["name"] == "session-key"] == [mounted]
+
+
+@pytest.mark.parametrize("version, accepted", [
+    ("1.29.9", False), ("1.30.0", True), ("1.30.4-eks-1552ad0", True), ("1.36.3", True)])
+def test_kube_version_is_checked(version, accepted):
+    """Chart.yaml's kubeVersion: ValidatingAdmissionPolicy v1 (the operator's write scope) needs 1.30."""
+    result = helm(*template_args(kube_version=version), check=False)
+    assert (result.returncode == 0) is accepted, result.stderr
+    if not accepted:
+        assert "chart requires kubeVersion: >=1.30.0-0" in result.stderr, result.stderr
+
+
+def _crds(manifests: list[dict]) -> dict[str, dict]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == "CustomResourceDefinition"}
+
+
+def test_crds_are_release_objects_kept_on_uninstall_by_default():
+    crds = _crds(render())
+    assert sorted(crds) == ["tenants.voxfleet.dev", "voiceagents.voxfleet.dev"]
+    for name, crd in crds.items():
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}, name
+        generated = yaml.safe_load((CRDS_DIR / f"voxfleet.dev_{name.split('.')[0]}.yaml").read_text())
+        assert crd["spec"] == generated["spec"], f"{name}: the rendered spec is not the generated one"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/component"] == "crd"
+
+
+def test_crds_enabled_false_renders_no_crd_and_keep_false_drops_the_annotation():
+    assert _crds(render(set_values=("crds.enabled=false",))) == {}
+    assert "CustomResourceDefinition" not in render_text(set_values=("crds.enabled=false",), include_crds=True)
+    for crd in _crds(render(set_values=("crds.keep=false",))).values():
+        assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})

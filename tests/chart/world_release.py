@@ -45,7 +45,11 @@ def world_values(pods, livekit, shard: str, namespace: str) -> dict:
     us_east = livekit["us-east"]
     kubeconfig = pod_kubeconfig_env(pods, namespace)
     return {
+        # The world's CRDs are the whole test run's (installed once, shared by every test): no release owns them.
+        "crds": {"enabled": False},
         "platform": {"logLevel": "info"},
+        # The hook Job that creates the worker token and session key runs for real (kwok would only fake it).
+        "secretsJob": on_runners,
         "workers": on_runners,
         "operator": {
             "bindAddress": "$(POD_IP)", "tenantSelector": f"{SHARD_LABEL}={shard}", **on_runners,
