@@ -80,7 +80,8 @@ class TokenExpiry:
             now = time.time()
             for secret in listing["items"]:
                 meta = secret["metadata"]
-                if float(meta["annotations"][REVOKE_AT]) <= now:
+                revoke_at = (meta.get("annotations") or {}).get(REVOKE_AT)  # None: still being issued
+                if revoke_at is not None and float(revoke_at) <= now:
                     await self.admin.delete("Secret", meta["name"], self.namespace)
                     self.expired += 1
             await asyncio.sleep(0.1)

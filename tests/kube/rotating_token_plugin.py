@@ -31,13 +31,10 @@ TOKEN_LABEL = "k1.voxfleet.dev/bound-token"
 
 async def issue(admin_kubeconfig: str, namespace: str, service_account: str, lifetime: float) -> dict:
     async with KubeClient.from_kubeconfig(admin_kubeconfig) as kube:
-        expires = time.time() + lifetime
         holder = await kube.create({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": f"{service_account}-token-{uuid.uuid4().hex[:10]}", "namespace": namespace,
-                         "labels": {TOKEN_LABEL: service_account},
-                         "annotations": {EXPIRES_AT: f"{expires:.3f}",
-                                         REVOKE_AT: f"{max(time.time() + 0.5, expires - APISERVER_TOKEN_CACHE_SECONDS):.3f}"}}})
+                         "labels": {TOKEN_LABEL: service_account}}})
         meta = holder["metadata"]
         answer = await kube.request(
             "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
@@ -45,6 +42,11 @@ async def issue(admin_kubeconfig: str, namespace: str, service_account: str, lif
                   "spec": {"expirationSeconds": 600,
                            "boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": meta["name"],
                                               "uid": meta["uid"]}}})
+        # The clock starts now, when the token is about to be handed over (not when this slow process started).
+        expires = time.time() + lifetime
+        revoke = max(time.time() + 0.5, expires - APISERVER_TOKEN_CACHE_SECONDS)
+        await kube.merge_patch("Secret", meta["name"], {"metadata": {"annotations": {
+            EXPIRES_AT: f"{expires:.3f}", REVOKE_AT: f"{revoke:.3f}"}}}, namespace)
     stamp = datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
             "status": {"token": answer["status"]["token"], "expirationTimestamp": stamp}}
