@@ -19,13 +19,14 @@ from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.operator import agent_status, spec_checks
 from voxfleet.operator.agent_builder import build_config_map, build_service, worker_config
 from voxfleet.operator.cluster_view import AgentKey, tenant_namespace
-from voxfleet.operator.kube_client import NotFound
+from voxfleet.kube.errors import NotFound
 from voxfleet.operator.ownership import Owner
 from voxfleet.operator.pool_builder import build_deployment, build_pod_disruption_budget, deployment_name
 from voxfleet.operator.pools import Pool
 from voxfleet.operator.runtime import Runtime
 from voxfleet.operator.scaling import PoolScaler, recommend
 from voxfleet.operator.spec_checks import Problem
+from voxfleet.operator.written_status import WrittenStatus
 
 log = structlog.get_logger("voxfleet.operator.agent")
 SESSION_FIGURES = ("activeSessions", "freeSlots")
@@ -43,10 +44,11 @@ class AgentReconciler:
         # The spec checked once per (uid, generation): its costly part (RE2 budget, tool schemas) runs in a
         # thread, so one agent's check never holds the event loop that reconciles the others.
         self._checked: dict[AgentKey, tuple[tuple[str, int], VoiceAgentSpec | Problem]] = {}
+        self.written = WrittenStatus()
 
     async def reconcile(self, namespace: str, name: str, full: bool) -> float | None:
         key = (namespace, name)
-        body = self.rt.view.agents.get(key)
+        body = self.rt.view.agent(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.forget(key)  # owner references let the garbage collector remove what it owned
             return None
@@ -66,6 +68,7 @@ class AgentReconciler:
     def forget(self, key: AgentKey) -> None:
         namespace, name = key
         self._checked.pop(key, None)
+        self.written.forget(key)
         self.rt.agents.pop(key, None)
         self.rt.recorder.forget(f"VoiceAgent/{namespace}/{name}")
         for pool in self.rt.pools.of_agent(namespace, name):
@@ -136,6 +139,8 @@ class AgentReconciler:
 
         skipped = {p.region for p in problems if p.region_skipped}
         accepted: set[str] = set()
+        rolling: list[str] = []  # regions whose existing pool gets a new worker config
+        config_hash = config.config_hash()
         now = time.monotonic()
         for region in spec.regions:
             if region.name in skipped:
@@ -147,13 +152,16 @@ class AgentReconciler:
                                                         " them", region=region.name, region_skipped=True))
                 continue
             accepted.add(region.name)
-            pool = self._pool(tenant_name, namespace, name, spec, region, config.config_hash(), existing, now)
+            if existing is not None and existing.config_hash and existing.config_hash != config_hash:
+                rolling.append(region.name)
+            pool = self._pool(tenant_name, namespace, name, spec, region, config_hash, existing, now)
             manifests.append(build_deployment(owner, config, region.name, pool.scaler.desired, self.rt.platform,
                                               self.rt.settings.grace_margin_seconds))
             manifests.append(build_pod_disruption_budget(owner, config, region.name))
         await _apply_all(applier, manifests)
+        self._rolling_out(body, rolling, config_hash)
 
-        await self._drain_removed(owner, config, accepted)
+        await self._drain_removed(body, config, accepted)
         self.rt.metrics.pools.set(len(self.rt.pools))
         return problems
 
@@ -177,7 +185,37 @@ class AgentReconciler:
         pool.scaler.clamp(region.min_workers, region.max_workers, now)
         return pool
 
-    async def _drain_removed(self, owner: Owner, config: Any, accepted: set[str]) -> None:
+    def _rolling_out(self, body: dict[str, Any], regions: list[str], config_hash: str) -> None:
+        """Say (a Normal event) that pools now roll a new worker config out, and remember which Deployment
+        generation carries it, so that RolledOut is said when that generation is done."""
+        if not regions:
+            return
+        meta = body["metadata"]
+        memory = self.rt.memory((meta["namespace"], meta["name"]))
+        for region in regions:
+            applied = self.rt.applier.our_version(("Deployment", meta["namespace"],
+                                                   deployment_name(meta["name"], region)))
+            memory.rolling_out[region] = int(applied) if applied and applied.isdigit() else 0
+        self.rt.recorder.normal(body, "RollingOut", f"generation {meta.get('generation')}: worker config"
+                                                    f" {config_hash} rolling out in {', '.join(regions)}")
+
+    def _rolled_out(self, body: dict[str, Any], figures: list[agent_status.RegionFigures]) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        memory = self.rt.memory((namespace, name))
+        for figure in figures:
+            generation = memory.rolling_out.get(figure.name)
+            if generation is None:
+                continue
+            deployment = self.rt.view.deployments.get(namespace, deployment_name(name, figure.name))
+            if figure.draining or deployment is None:
+                memory.rolling_out.pop(figure.name)  # left the spec (or was deleted) mid-rollout: nothing to say
+            elif deployment.generation >= generation and deployment.rolled_out and figure.settled:
+                memory.rolling_out.pop(figure.name)
+                self.rt.recorder.normal(body, "RolledOut", f"{figure.name}: all {figure.ready} worker(s) run worker"
+                                                           f" config {deployment.config_hash}")
+
+    async def _drain_removed(self, body: dict[str, Any], config: Any, accepted: set[str]) -> None:
         """A region that left the spec: scale to 0 (each worker drains its calls on SIGTERM), delete when empty."""
         namespace, name = config.namespace, config.agent
         for deployment in self.rt.view.agent_deployments(namespace, name):
@@ -192,12 +230,18 @@ class AgentReconciler:
                 log.info("draining region", namespace=namespace, agent=name, region=deployment.region)
                 await self.rt.client.merge_patch("Deployment", deployment.name, {"spec": {"replicas": 0}},
                                                  namespace)
+                self.rt.recorder.normal(body, "DrainingRegion",
+                                        f"{deployment.region} left the spec: its {deployment.replicas} worker(s)"
+                                        " stop taking calls and exit when their calls end")
             elif not self.rt.view.pool_pods(key):
                 log.info("region drained, removing its pool", namespace=namespace, agent=name,
                          region=deployment.region)
-                await self.rt.applier.delete("Deployment", namespace, deployment.name)
+                removed = await self.rt.applier.delete("Deployment", namespace, deployment.name)
                 await self.rt.applier.delete("PodDisruptionBudget", namespace, deployment.name)
                 self.rt.pools.drop(key)
+                if removed:  # not when an earlier reconcile removed it and the informer has not seen that yet
+                    self.rt.recorder.normal(body, "RegionDrained", f"{deployment.region}: every call ended, its"
+                                                                   " pool is removed")
                 self.rt.metrics.forget_pool(config.tenant, name, deployment.region)
         for pool in self.rt.pools.of_agent(namespace, name):
             if pool.region not in accepted and self.rt.view.deployments.get(
@@ -237,10 +281,11 @@ class AgentReconciler:
         spec_regions = [r.get("name", "") for r in (body.get("spec") or {}).get("regions") or []]
         figures = self._figures(namespace, name, spec_regions, problems)
         self._export(namespace, name, figures)
+        self._rolled_out(body, figures)
         await self.rt.recorder.problems(f"VoiceAgent/{namespace}/{name}", body,
                                         [(p.reason, p.message) for p in problems])
 
-        previous = body.get("status") or {}
+        previous = self.written.current(key, body)
         status = agent_status.build_agent_status(memory.observed_generation, spec_regions, figures, problems,
                                                  previous)
         if not agent_status.status_differs(status, previous):
@@ -256,15 +301,14 @@ class AgentReconciler:
             self.refresh_status_later(namespace, name, wait)
             return
         try:
-            written = await self.rt.client.merge_patch("VoiceAgent", name, {"status": status}, namespace,
-                                                       subresource="status")
+            await self.rt.client.merge_patch("VoiceAgent", name, {"status": status}, namespace,
+                                             subresource="status")
         except NotFound:
             self.forget(key)
             return
         memory.status_written_at = now
+        self.written.wrote(key, body, status)
         self.rt.metrics.status_writes.labels(kind="VoiceAgent").inc()
-        if key in self.rt.view.agents:
-            self.rt.view.agents[key] = written  # compare the next status with what we just wrote
 
     def _export(self, namespace: str, name: str, figures: list[agent_status.RegionFigures]) -> None:
         metrics = self.rt.metrics

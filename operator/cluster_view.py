@@ -1,6 +1,7 @@
-"""What the operator knows about the cluster: Tenants and VoiceAgents (fed by kopf), and projections of worker
-Pods, pool Deployments, Nodes and every other object it manages (fed by its own watches), with the indexes the
-reconcilers and the scaler look things up by.
+"""What the operator knows about the cluster: one informer (voxfleet.kube.informer) per kind it reads, and the
+lookups the reconcilers and the scaler use. Tenants and VoiceAgents are kept as objects (without managedFields);
+worker Pods, pool Deployments, Nodes and every other object it manages as small projections, selected by the
+apiserver (label selectors), with indexes for the lookups made on every reconcile and scaling round.
 
 Secrets are different: the operator has no cluster-wide right on them. It watches the platform's root worker
 token in the platform namespace (a Role there), and the Secrets of each tenant namespace through the RoleBinding
@@ -9,20 +10,20 @@ label; values are dropped as each object arrives."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from voxfleet.api import labels
 from voxfleet.api.settings import PlatformSettings
-from voxfleet.operator.kube_client import KubeClient, NotFound
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.errors import NotFound
+from voxfleet.kube.informer import RESYNC, Informer, InformerEvent, by_namespace
 from voxfleet.operator.object_applier import version_of
 from voxfleet.operator.ownership import MANAGED, MANAGED_SELECTOR
-from voxfleet.operator.watch_cache import Key, WatchCache
 
+Key = tuple[str, str]  # (namespace or "", name): how informers key objects
 PoolKey = tuple[str, str, str]  # (namespace, agent, region)
 AgentKey = tuple[str, str]  # (namespace, agent)
 # Deployments have their own, fuller watch (status figures); these are watched only to spot drift.
@@ -80,6 +81,7 @@ class DeploymentView:
     available: int
     total: int  # status.replicas: pods of every ReplicaSet, terminating ones excluded
     failure: str | None  # the ReplicaFailure message (e.g. exceeded quota)
+    config_hash: str = ""  # the worker config its pod template runs (labels.CONFIG_HASH)
 
     @property
     def updated_current(self) -> int:
@@ -103,7 +105,9 @@ def project_deployment(obj: dict[str, Any]) -> DeploymentView:
         replicas=int(spec.get("replicas") or 0), observed_generation=int(status.get("observedGeneration") or 0),
         ready=int(status.get("readyReplicas") or 0), updated=int(status.get("updatedReplicas") or 0),
         available=int(status.get("availableReplicas") or 0), total=int(status.get("replicas") or 0),
-        failure=failure.get("message") if failure and failure.get("status") == "True" else None)
+        failure=failure.get("message") if failure and failure.get("status") == "True" else None,
+        config_hash=((((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {})
+                     .get(labels.CONFIG_HASH, "")))
 
 
 @dataclass(frozen=True)
@@ -171,45 +175,64 @@ def project_secret(obj: dict[str, Any]) -> SecretView:
                       managed=_project_managed_secret(obj) if ours else None)
 
 
+def custom_object_projector(kind: str, api_version: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A Tenant or VoiceAgent as the reconcilers read it: the whole object but its managedFields (the largest
+    part of a stored object, and nothing the operator reads), with the apiVersion and kind list items lack."""
+
+    def project(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+        return {**obj, "apiVersion": obj.get("apiVersion") or api_version, "kind": obj.get("kind") or kind,
+                "metadata": meta}
+    return project
+
+
+def pool_index(pool: PoolKey) -> str:
+    return "/".join(pool)  # namespaces, agents and regions are DNS labels: "/" separates them unambiguously
+
+
+def agent_index(namespace: str, agent: str) -> str:
+    return f"{namespace}/{agent}"
+
+
 class SecretWatches:
-    """One Secret watch per tenant namespace, started once the operator's RoleBinding there is applied (so the
+    """One Secret informer per tenant namespace, started once the operator's RoleBinding there is applied (so the
     list is allowed) and stopped when the Tenant goes. Changes reach `on_change` as SecretView pairs."""
 
-    def __init__(self, client: KubeClient, on_change: Callable[[Key, Any, Any], None]):
+    def __init__(self, client: KubeClient, on_change: Callable[[InformerEvent[Any]], None]):
         self.client = client
         self.on_change = on_change
-        self.caches: dict[str, WatchCache[SecretView]] = {}
-        self.tasks: dict[str, asyncio.Task] = {}
+        self.informers: dict[str, Informer[SecretView]] = {}
 
     def watch(self, namespace: str) -> None:
-        if namespace in self.caches:
+        if namespace in self.informers:
             return
-        cache = WatchCache(self.client, "Secret", project_secret, namespace=namespace, on_change=self.on_change)
-        self.caches[namespace] = cache
-        self.tasks[namespace] = asyncio.create_task(cache.run(), name=f"watch Secrets in {namespace}")
+        informer: Informer[SecretView] = Informer(self.client, "Secret", namespace=namespace, transform=project_secret,
+                                                  name=f"secrets/{namespace}")
+        informer.add_handler(self.on_change)
+        self.informers[namespace] = informer
+        informer.start()
 
-    def unwatch(self, namespace: str) -> None:
-        self.caches.pop(namespace, None)
-        task = self.tasks.pop(namespace, None)
-        if task is not None:
-            task.cancel()
+    async def unwatch(self, namespace: str) -> None:
+        informer = self.informers.pop(namespace, None)
+        if informer is not None:
+            await informer.stop()
 
     async def stop(self) -> None:
-        tasks = list(self.tasks.values())
-        for namespace in list(self.caches):
-            self.unwatch(namespace)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        informers = list(self.informers.values())
+        self.informers.clear()
+        for informer in informers:
+            await informer.stop()
 
     def get(self, namespace: str, name: str) -> SecretView | None:
-        cache = self.caches.get(namespace)
-        return cache.get(namespace, name) if cache is not None else None
+        informer = self.informers.get(namespace)
+        return informer.get(namespace, name) if informer is not None else None
 
     async def views(self, namespace: str, names: set[str]) -> dict[str, SecretView | None]:
-        """name -> SecretView (None: no such Secret): from the namespace's watch once it has listed, else read
-        one by one (a fresh operator, or a reconcile that runs before the watch's first list)."""
-        cache = self.caches.get(namespace)
-        if cache is not None and cache.synced.is_set():
-            return {name: cache.get(namespace, name) for name in names}
+        """name -> SecretView (None: no such Secret): from the namespace's informer once it has listed, else read
+        one by one (a fresh operator, or a reconcile that runs before the informer's first list)."""
+        informer = self.informers.get(namespace)
+        if informer is not None and informer.has_synced:
+            return {name: informer.get(namespace, name) for name in names}
         found: dict[str, SecretView | None] = {}
         for name in sorted(names):
             try:
@@ -224,91 +247,95 @@ def project_token(obj: dict[str, Any]) -> bytes | None:
     return base64.b64decode(value) if value else None
 
 
-class Grouped:
-    """An index: group -> {object key: projection}, kept current from a watch's changes."""
-
-    def __init__(self, group_of: Callable[[Any], Any]):
-        self.group_of = group_of
-        self.groups: dict[Any, dict[Key, Any]] = defaultdict(dict)
-
-    def update(self, key: Key, old: Any, new: Any) -> None:
-        if old is not None:
-            members = self.groups.get(self.group_of(old))
-            if members is not None:
-                members.pop(key, None)
-                if not members:
-                    del self.groups[self.group_of(old)]
-        if new is not None:
-            self.groups[self.group_of(new)][key] = new
-
-    def get(self, group: Any) -> list[Any]:
-        return list(self.groups.get(group, {}).values())
+Listener = Callable[[str, Key, Any, Any], None]  # (kind, key, old, new): new None when deleted
 
 
 class ClusterView:
-    def __init__(self, client: KubeClient, platform: PlatformSettings):
+    def __init__(self, client: KubeClient, platform: PlatformSettings, *, tenant_selector: str = ""):
         self.platform = platform
-        self.tenants: dict[str, dict[str, Any]] = {}
-        self.agents: dict[AgentKey, dict[str, Any]] = {}
-        self.pods_by_pool = Grouped(lambda pod: pod.pool)
-        self.deployments_by_agent = Grouped(lambda dep: (dep.namespace, dep.agent))
-        self.listeners: list[Callable[[str, Key, Any, Any], None]] = []  # (kind, key, old, new)
+        self.listeners: list[Listener] = []
 
-        def relay(kind: str, index: Grouped | None = None):
-            def changed(key: Key, old: Any, new: Any) -> None:
-                if index is not None:
-                    index.update(key, old, new)
+        def relay(kind: str) -> Callable[[InformerEvent[Any]], None]:
+            def changed(event: InformerEvent[Any]) -> None:
+                if event.type == RESYNC:
+                    return  # level-triggered resyncs are the reconcile queue's (app._resync_forever)
                 for listener in self.listeners:
-                    listener(kind, key, old, new)
+                    listener(kind, event.key, event.old, event.new)
             return changed
 
-        self.pods: WatchCache[PodView] = WatchCache(client, "Pod", project_pod, label_selector=labels.WORKER_SELECTOR,
-                                                    on_change=relay("Pod", self.pods_by_pool))
-        self.deployments: WatchCache[DeploymentView] = WatchCache(
-            client, "Deployment", project_deployment, label_selector=f"{MANAGED_SELECTOR},{labels.AGENT}",
-            on_change=relay("Deployment", self.deployments_by_agent))
-        self.nodes: WatchCache[NodeView] = WatchCache(client, "Node", project_node, on_change=relay("Node"))
-        self.managed: dict[str, WatchCache[ManagedView]] = {
-            kind: WatchCache(client, kind, managed_projector(kind),
-                             label_selector=f"{MANAGED_SELECTOR},{labels.TENANT}", on_change=relay(f"Managed{kind}"))
+        self.tenants: Informer[dict[str, Any]] = Informer(
+            client, "Tenant", label_selector=tenant_selector or None,
+            transform=custom_object_projector("Tenant", "voxfleet.dev/v1alpha1"),
+            indexers={"namespace": lambda body: [tenant_namespace(body)]})
+        self.agents: Informer[dict[str, Any]] = Informer(
+            client, "VoiceAgent", transform=custom_object_projector("VoiceAgent", "voxfleet.dev/v1alpha1"),
+            indexers={"namespace": by_namespace})
+        self.pods: Informer[PodView] = Informer(client, "Pod", label_selector=labels.WORKER_SELECTOR,
+                                                transform=project_pod,
+                                                indexers={"pool": lambda pod: [pool_index(pod.pool)]})
+        self.deployments: Informer[DeploymentView] = Informer(
+            client, "Deployment", label_selector=f"{MANAGED_SELECTOR},{labels.AGENT}", transform=project_deployment,
+            indexers={"agent": lambda dep: [agent_index(dep.namespace, dep.agent)]})
+        self.nodes: Informer[NodeView] = Informer(client, "Node", transform=project_node)
+        self.managed: dict[str, Informer[ManagedView]] = {
+            kind: Informer(client, kind, label_selector=f"{MANAGED_SELECTOR},{labels.TENANT}",
+                           transform=managed_projector(kind), name=f"managed {kind}")
             for kind in MANAGED_KINDS}
         # The root worker token: only this one Secret of the platform namespace (a Role there, by name).
-        self.token: WatchCache[bytes | None] = WatchCache(
-            client, "Secret", project_token, namespace=platform.platform_namespace,
-            field_selector=f"metadata.name={platform.worker_token_secret}", on_change=relay("WorkerToken"))
+        self.token: Informer[bytes | None] = Informer(
+            client, "Secret", namespace=platform.platform_namespace, transform=project_token,
+            field_selector=f"metadata.name={platform.worker_token_secret}", name="worker token")
+        for kind, watched in (("Tenant", self.tenants), ("VoiceAgent", self.agents), ("Pod", self.pods),
+                              ("Deployment", self.deployments), ("Node", self.nodes), ("WorkerToken", self.token),
+                              *((f"Managed{kind}", watched) for kind, watched in self.managed.items())):
+            watched.add_handler(relay(kind))
         managed_secret = relay("ManagedSecret")
         tenant_secret = relay("TenantSecret")
 
-        def secret_changed(key: Key, old: SecretView | None, new: SecretView | None) -> None:
+        def secret_changed(event: InformerEvent[SecretView]) -> None:
+            old, new = event.old, event.new
             if (old and old.managed) or (new and new.managed):
-                managed_secret(key, old.managed if old else None, new.managed if new else None)
-            tenant_secret(key, old, new)
+                managed_secret(InformerEvent(event.type, event.key, new.managed if new else None,
+                                             old.managed if old else None))
+            tenant_secret(event)
 
         self.secrets = SecretWatches(client, secret_changed)
 
-    def caches(self) -> list[WatchCache]:
-        return [self.pods, self.deployments, self.nodes, self.token, *self.managed.values()]
+    def informers(self) -> list[Informer[Any]]:
+        """Every informer that must have listed before anything reconciles (tenant Secrets come later)."""
+        return [self.tenants, self.agents, self.pods, self.deployments, self.nodes, self.token,
+                *self.managed.values()]
 
     # --- lookups --------------------------------------------------------------------------------------------
 
+    def tenant(self, name: str) -> dict[str, Any] | None:
+        return self.tenants.get(None, name)
+
+    def tenant_names(self) -> list[str]:
+        return [name for _, name in self.tenants.keys()]
+
+    def agent(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.agents.get(namespace, name)
+
+    def agent_keys(self) -> list[AgentKey]:
+        return self.agents.keys()
+
     def tenant_for_namespace(self, namespace: str) -> dict[str, Any] | None:
-        for tenant in self.tenants.values():
-            if tenant_namespace(tenant) == namespace:
-                return tenant
-        return None
+        tenants = self.tenants.by_index("namespace", namespace)
+        return tenants[0] if tenants else None
 
     def agents_in(self, namespace: str) -> list[dict[str, Any]]:
-        return [body for (ns, _), body in self.agents.items() if ns == namespace]
+        return self.agents.by_index("namespace", namespace)
 
     def pool_pods(self, pool: PoolKey) -> list[PodView]:
-        return self.pods_by_pool.get(pool)
+        # Sorted: the scaler's choices among equal pods must not depend on set order.
+        return sorted(self.pods.by_index("pool", pool_index(pool)), key=lambda pod: pod.name)
 
     def agent_deployments(self, namespace: str, agent: str) -> list[DeploymentView]:
-        return self.deployments_by_agent.get((namespace, agent))
+        return sorted(self.deployments.by_index("agent", agent_index(namespace, agent)), key=lambda dep: dep.name)
 
     def worker_token(self) -> bytes | None:
-        item = self.token.get(self.platform.platform_namespace, self.platform.worker_token_secret)
-        return item
+        return self.token.get(self.platform.platform_namespace, self.platform.worker_token_secret)
 
     def regions_with_nodes(self) -> set[str]:
         """Regions with at least one schedulable node that the platform's worker placement selects."""
@@ -323,8 +350,8 @@ class ClusterView:
         if kind == "Secret":
             secret = self.secrets.get(namespace, name)
             return secret.managed.version if secret is not None and secret.managed is not None else None
-        cache = self.managed.get(kind)
-        item = cache.get(namespace, name) if cache is not None else None
+        informer = self.managed.get(kind)
+        item = informer.get(namespace, name) if informer is not None else None
         return item.version if item is not None else None
 
 

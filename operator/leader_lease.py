@@ -15,7 +15,8 @@ from typing import Any
 
 import structlog
 
-from voxfleet.operator.kube_client import Conflict, KubeApiError, KubeClient, NotFound
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.errors import Conflict, KubeApiError, NotFound
 
 log = structlog.get_logger("voxfleet.operator.lease")
 

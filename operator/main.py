@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     # Imported after argument parsing so `--help` stays instant.
     from voxfleet.operator.app import OperatorApp
-    from voxfleet.operator.kube_client import KubeCredentials
+    from voxfleet.kube.credentials import Credentials
     from voxfleet.operator.settings import OperatorSettings
     from voxfleet.telemetry.logging_setup import configure_logging
 
@@ -41,13 +41,13 @@ def main(argv: list[str]) -> int:
     settings = OperatorSettings(**overrides)
     configure_logging("operator", log_format=args.log_format or platform.log_format, level=platform.log_level,
                       pod=os.environ.get("POD_NAME"))
-    credentials = KubeCredentials.load(args.kubeconfig)
+    credentials = Credentials.load(args.kubeconfig)
 
     async def run() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)  # kopf replaces these while it runs; both end cleanly
+            loop.add_signal_handler(signum, stop.set)  # both end cleanly: the Lease is released
         return await OperatorApp(platform, settings, credentials).run(stop)
 
     return asyncio.run(run())

@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from voxfleet.operator.kube_client import KubeClient
+from voxfleet.kube.client import KubeClient
 from voxfleet.operator.metrics import OperatorMetrics
+from voxfleet.operator.ownership import MANAGER
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
 VersionOf = Callable[[str, str, str], str | None]  # what the watches see now, None when unwatched or gone
@@ -59,14 +60,15 @@ class ObjectApplier:
         # not caught up yet: a deletion or someone else's edit shows up there, and forgets or changes it).
         if previous is not None and previous[0] == digest and self.live_version(*key) in (None, previous[1]):
             return False
-        result = await self.client.apply(manifest)
+        result = await self.client.apply(manifest, field_manager=MANAGER)
         self.applied[key] = (digest, version_of(result))
         self.metrics.applies.labels(kind=key[0]).inc()
         return True
 
-    async def delete(self, kind: str, namespace: str, name: str) -> None:
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete; False when it was already gone."""
         self.applied.pop((kind, namespace, name), None)
-        await self.client.delete(kind, name, namespace or None)
+        return await self.client.delete(kind, name, namespace or None) is not None
 
     def forget_one(self, key: ObjectKey) -> None:
         self.applied.pop(key, None)

@@ -1,13 +1,14 @@
-"""The parts of a running operator, built once and handed to the reconcilers, the scaler and the kopf handlers."""
+"""The parts of a running operator, built once and handed to the reconcilers, the scaler and the informer
+handlers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from voxfleet.api.settings import PlatformSettings
+from voxfleet.kube.client import KubeClient
 from voxfleet.operator.cluster_view import AgentKey, ClusterView
 from voxfleet.operator.event_recorder import EventRecorder
-from voxfleet.operator.kube_client import KubeClient
 from voxfleet.operator.load_poller import LoadPoller
 from voxfleet.operator.metrics import OperatorMetrics
 from voxfleet.operator.object_applier import ObjectApplier
@@ -25,6 +26,9 @@ class AgentMemory:
     problems: list[Problem] = field(default_factory=list)
     observed_generation: int | None = None
     status_written_at: float = 0.0
+    # Regions whose pool is rolling out a new worker config: region -> the Deployment generation that carries it
+    # (RolledOut is said once that generation is fully rolled out).
+    rolling_out: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,9 +45,12 @@ class Runtime:
     agents: dict[AgentKey, AgentMemory] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, platform: PlatformSettings, settings: OperatorSettings, client: KubeClient) -> "Runtime":
+    def build(cls, platform: PlatformSettings, settings: OperatorSettings, client: KubeClient,
+              watch_client: KubeClient | None = None) -> "Runtime":
+        """`client` sends the reconcilers' requests; `watch_client` (default: the same) carries the informers'
+        lists and watches."""
         metrics = OperatorMetrics()
-        view = ClusterView(client, platform)
+        view = ClusterView(watch_client or client, platform, tenant_selector=settings.tenant_selector)
         token = view.worker_token
 
         def root_token() -> str | None:

@@ -14,7 +14,7 @@ import structlog
 
 from voxfleet.api import labels
 from voxfleet.operator.cluster_view import PodView
-from voxfleet.operator.kube_client import KubeApiError, NotFound
+from voxfleet.kube.errors import KubeApiError, NotFound
 from voxfleet.operator.pool_builder import deployment_name
 from voxfleet.operator.pools import Pool
 from voxfleet.operator.runtime import Runtime
@@ -116,6 +116,10 @@ class Scaler:
             pool.scaler.desired = before
             return
         self.rt.metrics.scale_events.labels(direction=direction).inc()
+        self.rt.recorder.normal(self.rt.view.agent(pool.namespace, pool.agent),
+                                "ScaledUp" if direction == "up" else "ScaledDown",
+                                f"{pool.region}: {before} -> {pool.scaler.desired} worker(s) for {live_active}"
+                                f" active call(s) and {pool.buffer_sessions} free slot(s) wanted")
         self.refresh_status(pool.namespace, pool.agent)
 
     async def _mark_victims(self, pool: Pool, victims: list[str]) -> None:

@@ -1,15 +1,11 @@
-"""kopf handlers for Tenants: keep the operator's copy current and queue the Tenant (and its agents, whose
-allowed regions may have changed) when its spec, finalizers or deletion state changed. The work happens in
-TenantReconciler."""
+"""What a change of a Tenant (from the Tenant informer) queues: the Tenant, when its spec, finalizers or deletion
+state changed, and its agents too when its spec did (their allowed regions may have changed). Status-only changes
+(our own status writes among them) queue nothing. The work happens in TenantReconciler."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import kopf
-
-from voxfleet.api.tenant import PLURAL
-from voxfleet.api.voiceagent import GROUP, VERSION
 from voxfleet.operator.cluster_view import tenant_namespace
 from voxfleet.operator.reconcile_queue import ReconcileQueue
 from voxfleet.operator.runtime import AGENT, TENANT, Runtime
@@ -20,21 +16,16 @@ def _trigger(body: dict[str, Any] | None) -> tuple[Any, ...]:
     return meta.get("generation"), meta.get("deletionTimestamp"), tuple(meta.get("finalizers") or ())
 
 
-def register(registry: kopf.OperatorRegistry, runtime: Runtime, queue: ReconcileQueue) -> None:
-    tenants = runtime.view.tenants
+def register(runtime: Runtime, queue: ReconcileQueue) -> None:
+    view = runtime.view
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def tenant_event(event: dict[str, Any], **_: Any) -> None:
-        body = event["object"]
-        name = body["metadata"]["name"]
-        before = tenants.get(name)
-        if event["type"] == "DELETED":
-            tenants.pop(name, None)
-        else:
-            tenants[name] = body
-        if event["type"] != "DELETED" and _trigger(before) == _trigger(body):
+    def tenant_changed(kind: str, key: tuple[str, str], old: Any, new: Any) -> None:
+        if kind != "Tenant" or (new is not None and _trigger(old) == _trigger(new)):
             return
+        name = key[1]
         queue.add((TENANT, name), full=True)
-        if _trigger(before)[0] != _trigger(body)[0]:
-            for agent in runtime.view.agents_in(tenant_namespace(body)):
+        if new is not None and _trigger(old)[0] != _trigger(new)[0]:
+            for agent in view.agents_in(tenant_namespace(new)):
                 queue.add((AGENT, agent["metadata"]["namespace"], agent["metadata"]["name"]), full=True)
+
+    view.listeners.append(tenant_changed)

@@ -23,11 +23,12 @@ from voxfleet.api import labels
 from voxfleet.api.tenant import TenantSpec
 from voxfleet.operator import conditions
 from voxfleet.operator.cluster_view import tenant_namespace
-from voxfleet.operator.kube_client import NotFound
+from voxfleet.kube.errors import NotFound
 from voxfleet.operator.ownership import Owner
 from voxfleet.operator.runtime import Runtime
 from voxfleet.operator.spec_checks import Problem
 from voxfleet.operator.tenant_builder import QUOTA, build_namespace, build_tenant_objects
+from voxfleet.operator.written_status import WrittenStatus
 
 log = structlog.get_logger("voxfleet.operator.tenant")
 FINALIZER = "voxfleet.dev/agents-first"
@@ -43,11 +44,13 @@ class TenantReconciler:
         self.rt = runtime
         self.pending: dict[str, float] = {}  # namespace -> since when its quota waits to be counted
         self.counted: set[str] = set()
+        self.written = WrittenStatus()
 
     async def reconcile(self, name: str, full: bool) -> float | None:
-        body = self.rt.view.tenants.get(name)
+        body = self.rt.view.tenant(name)
         if body is None:
             self.rt.recorder.forget(f"Tenant//{name}")
+            self.written.forget(name)
             return None
         namespace = tenant_namespace(body)
         problems = self._namespace_problems(namespace)
@@ -144,12 +147,12 @@ class TenantReconciler:
             log.info("tenant deleted, deleting its namespace", tenant=name, namespace=namespace)
             await self.rt.client.delete("Namespace", namespace)
         self.rt.applier.forget(lambda key: key[1] == namespace or (key[0] == "Namespace" and key[2] == namespace))
-        self.rt.view.secrets.unwatch(namespace)
+        await self.rt.view.secrets.unwatch(namespace)
         await self._set_finalizer(name, present=False)
         return None
 
     async def _set_finalizer(self, name: str, *, present: bool) -> None:
-        body = self.rt.view.tenants.get(name) or {}
+        body = self.rt.view.tenant(name) or {}
         if (FINALIZER in (body.get("metadata", {}).get("finalizers") or [])) == present:
             return
         # Server-side apply under a manager of its own: adds or drops our entry, never touches others'.
@@ -157,11 +160,9 @@ class TenantReconciler:
         if present:
             manifest["metadata"]["finalizers"] = [FINALIZER]
         try:
-            updated = await self.rt.client.apply(manifest, field_manager=FINALIZER_MANAGER)
+            await self.rt.client.apply(manifest, field_manager=FINALIZER_MANAGER)
         except NotFound:
             return
-        if name in self.rt.view.tenants:
-            self.rt.view.tenants[name] = updated
 
     async def _status(self, body: dict[str, Any], namespace: str, problems: list[Problem],
                       agents: int | None = None) -> None:
@@ -178,7 +179,7 @@ class TenantReconciler:
                                                                       " network policies, RBAC and worker token")
         degraded = (conditions.Wanted("Degraded", "True", problems[0].reason, "; ".join(p.message for p in problems))
                     if problems else conditions.Wanted("Degraded", "False", "AsExpected", ""))
-        previous = body.get("status") or {}
+        previous = self.written.current(name, body)
         status = {
             "observedGeneration": generation,
             "namespace": namespace,
@@ -189,9 +190,8 @@ class TenantReconciler:
         if all(previous.get(k) == v for k, v in status.items()):
             return
         try:
-            written = await self.rt.client.merge_patch("Tenant", name, {"status": status}, subresource="status")
+            await self.rt.client.merge_patch("Tenant", name, {"status": status}, subresource="status")
         except NotFound:
             return
+        self.written.wrote(name, body, status)
         self.rt.metrics.status_writes.labels(kind="Tenant").inc()
-        if name in self.rt.view.tenants:
-            self.rt.view.tenants[name] = written

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from voxfleet.operator.cluster_view import DeploymentView, ManagedView, PodView
+from voxfleet.operator.cluster_view import DeploymentView, Key, ManagedView, PodView
 from voxfleet.operator.reconcile_queue import ReconcileQueue
 from voxfleet.operator.runtime import AGENT, TENANT, Runtime
-from voxfleet.operator.watch_cache import Key
 
 
 class Triggers:
@@ -35,7 +34,7 @@ class Triggers:
         elif kind == "Node":
             self._nodes()
         elif kind == "WorkerToken":
-            for name in list(self.rt.view.tenants):
+            for name in self.rt.view.tenant_names():
                 self.queue.add((TENANT, name), full=True)
         elif kind == "TenantSecret":
             self._tenant_secret(key[0])
@@ -72,7 +71,7 @@ class Triggers:
     def _nodes(self) -> None:
         regions = self.rt.view.regions_with_nodes()
         if self.regions is not None and regions != self.regions:
-            for namespace, name in list(self.rt.view.agents):
+            for namespace, name in self.rt.view.agent_keys():
                 self.queue.add((AGENT, namespace, name), full=True)
         self.regions = regions
 
@@ -89,6 +88,6 @@ class Triggers:
         if current.agent:
             if self._agent_exists(current.namespace, current.agent):
                 self.queue.add((AGENT, current.namespace, current.agent), full=True)
-        elif current.tenant and current.tenant in self.rt.view.tenants:
+        elif current.tenant and self.rt.view.tenant(current.tenant) is not None:
             self.queue.add((TENANT, current.tenant), full=True)
 

@@ -1,13 +1,12 @@
-"""kopf handlers for VoiceAgents: keep the operator's copy current and queue a reconcile when the spec (its
-generation) or the deletion state changed. Everything else happens in AgentReconciler."""
+"""What a change of a VoiceAgent (from the VoiceAgent informer) queues: a full reconcile when its spec (its
+generation) or its deletion state changed, and a status refresh of its Tenant when it appeared or went (the
+Tenant's agent count). Status-only changes (our own status writes among them) queue nothing. Everything else
+happens in AgentReconciler."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import kopf
-
-from voxfleet.api.voiceagent import GROUP, PLURAL, VERSION
 from voxfleet.operator.reconcile_queue import ReconcileQueue
 from voxfleet.operator.runtime import AGENT, TENANT, Runtime
 
@@ -17,22 +16,17 @@ def _generation(body: dict[str, Any] | None) -> tuple[Any, Any]:
     return meta.get("generation"), meta.get("deletionTimestamp")
 
 
-def register(registry: kopf.OperatorRegistry, runtime: Runtime, queue: ReconcileQueue) -> None:
-    agents = runtime.view.agents
+def register(runtime: Runtime, queue: ReconcileQueue) -> None:
+    view = runtime.view
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def voiceagent_event(event: dict[str, Any], **_: Any) -> None:
-        body = event["object"]
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        before = agents.get(key)
-        if event["type"] == "DELETED":
-            agents.pop(key, None)
-        else:
-            agents[key] = body
-        if event["type"] == "DELETED" or _generation(before) != _generation(body):
+    def voiceagent_changed(kind: str, key: tuple[str, str], old: Any, new: Any) -> None:
+        if kind != "VoiceAgent":
+            return
+        if new is None or _generation(old) != _generation(new):
             queue.add((AGENT, *key), full=True)
-        if before is None or event["type"] == "DELETED":
-            tenant = runtime.view.tenant_for_namespace(key[0])
+        if old is None or new is None:
+            tenant = view.tenant_for_namespace(key[0])
             if tenant is not None:  # its agent count changed
                 queue.add((TENANT, tenant["metadata"]["name"]), full=False)
+
+    view.listeners.append(voiceagent_changed)

@@ -122,6 +122,20 @@ class Fleet:
     def events(self, namespace: str, name: str) -> list[client.CoreV1Event]:
         return [e for e in self.core.list_namespaced_event(namespace).items if e.involved_object.name == name]
 
+    def wait_normal_events(self, namespace: str, name: str, *reasons: str, timeout: float = 15) -> dict[str, list[str]]:
+        """reason -> messages of the operator's Normal events about the object, once every reason is there
+        (they are posted in the background, just after what they report). Printed: what kubectl describe shows."""
+        def said() -> dict[str, list[str]] | None:
+            found: dict[str, list[str]] = {}
+            for event in self.events(namespace, name):
+                if event.type == "Normal" and event.source and event.source.component == "voxfleet-operator":
+                    found.setdefault(event.reason, []).append(f"{event.message} (x{event.count})")
+            return found if set(reasons) <= set(found) else None
+        found = wait_for(f"Normal events {', '.join(reasons)} about {namespace}/{name}", said, timeout=timeout)
+        for reason, messages in sorted(found.items()):
+            print(f"event {namespace}/{name} Normal {reason}: {'; '.join(messages)}")
+        return found
+
     # --- stand-in workers -----------------------------------------------------------------------------------
 
     @staticmethod

@@ -130,6 +130,9 @@ def test_removing_a_region_drains_its_pool_then_removes_it(operator: OperatorPro
     fleet.wait_agent_ready(namespace, "line")
     fleet.wait_agent(namespace, "line", "only us-east left in status", lambda a: [
         r["name"] for r in a["status"]["regions"]] == ["us-east"], timeout=10)
+    said = fleet.wait_normal_events(namespace, "line", "DrainingRegion", "RegionDrained")
+    assert said["DrainingRegion"][0].startswith("ap-south left the spec: its 1 worker(s) stop taking calls")
+    assert said["RegionDrained"] == ["ap-south: every call ended, its pool is removed (x1)"]
 
 
 def test_deleting_a_tenant_with_agents_is_refused(operator: OperatorProcess, fleet: Fleet):

@@ -77,6 +77,9 @@ def test_load_scales_up_within_10_seconds_and_down_after_the_delay_idle_first(
     assert operator.metric("voxfleet_pool_desired_workers", agent="scaler", region="us-east") == 1
     assert operator.metric("voxfleet_operator_scale_events_total", direction="up") >= 2
     assert operator.metric("voxfleet_operator_scale_events_total", direction="down") >= 1
+    said = fleet.wait_normal_events(ns, "scaler", "ScaledUp", "ScaledDown")
+    assert sorted(m.split(" worker(s)")[0] for m in said["ScaledUp"]) == ["us-east: 1 -> 2", "us-east: 2 -> 3"]
+    assert said["ScaledDown"] == ["us-east: 3 -> 1 worker(s) for 1 active call(s) and 1 free slot(s) wanted (x1)"]
 
 
 def test_a_rollout_keeps_a_worker_with_a_live_call_until_the_call_ends(
@@ -110,5 +113,8 @@ def test_a_rollout_keeps_a_worker_with_a_live_call_until_the_call_ends(
     assert "drained: exiting" in pods.log(ns, old.metadata.name, "worker")
     agent = fleet.wait_agent_ready(ns, "roller")
     assert agent["status"]["readyWorkers"] == 1
-    assert [p.metadata.annotations[labels.CONFIG_HASH] for p in fleet.pool_pods(ns, "roller")] == \
-        [new.metadata.annotations[labels.CONFIG_HASH]]
+    new_hash = new.metadata.annotations[labels.CONFIG_HASH]
+    assert [p.metadata.annotations[labels.CONFIG_HASH] for p in fleet.pool_pods(ns, "roller")] == [new_hash]
+    said = fleet.wait_normal_events(ns, "roller", "RollingOut", "RolledOut")
+    assert said["RollingOut"] == [f"generation 2: worker config {new_hash} rolling out in us-east (x1)"]
+    assert said["RolledOut"] == [f"us-east: all 1 worker(s) run worker config {new_hash} (x1)"]
