@@ -34,7 +34,7 @@ from voxfleet.api.worker_credentials import token_for_namespace
 from voxfleet.world import binaries
 
 from .helm_render import CHART
-from .world_release import SHARD_LABEL, Release, delete_tenant, tenant_and_agent, world_values
+from .world_release import Release, delete_tenant, tenant_and_agent, world_values
 
 pytestmark = pytest.mark.world
 
@@ -159,7 +159,8 @@ def _check_reconcile(kube, pods, rel: Release, tenant: dict, agent: dict) -> Non
     platform_token = _core(kube).read_namespaced_secret("voxfleet-worker-token", rel.namespace).data["token"]
     written = wait_for("the namespace's worker token", lambda: _core(kube).read_namespaced_secret(
         "voxfleet-worker-token", namespace).data["token"], timeout=30)
-    assert base64.b64decode(written).decode() == token_for_namespace(base64.b64decode(platform_token), namespace)
+    derived = base64.b64decode(written).decode() == token_for_namespace(base64.b64decode(platform_token), namespace)
+    assert derived, "the namespace's worker token is not the one derived from the root"  # (no value printed)
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(agent))
 
     def workers_ready():
@@ -268,7 +269,6 @@ def _check_helm_test(kube, rel: Release) -> None:
 def _check_upgrade(kube, rel: Release, tenant_namespace: str | None) -> None:
     core = _core(kube)
     token_before = core.read_namespaced_secret("voxfleet-worker-token", rel.namespace).data["token"]
-    session_key_before = core.read_namespaced_secret(f"{rel.fullname}-session-key", rel.namespace).data["key"]
     operator_before = {p.metadata.uid for p in _ready_pods(kube, rel, "operator")}
     gateway_before = {p.metadata.uid for p in _ready_pods(kube, rel, "gateway")}
     _helm(kube, "upgrade", rel.name, str(CHART), "-n", rel.namespace, "-f", str(rel.values_file),
@@ -279,11 +279,11 @@ def _check_upgrade(kube, rel: Release, tenant_namespace: str | None) -> None:
         len(pods) == 1 and _ready(pods[0]) and {p.metadata.uid for p in pods})[-1], timeout=90)
     assert gateway_after.isdisjoint(gateway_before)
     assert {p.metadata.uid for p in _ready_pods(kube, rel, "operator")} == operator_before
-    assert core.read_namespaced_secret("voxfleet-worker-token", rel.namespace).data["token"] == token_before
-    assert core.read_namespaced_secret(f"{rel.fullname}-session-key", rel.namespace).data["key"] == session_key_before
+    # Both Secrets kept: the story compares their digests (_check_platform_secrets), never printing a value.
     if tenant_namespace:  # the token the operator derived for the workers is the same still
-        assert base64.b64decode(core.read_namespaced_secret("voxfleet-worker-token", tenant_namespace).data[
+        same = base64.b64decode(core.read_namespaced_secret("voxfleet-worker-token", tenant_namespace).data[
             "token"]).decode() == token_for_namespace(base64.b64decode(token_before), tenant_namespace)
+        assert same, "the tenant namespace's worker token changed with the upgrade"
     gateway_env = json.loads(core.read_namespaced_config_map(f"{rel.fullname}-gateway", rel.namespace)
                              .data["VOXFLEET_LATENCY_MS"])
     assert gateway_env == {"us-east": {"us-east": 2}}
