@@ -63,7 +63,7 @@ def test_install_and_collect_from_the_root_in_a_new_venv(tmp_path):
 
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e", "."], cwd=ROOT,
                              env=_clean_env(), capture_output=True, text=True, timeout=600)
-    assert install.returncode == 0, f"python -m pip install -e . failed:\n{install.stdout[-3000:]}{install.stderr[-3000:]}"
+    assert install.returncode == 0, f"pip install -e . failed:\n{install.stdout[-3000:]}{install.stderr[-3000:]}"
     installed = time.monotonic() - started - made
 
     where = subprocess.run([str(python), "-c", "import operator, voxfleet.operator.scaling as s; "
