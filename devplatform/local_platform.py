@@ -25,12 +25,14 @@ from pathlib import Path
 import httpx
 import yaml
 
-from voxfleet.api.voiceagent import GROUP, PLURAL, VERSION
+from voxfleet.api.voiceagent import GROUP, PLURAL
 from voxfleet.devplatform import component_env, demo_tools, provider_keys, quota_readiness
 from voxfleet.devplatform.component_env import PLATFORM_NAMESPACE, DevSecrets
 from voxfleet.devplatform.dev_state import DevState
+from voxfleet.kube.blocking import BlockingKubeClient
+from voxfleet.kube.credentials import CredentialsError
+from voxfleet.kube.errors import KubeApiError
 from voxfleet.world import binaries, processes
-from voxfleet.world.kube_rest import KubeError, KubeRest, NotFound
 from voxfleet.world.processes import Server, ServerFailed
 from voxfleet.world.world import World, WorldInfo
 
@@ -144,18 +146,18 @@ class LocalPlatform:
     def _wait_for_quota_controller(self) -> None:
         assert self.info is not None
         self._step("waiting until the quota controller counts VoiceAgents (about 30 s after a fresh start)")
-        rest = KubeRest.from_kubeconfig(Path(self.info.kubeconfig), timeout=10)
+        kube = BlockingKubeClient.from_kubeconfig(self.info.kubeconfig, timeout=10)
         try:
             def check() -> None:
                 for server in self.servers:
                     server.check()
 
-            seconds = quota_readiness.wait_until_counted(rest, PLATFORM_NAMESPACE, VOICEAGENT_QUOTA_RESOURCE,
+            seconds = quota_readiness.wait_until_counted(kube, PLATFORM_NAMESPACE, VOICEAGENT_QUOTA_RESOURCE,
                                                          check=check)
         except TimeoutError as error:
             raise DevFailed(str(error)) from None
         finally:
-            rest.close()
+            kube.close()
         self.progress(f"  counted after {seconds:.0f} s")
 
     def _step(self, text: str) -> None:
@@ -286,14 +288,14 @@ class LocalPlatform:
     def _wait_for_workers(self, agents: list[tuple[str, str]]) -> None:
         assert self.info is not None
         self._step(f"waiting for warm workers of {', '.join(name for _, name in agents)} (first start loads models)")
-        rest = KubeRest.from_kubeconfig(Path(self.info.kubeconfig), timeout=10)
+        kube = BlockingKubeClient.from_kubeconfig(self.info.kubeconfig, timeout=10)
         last_line = ""
         deadline = time.monotonic() + self.options.workers_timeout
         try:
             while True:
                 for server in self.servers:
                     server.check()
-                figures = {f"{ns}/{name}": _ready_by_region(rest, ns, name) for ns, name in agents}
+                figures = {f"{ns}/{name}": _ready_by_region(kube, ns, name) for ns, name in agents}
                 line = "; ".join(f"{agent}: " + ", ".join(f"{region} {ready}/{wanted}" for region, (ready, wanted)
                                                           in regions.items())
                                  for agent, regions in figures.items())
@@ -308,7 +310,7 @@ class LocalPlatform:
                     return
                 time.sleep(1.0)
         finally:
-            rest.close()
+            kube.close()
 
     def _summarise(self, keys: dict[str, str], agents: list[tuple[str, str]]) -> None:
         assert self.info is not None and self.state is not None
@@ -397,11 +399,11 @@ def stop_leftovers(state: DevState) -> float:
     return time.monotonic() - started
 
 
-def _ready_by_region(rest: KubeRest, namespace: str, name: str) -> dict[str, tuple[int, int]]:
+def _ready_by_region(kube: BlockingKubeClient, namespace: str, name: str) -> dict[str, tuple[int, int]]:
     """Region -> (ready workers, minWorkers) from the VoiceAgent's spec and the operator's status."""
     try:
-        agent = rest.get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}")
-    except (NotFound, KubeError):
+        agent = kube.get("VoiceAgent", name, namespace)
+    except KubeApiError:  # not there (yet), or the apiserver is busy: nothing ready to show
         return {}
     status = {r.get("name"): int(r.get("readyWorkers") or 0) for r in (agent.get("status") or {}).get("regions") or []}
     return {r["name"]: (status.get(r["name"], 0), int(r.get("minWorkers", 1)))
@@ -449,15 +451,15 @@ def describe(state: DevState) -> dict:
         result["gatewayReady"] = _http_ok(f"{state.gateway_url}/readyz")
     if world.get("running") and state.kubeconfig:
         try:
-            rest = KubeRest.from_kubeconfig(Path(state.kubeconfig), timeout=5)
+            kube = BlockingKubeClient.from_kubeconfig(state.kubeconfig, timeout=5)
             try:
                 for entry in state.agents:
                     namespace, name = entry.split("/", 1)
                     result["agents"][entry] = {region: {"ready": ready, "minWorkers": wanted} for region, (ready, wanted)
-                                               in _ready_by_region(rest, namespace, name).items()}
+                                               in _ready_by_region(kube, namespace, name).items()}
             finally:
-                rest.close()
-        except (KubeError, OSError) as error:
+                kube.close()
+        except (KubeApiError, CredentialsError, OSError) as error:
             result["agentsError"] = str(error)
     result["running"] = result["supervisor"]["alive"] and all(alive.values()) and bool(world.get("running"))
     return result

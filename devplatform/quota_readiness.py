@@ -11,28 +11,24 @@ from __future__ import annotations
 
 import time
 
-from voxfleet.world.kube_rest import KubeRest, NotFound
+from voxfleet.kube.blocking import BlockingKubeClient
 
 PROBE_NAME = "voxfleet-dev-quota-probe"
 
 
-def wait_until_counted(rest: KubeRest, namespace: str, resource: str, *, timeout: float = 90.0,
+def wait_until_counted(kube: BlockingKubeClient, namespace: str, resource: str, *, timeout: float = 90.0,
                        check=lambda: None) -> float:
     """Block until quotas in ``namespace`` compute usage of ``resource`` (e.g. ``count/voiceagents.voxfleet.dev``);
     returns the seconds waited. ``check`` runs each round (to fail early when a server died)."""
     started = time.monotonic()
-    path = f"/api/v1/namespaces/{namespace}/resourcequotas"
     limit = 1_000_000
-    try:
-        rest.delete(f"{path}/{PROBE_NAME}")
-    except NotFound:
-        pass
-    rest.create(path, {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": PROBE_NAME},
-                       "spec": {"hard": {resource: str(limit)}}})
+    kube.delete("ResourceQuota", PROBE_NAME, namespace)  # a probe left by an interrupted start (None when none)
+    kube.create({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": PROBE_NAME, "namespace": namespace},
+                 "spec": {"hard": {resource: str(limit)}}})
     try:
         while True:
             check()
-            quota = rest.get(f"{path}/{PROBE_NAME}")
+            quota = kube.get("ResourceQuota", PROBE_NAME, namespace)
             if resource in ((quota.get("status") or {}).get("used") or {}):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
@@ -40,9 +36,6 @@ def wait_until_counted(rest: KubeRest, namespace: str, resource: str, *, timeout
                                    f"(see the kube-controller-manager log)")
             time.sleep(1.0)
             limit += 1  # a changed limit makes the controller recompute this quota's usage
-            rest.patch(f"{path}/{PROBE_NAME}", {"spec": {"hard": {resource: str(limit)}}}, patch_type="merge")
+            kube.merge_patch("ResourceQuota", PROBE_NAME, {"spec": {"hard": {resource: str(limit)}}}, namespace)
     finally:
-        try:
-            rest.delete(f"{path}/{PROBE_NAME}")
-        except NotFound:
-            pass
+        kube.delete("ResourceQuota", PROBE_NAME, namespace)

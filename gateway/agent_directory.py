@@ -11,9 +11,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from voxfleet.api.voiceagent import GROUP, PLURAL, STORED_SPEC_FOR_ROUTING, VERSION, VoiceAgentSpec
-from voxfleet.gateway.kube_client import KubeClient, namespaced_path
-from voxfleet.gateway.watch_cache import WatchCache
+from voxfleet.api.voiceagent import STORED_SPEC_FOR_ROUTING, VoiceAgentSpec
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.informer import DELETED, Informer, InformerEvent
 
 log = structlog.get_logger(__name__)
 
@@ -32,8 +32,8 @@ class AgentInfo:
 
 class AgentDirectory:
     def __init__(self, kube: KubeClient):
-        self.cache = WatchCache(kube, namespaced_path(GROUP, VERSION, PLURAL, None), name="voiceagents")
-        self.cache.subscribe(self._forget_deleted)
+        self.cache: Informer[dict[str, Any]] = Informer(kube, "VoiceAgent", name="voiceagents")
+        self.cache.add_handler(self._forget_deleted)
         self._parsed: dict[tuple[str, str], tuple[str, AgentInfo | None]] = {}
 
     def get(self, namespace: str, name: str) -> AgentInfo | None:
@@ -41,7 +41,7 @@ class AgentDirectory:
         return None if obj is None else self.parse(obj)
 
     def in_namespace(self, namespace: str) -> list[dict[str, Any]]:
-        return [obj for (ns, _), obj in self.cache.objects.items() if ns == namespace]
+        return self.cache.in_namespace(namespace)
 
     def parse(self, obj: dict[str, Any]) -> AgentInfo | None:
         meta = obj["metadata"]
@@ -61,6 +61,6 @@ class AgentDirectory:
         self._parsed[key] = (meta.get("resourceVersion", ""), info)
         return info
 
-    def _forget_deleted(self, event_type: str, _new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        if event_type == "DELETED" and old is not None:
-            self._parsed.pop((old["metadata"].get("namespace", ""), old["metadata"]["name"]), None)
+    def _forget_deleted(self, event: InformerEvent[dict[str, Any]]) -> None:
+        if event.type == DELETED:
+            self._parsed.pop(event.key, None)

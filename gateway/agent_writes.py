@@ -17,10 +17,10 @@ from pydantic import TypeAdapter, ValidationError, create_model
 from voxfleet.api import labels
 from voxfleet.api.field_problem import field_problem_of
 from voxfleet.api.model_base import ApiModel
-from voxfleet.api.voiceagent import GROUP, KIND, PLURAL, STORED_SPEC_FOR_ROUTING, VERSION, Region, VoiceAgentSpec
+from voxfleet.api.voiceagent import GROUP, KIND, STORED_SPEC_FOR_ROUTING, VERSION, Region, VoiceAgentSpec
 from voxfleet.gateway.api_errors import ApiError, validation_details
-from voxfleet.gateway.kube_client import KubeApiError, namespaced_path
 from voxfleet.gateway.tenant_auth import TenantContext
+from voxfleet.kube.errors import KubeApiError
 
 FIELD_MANAGER = "voxfleet-gateway"
 TENANT_WRITABLE_FIELDS = ("greeting", "system_prompt", "pipeline", "turn_detection", "interruptions", "tools",
@@ -35,10 +35,6 @@ AgentSpecInput = create_model(
     **{name: (VoiceAgentSpec.model_fields[name].annotation, VoiceAgentSpec.model_fields[name])
        for name in TENANT_WRITABLE_FIELDS},
 )
-
-
-def agent_path(namespace: str, name: str | None = None) -> str:
-    return namespaced_path(GROUP, VERSION, PLURAL, namespace, name)
 
 
 @dataclass(frozen=True)
@@ -193,7 +189,7 @@ def writable_part(spec: dict[str, Any]) -> dict[str, Any]:
 
 def apiserver_refusal(error: KubeApiError) -> ApiError:
     """The apiserver's answer to a write, as the gateway's error (422 with field paths for invalid specs)."""
-    if error.code == 422:
+    if error.status == 422:
         details = []
         for cause in error.causes:
             field = str(cause.get("field", ""))
@@ -202,11 +198,11 @@ def apiserver_refusal(error: KubeApiError) -> ApiError:
                             "reason": str(cause.get("reason", "FieldValueInvalid"))})
         return ApiError(422, "invalid_agent", "The cluster refused the agent spec; see details for each field.",
                         details=details)
-    if error.code == 409:
+    if error.status == 409:
         return ApiError(409, "conflict", "The agent changed while this request ran; read it again and retry.")
-    if error.code == 404:
+    if error.status == 404:
         return ApiError(404, "agent_not_found", "No such agent.")
-    if error.code == 403:
+    if error.status == 403:
         return ApiError(503, "gateway_forbidden", "The gateway is not allowed to write agents in the tenant's"
                                                   " namespace; ask your platform team to check its RBAC.")
-    return ApiError(502, "cluster_error", f"The cluster answered {error.code}; try again.")
+    return ApiError(502, "cluster_error", f"The cluster answered {error.status}; try again.")

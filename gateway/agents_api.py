@@ -19,11 +19,11 @@ from voxfleet.api.voiceagent import VoiceAgentStatus
 from voxfleet.gateway import agent_writes
 from voxfleet.gateway.agent_writes import AgentSpecInput
 from voxfleet.gateway.api_errors import ApiError, documented
-from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.openapi_links import AFTER_AGENT_WRITE
-from voxfleet.gateway.runtime import runtime_of
+from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.secret_references import check_secret_references
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
+from voxfleet.kube.errors import Invalid, KubeApiError, NotFound
 
 AgentName = Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL,
                                 description="VoiceAgent name (a DNS label).")]
@@ -64,10 +64,10 @@ def _view(obj: dict[str, Any]) -> AgentView:
 async def list_agents(request: Request, tenant: TenantContext = Depends(require_tenant)) -> AgentList:
     runtime = runtime_of(request)
     try:
-        listing = await runtime.kube.get(agent_writes.agent_path(tenant.namespace))
+        listing = await runtime.kube.list("VoiceAgent", tenant.namespace)
+    except NotFound:  # the namespace or the CRD is not there yet: no agents
+        return AgentList(items=[])
     except KubeApiError as error:
-        if error.code == 404:  # the namespace or the CRD is not there yet: no agents
-            return AgentList(items=[])
         raise agent_writes.apiserver_refusal(error) from None
     items = sorted(listing.get("items") or [], key=lambda o: o["metadata"]["name"])
     return AgentList(items=[_view(obj) for obj in items])
@@ -106,17 +106,21 @@ async def patch_agent(request: Request, agent: AgentName,
 async def delete_agent(request: Request, agent: AgentName,
                        tenant: TenantContext = Depends(require_tenant)) -> Response:
     try:
-        await runtime_of(request).kube.delete(agent_writes.agent_path(tenant.namespace, agent))
+        deleted = await runtime_of(request).kube.delete("VoiceAgent", agent, tenant.namespace)
     except KubeApiError as error:
-        raise _not_found(agent) if error.code == 404 else agent_writes.apiserver_refusal(error) from None
+        raise agent_writes.apiserver_refusal(error) from None
+    if deleted is None:
+        raise _not_found(agent)
     return Response(status_code=204)
 
 
 async def _read(request: Request, tenant: TenantContext, agent: str) -> dict[str, Any]:
     try:
-        return await runtime_of(request).kube.get(agent_writes.agent_path(tenant.namespace, agent))
+        return await runtime_of(request).kube.get("VoiceAgent", agent, tenant.namespace)
+    except NotFound:
+        raise _not_found(agent) from None
     except KubeApiError as error:
-        raise _not_found(agent) if error.code == 404 else agent_writes.apiserver_refusal(error) from None
+        raise agent_writes.apiserver_refusal(error) from None
 
 
 async def _exists(request: Request, tenant: TenantContext, agent: str) -> bool:
@@ -142,32 +146,31 @@ async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict
     manifest = agent_writes.apply_body(tenant, agent, wire)
     if resource_version:  # PATCH: apply only onto the version the patch was merged into
         manifest["metadata"]["resourceVersion"] = resource_version
-    path = agent_writes.agent_path(tenant.namespace, agent)
     try:
         if cross_field_problems:
-            await _refuse_cross_field(runtime, path, manifest, cross_field_problems)
-        listing = await runtime.kube.get(agent_writes.agent_path(tenant.namespace))
+            await _refuse_cross_field(runtime, manifest, cross_field_problems)
+        listing = await runtime.kube.list("VoiceAgent", tenant.namespace)
         agent_writes.check_tenant_limits(tenant, parsed, agent, listing.get("items") or [])
-        applied = await runtime.kube.apply(path, manifest, field_manager=agent_writes.FIELD_MANAGER)
+        applied = await runtime.kube.apply(manifest, field_manager=agent_writes.FIELD_MANAGER)
+    except NotFound:
+        raise ApiError(503, "tenant_not_ready", f"The tenant's namespace {tenant.namespace!r} does not exist"
+                                                " yet; try again shortly.",
+                       headers={"Retry-After": str(runtime.settings.retry_after_seconds)}) from None
     except KubeApiError as error:
-        if error.code == 404:
-            raise ApiError(503, "tenant_not_ready", f"The tenant's namespace {tenant.namespace!r} does not exist"
-                                                    " yet; try again shortly.",
-                           headers={"Retry-After": str(runtime.settings.retry_after_seconds)}) from None
         raise agent_writes.apiserver_refusal(error) from None
     return _view(applied)
 
 
-async def _refuse_cross_field(runtime, path: str, manifest: dict[str, Any], problems: list[dict[str, Any]]) -> None:
+async def _refuse_cross_field(runtime: GatewayRuntime, manifest: dict[str, Any],
+                              problems: list[dict[str, Any]]) -> None:
     """The CRD's schema and CEL rules name the exact field of a cross-field problem: prefer the apiserver's
     paths (a dry-run create: server-side apply answers 500 to duplicate list-map keys), and fall back to the
     gateway's own findings when the apiserver does not refuse."""
     try:
         candidate = {**manifest, "metadata": {k: v for k, v in manifest["metadata"].items() if k != "resourceVersion"}}
-        await runtime.kube.create(path.rsplit("/", 1)[0], candidate, dry_run=True)
-    except KubeApiError as error:
-        if error.code == 422:
-            raise agent_writes.apiserver_refusal(error) from None
+        await runtime.kube.create(candidate, dry_run=True)
+    except Invalid as error:
+        raise agent_writes.apiserver_refusal(error) from None
     raise ApiError(422, "invalid_agent", "The agent spec is not valid; see details.", details=problems)
 
 

@@ -9,18 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from voxfleet.gateway import api_keys
-from voxfleet.gateway.kube_client import KubeClient, namespaced_path
-from voxfleet.gateway.watch_cache import WatchCache
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.informer import Informer, InformerEvent
 
 
 class KeyStore:
     def __init__(self, kube: KubeClient, namespace: str):
-        self.cache = WatchCache(kube, namespaced_path("", "v1", "secrets", namespace),
-                                label_selector=api_keys.KEY_SECRET_SELECTOR, name="api-key secrets")
+        self.cache: Informer[dict[str, Any]] = Informer(kube, "Secret", namespace=namespace,
+                                                        label_selector=api_keys.KEY_SECRET_SELECTOR,
+                                                        name="api-key secrets")
         self._by_id: dict[str, api_keys.StoredKey] = {}
-        self.cache.subscribe(self._on_change)
+        self.cache.add_handler(self._on_change)
 
-    def _on_change(self, event_type: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+    def _on_change(self, event: InformerEvent[dict[str, Any]]) -> None:
+        new, old = event.new, event.old
         if old is not None:
             stale = api_keys.from_secret(old)
             if stale is not None and self._by_id.get(stale.key_id) == stale:

@@ -12,15 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-from kubernetes import client as k8s_client
-from kubernetes.client.exceptions import ApiException
-
 from voxfleet.api import labels
 from voxfleet.api.settings import PlatformSettings
-from voxfleet.api.tenant import PLURAL as TENANT_PLURAL
-from voxfleet.api.voiceagent import GROUP, VERSION
 from voxfleet.gateway import api_keys
-from voxfleet.gateway.kube_client import load_configuration
+from voxfleet.kube.blocking import BlockingKubeClient
+from voxfleet.kube.errors import KubeApiError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,47 +45,39 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     namespace = args.namespace or PlatformSettings().platform_namespace
     try:
-        api = k8s_client.ApiClient(load_configuration(args.kubeconfig))
+        kube = BlockingKubeClient.from_kubeconfig(args.kubeconfig)
     except Exception as error:  # noqa: BLE001 - any loader failure means "no cluster to talk to"
         print(f"voxfleet keys: cannot load Kubernetes credentials: {error}", file=sys.stderr)
         return 2
-    with api:
-        core = k8s_client.CoreV1Api(api)
+    with kube:
         try:
             if args.command == "create":
-                return _create(api, core, namespace, args.tenant, args.description)
+                return _create(kube, namespace, args.tenant, args.description)
             if args.command == "list":
-                return _list(api, core, namespace, args.tenant, args.json)
-            return _revoke(core, namespace, args.key_id, args.tenant)
-        except ApiException as error:
+                return _list(kube, namespace, args.tenant, args.json)
+            return _revoke(kube, namespace, args.key_id, args.tenant)
+        except KubeApiError as error:
             print(f"voxfleet keys {args.command}: the apiserver answered {error.status} {error.reason}",
                   file=sys.stderr)
             return 1
 
 
-def _create(api: k8s_client.ApiClient, core: k8s_client.CoreV1Api, namespace: str, tenant: str,
-            description: str) -> int:
-    try:
-        k8s_client.CustomObjectsApi(api).get_cluster_custom_object(GROUP, VERSION, TENANT_PLURAL, tenant)
-    except ApiException as error:
-        if error.status == 404:
-            print(f"voxfleet keys create: there is no Tenant {tenant!r}; create the Tenant first", file=sys.stderr)
-            return 1
-        raise
+def _create(kube: BlockingKubeClient, namespace: str, tenant: str, description: str) -> int:
+    if kube.get_or_none("Tenant", tenant) is None:
+        print(f"voxfleet keys create: there is no Tenant {tenant!r}; create the Tenant first", file=sys.stderr)
+        return 1
     key = api_keys.generate()
-    core.create_namespaced_secret(namespace, api_keys.secret_manifest(tenant=tenant, key=key, namespace=namespace,
-                                                                      description=description))
+    kube.create(api_keys.secret_manifest(tenant=tenant, key=key, namespace=namespace, description=description))
     print(f"created key {key.key_id} for tenant {tenant}; it is shown only this once, store it now:",
           file=sys.stderr)
     print(key.plaintext)
     return 0
 
 
-def _list(api: k8s_client.ApiClient, core: k8s_client.CoreV1Api, namespace: str, tenant: str | None,
-          as_json: bool) -> int:
+def _list(kube: BlockingKubeClient, namespace: str, tenant: str | None, as_json: bool) -> int:
     selector = api_keys.KEY_SECRET_SELECTOR + (f",{labels.TENANT}={tenant}" if tenant else "")
-    secrets = core.list_namespaced_secret(namespace, label_selector=selector).items
-    stored = [api_keys.from_secret(api.sanitize_for_serialization(s)) for s in secrets]
+    secrets = kube.list("Secret", namespace, label_selector=selector)["items"]
+    stored = [api_keys.from_secret(secret) for secret in secrets]
     rows = sorted((s for s in stored if s is not None), key=lambda s: (s.tenant, s.created_at))
     if as_json:
         for row in rows:
@@ -102,24 +90,20 @@ def _list(api: k8s_client.ApiClient, core: k8s_client.CoreV1Api, namespace: str,
     return 0
 
 
-def _revoke(core: k8s_client.CoreV1Api, namespace: str, key_or_id: str, tenant: str | None) -> int:
+def _revoke(kube: BlockingKubeClient, namespace: str, key_or_id: str, tenant: str | None) -> int:
     parsed = api_keys.parse(key_or_id)
     key_id = parsed[0] if parsed else key_or_id
-    name = api_keys.secret_name(key_id)
-    try:
-        secret = core.read_namespaced_secret(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            print(f"voxfleet keys revoke: no key with id {key_id!r}", file=sys.stderr)
-            return 1
-        raise
-    owner = (secret.metadata.labels or {}).get(labels.TENANT)
+    secret = kube.get_or_none("Secret", api_keys.secret_name(key_id), namespace)
+    if secret is None:
+        print(f"voxfleet keys revoke: no key with id {key_id!r}", file=sys.stderr)
+        return 1
+    meta = secret["metadata"]
+    owner = (meta.get("labels") or {}).get(labels.TENANT)
     if tenant is not None and owner != tenant:
         print(f"voxfleet keys revoke: key {key_id!r} does not belong to tenant {tenant!r}", file=sys.stderr)
         return 1
     # The uid precondition makes sure we delete exactly the key we looked at.
-    core.delete_namespaced_secret(name, namespace, body=k8s_client.V1DeleteOptions(
-        preconditions=k8s_client.V1Preconditions(uid=secret.metadata.uid)))
+    kube.delete("Secret", meta["name"], namespace, preconditions={"uid": meta["uid"]})
     print(f"revoked key {key_id} of tenant {owner}", file=sys.stderr)
     return 0
 

@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--operational-port", type=int, default=None,
                         help="port of /metrics, /healthz, /readyz for the platform, never routed to tenants"
                              " (VOXFLEET_OPERATIONAL_PORT, default 9090)")
-    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (VOXFLEET_KUBECONFIG; default in-cluster)")
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (VOXFLEET_KUBECONFIG; default $KUBECONFIG,"
+                                                                  " then in-cluster)")
     parser.add_argument("--log-format", choices=("json", "console"), default=None, help="log renderer")
     return parser
 

@@ -15,7 +15,6 @@ from fastapi import Request
 from voxfleet.gateway.agent_directory import AgentDirectory
 from voxfleet.gateway.allocation import Allocator
 from voxfleet.gateway.key_store import KeyStore
-from voxfleet.gateway.kube_client import KubeClient
 from voxfleet.gateway.livekit_rooms import LiveKitRooms
 from voxfleet.gateway.livekit_tokens import LiveKitTokens
 from voxfleet.gateway.metrics import GatewayMetrics
@@ -27,15 +26,19 @@ from voxfleet.gateway.session_quota import SessionQuota
 from voxfleet.gateway.settings import GatewaySettings
 from voxfleet.gateway.spec_checker import SpecChecker
 from voxfleet.gateway.tenant_directory import TenantDirectory
-from voxfleet.gateway.watch_cache import WatchCache
 from voxfleet.gateway.webhook_replays import ReplayGuard
 from voxfleet.gateway.worker_call_shares import TenantCallShares
 from voxfleet.gateway.worker_client import WorkerClient
 from voxfleet.gateway.worker_registry import WorkerRegistry
+from voxfleet.kube.backoff import Backoff
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.informer import Informer
 from voxfleet.telemetry.resource_attributes import SERVICE_GATEWAY
 from voxfleet.telemetry.tracing import Tracing, set_up_tracing
 
 log = structlog.get_logger(__name__)
+
+REQUEST_BACKOFF = Backoff(retries=3, base=0.1, cap=1.0, max_retry_after=2.0)
 
 
 def gateway_tracing() -> Tracing:
@@ -75,7 +78,12 @@ class GatewayRuntime:
 
     @classmethod
     def build(cls, settings: GatewaySettings, kube: KubeClient | None = None) -> "GatewayRuntime":
-        kube = kube or KubeClient.from_kubeconfig(settings.kubeconfig)
+        # 32 connections: four watches hold one each; the rest serve agent and secret writes (sessions never
+        # reach the apiserver). A tenant's request waits out a short apiserver blip or a 429 (under a second,
+        # Retry-After up to 2 s), then gets its 502/503 and retries itself, rather than hanging on for the
+        # layer's default of six retries; the watches retry on their own anyway.
+        kube = kube or KubeClient.from_kubeconfig(settings.kubeconfig, max_connections=32,
+                                                  backoff=REQUEST_BACKOFF, user_agent="voxfleet-gateway")
         metrics = GatewayMetrics()
         agents = AgentDirectory(kube)
         tenants = TenantDirectory(kube, platform_namespace=settings.platform_namespace)
@@ -103,7 +111,7 @@ class GatewayRuntime:
                    webhook_replays=ReplayGuard(settings.webhook_max_age_seconds + 60), spec_checker=SpecChecker())
 
     @property
-    def watches(self) -> list[WatchCache]:
+    def watches(self) -> list[Informer]:
         return [self.keys.cache, self.tenants.cache, self.agents.cache, self.workers.cache]
 
     async def start(self, sync_timeout: float = 30.0) -> None:
@@ -115,7 +123,7 @@ class GatewayRuntime:
             self.workers.poll_loads(self.worker_client, self.settings.load_poll_seconds), name="load hints"))
 
     def ready(self) -> bool:
-        return all(watch.synced.is_set() and watch.healthy for watch in self.watches)
+        return all(watch.has_synced and watch.healthy for watch in self.watches)
 
     async def close_room(self, region: str, room: str) -> None:
         """Best effort: the caller is dropped from a session that was ended (the worker already left)."""

@@ -14,8 +14,9 @@ from voxfleet.api.common import SecretKeyRef
 from voxfleet.api.spec_secrets import secret_references
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.gateway.api_errors import ApiError
-from voxfleet.gateway.kube_client import KubeApiError, KubeClient
 from voxfleet.gateway.tenant_secrets import tenant_secret_keys
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.errors import KubeApiError, NotFound
 
 
 def reference_problems(references: list[tuple[str, SecretKeyRef]], secrets: dict[str, set[str]]
@@ -47,13 +48,12 @@ async def check_secret_references(kube: KubeClient, namespace: str, tenant: str,
         return
     try:
         secrets = await tenant_secret_keys(kube, namespace, tenant)
-    except KubeApiError as error:
-        if error.code == 404:
-            secrets = {}  # the namespace is not there yet: no tenant secrets either
-        else:
-            raise ApiError(503, "secrets_unavailable", "The gateway could not read the tenant's secrets to check the"
-                                                       " spec's references; try again shortly.",
-                           headers={"Retry-After": str(retry_after_seconds)}) from None
+    except NotFound:
+        secrets = {}  # the namespace is not there yet: no tenant secrets either
+    except KubeApiError:
+        raise ApiError(503, "secrets_unavailable", "The gateway could not read the tenant's secrets to check the"
+                                                   " spec's references; try again shortly.",
+                       headers={"Retry-After": str(retry_after_seconds)}) from None
     details = reference_problems(references, secrets)
     if details:
         raise ApiError(422, "secret_not_allowed", "The spec references Secrets that are not this tenant's secrets,"

@@ -16,11 +16,11 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from voxfleet.api.spec_secrets import secret_references
 from voxfleet.gateway import tenant_secrets
 from voxfleet.gateway.api_errors import ApiError, documented
-from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.openapi_links import AFTER_SECRET_WRITE
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
 from voxfleet.gateway.tenant_secrets import SecretList, SecretView, SecretWrite
+from voxfleet.kube.errors import Conflict, KubeApiError, NotFound
 
 SecretName = Annotated[str, Path(min_length=1, max_length=tenant_secrets.MAX_NAME_LENGTH,
                                  description="Secret name: a DNS-1123 subdomain; names starting with"
@@ -34,11 +34,10 @@ router = APIRouter(prefix="/v1/secrets", tags=["secrets"],
 async def list_secrets(request: Request, tenant: TenantContext = Depends(require_tenant)) -> SecretList:
     runtime = runtime_of(request)
     try:
-        listing = await runtime.kube.get(tenant_secrets.secret_path(tenant.namespace),
-                                         labelSelector=tenant_secrets.SELECTOR)
+        listing = await runtime.kube.list("Secret", tenant.namespace, label_selector=tenant_secrets.SELECTOR)
+    except NotFound:
+        return SecretList(items=[])
     except KubeApiError as error:
-        if error.code == 404:
-            return SecretList(items=[])
         raise _refusal(runtime, error) from None
     items = [tenant_secrets.view(obj) for obj in listing.get("items") or []
              if tenant_secrets.is_tenant_secret(obj, tenant.name)]
@@ -64,27 +63,26 @@ async def put_secret(request: Request, response: Response, name: SecretName, bod
     if problem:
         raise ApiError(422, "secret_too_large", f"The secret is too large: {problem}.",
                        details=[{"field": "data", "message": problem, "reason": "TooLarge"}])
-    path = tenant_secrets.secret_path(tenant.namespace, name)
-    existing = await _read(runtime, path)
+    existing = await _read(runtime, tenant.namespace, name)
     try:
         if existing is None:
-            created = await runtime.kube.create(tenant_secrets.secret_path(tenant.namespace),
-                                                tenant_secrets.manifest(tenant.namespace, name, tenant.name, body.data))
+            created = await runtime.kube.create(
+                tenant_secrets.manifest(tenant.namespace, name, tenant.name, body.data))
             response.status_code = 201
             return tenant_secrets.view(created)
         if not tenant_secrets.is_tenant_secret(existing, tenant.name):
             raise _taken(name)
-        replaced = await runtime.kube.request(
-            "PUT", path, body=tenant_secrets.manifest(tenant.namespace, name, tenant.name, body.data,
-                                                      resource_version=existing["metadata"]["resourceVersion"]))
+        replaced = await runtime.kube.replace(
+            tenant_secrets.manifest(tenant.namespace, name, tenant.name, body.data,
+                                    resource_version=existing["metadata"]["resourceVersion"]))
         return tenant_secrets.view(replaced)
+    except Conflict:  # created or changed by someone else since we read it: never overwrite blindly
+        raise ApiError(409, "conflict", f"The secret {name!r} changed while this request ran; retry.",
+                       details=[{"field": "name", "message": "changed concurrently", "reason": "Conflict"}]
+                       ) from None
+    except NotFound:
+        raise _tenant_not_ready(runtime, tenant) from None
     except KubeApiError as error:
-        if error.code == 409:  # created or changed by someone else since we read it: never overwrite blindly
-            raise ApiError(409, "conflict", f"The secret {name!r} changed while this request ran; retry.",
-                           details=[{"field": "name", "message": "changed concurrently", "reason": "Conflict"}]
-                           ) from None
-        if error.code == 404:
-            raise _tenant_not_ready(runtime, tenant) from None
         raise _refusal(runtime, error) from None
 
 
@@ -105,14 +103,15 @@ async def delete_secret(request: Request, name: SecretName,
                                  "reason": "InUse"} for agent, field in users])
     meta = found["metadata"]
     try:  # only the version we checked: a Secret replaced meanwhile is not deleted unseen
-        await runtime.kube.delete(tenant_secrets.secret_path(tenant.namespace, name),
-                                  preconditions={"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]})
+        deleted = await runtime.kube.delete("Secret", name, tenant.namespace,
+                                            preconditions={"uid": meta["uid"],
+                                                           "resourceVersion": meta["resourceVersion"]})
+    except Conflict:
+        raise ApiError(409, "conflict", f"The secret {name!r} changed while this request ran; retry.") from None
     except KubeApiError as error:
-        if error.code == 404:
-            raise _not_found(name) from None
-        if error.code == 409:
-            raise ApiError(409, "conflict", f"The secret {name!r} changed while this request ran; retry.") from None
         raise _refusal(runtime, error) from None
+    if deleted is None:  # gone meanwhile
+        raise _not_found(name)
     return Response(status_code=204)
 
 
@@ -135,12 +134,10 @@ def _check_name(runtime: GatewayRuntime, name: str) -> None:
                        details=[{"field": "name", "message": problem, "reason": "FieldValueInvalid"}])
 
 
-async def _read(runtime: GatewayRuntime, path: str) -> dict[str, Any] | None:
+async def _read(runtime: GatewayRuntime, namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        return await runtime.kube.get(path)
+        return await runtime.kube.get_or_none("Secret", name, namespace)
     except KubeApiError as error:
-        if error.code == 404:
-            return None
         raise _refusal(runtime, error) from None
 
 
@@ -148,7 +145,7 @@ async def _read_own(request: Request, tenant: TenantContext, name: str) -> dict[
     """The Secret when it is this tenant's; None when missing or someone else's (both are 404 to a reader)."""
     if not tenant_secrets.DNS_SUBDOMAIN.match(name):  # never a path of its own ("..") on the apiserver
         return None
-    found = await _read(runtime_of(request), tenant_secrets.secret_path(tenant.namespace, name))
+    found = await _read(runtime_of(request), tenant.namespace, name)
     return found if found is not None and tenant_secrets.is_tenant_secret(found, tenant.name) else None
 
 
@@ -173,13 +170,13 @@ def _tenant_not_ready(runtime: GatewayRuntime, tenant: TenantContext) -> ApiErro
 
 def _refusal(runtime: GatewayRuntime, error: KubeApiError) -> ApiError:
     """The apiserver's other answers, without its message (which could quote what was sent)."""
-    if error.code == 403:
+    if error.status == 403:
         return ApiError(503, "gateway_forbidden", "The gateway may not manage secrets in the tenant's namespace yet"
                                                   " (the operator grants it per tenant); try again shortly, and ask"
                                                   " your platform team if it persists.",
                         headers={"Retry-After": str(runtime.settings.retry_after_seconds)})
-    if error.code == 422:
+    if error.status == 422:
         return ApiError(422, "invalid_secret", "The cluster refused the secret (a key name it does not accept?);"
                                                " check the key names.",
                         details=[{"field": "data", "message": "refused by the cluster", "reason": "Invalid"}])
-    return ApiError(502, "cluster_error", f"The cluster answered {error.code}; try again.")
+    return ApiError(502, "cluster_error", f"The cluster answered {error.status}; try again.")

@@ -22,13 +22,12 @@ from voxfleet.api.wire import MAX_METADATA_BYTES, SESSION_ID_PATTERN, EndReason,
 from voxfleet.api import room_names
 from voxfleet.gateway import session_ids
 from voxfleet.gateway.agent_directory import AgentInfo
-from voxfleet.gateway.agent_writes import agent_path
 from voxfleet.gateway.agents_api import AgentName
 from voxfleet.gateway.api_errors import ApiError, documented
-from voxfleet.gateway.kube_client import KubeApiError
 from voxfleet.gateway.openapi_links import AFTER_SESSION_CREATE
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
+from voxfleet.kube.errors import KubeApiError
 from voxfleet.telemetry.tracing import links_from_headers
 
 log = structlog.get_logger(__name__)
@@ -186,7 +185,7 @@ async def _agent(runtime: GatewayRuntime, tenant: TenantContext, agent: str) -> 
     info = runtime.agents.get(tenant.namespace, agent)
     if info is None:
         try:  # created a moment ago and not yet in this replica's watch: ask the apiserver once
-            info = runtime.agents.parse(await runtime.kube.get(agent_path(tenant.namespace, agent)))
+            info = runtime.agents.parse(await runtime.kube.get("VoiceAgent", agent, tenant.namespace))
         except KubeApiError:
             info = None
     if info is None:

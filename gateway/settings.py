@@ -45,8 +45,8 @@ class GatewaySettings(PlatformSettings):
         description="Port of what is for the platform, not for tenants: /metrics (every tenant's and agent's name"
                     " and traffic), /healthz, /readyz. Bound on the same address as the API; the tenant Ingress"
                     " never routes it, and the API port answers 404 for /metrics.")
-    kubeconfig: Path | None = Field(default=None, description="Kubeconfig file (default: in-cluster, then"
-                                                              " KUBECONFIG / ~/.kube/config).")
+    kubeconfig: Path | None = Field(default=None, description="Kubeconfig file (default: $KUBECONFIG, then the"
+                                                              " pod's service account, then ~/.kube/config).")
     regions: dict[str, LiveKitRegion] = Field(default_factory=dict,
                                               description="Region name -> the LiveKit that serves it.")
     latency_ms: dict[str, dict[str, float]] = Field(

@@ -21,10 +21,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from voxfleet.api.tenant import PLURAL, TenantSpec
-from voxfleet.api.voiceagent import GROUP, VERSION
-from voxfleet.gateway.kube_client import KubeClient, namespaced_path
-from voxfleet.gateway.watch_cache import WatchCache
+from voxfleet.api.tenant import TenantSpec
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.informer import DELETED, Informer, InformerEvent
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +42,8 @@ class TenantInfo:
 
 class TenantDirectory:
     def __init__(self, kube: KubeClient, *, platform_namespace: str = ""):
-        self.cache = WatchCache(kube, namespaced_path(GROUP, VERSION, PLURAL, None), name="tenants")
-        self.cache.subscribe(self._on_change)
+        self.cache: Informer[dict[str, Any]] = Informer(kube, "Tenant", name="tenants")
+        self.cache.add_handler(self._on_change)
         self._reserved = {platform_namespace} if platform_namespace else set()
         self._parsed: dict[str, tuple[str, TenantInfo | None]] = {}  # name -> (resourceVersion, info)
         self._owners: dict[str, str] = {}  # namespace -> owning tenant
@@ -101,9 +100,9 @@ class TenantDirectory:
     def _cluster_namespace(namespace: str) -> bool:
         return namespace in CLUSTER_NAMESPACES or namespace.startswith("kube-")
 
-    def _on_change(self, event_type: str, _new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        if event_type == "DELETED" and old is not None:
-            self._parsed.pop(old["metadata"]["name"], None)
+    def _on_change(self, event: InformerEvent[dict[str, Any]]) -> None:
+        if event.type == DELETED and event.old is not None:
+            self._parsed.pop(event.old["metadata"]["name"], None)
         self._recompute_owners()
 
     def _recompute_owners(self) -> None:

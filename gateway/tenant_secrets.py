@@ -19,7 +19,7 @@ from pydantic import Field, StringConstraints
 from voxfleet.api import labels
 from voxfleet.api.common import SECRET_KEY
 from voxfleet.api.model_base import ApiModel
-from voxfleet.gateway.kube_client import KubeClient, namespaced_path
+from voxfleet.kube.client import KubeClient
 
 # Kubernetes caps a Secret at 1 MiB; a tenant's provider keys and tool credentials are a few hundred bytes
 # each, so far less is plenty, and a small cap keeps every worker's env (and etcd) small.
@@ -56,10 +56,6 @@ class SecretView(ApiModel):
 
 class SecretList(ApiModel):
     items: list[SecretView]
-
-
-def secret_path(namespace: str, name: str | None = None) -> str:
-    return namespaced_path("", "v1", "secrets", namespace, name)
 
 
 def is_tenant_secret(obj: dict[str, Any], tenant: str) -> bool:
@@ -114,6 +110,6 @@ def manifest(namespace: str, name: str, tenant: str, data: dict[str, str],
 
 async def tenant_secret_keys(kube: KubeClient, namespace: str, tenant: str) -> dict[str, set[str]]:
     """Name -> keys of every tenant secret of this tenant in its namespace (values are dropped at once)."""
-    listing = await kube.get(secret_path(namespace), labelSelector=SELECTOR)
+    listing = await kube.list("Secret", namespace, label_selector=SELECTOR)
     return {item["metadata"]["name"]: keys_of(item) for item in listing.get("items") or []
             if is_tenant_secret(item, tenant)}

@@ -26,11 +26,11 @@ import structlog
 
 from voxfleet.api import labels
 from voxfleet.api.wire import LoadReport
-from voxfleet.gateway.kube_client import KubeClient
 from voxfleet.gateway.metrics import GatewayMetrics
 from voxfleet.gateway.tenant_directory import TenantDirectory
-from voxfleet.gateway.watch_cache import WatchCache
 from voxfleet.gateway.worker_client import WorkerClient
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.informer import ADDED, MODIFIED, Informer, InformerEvent
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,8 @@ LostListener = Callable[[Worker], None]
 
 class WorkerRegistry:
     def __init__(self, kube: KubeClient, metrics: GatewayMetrics, tenants: TenantDirectory):
-        self.cache = WatchCache(kube, "/api/v1/pods", label_selector=labels.WORKER_SELECTOR, name="worker pods")
+        self.cache: Informer[dict[str, Any]] = Informer(kube, "Pod", label_selector=labels.WORKER_SELECTOR,
+                                                        name="worker pods")
         self.metrics = metrics
         self.tenants = tenants
         self.by_uid: dict[str, Worker] = {}
@@ -97,7 +98,7 @@ class WorkerRegistry:
         self._by_ip: dict[str, Worker] = {}
         self.hints: dict[str, LoadHint] = {}  # by pod uid
         self._lost_listeners: list[LostListener] = []
-        self.cache.subscribe(self._on_change)
+        self.cache.add_handler(self._on_informer_event)
         tenants.on_owners_changed(self._owners_changed)
 
     def on_lost(self, listener: LostListener) -> None:
@@ -105,12 +106,15 @@ class WorkerRegistry:
 
     # --- the watch ------------------------------------------------------------------------------------------
 
+    def _on_informer_event(self, event: InformerEvent[dict[str, Any]]) -> None:
+        self._on_change(event.type, event.new, event.old)
+
     def _on_change(self, event_type: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
         uid = ((new or old or {}).get("metadata") or {}).get("uid", "")
         previous = self.by_uid.get(uid)
         current = worker_from_pod(new) if new is not None else None
         if current is not None and not self._trusted(current):
-            if event_type == "ADDED" and self.tenants.cache.synced.is_set():  # before: owners still unknown
+            if event_type == ADDED and self.tenants.cache.has_synced:  # before: owners still unknown
                 log.warning("a pod labelled as a worker is not in its tenant's namespace; it is no worker",
                             pod=current.name, namespace=current.namespace, tenant_label=current.tenant,
                             namespace_owner=self.tenants.owner_of(current.namespace))
@@ -140,9 +144,9 @@ class WorkerRegistry:
 
     def _owners_changed(self, namespaces: set[str]) -> None:
         """A Tenant appeared, went or lost its namespace: judge that namespace's pods again."""
-        for pod in self.cache.values():
-            if (pod.get("metadata") or {}).get("namespace") in namespaces:
-                self._on_change("MODIFIED", pod, pod)
+        for namespace in namespaces:
+            for pod in self.cache.in_namespace(namespace):
+                self._on_change(MODIFIED, pod, pod)
 
     def _remember(self, worker: Worker) -> None:
         self.by_uid[worker.uid] = worker

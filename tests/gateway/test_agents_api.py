@@ -16,7 +16,8 @@ from tests.gateway.conftest import start_gateway
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
 from voxfleet.api.voiceagent import GROUP, PLURAL, VERSION
 from voxfleet.gateway import agent_writes
-from voxfleet.gateway.kube_client import KubeApiError, KubeClient
+from voxfleet.kube.client import KubeClient
+from voxfleet.kube.errors import KubeApiError
 
 pytestmark = pytest.mark.world
 
@@ -156,7 +157,7 @@ async def test_apiserver_refusals_map_to_422_with_field_paths(kube, tenant):
                "spec": {"regions": [{"name": "us-east", "minWorkers": 5, "maxWorkers": 2}],
                         "scaling": {"sessionsPerWorker": 0}}}
         with pytest.raises(KubeApiError) as refused:
-            await kube_client.apply(agent_writes.agent_path(tenant.namespace, "raw"), bad, field_manager="t")
+            await kube_client.apply(bad, field_manager="t")
         mapped = agent_writes.apiserver_refusal(refused.value)
         assert mapped.status == 422 and mapped.code == "invalid_agent"
         fields = {d["field"] for d in mapped.details}

@@ -176,3 +176,18 @@ def test_the_gateway_never_loads_pipecat():
              " print(any(m.startswith('pipecat') for m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_the_gateway_reaches_kubernetes_only_through_voxfleet_kube():
+    """One Kubernetes layer: the gateway and `voxfleet keys` load no other client library, and the gateway's own
+    REST client and watch cache are gone (their work is voxfleet.kube's KubeClient and Informer now)."""
+    probe = ("import sys, voxfleet.gateway.main, voxfleet.gateway.app, voxfleet.gateway.keys_cli;"
+             " print(sorted(m for m in sys.modules if m.split('.')[0] in"
+             " ('kubernetes', 'kubernetes_asyncio', 'lightkube', 'kr8s', 'pykube')"
+             " or m in ('voxfleet.gateway.kube_client', 'voxfleet.gateway.watch_cache')));"
+             " print(sorted(m for m in sys.modules if m.startswith('voxfleet.kube.')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    other_clients, kube_layer = result.stdout.strip().splitlines()
+    print(f"other Kubernetes client modules loaded: {other_clients}; voxfleet.kube modules: {kube_layer}")
+    assert other_clients == "[]", result.stderr
+    assert "voxfleet.kube.client" in kube_layer and "voxfleet.kube.informer" in kube_layer
