@@ -19,10 +19,18 @@ VOXFLEET_WORLD_DIR names a running one. Measured, each against a baseline taken 
 3. Session create -> first agent audio heard in the room (the greeting), p50/p95, real LiveKit and real
    workers: the caller joins with the returned token right after the 201. Baseline: the bench dispatches to
    the same workers directly (minting the tokens itself) and joins the same way.
+4. The paths that talk to the apiserver (the gateway's Kubernetes client and watch caches): start -> ready
+   (list + watch of keys, Tenants, VoiceAgents and worker Pods), agent write (PUT: read, list, apply), agent
+   read and list, secret list, and how long a created or revoked API key takes to reach the gateway's watched
+   copy (accepted / refused).
+
+`--gateway-tree DIR` runs the gateway process from another checkout's code (e.g. `git worktree add /tmp/base-gw
+<commit>`), everything else from this one: run it once with and once without to compare code in the same session.
 
 Prints the figures and one JSON line (prefix `BENCH_JSON `).
 
     .venv/bin/python bench/gateway_bench.py [--seconds 10] [--concurrency 16] [--workers 3] [--audio-sessions 10]
+        [--kube-samples 60] [--gateway-tree DIR] [--only-kube-paths]
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ from tests.gateway.gateway_process import SIGNING_KEY, GatewayProcess  # noqa: E
 from tests.gateway.tenant_setup import create_tenant  # noqa: E402
 from voxfleet.api.tenant import PLURAL as TENANT_PLURAL  # noqa: E402
 from voxfleet.api.voiceagent import GROUP, VERSION  # noqa: E402
-from voxfleet.gateway import session_ids  # noqa: E402
+from voxfleet.gateway import api_keys, session_ids  # noqa: E402
 from voxfleet.world import processes  # noqa: E402
 from voxfleet.world.access import Cluster, RunnerPool  # noqa: E402
 from voxfleet.world.world import WorldInfo, attach_or_start  # noqa: E402
@@ -81,7 +89,7 @@ def agent_spec(workers: int) -> dict:
         "greeting": GREETING,
         "pipeline": {"stt": {"provider": "pocketsphinx"}, "llm": {"provider": "scripted"},
                      "tts": {"provider": "espeak", "voice": "en-us"}},
-        "turnDetection": {"detector": "speech-timeout", "vad": {"stopSecs": 0.2}},
+        "turnDetection": {"detector": "speech-timeout", "vad": {"stopMs": 200}},
         "intents": [{"name": "bye", "keywords": ["goodbye"], "reply": "Goodbye."}],
         "regions": [{"name": REGION, "minWorkers": 0, "maxWorkers": workers}],
         "scaling": {"sessionsPerWorker": SLOTS, "bufferSessions": 0},
@@ -174,8 +182,10 @@ def mean_between(before: tuple[float, float], after: tuple[float, float]) -> flo
 
 
 class Bench:
-    def __init__(self, kube: Cluster, pods: RunnerPool, info: WorldInfo, work: Path, workers: int):
+    def __init__(self, kube: Cluster, pods: RunnerPool, info: WorldInfo, work: Path, workers: int,
+                 gateway_tree: Path | None = None):
         self.kube, self.pods, self.info, self.work, self.workers = kube, pods, info, work, workers
+        self.gateway_tree = gateway_tree
         self.platform_namespace = kube.new_namespace("gwbench")
         self.tenant = create_tenant(kube, self.platform_namespace, allowed_regions=[REGION],
                                     quotas={"maxConcurrentSessions": 100000, "maxAgents": 10, "maxWorkers": 100},
@@ -192,16 +202,25 @@ class Bench:
                                  extra_env={"VOXFLEET_RATE_LIMIT_PER_SECOND": "1000000",
                                             "VOXFLEET_RATE_LIMIT_BURST": "1000000", "VOXFLEET_LOG_LEVEL": "warning",
                                             "VOXFLEET_ACCESS_LOG": "false", "VOXFLEET_LOAD_POLL_SECONDS": "2"})
+        if self.gateway_tree is not None:
+            assert process.argv[1:3] == ["-m", "voxfleet.gateway.main"], process.argv
+            process.argv = [process.argv[0], str(Path(__file__).with_name("in_tree.py")), str(self.gateway_tree),
+                            *process.argv[1:]]
         self.gateways.append(process)
-        return process.start()
+        process.start()
+        if self.gateway_tree is not None:
+            assert f"gateway code from {self.gateway_tree}/" in process.log(), process.log()[-2000:]
+        return process
 
-    def deploy(self, gateway: GatewayProcess) -> None:
+    def deploy(self, gateway: GatewayProcess, *, with_workers: bool = True) -> None:
         namespace, tenant = self.tenant.namespace, self.tenant.name
         WORKER_HEADERS.update(worker_pods.worker_headers(namespace))
         with httpx.Client(base_url=gateway.url, headers=self.tenant.headers(), timeout=30) as http:
             for agent in (REAL, STANDIN):
                 response = http.put(f"/v1/agents/{agent}", json=agent_spec(self.workers))
                 assert response.status_code in (200, 201), response.text
+        if not with_workers:
+            return
         spec = agent_spec(self.workers)
         manifests = [worker_pods.agent_config_map(namespace, "bench-config", tenant=tenant, agent=REAL, spec=spec)]
         manifests += [worker_pods.real_worker_pod(self.pods, tenant=tenant, agent=REAL, region=REGION,
@@ -210,6 +229,11 @@ class Bench:
         manifests += [worker_pods.standin_pod(self.pods, tenant=tenant, agent=STANDIN, region=REGION, slots=SLOTS,
                                               name=f"standin-{i}", call_seconds=STANDIN_CALL_SECONDS)
                       for i in range(self.workers)]
+        for manifest in manifests:  # under bench/in_tree.py the worker processes run the same tree's code
+            for container in manifest["spec"]["containers"] if manifest["kind"] == "Pod" else []:
+                container["env"] = container.get("env", []) + [
+                    {"name": name, "value": os.environ[name]} for name in ("PYTHONPATH", "VOXFLEET_CODE_TREE")
+                    if os.environ.get("VOXFLEET_CODE_TREE") and os.environ.get(name)]
         names = worker_pods.create(self.kube, namespace, manifests)
         ips = worker_pods.wait_ready(self.kube, namespace, names, timeout=300, pods=self.pods)
         self.ips = {REAL: [ips[f"real-{i}"] for i in range(self.workers)],
@@ -408,6 +432,85 @@ async def audio_direct(bench: Bench, count: int) -> list[float]:
     return results
 
 
+# --- 4. the paths that talk to the apiserver ---------------------------------------------------------------------
+
+def summary(values: list[float]) -> dict:
+    return {"p50_ms": ms(statistics.median(values)), "p99_ms": ms(percentile(values, 99)), "samples": len(values)}
+
+
+def start_to_ready(bench: Bench, livekit_url: str, count: int) -> list[float]:
+    """Process start -> /readyz 200 (imports, then list + watch of the four watched kinds); each gateway stopped."""
+    results = []
+    for _ in range(count):
+        started = time.monotonic()
+        gateway = bench.gateway(livekit_url)
+        results.append(time.monotonic() - started)
+        gateway.stop()
+        bench.gateways.remove(gateway)
+    return results
+
+
+async def timed_requests(http: httpx.AsyncClient, count: int, method: str, url: str, *,
+                         bodies: list[dict] | None = None, expect: tuple[int, ...] = (200,)) -> list[float]:
+    latencies = []
+    for index in range(count):
+        body = bodies[index % len(bodies)] if bodies else None
+        started = time.perf_counter()
+        response = await http.request(method, url, json=body)
+        latencies.append(time.perf_counter() - started)
+        assert response.status_code in expect, (method, url, response.status_code, response.text[:300])
+    return latencies
+
+
+async def key_propagation(bench: Bench, gateway: GatewayProcess, count: int) -> tuple[list[float], list[float]]:
+    """A key Secret created (deleted) with the apiserver's answer -> the first request the gateway accepts (refuses)
+    with that key: the watch's latency, polled every 2 ms on a path that needs no apiserver (a bogus session id
+    is 404 for a known key, 401 for an unknown one)."""
+    added, revoked = [], []
+    namespace = bench.platform_namespace
+    probe = f"{gateway.url}/v1/sessions/vfs_nosuchsession0000000000000000"
+
+    async def until(http: httpx.AsyncClient, headers: dict, accepted: bool, since: float) -> float:
+        deadline = since + 30
+        while time.monotonic() < deadline:
+            status = (await http.get(probe, headers=headers)).status_code
+            if (status != 401) == accepted:
+                return time.monotonic() - since
+            await asyncio.sleep(0.002)
+        raise TimeoutError(f"the gateway never {'accepted' if accepted else 'refused'} the key")
+
+    with bench.kube.api_client() as api:
+        core = client.CoreV1Api(api)
+        async with httpx.AsyncClient(timeout=10) as http:
+            for _ in range(count):
+                key = api_keys.generate()
+                headers = {"Authorization": f"Bearer {key.plaintext}"}
+                manifest = api_keys.secret_manifest(tenant=bench.tenant.name, key=key, namespace=namespace,
+                                                    description="bench")
+                await asyncio.to_thread(core.create_namespaced_secret, namespace, manifest)
+                added.append(await until(http, headers, True, time.monotonic()))
+                await asyncio.to_thread(core.delete_namespaced_secret, api_keys.secret_name(key.key_id), namespace)
+                revoked.append(await until(http, headers, False, time.monotonic()))
+    return added, revoked
+
+
+async def kube_paths(bench: Bench, gateway: GatewayProcess, count: int) -> dict:
+    spec = agent_spec(bench.workers)
+    # Two greetings in turn: every PUT changes the object (a real apply), and the spec check is cached after two.
+    bodies = [{**spec, "greeting": "Hello, how can I help?"}, {**spec, "greeting": "Hi, what can I do for you?"}]
+    agents = f"{gateway.url}/v1/agents"
+    async with httpx.AsyncClient(headers=bench.tenant.headers(), timeout=30) as http:
+        put = await timed_requests(http, count, "PUT", f"{agents}/bench-writes", bodies=bodies, expect=(200, 201))
+        read = await timed_requests(http, count, "GET", f"{agents}/{REAL}")
+        listed = await timed_requests(http, count, "GET", agents)
+        secrets = await timed_requests(http, count, "GET", f"{gateway.url}/v1/secrets")
+        await http.delete(f"{agents}/bench-writes")
+    added, revoked = await key_propagation(bench, gateway, max(5, count // 4))
+    return {"agent_put": summary(put), "agent_get": summary(read), "agent_list": summary(listed),
+            "secret_list": summary(secrets), "key_accepted_after": summary(added),
+            "key_refused_after": summary(revoked)}
+
+
 # --- main ----------------------------------------------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
@@ -417,6 +520,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=3, help="worker pods of each kind")
     parser.add_argument("--latency-samples", type=int, default=200, help="sequential allocations for latency")
     parser.add_argument("--audio-sessions", type=int, default=10, help="sessions for create -> audio")
+    parser.add_argument("--kube-samples", type=int, default=60, help="requests per apiserver-backed path")
+    parser.add_argument("--starts", type=int, default=3, help="gateway starts timed (start -> ready)")
+    parser.add_argument("--gateway-tree", type=Path, default=None,
+                        help="run the gateway process from this checkout's code (a same-run baseline)")
+    parser.add_argument("--only-kube-paths", action="store_true", help="phase 4 alone (no workers' figures)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="voxfleet-gateway-bench-"))
@@ -425,13 +533,23 @@ def main(argv: list[str]) -> int:
     try:
         kube = Cluster.of(info)
         install_crds(kube)
-        bench = Bench(kube, RunnerPool.of(info), info, work, args.workers)
+        bench = Bench(kube, RunnerPool.of(info), info, work, args.workers, gateway_tree=args.gateway_tree)
         dead_url = f"ws://127.0.0.1:{processes.free_port()}"  # nothing listens: workers' joins fail at once
         allocating = bench.gateway(dead_url)
-        bench.deploy(allocating)
+        bench.deploy(allocating, with_workers=not args.only_kube_paths)
         print("[bench] workers ready; measuring", file=sys.stderr, flush=True)
-        results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()[0]}}
+        results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()[0]},
+                         "gateway_tree": str(args.gateway_tree or ROOT)}
         n = args.latency_samples
+
+        results["kube_paths"] = {"start_to_ready": summary(start_to_ready(bench, dead_url, args.starts)),
+                                 **asyncio.run(kube_paths(bench, allocating, args.kube_samples))}
+        print("[bench] apiserver-backed paths done", file=sys.stderr, flush=True)
+        if args.only_kube_paths:
+            results["machine"]["loadavg_end"] = os.getloadavg()[0]
+            report_kube_paths(results)
+            print("BENCH_JSON " + json.dumps({"bench": "gateway", **results}, sort_keys=True))
+            return 0
 
         # After a run the real workers spend seconds more tearing down its hundreds of sessions (measured: ~0.8
         # of a core for 5 s); each phase starts once the machine is quiet again.
@@ -481,6 +599,18 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def report_kube_paths(results: dict) -> None:
+    print(f"\ngateway code: {results['gateway_tree']}")
+    print(f"{'apiserver-backed paths':<44} {'p50 ms':>8} {'p99 ms':>8} {'samples':>8}")
+    names = {"start_to_ready": "start -> ready (list + watch x4)", "agent_put": "PUT /v1/agents/{a} (apply)",
+             "agent_get": "GET /v1/agents/{a}", "agent_list": "GET /v1/agents", "secret_list": "GET /v1/secrets",
+             "key_accepted_after": "key created -> accepted (watch)",
+             "key_refused_after": "key revoked -> refused (watch)"}
+    for key, label in names.items():
+        r = results["kube_paths"][key]
+        print(f"  {label:<42} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['samples']:>8}")
+
+
 def report(results: dict) -> None:
     print("\nvoxfleet gateway benchmark (one gateway process; everything on this machine)")
     print(f"machine: {results['machine']['cpus']} CPUs, load average {results['machine']['loadavg_start']:.1f}"
@@ -511,6 +641,7 @@ def report(results: dict) -> None:
     print(f"\n{'session create -> agent audio heard':<44} {'p50 ms':>8} {'p95 ms':>8}")
     print(f"  {'direct dispatch (baseline)':<42} {a['direct_p50_ms']:>8} {a['direct_p95_ms']:>8}")
     print(f"  {'through the gateway':<42} {a['gateway_p50_ms']:>8} {a['gateway_p95_ms']:>8}")
+    report_kube_paths(results)
     print("\ngoals (stand-in workers for the first two: real ones run out of CPU first here):"
           f" {results['goals']}")
     print("BENCH_JSON " + json.dumps({"bench": "gateway", **results}, sort_keys=True))
