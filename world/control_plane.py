@@ -139,15 +139,3 @@ def client_ssl_context(pki: certs.Pki, who: str) -> ssl.SSLContext:
 
 def _get_ok(url: str, ssl_ctx: ssl.SSLContext) -> bool:
     return httpx.get(url, verify=ssl_ctx, timeout=2).status_code == 200
-
-
-def wait_for_defaults(api_client, *, timeout: float = 30.0, servers: list[Server] = ()) -> None:
-    """Wait until the controller-manager has done what every test assumes: the 'default' ServiceAccount and the
-    kube-root-ca.crt ConfigMap in the default namespace (pods can't be created before the former exists)."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(api_client)
-    processes.wait_until("default ServiceAccount and kube-root-ca.crt",
-                         lambda: core.read_namespaced_service_account("default", "default")
-                         and core.read_namespaced_config_map("kube-root-ca.crt", "default"),
-                         timeout=timeout, servers=servers, interval=0.1)
