@@ -238,9 +238,11 @@ class _Response:
                 response = await client.session.request(self.method, self.path, params=self.params,
                                                         data=self.data, headers=headers, timeout=self.timeout)
             except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as error:
-                # Never reached the server, or a kept-alive connection it had closed: safe for idempotent verbs.
-                delay = client.backoff.retry_delay(self.method, 503, None, attempt)
-                if delay is None or (self.method == "POST" and not isinstance(error, aiohttp.ClientConnectorError)):
+                # No connection at all: the server never saw the request, any verb may go again. A connection the
+                # server closed under it (a kept-alive one, an apiserver restarting): only idempotent verbs.
+                never_sent = isinstance(error, aiohttp.ClientConnectorError)
+                delay = client.backoff.retry_delay("GET" if never_sent else self.method, 503, None, attempt)
+                if delay is None:
                     raise
                 attempt += 1
                 client.retries += 1
