@@ -15,7 +15,7 @@ from pathlib import Path
 # one-line help). tests/packaging/test_declared_imports.py checks that each command's imports are in its extra.
 SUBCOMMANDS: dict[str, tuple[str, str | None, str]] = {
     "operator": ("voxfleet.operator.main:main", "operator",
-                 "run the kopf operator (Tenants and VoiceAgents -> warm pools)"),
+                 "run the operator (Tenants and VoiceAgents -> warm pools)"),
     "gateway": ("voxfleet.gateway.main:main", "gateway",
                 "run the REST gateway (tenant API, sessions, LiveKit webhooks)"),
     "worker": ("voxfleet.worker.main:main", "worker", "run a warm worker process (Pipecat pipelines in LiveKit rooms)"),
