@@ -5,7 +5,7 @@
 
 The editable install maps voxfleet.<name> to this checkout's top-level folders through one finder; pointing
 that mapping at the other tree before any voxfleet import is all it takes, with no second venv. The first line
-on stderr names the file voxfleet.gateway came from, so a benchmark can prove which code it measured.
+on stderr names the folder voxfleet.gateway came from, so a benchmark can prove which code it measured.
 Child Python processes (the gateway's spec checker, the world's servers and worker pods) take the same tree: a
 sitecustomize on PYTHONPATH repeats the mapping in every interpreter that inherits the environment.
 """
@@ -54,7 +54,8 @@ def main() -> None:
         raise SystemExit("in_tree: voxfleet was imported before its mapping changed")
     sys.path.insert(0, tree)  # the tree's tests/ and bench/ helpers too
     import voxfleet.gateway  # noqa: PLC0415 - only now does it resolve into the tree
-    print("gateway code from", voxfleet.gateway.__file__, file=sys.stderr, flush=True)
+    # __path__, not __file__: with the folders as PEP 420 portions a package has no __init__.py to name.
+    print("gateway code from", f"{list(voxfleet.gateway.__path__)[0]}/", file=sys.stderr, flush=True)
     if sys.argv[2] == "-m":
         module = sys.argv[3]
         sys.argv = [module, *sys.argv[4:]]
