@@ -31,6 +31,13 @@ def _is_voxfleets_own(name: str) -> bool:
     return name.startswith(("voxfleet-", "__editable__", "__editable___voxfleet")) or name == "voxfleet.egg-link"
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
+
+
 def _new_venv(where: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True, timeout=120)
     python = where / "bin" / "python"
@@ -40,9 +47,9 @@ def _new_venv(where: Path) -> Path:
         if _is_voxfleets_own(entry.name) or (target / entry.name).exists():
             continue  # voxfleet is what the test installs; pip and setuptools come with the new venv
         if entry.is_dir():
-            shutil.copytree(entry, target / entry.name, copy_function=os.link, symlinks=True)
+            shutil.copytree(entry, target / entry.name, copy_function=_link_or_copy, symlinks=True)
         else:
-            os.link(entry, target / entry.name)
+            _link_or_copy(str(entry), str(target / entry.name))
     return python
 
 
