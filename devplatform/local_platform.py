@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from voxfleet.cli import command_name
 from voxfleet.api.voiceagent import GROUP, PLURAL
 from voxfleet.devplatform import component_env, demo_tools, provider_keys, quota_readiness
 from voxfleet.devplatform.component_env import PLATFORM_NAMESPACE, DevSecrets
@@ -306,7 +307,7 @@ class LocalPlatform:
                     return
                 if time.monotonic() > deadline:
                     self.notes.append(f"workers were not ready within {self.options.workers_timeout:.0f} s: see "
-                                      f"`voxfleet dev status` and the pod logs in {self.info.pods_dir}")
+                                      f"`{command_name()} dev status` and the pod logs in {self.info.pods_dir}")
                     return
                 time.sleep(1.0)
         finally:
