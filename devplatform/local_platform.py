@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from voxfleet.cli import command_name
 from voxfleet.api.voiceagent import GROUP, PLURAL
+from voxfleet.cli import command_name
 from voxfleet.devplatform import component_env, demo_tools, provider_keys, quota_readiness
 from voxfleet.devplatform.component_env import PLATFORM_NAMESPACE, DevSecrets
 from voxfleet.devplatform.dev_state import DevState
