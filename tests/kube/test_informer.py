@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
-from voxfleet.kube.client import KubeClient
-from voxfleet.kube.errors import Gone
+from voxfleet.kube.client import APPLY_PATCH, KubeClient
+from voxfleet.kube.errors import Gone, KubeApiError
 from voxfleet.kube.informer import ADDED, DELETED, MODIFIED, RESYNC, Informer, InformerEvent, by_label
+from voxfleet.kube.resources import ResourceType
 
 pytestmark = pytest.mark.world
 
@@ -59,21 +63,57 @@ async def test_events_indexes_and_selection(admin: KubeClient, namespace):
     assert modified.old["data"]["value"] == "1" and modified.new["data"]["value"] == "2"
 
 
-async def test_a_too_old_version_relists_and_reports_what_the_watch_missed(admin: KubeClient, namespace):
+@pytest_asyncio.fixture(loop_scope="function")
+async def widgets(admin: KubeClient) -> AsyncIterator[ResourceType]:
+    """A resource type of this test's own (a CRD): the apiserver starts its watch cache when the CRD is created,
+    at the current version, so version "1" is out of its window on any apiserver (a built-in type's cache on a
+    young apiserver can still hold version 1, and then it answers with history instead of 410)."""
+    suffix = uuid.uuid4().hex[:6]
+    widget = ResourceType("k1test.voxfleet.dev/v1", f"widgets{suffix}", True, f"Widget{suffix.upper()}")
+    name = f"{widget.plural}.k1test.voxfleet.dev"
+    await admin.create({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": name},
+        "spec": {"group": "k1test.voxfleet.dev", "scope": "Namespaced",
+                 "names": {"plural": widget.plural, "singular": f"widget{suffix}", "kind": widget.kind},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "properties": {"data": {"type": "object",
+                                                               "additionalProperties": {"type": "string"}}}}}}]}})
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # Established, and its REST endpoint answering (a moment later)
+            try:
+                await admin.list(widget, "default")
+                break
+            except KubeApiError:
+                assert time.monotonic() < deadline, f"CRD {name} never served"
+                await asyncio.sleep(0.1)
+        yield widget
+    finally:
+        await admin.delete("CustomResourceDefinition", name)
+
+
+async def test_a_too_old_version_relists_and_reports_what_the_watch_missed(admin: KubeClient, namespace, widgets):
+    async def apply(name: str, value: str = "1") -> None:
+        await admin.request("PATCH", widgets.path(namespace, name), content_type=APPLY_PATCH,
+                            params={"fieldManager": "k1-test", "force": "true"},
+                            body={"apiVersion": widgets.api_version, "kind": widgets.kind,
+                                  "metadata": {"name": name, "namespace": namespace, "labels": {"k1-test": "yes"}},
+                                  "data": {"value": value}})
+
     with pytest.raises(Gone):  # the apiserver's own answer to a version out of its window
-        async for _ in admin.watch("ConfigMap", namespace, resource_version="1", timeout_seconds=5):
+        async for _ in admin.watch(widgets, namespace, resource_version="1", timeout_seconds=5):
             pass
 
-    await admin.apply(_configmap(namespace, "kept", "acme"), field_manager="k1-test")
-    await admin.apply(_configmap(namespace, "gone", "acme"), field_manager="k1-test")
-    informer = Informer(admin, "ConfigMap", namespace=namespace, label_selector="k1-test=yes",
-                        transform=lambda cm: cm["data"]["value"])
+    await apply("kept")
+    await apply("gone")
+    informer = Informer(admin, widgets, namespace=namespace, label_selector="k1-test=yes",
+                        transform=lambda w: w["data"]["value"])
     events: list[InformerEvent] = []
     informer.add_handler(events.append)
     await informer.relist()
     # Away longer than the apiserver's window: changes happen, and the version to resume from is too old.
-    await admin.delete("ConfigMap", "gone", namespace)
-    await admin.apply(_configmap(namespace, "kept", "acme", "2"), field_manager="k1-test")
+    await admin.request("DELETE", widgets.path(namespace, "gone"))
+    await apply("kept", "2")
     informer.resource_version = "1"
     task = asyncio.create_task(informer.run())  # its watch gets 410 from the apiserver, so it lists again
     try:
