@@ -79,7 +79,7 @@ async def test_a_revoked_token_is_replaced_after_one_401(exec_kubeconfig, token_
         revoked = await token_expiry.revoke_all()
         revoked_at = time.monotonic()
         # The apiserver keeps accepting the token for up to 10 s (its token cache), then answers 401 once.
-        deadline = time.monotonic() + 3 * APISERVER_TOKEN_CACHE_SECONDS
+        deadline = time.monotonic() + 6 * APISERVER_TOKEN_CACHE_SECONDS  # 10-19 s measured, loaded machine
         while kube.tokens.rejections == 0 and time.monotonic() < deadline:
             await kube.list("ConfigMap", namespace)
             await asyncio.sleep(0.05)
