@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	@echo "==> creating $(VENV) and installing voxfleet with its test tools from $(LOCK) (about a minute the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --progress-bar off --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --progress-bar off --require-hashes -r $(LOCK) || \
+		{ echo "==> the install from $(LOCK) stopped; trying once more"; \
+		  $(BIN)/pip install --progress-bar off --require-hashes -r $(LOCK); }
 	$(BIN)/pip install --quiet --progress-bar off --no-deps -e .
 	$(BIN)/pip check  # no installed package misses a requirement (tests/packaging/test_lock_files.py: lock vs pyproject)
 	@touch $(STAMP)
