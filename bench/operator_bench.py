@@ -467,7 +467,8 @@ class Bench:
         while len(ready_at) < n:
             await asyncio.sleep(0.2)
             self.progress(f"{len(ready_at)}/{n} agents Ready, {len(created_at)} Deployments written,"
-                          f" {len(available_at)} available", started)
+                          f" {len(available_at)} available; operator RSS peak {peak_rss_mb(self.operator.pid):.0f} MB,"
+                          f" CPU {cpu_seconds(self.operator.pid):.0f} s", started)
             if time.monotonic() - started > limit and len(ready_at) < n:
                 raise RuntimeError(f"only {len(ready_at)}/{n} agents Ready after {limit:.0f} s")
         done = max(ready_at.values())

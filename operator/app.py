@@ -118,7 +118,7 @@ class OperatorApp:
             return await self._lead(stopped)
         finally:
             self.rt.metrics.leader.set(0)
-            await self.rt.recorder.flush(2.0)  # Normal events still on their way
+            await self.rt.recorder.close()  # Normal events still on their way get two seconds
             await self.health.stop()
             await self.rt.poller.close()
             await self.client.aclose()

@@ -70,10 +70,14 @@ class EventRecorder:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def flush(self, timeout: float = 5.0) -> None:
-        """Wait (at most `timeout`) for the Normal events still being posted: at shutdown, and in tests."""
+    async def close(self, timeout: float = 2.0) -> None:
+        """At shutdown: give the Normal events still being posted `timeout` seconds, then drop the rest (before
+        the client closes under them)."""
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=timeout)
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def post(self, body: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
         meta = body["metadata"]
