@@ -22,6 +22,18 @@ from voxfleet.gateway import keys_cli
 from voxfleet.world.access import Cluster
 
 
+class KeyHeaders(dict):
+    """Request headers carrying an API key, shown redacted: pytest prints a failing test's fixture values (and
+    an assertion's operands) into the run's logs, which the whole-run log scan rightly counts as a leak."""
+
+    def __repr__(self) -> str:
+        return repr({name: "[redacted]" for name in self})
+
+
+def key_headers(key: str) -> KeyHeaders:
+    return KeyHeaders({"Authorization": f"Bearer {key}"})
+
+
 @dataclass
 class TenantUnderTest:
     name: str
@@ -33,7 +45,7 @@ class TenantUnderTest:
         return self.keys[0]
 
     def headers(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.key}"}
+        return key_headers(key or self.key)
 
 
 def run_keys_cli(kubeconfig: Path, platform_namespace: str, *args: str) -> tuple[int, str, str]:

@@ -31,7 +31,7 @@ from tests.callers.caller_bot import CallerBot, Recogniser, mint_token
 from tests.gateway import webhook_livekit
 from tests.gateway.conftest import livekit_regions, session_gateway_env
 from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess
-from tests.gateway.tenant_setup import create_key
+from tests.gateway.tenant_setup import create_key, key_headers
 from tests.operator.fleet import Fleet
 from tests.operator.operator_process import OperatorProcess
 
@@ -97,7 +97,7 @@ def tenant(kube, stack, platform_namespace):
     name, namespace = fleet.create_tenant("e2e", allowedRegions=["us-east", "eu-west"])
     fleet.wait_tenant_ready(name)
     key = create_key(kube, platform_namespace, name)
-    return name, namespace, {"Authorization": f"Bearer {key}"}
+    return name, namespace, key_headers(key)  # a failing test's traceback shows this fixture: never the key
 
 
 @pytest.fixture(scope="module")
