@@ -190,6 +190,8 @@ class Bench:
             await self._baseline_ready(every_object=True)
             await self._operator_phases()
         finally:
+            if getattr(self, "load_server", None) is not None:
+                self.load_server.terminate()  # also when a phase fails or the run is interrupted
             await self.client.aclose()
 
     async def _gather(self, coroutines, limit: int = 32) -> list:
