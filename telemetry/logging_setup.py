@@ -1,7 +1,7 @@
 """One logging setup for every voxfleet process: gateway, operator, worker and the local tools (`voxfleet dev`,
 `call`, `eval`, `cluster`).
 
-- One stream, one format: structlog events and every stdlib logger (uvicorn, httpx, kopf, aiohttp, the LiveKit
+- One stream, one format: structlog events and every stdlib logger (uvicorn, httpx, aiohttp, the LiveKit
   SDK) go through the same processors to one stderr handler; Pipecat's loguru lines are forwarded into it.
   JSON lines in clusters (``log_format="json"``), readable lines on a terminal (``"console"``).
 - Correlation: every line carries ``trace_id``/``span_id`` of the current OpenTelemetry span (when there is
@@ -49,8 +49,8 @@ NEVER_DEBUG = ("asyncio", "httpcore", "httpx", "hpack", "h2", "websockets", "url
                "livekit", "grpc", "opentelemetry", "kubernetes", "multipart", "watchfiles")
 # Loggers that libraries may have given handlers of their own (a uvicorn.Config with its default log_config).
 OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-# kopf logs every watch (re)connection at INFO: only its warnings and errors, unless the level is debug.
-QUIET_UNLESS_DEBUG = ("kopf", "aiohttp.access")
+# aiohttp logs every request it serves at INFO: only its warnings and errors, unless the level is debug.
+QUIET_UNLESS_DEBUG = ("aiohttp.access",)
 # Pipecat (loguru) logs at DEBUG by default and sometimes with conversation content (what the caller said, the
 # LLM's messages): only its warnings and errors reach the logs. Call content goes to spans, under the agent's
 # recordTranscripts switch, never to logs.
