@@ -2,7 +2,7 @@
 
 The world's own voxfleet CRDs serve every other test, so these releases must not own them: a Helm post-renderer
 keeps only the chart's rendered CRDs and moves them into a group of this test's own
-(`tenants.<id>.chart-test.voxfleet.dev`). Everything Helm decides (ownership, the keep annotation, upgrading a
+(`cttenants.<id>.chart-test.voxfleet.dev`). Everything Helm decides (ownership, the keep annotation, upgrading a
 template-rendered CRD, deleting what a later render drops) is decided on the chart's objects as rendered.
 """
 
@@ -26,10 +26,15 @@ pytestmark = pytest.mark.world
 POST_RENDERER = """\
 #!{python}
 # Keep only the chart's CRDs and move them into this test's group (stdin: Helm's render, stdout: what Helm applies).
+# Their names change too (Ct...), without short names or categories: kubectl resolves `va`, `tenant` and
+# `voiceagents` across groups, and a parallel test's `kubectl get va` listed this group's empty VoiceAgents.
 import sys, yaml
 kept = []
 for doc in yaml.safe_load_all(sys.stdin):
     if doc and doc["kind"] == "CustomResourceDefinition":
+        names = doc["spec"]["names"]
+        doc["spec"]["names"] = {{"kind": "Ct" + names["kind"], "listKind": "Ct" + names["listKind"],
+                                "plural": "ct" + names["plural"], "singular": "ct" + names["singular"]}}
         doc["spec"]["group"] = "{group}"
         doc["metadata"]["name"] = doc["spec"]["names"]["plural"] + ".{group}"
         kept.append(doc)
@@ -45,7 +50,7 @@ class CrdRelease:
         self.renderer = tmp_path / f"{self.name}-post-renderer"
         self.renderer.write_text(POST_RENDERER.format(python=sys.executable, group=self.group))
         self.renderer.chmod(0o755)
-        self.crds = [f"tenants.{self.group}", f"voiceagents.{self.group}"]
+        self.crds = [f"cttenants.{self.group}", f"ctvoiceagents.{self.group}"]
 
     def helm(self, verb: str, chart: Path, *values: str) -> None:
         sets = [a for v in values for a in ("--set", v)]
@@ -96,7 +101,7 @@ def test_crds_install_upgrade_and_are_kept_when_dropped_or_uninstalled(kube, crd
         kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in release.crds))
         kube.kubectl("apply", "-f", "-", input=textwrap.dedent(f"""\
             apiVersion: {release.group}/v1alpha1
-            kind: Tenant
+            kind: CtTenant
             metadata: {{name: survivor}}
             spec: {{allowedRegions: [us-east]}}
             """))
@@ -106,11 +111,11 @@ def test_crds_install_upgrade_and_are_kept_when_dropped_or_uninstalled(kube, crd
         # crds.enabled=false drops them from the release: kept, with their objects.
         release.helm("upgrade", CHART, "crds.enabled=false")
         assert sorted(release.live()) == sorted(release.crds)
-        kube.kubectl("get", f"tenants.{release.group}", "survivor")
+        kube.kubectl("get", f"cttenants.{release.group}", "survivor")
         release.helm("upgrade", CHART)  # and the release owns them again
         kube.helm("uninstall", release.name, "-n", crd_namespace, timeout=120)
         assert sorted(release.live()) == sorted(release.crds), "helm uninstall deleted the CRDs"
-        kube.kubectl("get", f"tenants.{release.group}", "survivor")
+        kube.kubectl("get", f"cttenants.{release.group}", "survivor")
         print(f"CRDs of {release.group}: installed, upgraded, kept when dropped and on uninstall, a Tenant survived")
     finally:
         release.cleanup()

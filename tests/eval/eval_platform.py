@@ -85,6 +85,12 @@ class EvalPlatform:
                                  ).start()
         tenant = create_tenant(kube, platform_namespace, allowed_regions=[REGION], prefix="ev",
                                quotas={"maxConcurrentSessions": 40})
+        # The key and the Tenant reach the gateway through two watches, in either order: until it has seen both,
+        # the key is a tenant it does not serve (403). Wait for that, as a careful client would.
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{gateway.url}/v1/agents", headers=tenant.headers(), timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the gateway never served the new tenant's key"
+            time.sleep(0.05)
         tool = OrderTool()
         tool.server.start()
         return cls(kube=kube, pods=pods, gateway=gateway, tenant=tenant, platform_namespace=platform_namespace,

@@ -4,6 +4,7 @@ and a rollout never cuts a live call (the old worker gets SIGTERM and finishes).
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -79,7 +80,11 @@ def test_load_scales_up_within_10_seconds_and_down_after_the_delay_idle_first(
     assert operator.metric("voxfleet_operator_scale_events_total", direction="down") >= 1
     said = fleet.wait_normal_events(ns, "scaler", "ScaledUp", "ScaledDown")
     assert sorted(m.split(" worker(s)")[0] for m in said["ScaledUp"]) == ["us-east: 1 -> 2", "us-east: 2 -> 3"]
-    assert said["ScaledDown"] == ["us-east: 3 -> 1 worker(s) for 1 active call(s) and 1 free slot(s) wanted (x1)"]
+    # Demand falls in two reads (the first worker's calls end before the second's drop), so the delayed scale-down
+    # goes 3 -> 1 at once or through 2, as the scale-down window slides; never back up (the ScaledUp list above).
+    steps = sorted((int(a), int(b)) for a, b in
+                   re.findall(r"us-east: (\d+) -> (\d+) worker", " ".join(said["ScaledDown"])))
+    assert steps in ([(3, 1)], [(2, 1), (3, 2)]), said["ScaledDown"]
 
 
 def test_a_rollout_keeps_a_worker_with_a_live_call_until_the_call_ends(

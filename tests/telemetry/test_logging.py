@@ -139,8 +139,9 @@ def test_gateway_lines_are_one_json_format_name_the_session_and_trace_and_a_500_
     assert_one_format(records, "gateway")
     third_party = {r["logger"] for r in records if not r["logger"].startswith("voxfleet")}
     print(f"gateway: {len(records)} JSON lines, third-party loggers among them: {sorted(third_party)}")
+    # uvicorn's lines are the third-party lines a gateway always writes (its Kubernetes and worker clients are
+    # aiohttp now, quiet at INFO); tests/telemetry/test_logging_setup.py routes httpx and the rest.
     assert any(name.startswith("uvicorn") for name in third_party), third_party
-    assert any(name.startswith("httpx") for name in third_party), third_party
 
     session_lines = [r for r in records if r["event"] == "session started"]
     assert [r["session_id"] for r in session_lines] == [session_id]
