@@ -119,7 +119,7 @@ async def test_openai_function_calling_end_to_end(context, weather_tool_server) 
         pair = LLMContextAggregatorPair(llm_context)
         started = time.monotonic()
         down, _ = await run_test(Pipeline([pair.user(), llm, pair.assistant()]),
-                                 frames_to_send=[LLMRunFrame(), SleepFrame(sleep=1.5)], pipeline_params=METRICS)
+                                 frames_to_send=[LLMRunFrame(), SleepFrame(sleep=3.0)], pipeline_params=METRICS)
         await runner.aclose()
 
         assert len(fake.requests) == 2, "one completion asked for the tool, a second one answered"
@@ -137,7 +137,7 @@ async def test_openai_function_calling_end_to_end(context, weather_tool_server) 
                                     " today.")
         ttfbs = _ttfb(down, "PinnedOpenAILLMService")
         assert ttfbs and min(ttfbs) >= 0.14, ttfbs
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 8  # a 3 s listen for the tool call and the answer, plus load
     finally:
         fake.stop()
 
