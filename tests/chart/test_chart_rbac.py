@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
 
 from tests.chart.helm_render import render, render_text
+from tests.chart.service_account_kubeconfig import service_account_kubeconfig
 from tests.operator.conftest import operator_process
 from tests.operator.fleet import Fleet
 from tests.world.waiting import wait_for
@@ -42,17 +42,6 @@ def _rbac_of_the_chart(release: str, namespace: str) -> list[dict]:
             or (m["kind"] in GUARD_KINDS and m["metadata"]["name"].endswith("-operator-writes"))]
 
 
-def _service_account_kubeconfig(kube: Cluster, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as the ServiceAccount (a bound token from the TokenRequest API)."""
-    token = kube.kubectl("-n", namespace, "create", "token", account, "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(kube.kubeconfig.read_text())
-    cluster = next(c for c in admin["clusters"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": cluster["name"], "user": account}}],
-        "current-context": account}))
-    return path
 
 
 def _can(kube: Cluster, who: str, *args: str) -> bool:
@@ -104,7 +93,7 @@ def test_every_rbac_rule_of_the_chart_says_why(platform):
 def test_the_operator_as_its_service_account_reconciles_with_no_cluster_wide_secret_right(kube: Cluster, platform):
     namespace, fullname = platform["namespace"], platform["fullname"]
     operator_sa, gateway_sa = platform["operator"], platform["gateway"]
-    kubeconfig = _service_account_kubeconfig(kube, namespace, f"{fullname}-operator",
+    kubeconfig = service_account_kubeconfig(kube, namespace, f"{fullname}-operator",
                                              platform["logs"] / "operator-kubeconfig")
     shard = f"rb{uuid.uuid4().hex[:8]}"
     process = operator_process(kube, namespace, shard, platform["logs"], real_workers=False, extra_env={

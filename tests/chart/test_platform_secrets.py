@@ -20,6 +20,7 @@ import yaml
 from voxfleet.world.access import Cluster
 
 from .helm_render import CHART, render
+from .service_account_kubeconfig import service_account_kubeconfig
 
 pytestmark = pytest.mark.world
 
@@ -111,16 +112,6 @@ def _hook_rbac(namespace: str) -> list[dict]:
     return objects
 
 
-def _token_kubeconfig(kube: Cluster, namespace: str, account: str, path: Path) -> Path:
-    token = kube.kubectl("-n", namespace, "create", "token", account, "--duration=10m").stdout.strip()
-    admin = yaml.safe_load(kube.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": cluster["name"], "user": account}}],
-        "current-context": account}))
-    return path
 
 
 def test_the_hook_role_is_enough_and_reaches_no_other_secret(kube, platform_namespace, tmp_path):
@@ -138,7 +129,8 @@ def test_the_hook_role_is_enough_and_reaches_no_other_secret(kube, platform_name
                                  ("patch", "secrets/someone-elses"), ("get", "pods"), ("create", "secrets", "-n", "default"))
                if can(*args)]
     assert refused == [], f"the hook's ServiceAccount may: {refused}"
-    kubeconfig = _token_kubeconfig(kube, platform_namespace, "voxfleet-secrets", tmp_path / "hook-kubeconfig")
+    kubeconfig = service_account_kubeconfig(kube, platform_namespace, "voxfleet-secrets",
+                                            tmp_path / "hook-kubeconfig", duration="10m")
     for outcome in ("created", "kept"):
         result = _run(kube, platform_namespace, *WANTED, kubeconfig=kubeconfig)
         assert result.returncode == 0 and result.stdout.count(f": {outcome}\n") == 2, result.stdout + result.stderr

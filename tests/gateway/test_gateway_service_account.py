@@ -11,7 +11,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.chart.test_chart_rbac import _rbac_of_the_chart, _service_account_kubeconfig
+from tests.chart.service_account_kubeconfig import service_account_kubeconfig
+from tests.chart.test_chart_rbac import _rbac_of_the_chart
 from tests.gateway.gateway_process import GatewayProcess
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
 from voxfleet.api.settings import PlatformSettings
@@ -37,7 +38,7 @@ def release(kube, installed_crds):
 @pytest.fixture(scope="module")
 def gateway(kube, release, tmp_path_factory):
     logs = tmp_path_factory.mktemp("gateway-sa")
-    kubeconfig = _service_account_kubeconfig(kube, release["namespace"], f"{release['fullname']}-gateway",
+    kubeconfig = service_account_kubeconfig(kube, release["namespace"], f"{release['fullname']}-gateway",
                                              logs / "gateway-kubeconfig")
     process = GatewayProcess(kubeconfig=kubeconfig, platform_namespace=release["namespace"],
                              log_path=logs / "gateway.log")
