@@ -13,13 +13,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voxfleet.api.wire import ErrorBody
+from voxfleet.telemetry.tracing import context_from_traceparent
 
 log = structlog.get_logger(__name__)
-W3C_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 _DESCRIPTIONS = {
@@ -119,5 +118,5 @@ def install(app: FastAPI) -> None:
 
 
 def _caller_trace_id(request: Request) -> str | None:
-    context = trace.get_current_span(W3C_TRACE_CONTEXT.extract(request.headers)).get_span_context()
+    context = trace.get_current_span(context_from_traceparent(request.headers.get("traceparent"))).get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
