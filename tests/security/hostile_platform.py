@@ -91,9 +91,11 @@ class Listener:
 
 
 def offline_spec(**changes: Any) -> dict[str, Any]:
-    """A small offline agent (no keys, no network) in one region with no warm workers unless asked."""
+    """A small offline agent (no keys, no network) in one region with no warm workers unless asked (minWorkers):
+    no buffer either, or the operator would start one for the default two free slots."""
     spec: dict[str, Any] = {"greeting": "Hello.", "pipeline": OFFLINE_PIPELINE,
-                            "regions": [{"name": REGION, "minWorkers": 0, "maxWorkers": 2}]}
+                            "regions": [{"name": REGION, "minWorkers": 0, "maxWorkers": 2}],
+                            "scaling": {"bufferSessions": 0}}
     spec.update(changes)
     return spec
 
