@@ -323,6 +323,11 @@ class Scaling(ApiModel):
     buffer_sessions: int = Field(default=2, ge=0, le=1000, description="Free slots kept warm per region.")
     scale_down_delay_seconds: int = Field(default=60, ge=0, le=3600,
                                           description="Demand must stay lower this long before workers are removed.")
+    spare_capacity: Literal["WorkerLoss", "BufferOnly"] = Field(
+        default="WorkerLoss",
+        description="WorkerLoss: while the region has live calls, also keep enough free slots on other workers to"
+                    " take every call of its busiest worker (N+1), within maxWorkers and the tenant's quota, so a"
+                    " lost worker's calls are recovered at once. BufferOnly: keep only bufferSessions free.")
 
 
 class ResourceList(ApiModel):
@@ -383,6 +388,19 @@ class Limits(ApiModel):
                                      description="A call ends after this long; also the drain timeout on shutdown.")
     idle_timeout_seconds: int = Field(default=60, ge=5, le=3600,
                                       description="A call ends after this long with no speech from either side.")
+    memory_recycle_mb: int | None = Field(
+        default=None, ge=128, le=262144,
+        description="A worker whose resident memory passes this many MiB stops taking calls, finishes its live ones"
+                    " and restarts. Unset: 90% of worker.resources.limits.memory when that is set.")
+
+
+class Recovery(ApiModel):
+    """What happens to a call whose worker is lost."""
+
+    deadline_ms: int = Field(default=15000, ge=1000, le=120000,
+                             description="Keep looking this long for a worker to continue a lost worker's call:"
+                                         " another worker of the region, the restarted one, or a worker of the next"
+                                         " region by latency joining the same room.")
 
 
 class Observability(ApiModel):
@@ -426,6 +444,7 @@ class VoiceAgentSpec(ApiModel):
     scaling: Scaling = Field(default_factory=Scaling, description="Warm-pool scaling.")
     worker: Worker = Field(default_factory=Worker, description="Worker pod settings.")
     limits: Limits = Field(default_factory=Limits, description="Per-session limits.")
+    recovery: Recovery = Field(default_factory=Recovery, description="Continuing calls whose worker is lost.")
     observability: Observability = Field(default_factory=Observability, description="Transcripts and telemetry.")
 
     @model_validator(mode="after")
