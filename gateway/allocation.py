@@ -2,7 +2,8 @@
 times), hold the tenant's quota, and mint the tokens for the region the slot is in.
 
 The same claim loop serves recovery: a session whose worker died is dispatched, with ``recovery: true`` and
-its own session id and room, to another worker of the agent in a region the room's LiveKit serves.
+its own session id and room, to another worker of the agent; a worker of another region joins the same room on
+the room's LiveKit (the dispatch carries that LiveKit's URL and a token minted for it), not its own.
 """
 
 from __future__ import annotations
@@ -163,22 +164,27 @@ class Allocator:
 
     def _dispatch_request(self, tenant: str, agent: AgentInfo, worker: Worker, session_id: str, room: str,
                           nonce_hex: str, *, caller_identity: str | None, metadata: dict[str, Any],
-                          recovery: bool, eval_mode: bool = False) -> DispatchRequest:
+                          recovery: bool, eval_mode: bool = False,
+                          livekit_region: str | None = None) -> DispatchRequest:
+        """``livekit_region``: the region whose LiveKit holds the room (default: the worker's own)."""
+        livekit_region = livekit_region or worker.region
         identity = room_names.agent_identity(nonce_hex, worker.name)
-        token = self.tokens.agent(worker.region, room=room, identity=identity, session_id=session_id,
+        token = self.tokens.agent(livekit_region, room=room, identity=identity, session_id=session_id,
                                   ttl_seconds=agent.spec.limits.max_session_seconds + SESSION_GRACE_SECONDS,
                                   eval_mode=eval_mode)
         return DispatchRequest(session_id=session_id, tenant=tenant, agent=agent.name, region=worker.region,
-                               room=room, livekit_url=self.tokens.url(worker.region), livekit_token=token.jwt,
+                               room=room, livekit_url=self.tokens.url(livekit_region), livekit_token=token.jwt,
                                agent_identity=identity, caller_identity=caller_identity, metadata=metadata,
                                recovery=recovery, eval_mode=eval_mode)
 
     # --- the claim loop -------------------------------------------------------------------------------------
 
-    async def claim(self, candidates: list[Worker], build: Callable[[Worker], DispatchRequest]) -> Claimed | None:
-        """Try candidates in order until one accepts; at most settings.dispatch_attempts of them."""
+    async def claim(self, candidates: list[Worker], build: Callable[[Worker], DispatchRequest], *,
+                    max_attempts: int | None = None) -> Claimed | None:
+        """Try candidates in order until one accepts; at most settings.dispatch_attempts of them (or
+        ``max_attempts``)."""
         attempts = 0
-        for worker in candidates[: self.settings.dispatch_attempts]:
+        for worker in candidates[: max_attempts or self.settings.dispatch_attempts]:
             attempts += 1
             request = build(worker)
             outcome = await self._dispatch(worker, request)
@@ -210,16 +216,15 @@ class Allocator:
     # --- recovery -------------------------------------------------------------------------------------------
 
     async def redispatch(self, *, tenant: str, agent: AgentInfo, session_id: str, room: str, nonce_hex: str,
-                         regions: list[str], exclude: set[str], caller_identity: str | None,
-                         candidates: list[Worker] | None = None, eval_mode: bool = False) -> Claimed | None:
-        """Dispatch an existing session (its id and room unchanged) to another worker, with recovery: true; an
-        eval run's session stays one (its new worker records the rest of the call for the eval runner)."""
-        if candidates is None:
-            candidates = [w for w in self._candidates(tenant, agent.name, regions) if w.uid not in exclude]
+                         livekit_region: str, candidates: list[Worker], caller_identity: str | None,
+                         eval_mode: bool = False, max_attempts: int | None = None) -> Claimed | None:
+        """Dispatch an existing session (its id and room unchanged) to the first of ``candidates`` that takes
+        it, with recovery: true, to join its room on ``livekit_region``'s LiveKit whatever region the worker is
+        in; an eval run's session stays one (its new worker records the rest of the call for the eval runner)."""
 
         def build(worker: Worker) -> DispatchRequest:
             return self._dispatch_request(tenant, agent, worker, session_id, room, nonce_hex,
                                           caller_identity=caller_identity, metadata={}, recovery=True,
-                                          eval_mode=eval_mode)
+                                          eval_mode=eval_mode, livekit_region=livekit_region)
 
-        return await self.claim(candidates, build)
+        return await self.claim(candidates, build, max_attempts=max_attempts)

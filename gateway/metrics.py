@@ -26,9 +26,16 @@ class GatewayMetrics:
         self.dispatch_attempts = Histogram(
             "voxfleet_gateway_dispatch_attempts", "Workers tried per allocation.", ["region"],
             buckets=(1, 2, 3, 4, 6, 10, 20), registry=r)
+        # One per lost call: who took it over (same_region, restarted_worker, other_region) or why nobody did
+        # (gave_up: no worker within the agent's recovery deadline; no_caller; no_agent). region: the room's.
         self.recoveries = Counter(
-            "voxfleet_gateway_recoveries", "Sessions re-dispatched after losing their worker, by outcome.",
-            ["tenant", "agent", "region", "result"], registry=r)
+            "voxfleet_gateway_session_recoveries", "Lost workers' calls by recovery outcome.",
+            ["tenant", "agent", "region", "outcome"], registry=r)
+        self.recovery_seconds = Histogram(
+            "voxfleet_gateway_session_recovery_seconds",
+            "From a worker's loss seen to the call's new agent dispatched (or to giving up), by outcome.",
+            ["tenant", "agent", "region", "outcome"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0), registry=r)
         self.webhooks = Counter(
             "voxfleet_gateway_webhooks", "LiveKit webhook events by event and outcome.", ["event", "result"],
             registry=r)

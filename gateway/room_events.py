@@ -4,7 +4,8 @@
   session created, e.g. an inbound SIP call: claim a worker for it, and note the session id in the room's
   metadata so later events of the room find the session.
 - participant_left / participant_connection_aborted of the agent while the caller stays: recovery (unless the
-  worker itself ended the session). Of the last caller: the session ends at its worker.
+  worker itself ended the session), in the background: it may go on until the agent's recovery deadline. Of
+  the last caller: the session ends at its worker.
 - room_finished: the session ends at its worker.
 """
 
@@ -21,7 +22,7 @@ from voxfleet.gateway.agent_directory import AgentDirectory
 from voxfleet.gateway.allocation import Allocator
 from voxfleet.gateway.api_errors import ApiError
 from voxfleet.gateway.livekit_rooms import LiveKitRooms
-from voxfleet.gateway.recovery import SessionRecovery
+from voxfleet.gateway.recovery import Incarnation, Loss, SessionRecovery, incarnation
 from voxfleet.gateway.tenant_directory import TenantDirectory
 from voxfleet.gateway.worker_client import WorkerClient
 from voxfleet.gateway.worker_registry import WorkerRegistry
@@ -96,15 +97,21 @@ class RoomEvents:
         if room_names.is_agent_identity(participant.identity):
             pod = room_names.agent_identity_pod(participant.identity)
             worker = next((w for w in self.registry.tenant_workers(found.name.tenant) if w.name == pod), None)
+            lost: set[Incarnation] = set()
             if worker is not None and worker.alive:
                 state = await self.client.session(worker.ip or "", found.session_id)
                 if state is not None and state.phase == "ended":
                     return "agent_finished"  # the worker ended the call itself
-                # Its participant is gone but the worker thinks the call goes on: let it go, recover elsewhere.
-                await self.client.end_session(worker.ip or "", found.session_id)
-            lost = {worker.uid} if worker is not None else set()
-            recovered = await self.recovery.ensure_agent(region, room, participant, lost=lost)
-            return "recovered" if recovered else "no_recovery"
+                if state is not None:
+                    # Its participant is gone but the worker thinks the call goes on: let it go, recover elsewhere.
+                    await self.client.end_session(worker.ip or "", found.session_id)
+                    lost.add(incarnation(worker))
+                # Else this process never had the call (a restarted container): it may take it back.
+            elif worker is not None:
+                lost.add(incarnation(worker))  # stopped: its process is the one that had the call
+            # Recovery may take until the agent's deadline: LiveKit gets its answer now.
+            return self.recovery.ensure_agent_in_background(region, room, participant,
+                                                            Loss.now(lost, {participant.sid}))
         try:
             participants = await self.rooms.participants(region, room.name)
         except Exception:  # noqa: BLE001 - the room is already gone

@@ -1,5 +1,6 @@
 """Finding a session from its signed id alone: first the worker the id names, then (when that worker is gone
-or the session was recovered elsewhere) the tenant's other live workers that could host its room."""
+or the session was recovered elsewhere) the tenant's other live workers of the regions the room's LiveKit
+serves, then (a recovery may have sent it to another region's worker, joining the same room) the rest."""
 
 from __future__ import annotations
 
@@ -36,9 +37,15 @@ class SessionLocator:
                 if state.phase != "ended" and not state.recovery:
                     return found  # the common case: where it started, still running, never moved
         regions = set(self.rooms.same_livekit(ref.region)) or {ref.region}
-        others = [w for w in self.registry.tenant_workers(tenant)
-                  if w.alive and w.region in regions and (named is None or w.uid != named.uid)]
-        states = await asyncio.gather(*(self.client.session(w.ip or "", session_id) for w in others))
-        found += [Located(w, s) for w, s in zip(others, states) if s is not None and s.tenant == tenant]
+        others = [w for w in self.registry.tenant_workers(tenant) if w.alive and (named is None or w.uid != named.uid)]
+        near = [w for w in others if w.region in regions]
+        found += await self._ask(near, tenant, session_id)
+        if not any(located.state.phase != "ended" for located in found):
+            # A recovery may have moved it to a worker of another region, which joined the room's LiveKit.
+            found += await self._ask([w for w in others if w.region not in regions], tenant, session_id)
         found.sort(key=lambda located: (located.state.phase == "ended", -located.state.started_at.timestamp()))
         return found
+
+    async def _ask(self, workers: list[Worker], tenant: str, session_id: str) -> list[Located]:
+        states = await asyncio.gather(*(self.client.session(w.ip or "", session_id) for w in workers))
+        return [Located(w, s) for w, s in zip(workers, states) if s is not None and s.tenant == tenant]
