@@ -19,6 +19,12 @@ WORKER_SELECTOR = f"{NAME}={PART_OF_VALUE},{COMPONENT}={WORKER_COMPONENT}"
 NODE_REGION = "topology.kubernetes.io/region"
 NODE_ZONE = "topology.kubernetes.io/zone"
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+# Eviction safety (voxfleet.operator.eviction_guard): "false" on a worker pod while it holds a live call, "true"
+# once it is idle. The label is what the pool's PodDisruptionBudget selects (busy pods only: no eviction); the
+# annotation is the cluster autoscaler's, which then neither picks the pod's node for scale-down nor, when idle,
+# refuses it for its emptyDir.
+SAFE_TO_EVICT = f"{PREFIX}/safe-to-evict"
+AUTOSCALER_SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 WORKER_TOKEN_KEY = "token"  # key of the worker-token Secret
 AGENT_CONFIG_KEY = "agent.json"  # key of the rendered agent ConfigMap

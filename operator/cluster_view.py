@@ -48,6 +48,9 @@ class PodView:
     terminating: bool
     config_hash: str
     deletion_cost: str | None
+    node: str = ""  # spec.nodeName ("" until scheduled)
+    safe_to_evict: str | None = None  # labels.SAFE_TO_EVICT as the pod carries it
+    autoscaler_safe_to_evict: str | None = None  # labels.AUTOSCALER_SAFE_TO_EVICT as the pod carries it
 
     @property
     def pool(self) -> PoolKey:
@@ -64,7 +67,9 @@ def project_pod(obj: dict[str, Any]) -> PodView:
         ip=status.get("podIP") or None, ready=bool(ready and ready.get("status") == "True"),
         terminating=bool(meta.get("deletionTimestamp")) or status.get("phase") in ("Succeeded", "Failed"),
         config_hash=annotations.get(labels.CONFIG_HASH, ""),
-        deletion_cost=annotations.get(labels.POD_DELETION_COST))
+        deletion_cost=annotations.get(labels.POD_DELETION_COST),
+        node=(obj.get("spec") or {}).get("nodeName") or "", safe_to_evict=pod_labels.get(labels.SAFE_TO_EVICT),
+        autoscaler_safe_to_evict=annotations.get(labels.AUTOSCALER_SAFE_TO_EVICT))
 
 
 @dataclass(frozen=True)
@@ -132,22 +137,30 @@ def managed_projector(kind: str) -> Callable[[dict[str, Any]], ManagedView]:
     return project
 
 
+# Taints that say a node is about to go, before any eviction: the cluster autoscaler's scale-down and Karpenter's
+# disruption (both taint first, then evict). A cordon (`kubectl drain` starts with one) sets spec.unschedulable.
+LEAVING_TAINTS = frozenset({"ToBeDeletedByClusterAutoscaler", "karpenter.sh/disrupted"})
+
+
 @dataclass(frozen=True)
 class NodeView:
     name: str
     region: str
     labels: tuple[tuple[str, str], ...]
     schedulable: bool
+    leaving: bool = False  # cordoned, or tainted by an autoscaler that is about to remove it
 
 
 def project_node(obj: dict[str, Any]) -> NodeView:
-    meta = obj["metadata"]
+    meta, spec = obj["metadata"], obj.get("spec") or {}
     node_labels = meta.get("labels") or {}
     # Cordoned nodes don't count; a NotReady one still does: a heartbeat blip is no "region without nodes"
     # (and must not start a reconcile of every agent).
-    schedulable = not (obj.get("spec") or {}).get("unschedulable")
+    schedulable = not spec.get("unschedulable")
+    leaving = not schedulable or any(t.get("key") in LEAVING_TAINTS and t.get("effect") == "NoSchedule"
+                                     for t in spec.get("taints") or [])
     return NodeView(meta["name"], node_labels.get(labels.NODE_REGION, ""), tuple(sorted(node_labels.items())),
-                    schedulable)
+                    schedulable, leaving)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,15 @@ class OperatorMetrics:
         self.poll_failures = Counter("voxfleet_operator_load_poll_failures_total",
                                      "Failed /v1/load polls per pool.", POOL, registry=r)
         self.events = Counter("voxfleet_operator_events_total", "Kubernetes Events posted.", ["reason"], registry=r)
+        # Eviction safety (eviction_guard): workers with a live call are marked not safe to evict.
+        self.eviction_protected = Gauge("voxfleet_operator_eviction_protected_workers",
+                                        "Worker pods marked safe-to-evict=false (a call in progress) after the last"
+                                        " load sweep.", registry=r)
+        self.eviction_marks = Counter("voxfleet_operator_eviction_marks_total",
+                                      "Changes of a worker pod's safe-to-evict mark.", ["safe_to_evict"], registry=r)
+        self.worker_drains = Counter("voxfleet_operator_worker_drain_requests_total",
+                                     "POST /v1/drain sent to busy workers on a cordoned or leaving node.", ["result"],
+                                     registry=r)
         self.leader = Gauge("voxfleet_operator_leader", "1 while this replica holds the Lease.", registry=r)
 
     def forget_pool(self, tenant: str, agent: str, region: str) -> None:

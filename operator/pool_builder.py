@@ -175,12 +175,22 @@ def build_deployment(owner: Owner, config: WorkerConfig, region: str, replicas: 
 
 
 def build_pod_disruption_budget(owner: Owner, config: WorkerConfig, region: str) -> dict[str, Any]:
-    """Voluntary disruptions (node drains) take one worker at a time; each drains its calls on SIGTERM."""
+    """No voluntary eviction (node drain, autoscaler scale-down, descheduler) of a worker that holds a live call.
+
+    It selects only the pool's busy pods: the operator labels a worker SAFE_TO_EVICT=false while it has calls and
+    true once idle (voxfleet.operator.eviction_guard). Over the whole pool, maxUnavailable 0 would block every
+    eviction forever, idle workers included; a second PDB over the idle ones would match no pod twice, but a
+    subset selector with maxUnavailable counts the whole Deployment as expected pods and would block them too.
+    So idle workers have no budget: evicted at once, replaced by the Deployment on another node.
+
+    maxUnavailable 0 keeps disruptionsAllowed at 0. IfHealthyBudget (not AlwaysAllow) because a worker told to
+    drain turns NotReady while its calls finish: AlwaysAllow would let exactly that worker be evicted.
+    """
     selector = pool_selector(config.tenant, config.agent, region)
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(deployment_name(config.agent, region), config.namespace, {**selector, **MANAGED}, owner),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector},
-                 "unhealthyPodEvictionPolicy": "AlwaysAllow"},
+        "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {**selector, labels.SAFE_TO_EVICT: "false"}},
+                 "unhealthyPodEvictionPolicy": "IfHealthyBudget"},
     }

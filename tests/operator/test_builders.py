@@ -141,8 +141,13 @@ def test_secrets_are_referenced_never_copied():
 def test_pdb_and_headless_service():
     pdb = build_pod_disruption_budget(AGENT, worker_config(), "us-east")
     assert pdb["metadata"]["name"] == "support-us-east"
-    assert pdb["spec"]["maxUnavailable"] == 1
+    # Only the pool's busy workers (marked by the eviction guard): none of them may be evicted; idle ones have no
+    # budget at all (over the whole pool, maxUnavailable 0 would block every eviction forever).
+    assert pdb["spec"]["maxUnavailable"] == 0
     assert pdb["spec"]["selector"]["matchLabels"][labels.REGION] == "us-east"
+    assert pdb["spec"]["selector"]["matchLabels"][labels.SAFE_TO_EVICT] == "false"
+    # A busy worker told to drain turns NotReady while its calls finish: AlwaysAllow would let it be evicted.
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "IfHealthyBudget"
     service = build_service(AGENT, worker_config(), platform())
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"][labels.AGENT] == "support"
