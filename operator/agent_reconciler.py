@@ -182,6 +182,7 @@ class AgentReconciler:
         pool.min_workers, pool.max_workers = region.min_workers, region.max_workers
         pool.sessions_per_worker, pool.buffer_sessions = scaling.sessions_per_worker, scaling.buffer_sessions
         pool.scale_down_delay = scaling.scale_down_delay_seconds
+        pool.spare_capacity = scaling.spare_capacity
         pool.scaler.clamp(region.min_workers, region.max_workers, now)
         return pool
 
@@ -263,7 +264,7 @@ class AgentReconciler:
             figures[region] = agent_status.RegionFigures(
                 region, pool.scaler.desired, ready=deployment.ready if deployment else 0,
                 updated=deployment.updated_current if deployment else 0, active=pool.active, free=pool.free,
-                rolled_out=deployment.rolled_out if deployment else False)
+                rolled_out=deployment.rolled_out if deployment else False, spare=pool.spare_note)
         for deployment in self.rt.view.agent_deployments(namespace, name):
             pool = self.rt.pools.get((namespace, name, deployment.region))
             if deployment.region not in spec_regions or deployment.region in skipped or (pool and pool.draining):

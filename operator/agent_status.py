@@ -21,6 +21,7 @@ class RegionFigures:
     draining: bool = False  # the region left the spec: its pool drains, then goes
     has_pool: bool = True
     rolled_out: bool = True  # no pod of an older template left (Deployment rollout complete)
+    spare: str = ""  # why the pool is larger than its buffer: the worker-loss spare (scaling.Recommendation.note)
 
     @property
     def settled(self) -> bool:
@@ -38,12 +39,14 @@ def _ready(regions: list[RegionFigures], problems: list[Problem]) -> conditions.
     pools = [r for r in regions if r.has_pool and not r.draining]
     if not pools:
         return conditions.Wanted("Ready", "False", "NoPools", "no region of the spec can have a pool")
+    spares = "".join(f"; {r.name}: {r.spare}" for r in pools if r.spare)
     waiting = [r for r in pools if not r.settled]
     if waiting:
         detail = "; ".join(f"{r.name}: {r.ready}/{r.desired} ready, {r.updated} updated" for r in waiting)
-        return conditions.Wanted("Ready", "False", "WorkersNotReady", detail)
+        return conditions.Wanted("Ready", "False", "WorkersNotReady", detail + spares)
     total = sum(r.ready for r in pools)
-    return conditions.Wanted("Ready", "True", "PoolsReady", f"{total} worker(s) ready in {len(pools)} region(s)")
+    return conditions.Wanted("Ready", "True", "PoolsReady",
+                             f"{total} worker(s) ready in {len(pools)} region(s){spares}")
 
 
 def _progressing(regions: list[RegionFigures]) -> conditions.Wanted:

@@ -5,6 +5,9 @@ operator reads in the platform namespace: the operator never sends the root to a
 
 A report stays usable for `stale_after` seconds after the worker's polls start failing (one slow answer must not
 look like a drop in demand); after that the worker counts as unknown: neither busy nor removable.
+
+Who else needs each worker's calls (e.g. marking pods with live calls as not safe to evict) subscribes with
+`add_listener` and is told after every sweep, from the same reads: no second poll of the workers.
 """
 
 from __future__ import annotations
@@ -32,6 +35,21 @@ class Report:
     at: float  # monotonic time it was read
 
 
+@dataclass(frozen=True)
+class WorkerCalls:
+    """One worker pod's calls as of the last sweep."""
+
+    namespace: str
+    pod: str
+    uid: str
+    active: int | None  # None: no fresh report (never answered, or silent longer than stale_after): unknown
+    draining: bool
+
+
+# Called after every sweep with every polled pod; must be quick and must not block (start a task for I/O).
+SweepListener = Callable[[list[WorkerCalls]], None]
+
+
 class LoadPoller:
     def __init__(self, root_token: Callable[[], str | None], *, port: int, timeout: float, concurrency: int,
                  stale_after: float, metrics: OperatorMetrics):
@@ -44,6 +62,16 @@ class LoadPoller:
         self.reports: dict[str, Report] = {}  # pod uid -> last good report
         self.ever_reported: set[str] = set()
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._listeners: list[SweepListener] = []
+
+    def add_listener(self, listener: SweepListener) -> None:
+        self._listeners.append(listener)
+
+    def calls(self, pod: PodView, now: float | None = None) -> WorkerCalls:
+        """The pod's calls from its last fresh report (active None when unknown)."""
+        report = self.fresh(pod.uid, time.monotonic() if now is None else now)
+        return WorkerCalls(pod.namespace, pod.name, pod.uid, report.active if report is not None else None,
+                           bool(report is not None and report.draining))
 
     async def close(self) -> None:
         await self.client.close()
@@ -68,7 +96,19 @@ class LoadPoller:
             del self.reports[uid]
         self.ever_reported &= live
         self.client.prune({pod.ip for pod in targets if pod.ip})
+        self._tell_listeners(targets)
         return [pod for pod, ok in zip(targets, results) if not ok]
+
+    def _tell_listeners(self, pods: list[PodView]) -> None:
+        if not self._listeners:
+            return
+        now = time.monotonic()
+        snapshot = [self.calls(pod, now) for pod in pods]
+        for listener in self._listeners:
+            try:
+                listener(snapshot)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the scaler's reads
+                log.exception("load sweep listener failed", listener=getattr(listener, "__qualname__", "?"))
 
     async def _poll_one(self, pod: PodView, token: str) -> bool:
         async with self._semaphore:

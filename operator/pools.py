@@ -22,6 +22,8 @@ class Pool:
     scale_down_delay: float
     config_hash: str
     scaler: PoolScaler
+    spare_capacity: str = "WorkerLoss"  # spec.scaling.spareCapacity: keep room for one lost worker's calls
+    spare_note: str = ""  # what the worker-loss spare last added or lacked (scaling.Recommendation.note)
     draining: bool = False  # the region left the spec (or the tenant's allowed regions)
     active: int = 0  # calls in progress, draining workers included
     free: int = 0  # free slots on ready, non-draining workers
@@ -33,11 +35,13 @@ class Pool:
 
 
 class PoolRegistry:
-    """Pools by key, and by agent (reconciles look an agent's pools up on every run)."""
+    """Pools by key, by agent (reconciles look an agent's pools up on every run) and by namespace (the worker-loss
+    spare counts what the tenant's other pools use of its pod quota)."""
 
     def __init__(self) -> None:
         self.pools: dict[PoolKey, Pool] = {}
         self._by_agent: dict[tuple[str, str], dict[str, Pool]] = {}
+        self._by_namespace: dict[str, dict[PoolKey, Pool]] = {}
 
     def get(self, key: PoolKey) -> Pool | None:
         return self.pools.get(key)
@@ -45,9 +49,13 @@ class PoolRegistry:
     def of_agent(self, namespace: str, agent: str) -> list[Pool]:
         return list(self._by_agent.get((namespace, agent), {}).values())
 
+    def of_namespace(self, namespace: str) -> list[Pool]:
+        return list(self._by_namespace.get(namespace, {}).values())
+
     def put(self, pool: Pool) -> None:
         self.pools[pool.key] = pool
         self._by_agent.setdefault((pool.namespace, pool.agent), {})[pool.region] = pool
+        self._by_namespace.setdefault(pool.namespace, {})[pool.key] = pool
 
     def drop(self, key: PoolKey) -> Pool | None:
         pool = self.pools.pop(key, None)
@@ -56,6 +64,10 @@ class PoolRegistry:
             regions.pop(pool.region, None)
             if not regions:
                 self._by_agent.pop((pool.namespace, pool.agent), None)
+            in_namespace = self._by_namespace.get(pool.namespace, {})
+            in_namespace.pop(key, None)
+            if not in_namespace:
+                self._by_namespace.pop(pool.namespace, None)
         return pool
 
     def __len__(self) -> int:

@@ -13,12 +13,13 @@ from collections.abc import Callable
 import structlog
 
 from voxfleet.api import labels
+from voxfleet.api.tenant import Quotas as TenantQuotas
 from voxfleet.operator.cluster_view import PodView
 from voxfleet.kube.errors import KubeApiError, NotFound
 from voxfleet.operator.pool_builder import deployment_name
 from voxfleet.operator.pools import Pool
 from voxfleet.operator.runtime import Runtime
-from voxfleet.operator.scaling import DELETION_COST_VICTIM, WorkerView, recommend
+from voxfleet.operator.scaling import DELETION_COST_VICTIM, Recommendation, WorkerView, recommend_with_spare
 
 log = structlog.get_logger("voxfleet.operator.scaler")
 
@@ -61,15 +62,18 @@ class Scaler:
         self.rounds += 1
         self.last_round_at = time.monotonic()
 
-    def _workers(self, pool: Pool, now: float) -> tuple[list[WorkerView], int, int, int, bool]:
-        """(live workers, active on live workers, active everywhere, free, rollout underway)"""
+    def _workers(self, pool: Pool, now: float) -> tuple[list[WorkerView], int, int, int, bool, int]:
+        """(live workers, active on live workers, active everywhere, free, rollout underway, most calls on one
+        draining or terminating worker)"""
         workers: list[WorkerView] = []
-        live_active = total_active = free = 0
+        live_active = total_active = free = busiest_draining = 0
         rolling = False
         for pod in self.rt.view.pool_pods(pool.key):
             report = self.rt.poller.fresh(pod.uid, now)
             if report is not None:
                 total_active += report.active
+                if pod.terminating or report.draining:
+                    busiest_draining = max(busiest_draining, report.active)
             if pod.terminating:
                 continue
             rolling = rolling or pod.config_hash != pool.config_hash
@@ -82,17 +86,17 @@ class Scaler:
                 free=report.free if report is not None else 0, draining=bool(report and report.draining),
                 idle_seconds=report.idle_seconds if report is not None else 0.0,
                 ever_ready=pod.uid in self.rt.poller.ever_reported))
-        return workers, live_active, total_active, free, rolling
+        return workers, live_active, total_active, free, rolling, busiest_draining
 
     async def _scale(self, pool: Pool, now: float) -> None:
-        workers, live_active, total_active, free, rolling = self._workers(pool, now)
+        workers, live_active, total_active, free, rolling, busiest_draining = self._workers(pool, now)
         if (total_active, free) != (pool.active, pool.free) or not pool.reported:
             pool.active, pool.free, pool.reported = total_active, free, True
             self.refresh_status(pool.namespace, pool.agent)
         if pool.draining:
             return
-        wanted = recommend(live_active, pool.buffer_sessions, pool.sessions_per_worker, pool.min_workers,
-                           pool.max_workers)
+        decision = self._recommend(pool, live_active, busiest_draining)
+        wanted = decision.workers
         if rolling:
             wanted = max(wanted, pool.scaler.desired)  # no scale-down while a rollout replaces pods
         before = pool.scaler.desired
@@ -102,7 +106,7 @@ class Scaler:
         direction = "up" if pool.scaler.desired > before else "down"
         log.info("scaling pool", namespace=pool.namespace, agent=pool.agent, region=pool.region,
                  workers_from=before, workers_to=pool.scaler.desired, active_sessions=live_active,
-                 victims=victims)
+                 spare_workers=decision.spare, victims=victims)
         try:
             if victims:
                 await self._mark_victims(pool, victims)
@@ -118,9 +122,32 @@ class Scaler:
         self.rt.metrics.scale_events.labels(direction=direction).inc()
         self.rt.recorder.normal(self.rt.view.agent(pool.namespace, pool.agent),
                                 "ScaledUp" if direction == "up" else "ScaledDown",
-                                f"{pool.region}: {before} -> {pool.scaler.desired} worker(s) for {live_active}"
-                                f" active call(s) and {pool.buffer_sessions} free slot(s) wanted")
+                                f"{pool.region}: {before} -> {pool.scaler.desired} worker(s) for"
+                                f" {decision.why(live_active, pool.buffer_sessions)}")
         self.refresh_status(pool.namespace, pool.agent)
+
+    def _recommend(self, pool: Pool, live_active: int, busiest_draining: int) -> Recommendation:
+        decision = recommend_with_spare(live_active, pool.buffer_sessions, pool.sessions_per_worker,
+                                        pool.min_workers, pool.max_workers, pool.spare_capacity, busiest_draining)
+        if decision.spare:  # only then is the quota worth counting: the spare must fit in what the tenant may use
+            decision = recommend_with_spare(live_active, pool.buffer_sessions, pool.sessions_per_worker,
+                                            pool.min_workers, pool.max_workers, pool.spare_capacity,
+                                            busiest_draining, self._quota_room(pool))
+        if decision.note != pool.spare_note:
+            pool.spare_note = decision.note
+            self.refresh_status(pool.namespace, pool.agent)
+        return decision
+
+    def _quota_room(self, pool: Pool) -> int | None:
+        """The most workers this pool may have before the tenant's pod quota (quotas.maxWorkers, over all its
+        agents and regions) refuses one: the quota less what the namespace's other pools have or want."""
+        tenant = self.rt.view.tenant_for_namespace(pool.namespace)
+        if tenant is None:
+            return None
+        quota = ((tenant.get("spec") or {}).get("quotas") or {}).get("maxWorkers", TenantQuotas().max_workers)
+        others = sum(max(len(self.rt.view.pool_pods(other.key)), other.scaler.desired)
+                     for other in self.rt.pools.of_namespace(pool.namespace) if other.key != pool.key)
+        return max(0, int(quota) - others)
 
     async def _mark_victims(self, pool: Pool, victims: list[str]) -> None:
         """Idle pods first: the ReplicaSet removes the pods with the lowest deletion cost. Marks from an earlier

@@ -135,3 +135,32 @@ async def test_poller_sends_each_pod_its_namespace_token_never_the_root():
         assert sent == {f"Bearer {token_for_namespace(ROOT, 'ns')}", f"Bearer {token_for_namespace(ROOT, 'other-ns')}"}
         assert f"Bearer {ROOT}" not in sent
         await poller.close()
+
+
+async def test_sweep_listeners_hear_every_polled_pods_calls_and_a_failing_listener_harms_nothing():
+    """What eviction safety reads: each worker pod's live calls after every sweep, unknown (None) once stale."""
+    async with load_server(token=token_for_namespace(ROOT, "ns")) as (port, state):
+        poller = LoadPoller(lambda: ROOT, port=port, timeout=0.3, concurrency=8, stale_after=3.0,
+                            metrics=OperatorMetrics())
+        heard: list[list] = []
+
+        def broken(_calls: list) -> None:
+            raise RuntimeError("a listener's bug")
+
+        poller.add_listener(broken)
+        poller.add_listener(heard.append)
+        pod = PodView("ns", "w-1", "uid-1", "support", "us-east", "127.0.0.1", True, False, "abc", None)
+        assert await poller.poll([pod]) == []
+        [calls] = heard[-1]
+        assert (calls.namespace, calls.pod, calls.uid, calls.active, calls.draining) == ("ns", "w-1", "uid-1", 3, False)
+        state["report"] = {**REPORT, "active": 1, "free": 0, "draining": True}
+        await poller.poll([pod])
+        assert (heard[-1][0].active, heard[-1][0].draining) == (1, True)
+        state["mode"] = "slow"  # silent from now on: the last report holds until stale, then unknown
+        await poller.poll([pod])
+        assert heard[-1][0].active == 1
+        await asyncio.sleep(3.0)
+        assert poller.calls(pod).active is None
+        print(f"sweeps heard: {len(heard)}; last: {heard[-1]}")
+        assert len(heard) == 3
+        await poller.close()

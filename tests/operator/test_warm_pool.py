@@ -1,6 +1,7 @@
 """Warm-pool scaling with real worker processes (stand-ins serving the `/v1/load` contract on the pod runner):
-scale up within 10 s on load, scale down after the delay taking idle workers first, spec edits roll the pool,
-and a rollout never cuts a live call (the old worker gets SIGTERM and finishes)."""
+scale up within 10 s on load, scale down after the delay taking idle workers first, the worker-loss spare (a
+single-worker pool with a call grows to two; BufferOnly stays at one; the tenant's pod quota caps the spare), spec
+edits roll the pool, and a rollout never cuts a live call (the old worker gets SIGTERM and finishes)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from tests.operator.fleet import Fleet, wait_for
+from tests.operator.fleet import Fleet, condition, wait_for
 from tests.operator.operator_process import OperatorProcess
 from voxfleet.api import labels
 from voxfleet.world.access import RunnerPool
@@ -17,10 +18,18 @@ from voxfleet.world.access import RunnerPool
 pytestmark = pytest.mark.world
 
 
-def pool_spec(min_workers: int = 1, max_workers: int = 4, delay: int = 4) -> dict:
+def pool_spec(min_workers: int = 1, max_workers: int = 4, delay: int = 4, spare: str = "BufferOnly") -> dict:
+    """BufferOnly unless a test is about the spare: these tests count workers by the buffer rule alone."""
     return {"regions": [{"name": "us-east", "minWorkers": min_workers, "maxWorkers": max_workers}],
-            "scaling": {"sessionsPerWorker": 2, "bufferSessions": 1, "scaleDownDelaySeconds": delay},
+            "scaling": {"sessionsPerWorker": 2, "bufferSessions": 1, "scaleDownDelaySeconds": delay,
+                        "spareCapacity": spare},
             "limits": {"maxSessionSeconds": 60}}
+
+
+def default_scaling_spec(**scaling: object) -> dict:
+    """The defaults (4 slots per worker, 2 free slots wanted, spareCapacity WorkerLoss) in a 1..3 pool."""
+    return {"regions": [{"name": "us-east", "minWorkers": 1, "maxWorkers": 3}],
+            "scaling": {"scaleDownDelaySeconds": 3, **scaling}, "limits": {"maxSessionSeconds": 60}}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +94,66 @@ def test_load_scales_up_within_10_seconds_and_down_after_the_delay_idle_first(
     steps = sorted((int(a), int(b)) for a, b in
                    re.findall(r"us-east: (\d+) -> (\d+) worker", " ".join(said["ScaledDown"])))
     assert steps in ([(3, 1)], [(2, 1), (3, 2)]), said["ScaledDown"]
+
+
+def ready_message(fleet: Fleet, namespace: str, agent: str) -> str:
+    return condition(fleet.agent(namespace, agent), "Ready").get("message", "")
+
+
+def test_a_single_worker_pool_with_a_call_gets_a_worker_loss_spare_and_buffer_only_stays_at_one(
+        operator: OperatorProcess, fleet: Fleet, tenant_namespace: str):
+    ns = tenant_namespace
+    fleet.create_agent(ns, "spare", default_scaling_spec())  # spareCapacity unset: WorkerLoss
+    fleet.create_agent(ns, "plain", default_scaling_spec(spareCapacity="BufferOnly"))
+    fleet.wait_agent_ready(ns, "spare")
+    fleet.wait_agent_ready(ns, "plain")
+    [spare_first] = fleet.ready_pods(ns, "spare")
+    [plain_first] = fleet.ready_pods(ns, "plain")
+    assert (replicas(fleet, ns, "spare"), replicas(fleet, ns, "plain")) == (1, 1)  # no call: no spare
+
+    fleet.set_calls(spare_first, 1)  # 1 call + 2 free fit on one worker of 4 slots; its loss would cut the call
+    fleet.set_calls(plain_first, 1)
+    called = time.monotonic()
+    wait_for("the spare worker wanted", lambda: replicas(fleet, ns, "spare") == 2, timeout=15)
+    grown_in = time.monotonic() - called
+    wait_for("the spare worker ready", lambda: len(fleet.ready_pods(ns, "spare")) == 2, timeout=30)
+    said = fleet.wait_normal_events(ns, "spare", "ScaledUp")["ScaledUp"]
+    print(f"WorkerLoss: 1 -> 2 workers {grown_in:.1f} s after the first call; BufferOnly pool: "
+          f"{replicas(fleet, ns, 'plain')} worker(s)")
+    assert said == ["us-east: 1 -> 2 worker(s) for 1 active call(s) and 2 free slot(s) wanted, with 1 worker-loss"
+                    " spare worker(s) so the busiest worker's calls fit on the others (x1)"]
+    fleet.wait_agent(ns, "spare", "the spare named in the Ready condition",
+                     lambda a: "worker-loss spare" in condition(a, "Ready").get("message", ""), timeout=15)
+
+    # BufferOnly saw the same call (status) and kept its one worker through several poll rounds.
+    fleet.wait_agent(ns, "plain", "its call in status", lambda a: a["status"]["activeSessions"] == 1, timeout=15)
+    time.sleep(3)
+    assert replicas(fleet, ns, "plain") == 1
+    assert "ScaledUp" not in {e.reason for e in fleet.events(ns, "plain")}
+    assert "spare" not in ready_message(fleet, ns, "plain")
+
+    # The call ends: the spare goes after the scale-down delay, the pool is one worker again.
+    fleet.set_calls(spare_first, 0)
+    wait_for("the spare to go with the call", lambda: replicas(fleet, ns, "spare") == 1, timeout=30)
+    fleet.wait_agent(ns, "spare", "no spare in the Ready condition",
+                     lambda a: "spare" not in condition(a, "Ready").get("message", ""), timeout=15)
+    fleet.set_calls(plain_first, 0)
+
+
+def test_the_worker_loss_spare_stays_within_the_tenants_pod_quota(operator: OperatorProcess, fleet: Fleet):
+    tenant, ns = fleet.create_tenant("q", quotas={"maxWorkers": 1})
+    fleet.wait_tenant_ready(tenant)
+    fleet.create_agent(ns, "capped", default_scaling_spec())
+    fleet.wait_agent_ready(ns, "capped")
+    [only] = fleet.ready_pods(ns, "capped")
+    fleet.set_calls(only, 1)
+    agent = fleet.wait_agent(ns, "capped", "the spare left out by the quota, said in Ready", lambda a: "left out by"
+                             " quota" in condition(a, "Ready").get("message", ""), timeout=15)
+    print(f"quota maxWorkers 1, 1 call: Ready says {condition(agent, 'Ready').get('message')!r}")
+    time.sleep(2)
+    assert replicas(fleet, ns, "capped") == 1  # never asked for a pod the quota refuses
+    assert condition(fleet.agent(ns, "capped"), "Degraded").get("status") == "False"
+    fleet.set_calls(only, 0)
 
 
 def test_a_rollout_keeps_a_worker_with_a_live_call_until_the_call_ends(
