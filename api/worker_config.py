@@ -26,6 +26,9 @@ class WorkerConfig(ApiModel):
     namespace: str = Field(description="The tenant's namespace.")
     generation: int = Field(default=0, description="VoiceAgent metadata.generation this was rendered from.")
     spec: VoiceAgentSpec
+    memory_recycle_mb: int | None = Field(
+        default=None, ge=1, description="Resolved by the operator: spec.limits.memoryRecycleMb, else 90% of"
+                                        " worker.resources.limits.memory; unset: the worker never recycles.")
 
     def render(self) -> str:
         """Canonical JSON: the same spec always renders the same bytes (and so the same hash)."""

@@ -3,6 +3,7 @@ Service (DNS and metrics discovery). Pure: spec in, manifests out."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from voxfleet.api import labels
@@ -10,12 +11,29 @@ from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.worker_config import WorkerConfig
 from voxfleet.operator.ownership import Owner, agent_labels, metadata
 from voxfleet.operator.pool_builder import CONTROL_PORT, config_map_name
+from voxfleet.operator.tenant_builder import parse_quantity
+
+MIB = 2**20
+# Unset memoryRecycleMb: recycle at 90% of the container's memory limit, leaving the last tenth for the live
+# calls to finish in (they keep growing while the worker drains) before the kubelet would OOM-kill them all.
+DEFAULT_RECYCLE_SHARE = Decimal("0.9")
+
+
+def memory_recycle_mb(spec: Any) -> int | None:
+    """The RSS in MiB past which the agent's workers recycle: the spec's, else 90% of the memory limit, else none."""
+    if spec.limits.memory_recycle_mb is not None:
+        return spec.limits.memory_recycle_mb
+    memory = spec.worker.resources.limits.memory
+    if not memory:
+        return None
+    return max(1, int(parse_quantity(memory) * DEFAULT_RECYCLE_SHARE / MIB))
 
 
 def worker_config(tenant: str, body: dict[str, Any], spec: Any) -> WorkerConfig:
     meta = body["metadata"]
     return WorkerConfig(tenant=tenant, agent=meta["name"], namespace=meta["namespace"],
-                        generation=int(meta.get("generation") or 0), spec=spec)
+                        generation=int(meta.get("generation") or 0), spec=spec,
+                        memory_recycle_mb=memory_recycle_mb(spec))
 
 
 def build_config_map(owner: Owner, config: WorkerConfig) -> dict[str, Any]:

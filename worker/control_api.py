@@ -4,6 +4,8 @@
     GET    /v1/sessions/{id}     the session's state
     DELETE /v1/sessions/{id}     end it (202 with the state; its slot frees as it ends)
     GET    /v1/load              LoadReport for the scaler and placement
+    POST   /v1/drain             stop taking calls, finish the live ones, exit when idle (202 with the LoadReport;
+                                 idempotent: a repeat answers the load again)
     GET    /healthz /readyz /metrics   no token (probes and Prometheus)
 
 Every error is an ErrorBody. Validation errors never echo the request's values (the dispatch carries a
@@ -53,6 +55,7 @@ class WorkerControl(Protocol):
     def session(self, session_id: str) -> SessionState | None: ...
     async def end_session(self, session_id: str) -> SessionState | None: ...
     def load(self) -> LoadReport: ...
+    def request_drain(self, reason: str) -> LoadReport: ...
 
 
 class ApiError(Exception):
@@ -197,6 +200,11 @@ def build_app(worker: WorkerControl, token: str) -> FastAPI:
     @app.get("/v1/load", dependencies=[Depends(require_token)])
     async def load():
         return JSONResponse(worker.load().to_wire())
+
+    @app.post("/v1/drain", status_code=202, dependencies=[Depends(require_token)])
+    async def drain():
+        # The same drain as SIGTERM (main.serve() finishes it and exits). No body: nothing to validate.
+        return JSONResponse(worker.request_drain("request").to_wire(), status_code=202)
 
     @app.get("/healthz")
     async def healthz():

@@ -1,8 +1,11 @@
 """`voxfleet worker`: one long-lived process per pod serving sessionsPerWorker calls of one agent.
 
 The control API answers at once (/healthz 200, /readyz 503) while the models load; /readyz turns 200 when the
-worker is warm. SIGTERM (or SIGINT) drains: /readyz 503, dispatch 409 draining, live calls finish up to
-limits.maxSessionSeconds, then the process exits 0.
+worker is warm. SIGTERM (or SIGINT), POST /v1/drain and resident memory past the agent's recycle limit all drain
+the same way: /readyz 503, dispatch 409 draining, live calls finish up to limits.maxSessionSeconds, then the
+process exits: 0 after SIGTERM or a drain request (asked for), EXIT_RECYCLE (75) after a memory recycle. The
+kubelet restarts the container either way (restartPolicy Always); the distinct code shows in the pod's last
+state, with the reason in its termination message.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from voxfleet.api.settings import ENV_PREFIX, PlatformSettings
 from voxfleet.api.worker_config import WorkerConfig
 
 MAX_CONFIG_BYTES = 1 << 20
+# sysexits.h EX_TEMPFAIL ("temporary failure, try again"): the worker ended itself to come back with fresh
+# memory. Not 0, so `kubectl get pod` / kube_pod_container_status_last_terminated_exitcode tell a recycle
+# from a deletion; not 1 or 128+n, so nobody takes it for a crash.
+EXIT_RECYCLE = 75
+EXIT_CODES = {"signal": 0, "request": 0, "memory": EXIT_RECYCLE}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,14 +88,13 @@ async def serve(config: WorkerConfig, settings, platform: PlatformSettings, toke
     server = _QuietServer(uvicorn.Config(build_app(worker, token), host=settings.bind_host,
                                          port=settings.worker_port, log_config=None, access_log=False,
                                          lifespan="off", timeout_graceful_shutdown=5))
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, worker.request_drain, "signal")
     serving = asyncio.create_task(server.serve())
     try:
         warming = asyncio.create_task(worker.warm_up())
-        stopped = asyncio.create_task(stop.wait())
+        stopped = asyncio.create_task(worker.drain_requested())
         await asyncio.wait({warming, stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
         if warming.done() and warming.exception() is not None:
             log.error("warm start failed", error=str(warming.exception())[:1000])
@@ -95,14 +102,23 @@ async def serve(config: WorkerConfig, settings, platform: PlatformSettings, toke
         if serving.done():
             log.error("control API stopped", error=str(serving.exception() or "exited")[:500])
             return 1
-        await stopped
+        reason = await stopped
         await worker.drain()
-        return 0
+        _write_termination_message(settings.termination_message_path, worker.termination_message())
+        return EXIT_CODES[reason]
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 10)
         log.info("worker exiting", pid=os.getpid())
+
+
+def _write_termination_message(path: Path, message: str) -> None:
+    """Kubernetes mounts terminationMessagePath into the container; elsewhere (a dev machine, the test world's
+    pod runner) the file is absent and nothing is created."""
+    if path.is_file():
+        with contextlib.suppress(OSError):
+            path.write_text(message[:4096])
 
 
 class _QuietServer(uvicorn.Server):

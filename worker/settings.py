@@ -54,6 +54,12 @@ class WorkerSettings(BaseSettings):
                                     description="LiveKit audio source queue; cleared on barge-in.")
     input_frame_ms: int = Field(default=32, ge=10, le=64,
                                 description="Caller audio frame size read from LiveKit (32 ms = one Silero window).")
+    memory_sample_seconds: float = Field(default=5.0, gt=0, le=300,
+                                         description="How often the worker reads its resident memory for the"
+                                                     " recycle limit (one /proc read).")
+    termination_message_path: Path = Field(default=Path("/dev/termination-log"),
+                                           description="Where the exit reason is written for the kubelet (only"
+                                                       " when the file exists, as in a Kubernetes container).")
     ended_sessions_kept: int = Field(default=1000, ge=10, description="Ended sessions remembered for idempotency.")
     fault_injection: bool = Field(default=False,
                                   description="Tests only: a scripted intent named crash* raises inside the LLM; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Literal
 
 import structlog
 
@@ -21,6 +22,7 @@ from voxfleet.telemetry.resource_attributes import SERVICE_WORKER
 from voxfleet.telemetry.tracing import install_globally, set_up_tracing
 from voxfleet.worker.providers.registry import ProviderContext, load_providers
 from voxfleet.worker.session import Session, WorkerResources
+from voxfleet.worker.memory_recycle import MIB, MemoryRecycler
 from voxfleet.worker.settings import WorkerSettings
 from voxfleet.worker.shared_models import SharedModels
 from voxfleet.worker.slots import SlotRefused, SlotTable
@@ -29,6 +31,11 @@ from voxfleet.worker.telemetry import metrics
 log = structlog.get_logger("voxfleet.worker")
 
 DRAIN_CANCEL_WAIT_S = 15.0
+
+# Why a worker stops taking calls: SIGTERM/SIGINT (pod deletion, eviction, rollout), POST /v1/drain (the
+# operator, e.g. for a cordoned node) or its own memory past spec.limits.memoryRecycleMb. Each ends the same way:
+# no new calls, the live ones finish, the process exits (voxfleet.worker.main says with which code).
+DrainReason = Literal["signal", "request", "memory"]  # metrics.DRAINS is labelled by these
 
 
 def process_age_seconds() -> float:
@@ -56,9 +63,15 @@ class WorkerProcess:
         self.startup_seconds: float | None = None
         self._config_hash = config.config_hash()
         self._drained = asyncio.Event()
+        self.drain_reason: DrainReason | None = None
+        self._drain_requested = asyncio.Event()
+        self.recycler = MemoryRecycler(config.memory_recycle_mb, interval_seconds=settings.memory_sample_seconds,
+                                       recycle=self._recycle)
+        self._memory_watch: asyncio.Task | None = None
         metrics.start_series(self.labels)
         metrics.CAPACITY.labels(**self.labels).set(self.slots.capacity)
         metrics.READY.labels(**self.labels).set(0)
+        metrics.MEMORY_RECYCLE_LIMIT.labels(**self.labels).set(self.recycler.limit_bytes or 0)
 
     @property
     def draining(self) -> bool:
@@ -87,6 +100,8 @@ class WorkerProcess:
                                          tracing=self._set_up_tracing())
         self.ready = True
         self.startup_seconds = process_age_seconds()
+        if not self.draining:  # the idle RSS is judged warm, before any call
+            self._memory_watch = asyncio.create_task(self.recycler.watch(), name="memory-recycle")
         metrics.READY.labels(**self.labels).set(1)
         metrics.STARTUP.labels(**self.labels).set(self.startup_seconds)
         log.info("worker ready", startup_seconds=round(self.startup_seconds, 3),
@@ -148,13 +163,48 @@ class WorkerProcess:
 
     # -- shutdown -----------------------------------------------------------------------------------------------
 
+    def request_drain(self, reason: DrainReason) -> LoadReport:
+        """Stop taking sessions now (readyz 503, load draining, dispatch 409 draining); idempotent: the first
+        reason stays. main.serve() then runs drain() and exits. Answers the load, which says draining."""
+        if self.drain_reason is None:
+            self.drain_reason = reason
+            self.slots.draining = True
+            metrics.READY.labels(**self.labels).set(0)
+            metrics.DRAINS.labels(**self.labels, reason=reason).inc()
+            if self._memory_watch is not None and reason != "memory":
+                self._memory_watch.cancel()
+            log.info("drain requested", reason=reason, live_sessions=self.slots.active)
+            self._drain_requested.set()
+        return self.load()
+
+    async def drain_requested(self) -> DrainReason:
+        await self._drain_requested.wait()
+        assert self.drain_reason is not None
+        return self.drain_reason
+
+    def _recycle(self, rss_bytes: int) -> None:
+        limit = self.recycler.limit_bytes or 0
+        # The one line an operator greps for: why this worker restarts, and how far past its limit it was.
+        log.warning("worker recycling", reason="memory", rss_mib=round(rss_bytes / MIB, 1),
+                    limit_mib=round(limit / MIB, 1), idle_rss_mib=round(self.recycler.idle_rss / MIB, 1),
+                    live_sessions=self.slots.active, process_age_seconds=round(process_age_seconds(), 1))
+        self.request_drain("memory")
+
+    def termination_message(self) -> str:
+        """What the kubelet shows as the container's last state (kubectl describe pod): why it exited."""
+        if self.drain_reason == "memory":
+            return (f"memory recycle: resident {self.recycler.last_rss / MIB:.0f} MiB passed the"
+                    f" {(self.recycler.limit_bytes or 0) / MIB:.0f} MiB limit (spec.limits.memoryRecycleMb);"
+                    " live calls finished, restarting")
+        return f"drained ({self.drain_reason or 'signal'}): live calls finished"
+
     async def drain(self) -> None:
         """Stop taking sessions, let live calls finish within maxSessionSeconds (+ grace), end the rest."""
-        self.slots.draining = True
-        metrics.READY.labels(**self.labels).set(0)
+        if self.drain_reason is None:
+            self.request_drain("signal")
         limit = self.config.spec.limits.max_session_seconds + self.settings.drain_grace_seconds
         live = self.slots.live()
-        log.info("draining", live_sessions=len(live), limit_seconds=limit)
+        log.info("draining", reason=self.drain_reason, live_sessions=len(live), limit_seconds=limit)
         if live:
             if self.slots.active == 0:
                 self._drained.set()
@@ -172,4 +222,6 @@ class WorkerProcess:
                 pass
             else:
                 await aclose_cloud_clients(self.resources.providers)
-        log.info("drained", ended_sessions=len(live))
+        if self._memory_watch is not None:
+            self._memory_watch.cancel()
+        log.info("drained", reason=self.drain_reason, ended_sessions=len(live))

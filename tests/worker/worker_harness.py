@@ -34,8 +34,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def agent_config(spec: dict[str, Any], *, tenant: str = "acme", agent: str = "concierge") -> dict[str, Any]:
-    return {"tenant": tenant, "agent": agent, "namespace": f"tenant-{tenant}", "generation": 1, "spec": spec}
+def agent_config(spec: dict[str, Any], *, tenant: str = "acme", agent: str = "concierge",
+                 **resolved: Any) -> dict[str, Any]:
+    """The WorkerConfig JSON; `resolved` holds what the operator adds beside the spec (e.g. memoryRecycleMb)."""
+    return {"tenant": tenant, "agent": agent, "namespace": f"tenant-{tenant}", "generation": 1, "spec": spec,
+            **resolved}
 
 
 def offline_spec(**overrides: Any) -> dict[str, Any]:

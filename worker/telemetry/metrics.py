@@ -58,6 +58,13 @@ CAPACITY = Gauge("voxfleet_worker_capacity_sessions", "Slots (sessionsPerWorker)
 READY = Gauge("voxfleet_worker_ready", "1 once models are loaded and the worker takes sessions.", LABELS,
               registry=REGISTRY)
 STARTUP = Gauge("voxfleet_worker_startup_seconds", "Process start -> ready.", LABELS, registry=REGISTRY)
+DRAINS = _counter("voxfleet_worker_drains_total",
+                  "Times this worker stopped taking calls to finish its live ones and exit: signal (SIGTERM),"
+                  " request (POST /v1/drain) or memory (resident memory past its recycle limit).",
+                  extra=("reason",))
+MEMORY_RECYCLE_LIMIT = Gauge("voxfleet_worker_memory_recycle_bytes",
+                             "Resident memory past which the worker recycles (0: no limit); compare with"
+                             " process_resident_memory_bytes.", LABELS, registry=REGISTRY)
 
 
 def start_series(labels: dict[str, str]) -> None:
@@ -72,3 +79,5 @@ def start_series(labels: dict[str, str]) -> None:
         TURN_OUTCOME.labels(**labels, outcome=outcome)
     for reason in get_args(EndReason):
         SESSIONS.labels(**labels, end_reason=reason)
+    for reason in ("signal", "request", "memory"):
+        DRAINS.labels(**labels, reason=reason)
