@@ -1,0 +1,531 @@
+"""Chaos benchmark: what a caller lives through when a part of the platform fails (issue 24), on real servers.
+
+Everything runs on this machine: the world (the running one $VOXFLEET_WORLD_DIR names, else one of its own, as
+the other benchmarks do), a livekit-server of the bench's own for us-east (it sends the gateway its webhooks and is
+the one the LiveKit cut stops: never the world's), a `voxfleet gateway`, a `voxfleet operator` whose pods are real
+`voxfleet worker` processes, and callers in the rooms. Scenarios (`--only a,b` runs some):
+
+- kills: SIGKILL of the serving worker mid-call, `--kills N` times, on pools that each start with a single worker
+  (`--pools P` fresh agents), with the default spare capacity (spareCapacity WorkerLoss). Per kill: the silence
+  gap the caller heard (kill -> first agent audio; tests/chaos/gap_meter.py), who answered (same region,
+  the restarted pod, another region, nobody within spec.recovery.deadlineMs), how many workers were ready, and at
+  the end of each pool whether the recovered agent still answers a question. Goal: gap p95 <= 1.5 s.
+- kills-buffer-only: the same with spareCapacity BufferOnly. Goal: every call recovered within the deadline.
+- rolling-update: `--rolling-calls` live calls (20) on one agent, then a spec change; a call is cut if its agent
+  left it or it got no answer to a question asked after the update. New calls must land on new workers. Goal 0.
+- operator-outage: the operator SIGKILLed for `--operator-down-s` (60); sessions created (201) and served (the
+  greeting heard) one after another the whole time; pool sizes while it is down; Deployment scale changes in the
+  minute after it is back (thrash). Goal 100 %.
+- apiserver-outage, livekit-outage: see their functions (they need the fault proxy and a stoppable LiveKit).
+
+Baselines measured in the same run, because the machine is shared and noisy: the caller's own transport (two
+one-way legs through the same livekit-server, tests/callers/caller_bot.measure_two_legs), the gap with the spare
+turned off against the spare on, and the session success rate in a window before each outage.
+
+Prints progress, a summary, its wall time, and one JSON line (prefix `BENCH_JSON `). Not part of `make test`.
+
+    .venv/bin/python bench/chaos_bench.py [--only kills,rolling-update] [--kills 20] [--pools 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+from tests.callers.caller_bot import CallerBot, Recogniser, measure_two_legs  # noqa: E402
+from tests.chaos.gap_meter import GapMeter, percentile  # noqa: E402
+from tests.chaos.worker_kills import kill_worker  # noqa: E402
+from tests.crds import install_crds  # noqa: E402
+from tests.gateway import webhook_livekit  # noqa: E402
+from tests.gateway.conftest import session_gateway_env  # noqa: E402
+from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess  # noqa: E402
+from tests.gateway.tenant_setup import create_key, key_headers  # noqa: E402
+from tests.operator.fleet import Fleet  # noqa: E402
+from tests.operator.operator_process import OperatorProcess  # noqa: E402
+from voxfleet.api import labels  # noqa: E402
+from voxfleet.world.access import Cluster  # noqa: E402
+from voxfleet.world.world import WorldInfo, attach_or_start  # noqa: E402
+
+SCENARIOS = ["kills", "kills-buffer-only", "rolling-update", "operator-outage", "apiserver-outage",
+             "livekit-outage"]
+REGION, NEXT_REGION = "us-east", "eu-west"
+GREETING = "Hello, thank you for calling. How can I help you today?"
+NEW_GREETING = "Good evening, you are through to the new line. What can I do for you?"
+HOURS = "We are open every day from nine in the morning to six in the evening."
+RECOVERY = "Sorry, we were cut off. I am back. How can I help?"
+QUESTION = "what are your opening hours"
+GAP_GOAL_S = 1.5
+DEADLINE_MS = 15000  # spec.recovery.deadlineMs: the default, stated so the bench judges what it set
+HEARD_GRACE_S = 10.0  # listen this long past the deadline, so a late recovery is measured rather than lost
+QUIET_BEFORE_KILL_S = 0.8  # kill in a pause of the agent: no audio of the dead worker is still in flight
+SETTLE_TIMEOUT_S = 90.0
+RECOVERY_METRICS = ("voxfleet_gateway_session_recoveries_total", "voxfleet_gateway_recoveries_total")
+
+
+def agent_spec(*, regions: list[dict], spare: str | None = None, per_worker: int = 2, buffer: int = 1,
+               greeting: str = GREETING) -> dict:
+    """The offline pipeline of tests/gateway/test_e2e_with_operator.py: PocketSphinx, a scripted LLM, eSpeak."""
+    scaling: dict[str, Any] = {"sessionsPerWorker": per_worker, "bufferSessions": buffer}
+    if spare is not None:
+        scaling["spareCapacity"] = spare
+    return {
+        "greeting": greeting,
+        "pipeline": {"stt": {"provider": "pocketsphinx"}, "llm": {"provider": "scripted"},
+                     "tts": {"provider": "espeak", "voice": "en-us"}},
+        "turnDetection": {"detector": "speech-timeout", "vad": {"stopMs": 200},
+                          "timeouts": {"speechTimeoutMs": 300}},
+        "intents": [{"name": "hours", "keywords": ["opening hours", "open"], "reply": HOURS}],
+        "regions": regions,
+        "scaling": scaling,
+        "recovery": {"deadlineMs": DEADLINE_MS},
+        "limits": {"maxSessionSeconds": 900, "idleTimeoutSeconds": 600},
+    }
+
+
+def say(message: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def ms(seconds: float | None) -> int | None:
+    return None if seconds is None or math.isnan(seconds) else round(seconds * 1000)
+
+
+def gap_summary(gaps: list[float]) -> dict:
+    if not gaps:
+        return {"samples": 0}
+    return {"samples": len(gaps), "p50_ms": ms(percentile(gaps, 0.50)), "p95_ms": ms(percentile(gaps, 0.95)),
+            "max_ms": ms(max(gaps)), "mean_ms": ms(statistics.fmean(gaps))}
+
+
+def recovery_counts(metrics_text: str) -> dict[str, float]:
+    """outcome -> count over the gateway's recovery counters (R1's session_recoveries and the older recoveries)."""
+    counts: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name not in RECOVERY_METRICS:
+            continue
+        outcome = re.search(r'outcome="([^"]*)"', line)
+        key = f"{name.removeprefix('voxfleet_gateway_').removesuffix('_total')}:{outcome.group(1) if outcome else ''}"
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def counts_since(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    return {k: round(v - before.get(k, 0.0)) for k, v in sorted(after.items()) if v - before.get(k, 0.0) > 0}
+
+
+# --- the platform ---------------------------------------------------------------------------------------------
+
+class Platform:
+    """World + CRDs + platform namespace + the bench's us-east LiveKit + gateway + operator + one tenant."""
+
+    def __init__(self, info: WorldInfo, work: Path):
+        self.info = info
+        self.work = work
+        self.kube = Cluster.of(info)
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.gateway: GatewayProcess | None = None
+        self.operator: OperatorProcess | None = None
+        self.livekit: webhook_livekit.WebhookLiveKit | None = None
+        self.api = None
+        self._closing = contextlib.ExitStack()
+
+    def start(self) -> None:
+        install_crds(self.kube)
+        self.platform_namespace = self.kube.new_namespace("vfchaos")
+        self.api = self._closing.enter_context(self.kube.api_client())
+        client.CoreV1Api(self.api).create_namespaced_secret(self.platform_namespace, {
+            "metadata": {"name": "voxfleet-worker-token"},
+            "data": {"token": base64.b64encode(WORKER_TOKEN.encode()).decode()}})
+        self.gateway = GatewayProcess(kubeconfig=self.kube.kubeconfig, platform_namespace=self.platform_namespace,
+                                      log_path=self.logs / "gateway.log")
+        self.livekit = webhook_livekit.start(webhook_url=f"{self.gateway.url}/livekit/webhook/{REGION}",
+                                             state_dir=self.logs, world_id=self.info.world_id)
+        shared = self.info.livekit_regions()
+        regions = {name: {"url": lk.url, "apiUrl": lk.http_url, "apiKey": lk.api_key, "apiSecret": lk.api_secret}
+                   for name, lk in shared.items()}
+        regions["ap-south"] = dict(regions[NEXT_REGION])
+        regions[REGION] = {"url": self.livekit.url, "apiUrl": self.livekit.http_url, "apiKey": self.livekit.api_key,
+                           "apiSecret": self.livekit.api_secret}
+        self.gateway.env.update(session_gateway_env(VOXFLEET_REGIONS=json.dumps(regions)))
+        self.gateway.start()
+        say(f"gateway on {self.gateway.url}; us-east LiveKit of the bench's own on {self.livekit.url}")
+        self.shard = f"chaos{uuid.uuid4().hex[:6]}"
+        self.operator = OperatorProcess(
+            kubeconfig=self.kube.kubeconfig, platform_namespace=self.platform_namespace, shard=self.shard,
+            log_path=self.logs / "operator.log",
+            extra_env={"VOXFLEET_WORKER_COMMAND": json.dumps([sys.executable, "-m", "voxfleet.cli", "worker"])})
+        self.operator.start()
+        say("operator leading; creating the tenant")
+        self.fleet = Fleet(self.api, self.shard, self.platform_namespace)
+        self.tenant, self.namespace = self.fleet.create_tenant(
+            "chaos", allowedRegions=[REGION, NEXT_REGION],
+            quotas={"maxConcurrentSessions": 200, "maxWorkers": 40, "maxAgents": 20})
+        self.fleet.wait_tenant_ready(self.tenant, timeout=120)
+        self.headers = key_headers(create_key(self.kube, self.platform_namespace, self.tenant, "chaos bench"))
+
+    def stop(self) -> None:
+        for what, stop in (("agents and tenant", lambda: self.fleet.delete_everything()),
+                           ("operator", lambda: self.operator and self.operator.stop()),
+                           ("gateway", lambda: self.gateway and self.gateway.stop()),
+                           ("livekit", lambda: self.livekit and self.livekit.stop()),
+                           ("namespace", lambda: self.kube.delete_namespace(self.platform_namespace))):
+            try:
+                stop()
+            except Exception as error:  # noqa: BLE001 - stop the rest anyway
+                say(f"stopping the {what}: {error!r}"[:300])
+        self._closing.close()
+
+    # --- agents and pools (the blocking kubernetes client: always called in a thread) ------------------------
+
+    async def create_agent(self, name: str, spec: dict, timeout: float = 300) -> None:
+        await asyncio.to_thread(self.fleet.create_agent, self.namespace, name, spec)
+        await asyncio.to_thread(self.fleet.wait_agent_ready, self.namespace, name, timeout)
+
+    async def delete_agent(self, name: str) -> None:
+        await asyncio.to_thread(self.fleet.delete_agent, self.namespace, name)
+
+    def _pool(self, agent: str, region: str) -> dict:
+        pods = self.fleet.pool_pods(self.namespace, agent, region)
+        ready = [p for p in pods if p.status.pod_ip and any(
+            c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+        deployments = self.fleet.apps.list_namespaced_deployment(
+            self.namespace, label_selector=f"{labels.AGENT}={agent},{labels.REGION}={region}").items
+        desired = sum(d.spec.replicas or 0 for d in deployments)
+        return {"pods": len(pods), "ready": len(ready), "desired": desired,
+                "ready_names": sorted(p.metadata.name for p in ready)}
+
+    async def pool(self, agent: str, region: str = REGION) -> dict:
+        return await asyncio.to_thread(self._pool, agent, region)
+
+    async def settle(self, agent: str, region: str = REGION, timeout: float = SETTLE_TIMEOUT_S) -> tuple[bool, dict]:
+        """Until every pod the operator wants is Ready (and no extra pod is starting): the pool as it stands
+        between faults. Returns (settled, pool)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.pool(agent, region)
+            if state["desired"] and state["ready"] >= state["desired"] and state["pods"] == state["ready"]:
+                return True, state
+            if time.monotonic() > deadline:
+                return False, state
+            await asyncio.sleep(0.5)
+
+    async def pod_regions(self, agent: str) -> dict[str, str]:
+        def read() -> dict[str, str]:
+            pods = self.fleet.pool_pods(self.namespace, agent, include_terminating=True)
+            return {p.metadata.name: (p.metadata.labels or {}).get(labels.REGION, "") for p in pods}
+        return await asyncio.to_thread(read)
+
+    # --- sessions --------------------------------------------------------------------------------------------
+
+    async def create_session(self, agent: str, *, caller_region: str = REGION,
+                             timeout: float = 30) -> tuple[int, dict]:
+        """POST a session (503 while no warm worker is free is retried until ``timeout``)."""
+        async with httpx.AsyncClient(base_url=self.gateway.url, headers=self.headers, timeout=30) as http:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    response = await http.post(f"/v1/agents/{agent}/sessions", json={"callerRegion": caller_region})
+                except httpx.HTTPError as error:
+                    return 0, {"error": type(error).__name__}
+                if response.status_code != 503 or time.monotonic() > deadline:
+                    return response.status_code, response.json() if response.content else {}
+                await asyncio.sleep(0.5)
+
+    async def end_session(self, session_id: str) -> None:
+        async with httpx.AsyncClient(base_url=self.gateway.url, headers=self.headers, timeout=10) as http:
+            try:
+                await http.delete(f"/v1/sessions/{session_id}")
+            except httpx.HTTPError:
+                pass
+
+    def recovery_metrics(self) -> dict[str, float]:
+        try:
+            return recovery_counts(self.gateway.metrics())
+        except httpx.HTTPError:
+            return {}
+
+
+# --- kills -------------------------------------------------------------------------------------------------------
+
+async def wait_for_quiet(meter: GapMeter, quiet_s: float = QUIET_BEFORE_KILL_S, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        now = time.monotonic()
+        last = meter.last_audio_before(now)
+        if last is None or now - last >= quiet_s:
+            return
+        if now > deadline:
+            raise TimeoutError("the agent never paused")
+        await asyncio.sleep(0.05)
+
+
+def caller_outcome(killed: str, answered: str | None, regions: dict[str, str]) -> str:
+    """Who answered, as the caller tells it: the names R1's gateway metric uses."""
+    if answered is None:
+        return "not_recovered"
+    if answered == killed:
+        return "restarted_worker"
+    return "same_region" if regions.get(answered, REGION) == regions.get(killed, REGION) else "other_region"
+
+
+async def kill_pool(platform: Platform, mode: str, index: int, kills: int, recogniser: Recogniser) -> dict:
+    """One pool that starts with a single worker; a call on it; ``kills`` kills of whichever worker serves the call
+    (a call nobody recovered is replaced by a new one, so every kill is measured)."""
+    agent = f"kill-{'spare' if mode == 'WorkerLoss' else 'nospare'}-{index}-{uuid.uuid4().hex[:4]}"
+    spec = agent_spec(regions=[{"name": REGION, "minWorkers": 1, "maxWorkers": 4}], spare=mode)
+    started = time.monotonic()
+    await platform.create_agent(agent, spec)
+    first_pool = await platform.pool(agent)
+    say(f"{agent}: Ready in {time.monotonic() - started:.0f} s with {first_pool['ready']} worker(s)")
+    records: list[dict] = []
+    heard_audio: list[bytes | None] = []
+    continued = None
+    calls = 0
+    while len(records) < kills:
+        calls += 1
+        call = await kill_call(platform, agent, kills - len(records), first_pool["ready"] if not records else None,
+                               recogniser)
+        records.extend(call["kills"])
+        heard_audio.extend(call["audio"])
+        continued = call["continued"] if call["continued"] is not None else continued
+    await platform.delete_agent(agent)
+    # Recognised after the timed part: decoding blocks the event loop about a second per line.
+    for record, pcm in zip(records, heard_audio):
+        record["recovery_line_heard"] = pcm is not None and recogniser.contains(pcm, RECOVERY, min_share=0.5)
+    return {"agent": agent, "kills": records, "calls": calls, "answered_after_recoveries": continued}
+
+
+async def kill_call(platform: Platform, agent: str, kills: int, single_start: int | None,
+                    recogniser: Recogniser) -> dict:
+    """One call, its serving worker killed up to ``kills`` times (until a kill is not recovered)."""
+    status, session = await platform.create_session(agent, timeout=60)
+    if status != 201:
+        raise RuntimeError(f"{agent}: session create answered {status}: {session}")
+    records: list[dict] = []
+    audio: list[bytes | None] = []
+    continued = None
+    deadline_s = DEADLINE_MS / 1000
+    async with CallerBot(session["livekitUrl"], session["token"]) as caller, GapMeter(caller) as meter:
+        await caller.wait_for_agent_speech(timeout=30)
+        await asyncio.sleep(3.0)  # the operator's load poll (1 s) sees the live call before the pool is judged
+        for _ in range(kills):
+            settled, pool = await platform.settle(agent)
+            await wait_for_quiet(meter)
+            pod = meter.serving_pod()
+            if pod is None:
+                raise RuntimeError(f"{agent}: no agent in the call before a kill")
+            killed_at = await asyncio.to_thread(kill_worker, pod)
+            record: dict[str, Any] = {"agent": agent, "killed_pod": pod,
+                                      "first_of_single_worker_pool": single_start == 1 and not records,
+                                      "settled": settled, "ready_workers_at_kill": pool["ready"],
+                                      "desired_workers_at_kill": pool["desired"]}
+            records.append(record)
+            try:
+                gap = await meter.gap_after(killed_at, timeout=deadline_s + HEARD_GRACE_S)
+            except TimeoutError:
+                record.update(outcome="not_recovered", gap_s=None, within_deadline=False, answered_pod=None)
+                audio.append(None)
+                say(f"{agent}: kill with {pool['ready']} ready (settled {settled}): nobody answered within"
+                    f" {deadline_s + HEARD_GRACE_S:.0f} s; a new call for the next kill")
+                break
+            outcome = caller_outcome(pod, gap.pod, await platform.pod_regions(agent))
+            record.update(outcome=outcome, gap_s=round(gap.since_fault, 3),
+                          gap_since_last_audio_s=round(gap.since_last_audio, 3),
+                          within_deadline=gap.since_fault <= deadline_s, answered_pod=gap.pod)
+            say(f"{agent}: kill with {pool['ready']} ready (settled {settled}): gap {gap.since_fault * 1000:.0f} ms,"
+                f" {outcome} ({gap.pod})")
+            await asyncio.sleep(4.0)  # the recovery line (~3.4 s) plays out before the next kill
+            audio.append(caller.agent_audio(gap.heard_at - 0.05, gap.heard_at + 3.8))
+        if records and records[-1]["outcome"] != "not_recovered":
+            await wait_for_quiet(meter)
+            spoken = await caller.say(QUESTION)
+            try:
+                answer = await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=20)
+                continued = recogniser.contains(answer.pcm, HOURS, min_share=0.5)
+            except TimeoutError:
+                continued = False
+    await platform.end_session(session["sessionId"])
+    return {"kills": records, "audio": audio, "continued": continued}
+
+
+async def kills_scenario(platform: Platform, mode: str, kills: int, pools: int) -> dict:
+    recogniser = Recogniser([GREETING, HOURS, RECOVERY])
+    before = platform.recovery_metrics()
+    per_pool = [kills // pools + (1 if i < kills % pools else 0) for i in range(pools)]
+    results = []
+    for index, count in enumerate(per_pool):
+        if count:
+            results.append(await kill_pool(platform, mode, index, count, recogniser))
+    records = [r for pool in results for r in pool["kills"]]
+    gaps = [r["gap_s"] for r in records if r["gap_s"] is not None]
+    outcomes: dict[str, int] = {}
+    for r in records:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    first = [r["gap_s"] for r in records if r["first_of_single_worker_pool"] and r["gap_s"] is not None]
+    return {
+        "spare_capacity": mode, "kills": len(records), "pools": len(results),
+        "gap": gap_summary(gaps), "gap_first_kill_of_single_worker_pool": gap_summary(first),
+        "gap_since_last_audio": gap_summary([r["gap_since_last_audio_s"] for r in records
+                                             if r.get("gap_since_last_audio_s") is not None]),
+        "recovered_within_deadline": sum(1 for r in records if r["within_deadline"]),
+        "outcomes_heard": outcomes,
+        "outcomes_gateway_metrics": counts_since(before, platform.recovery_metrics()),
+        "recovery_line_heard": sum(1 for r in records if r.get("recovery_line_heard")),
+        "answered_after_recoveries": [p["answered_after_recoveries"] for p in results],
+        "calls": sum(p["calls"] for p in results),
+        "unsettled_kills": sum(1 for r in records if not r["settled"]),
+        "each": records,
+    }
+
+
+# --- the transport baseline ---------------------------------------------------------------------------------------
+
+async def transport_baseline(platform: Platform) -> dict:
+    legs = await measure_two_legs(platform.livekit, count=10)
+    return {"two_legs_p50_ms": ms(statistics.median(legs)), "two_legs_p95_ms": ms(percentile(legs, 0.95)),
+            "samples": len(legs)}
+
+
+# --- main -----------------------------------------------------------------------------------------------------
+
+async def run(platform: Platform, args: argparse.Namespace, results: dict) -> None:
+    results["transport_baseline"] = await transport_baseline(platform)
+    say(f"transport baseline (caller -> LiveKit -> listener, twice): {results['transport_baseline']}")
+    for name, scenario in (("kills", lambda: kills_scenario(platform, "WorkerLoss", args.kills, args.pools)),
+                           ("kills-buffer-only", lambda: kills_scenario(platform, "BufferOnly", args.kills,
+                                                                        args.pools))):
+        if name not in args.only:
+            continue
+        say(f"==> {name}")
+        began = time.monotonic()
+        try:
+            results[name] = await scenario()
+        except Exception as error:  # noqa: BLE001 - report it, run the other scenarios
+            traceback.print_exc()
+            results[name] = {"error": repr(error)[:500]}
+        results[name]["wall_s"] = round(time.monotonic() - began)
+        say(f"{name} done in {results[name]['wall_s']} s")
+
+
+def ratios(results: dict) -> dict:
+    out: dict[str, float] = {}
+    transport = (results.get("transport_baseline") or {}).get("two_legs_p50_ms")
+    spare = (results.get("kills") or {}).get("gap", {})
+    nospare = (results.get("kills-buffer-only") or {}).get("gap", {})
+    if transport and spare.get("p50_ms") is not None:
+        out["gap_p50_over_transport_p50"] = round(spare["p50_ms"] / transport, 1)
+    if spare.get("p95_ms") and nospare.get("p95_ms") is not None:
+        out["gap_p95_spare_off_over_on"] = round(nospare["p95_ms"] / spare["p95_ms"], 2)
+    if spare.get("p50_ms") and nospare.get("p50_ms") is not None:
+        out["gap_p50_spare_off_over_on"] = round(nospare["p50_ms"] / spare["p50_ms"], 2)
+    return out
+
+
+def goals(results: dict) -> dict:
+    out: dict[str, bool] = {}
+    spare = results.get("kills") or {}
+    if spare.get("kills"):
+        out["kills_gap_p95_le_1500ms"] = spare["recovered_within_deadline"] == spare["kills"] \
+            and spare["gap"]["p95_ms"] <= GAP_GOAL_S * 1000
+    nospare = results.get("kills-buffer-only") or {}
+    if "kills" in nospare:
+        out["buffer_only_all_within_deadline"] = nospare["recovered_within_deadline"] == nospare["kills"] > 0
+    return out
+
+
+def report(results: dict) -> None:
+    print("\nvoxfleet chaos benchmark (everything on this machine)")
+    machine = results["machine"]
+    print(f"machine: {machine['cpus']} CPUs, load average {machine['loadavg_start']:.1f} ->"
+          f" {machine.get('loadavg_end', float('nan')):.1f}")
+    if "transport_baseline" in results:
+        t = results["transport_baseline"]
+        print(f"caller transport (two legs through LiveKit): p50 {t['two_legs_p50_ms']} ms, p95 {t['two_legs_p95_ms']} ms")
+    for name in ("kills", "kills-buffer-only"):
+        r = results.get(name)
+        if not r:
+            continue
+        if "error" in r:
+            print(f"{name}: FAILED {r['error']}")
+            continue
+        g = r["gap"]
+        print(f"\n{name} (spareCapacity {r['spare_capacity']}): {r['kills']} kills on {r['pools']} pools that"
+              f" started with one worker, {r['calls']} calls")
+        print(f"  silence gap kill -> agent heard: p50 {g.get('p50_ms')} ms, p95 {g.get('p95_ms')} ms,"
+              f" max {g.get('max_ms')} ms; first kill of each single-worker pool:"
+              f" {r['gap_first_kill_of_single_worker_pool']}")
+        print(f"  recovered within the deadline ({DEADLINE_MS} ms): {r['recovered_within_deadline']}/{r['kills']};"
+              f" who answered (caller): {r['outcomes_heard']}; gateway metrics: {r['outcomes_gateway_metrics']}")
+        print(f"  recovery line recognised: {r['recovery_line_heard']}/{r['kills']}; agent answered a question"
+              f" after the kills: {r['answered_after_recoveries']}; kills before the pool settled:"
+              f" {r['unsettled_kills']}")
+    print(f"\nratios: {results['ratios']}")
+    print(f"goals: {results['goals']}")
+    print(f"wall time: {results['wall_s']} s")
+    compact = {k: ({kk: vv for kk, vv in v.items() if kk != "each"} if isinstance(v, dict) else v)
+               for k, v in results.items()}
+    print("BENCH_JSON " + json.dumps({"bench": "chaos", **compact}, sort_keys=True))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help=f"comma-separated scenarios (default all): {', '.join(SCENARIOS)}")
+    parser.add_argument("--kills", type=int, default=20, help="worker kills per spare-capacity mode")
+    parser.add_argument("--pools", type=int, default=2, help="fresh single-worker pools the kills are spread over")
+    parser.add_argument("--details", type=Path, default=None, help="write every kill's record here (JSON)")
+    args = parser.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; known: {SCENARIOS}")
+
+    began = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="voxfleet-chaos-bench-"))
+    say(f"work folder {work} (logs/: gateway, operator, LiveKit)")
+    info, world = attach_or_start(work, progress=lambda m: say(f"world: {m}"))
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()[0]},
+                               "scenarios": args.only, "kills_per_mode": args.kills, "pools_per_mode": args.pools,
+                               "deadline_ms": DEADLINE_MS}
+    platform = Platform(info, work)
+    try:
+        platform.start()
+        asyncio.run(run(platform, args, results))
+    finally:
+        platform.stop()
+        if world is not None:
+            world.stop()
+    results["machine"]["loadavg_end"] = os.getloadavg()[0]
+    results["ratios"] = ratios(results)
+    results["goals"] = goals(results)
+    results["wall_s"] = round(time.monotonic() - began)
+    if args.details:
+        args.details.write_text(json.dumps(results, indent=1, sort_keys=True))
+    report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
