@@ -66,6 +66,7 @@ from voxfleet.api import labels  # noqa: E402
 from voxfleet.world.access import Cluster  # noqa: E402
 from voxfleet.world.world import WorldInfo, attach_or_start  # noqa: E402
 
+OUTAGES = ["operator-outage", "apiserver-outage", "livekit-outage"]
 SCENARIOS = ["kills", "kills-buffer-only", "rolling-update", "operator-outage", "apiserver-outage",
              "livekit-outage"]
 REGION, NEXT_REGION = "us-east", "eu-west"
@@ -400,6 +401,187 @@ async def kills_scenario(platform: Platform, mode: str, kills: int, pools: int) 
     }
 
 
+# --- sessions during an outage ------------------------------------------------------------------------------------
+
+STEADY_SPEC = agent_spec(regions=[{"name": REGION, "minWorkers": 2, "maxWorkers": 3},
+                                  {"name": NEXT_REGION, "minWorkers": 1, "maxWorkers": 2}])
+
+
+async def probe_session(platform: Platform, agent: str, caller_region: str = REGION) -> dict:
+    """One session as a caller's app makes it: created (201, no retry: a 503 counts as a failure here) and served
+    (the greeting heard in the room), then ended."""
+    began = time.monotonic()
+    status, session = await platform.create_session(agent, caller_region=caller_region, timeout=0)
+    result: dict[str, Any] = {"status": status, "create_ms": ms(time.monotonic() - began), "served": False}
+    if status != 201:
+        return result
+    result["region"] = session.get("region")
+    try:
+        async with CallerBot(session["livekitUrl"], session["token"]) as caller:
+            greeting = await caller.wait_for_agent_speech(timeout=15, silence_s=0.3)
+            result.update(served=True, greeting_after_create_ms=ms(greeting.start - began))
+    except Exception as error:  # noqa: BLE001 - a session that was not served is the figure
+        result["serve_error"] = type(error).__name__
+    finally:
+        await platform.end_session(session["sessionId"])
+    return result
+
+
+async def session_window(platform: Platform, agent: str, seconds: float, *, caller_region: str = REGION,
+                         label: str = "") -> dict:
+    """Sessions one after another for ``seconds``: how many were created and served, and where they went."""
+    attempts: list[dict] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        attempts.append(await probe_session(platform, agent, caller_region))
+        if attempts[-1]["status"] != 201:
+            await asyncio.sleep(0.5)  # a refusal comes back at once: don't spin
+    created = [a for a in attempts if a["status"] == 201]
+    served = [a for a in created if a["served"]]
+    regions: dict[str, int] = {}
+    for a in created:
+        regions[a.get("region") or "?"] = regions.get(a.get("region") or "?", 0) + 1
+    refusals: dict[str, int] = {}
+    for a in attempts:
+        if a["status"] != 201:
+            refusals[str(a["status"])] = refusals.get(str(a["status"]), 0) + 1
+    summary = {"attempts": len(attempts), "created": len(created), "served": len(served),
+               "create_success_pct": round(100 * len(created) / len(attempts), 1) if attempts else None,
+               "served_pct": round(100 * len(served) / len(attempts), 1) if attempts else None,
+               "regions": regions, "refusals": refusals,
+               "create_p50_ms": ms(statistics.median([a["create_ms"] / 1000 for a in attempts])) if attempts else None,
+               "greeting_after_create_p50_ms": ms(statistics.median(
+                   [a["greeting_after_create_ms"] / 1000 for a in served])) if served else None}
+    say(f"  {label}: {summary['created']}/{summary['attempts']} created, {summary['served']} served,"
+        f" regions {regions}, refusals {refusals}")
+    return summary
+
+
+async def sample_pools(platform: Platform, agent: str, stop: asyncio.Event, every: float = 2.0) -> dict:
+    """Ready and desired workers per region, sampled until ``stop``: did the pools keep their size?"""
+    seen: dict[str, dict[str, list[int]]] = {r: {"ready": [], "desired": []} for r in (REGION, NEXT_REGION)}
+    while not stop.is_set():
+        for region in seen:
+            state = await platform.pool(agent, region)
+            seen[region]["ready"].append(state["ready"])
+            seen[region]["desired"].append(state["desired"])
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+    return {region: {"ready_min": min(v["ready"], default=None), "ready_max": max(v["ready"], default=None),
+                     "desired_min": min(v["desired"], default=None), "desired_max": max(v["desired"], default=None)}
+            for region, v in seen.items()}
+
+
+async def scale_changes(platform: Platform, agent: str, seconds: float) -> dict:
+    """How often the operator changed each region's desired workers within ``seconds`` (thrash when back)."""
+    last: dict[str, int] = {}
+    changes = {REGION: 0, NEXT_REGION: 0}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for region in changes:
+            desired = (await platform.pool(agent, region))["desired"]
+            if region in last and desired != last[region]:
+                changes[region] += 1
+            last[region] = desired
+        await asyncio.sleep(1.0)
+    return {"scale_changes": changes, "desired_at_end": last}
+
+
+async def steady_agent(platform: Platform) -> str:
+    if getattr(platform, "steady", None) is None:
+        platform.steady = f"steady-{uuid.uuid4().hex[:4]}"
+        await platform.create_agent(platform.steady, STEADY_SPEC)
+        for region in (REGION, NEXT_REGION):
+            await platform.settle(platform.steady, region)
+        say(f"{platform.steady}: Ready in {REGION} and {NEXT_REGION}")
+    return platform.steady
+
+
+async def operator_outage(platform: Platform, down_s: float, baseline_s: float, converge_s: float) -> dict:
+    agent = await steady_agent(platform)
+    baseline = await session_window(platform, agent, baseline_s, label="before (operator up)")
+    stop = asyncio.Event()
+    sampling = asyncio.create_task(sample_pools(platform, agent, stop))
+    platform.operator.kill()
+    say(f"operator SIGKILLed for {down_s:.0f} s")
+    during = await session_window(platform, agent, down_s, label="operator down")
+    stop.set()
+    pools = await sampling
+    began = time.monotonic()
+    await asyncio.to_thread(platform.operator.start)
+    leading_s = round(time.monotonic() - began, 1)
+    say(f"operator back, leading after {leading_s} s; watching for thrash for {converge_s:.0f} s")
+    converge = await scale_changes(platform, agent, converge_s)
+    return {"baseline": baseline, "during": during, "pools_while_down": pools, "operator_leading_after_s": leading_s,
+            "after_restart": converge, "down_s": down_s}
+
+
+# --- a rolling update under load ----------------------------------------------------------------------------------
+
+def serving_pods(caller) -> list[str]:
+    from voxfleet.api import room_names
+
+    return [room_names.agent_identity_pod(p.identity) or "" for p in caller.room.remote_participants.values()
+            if room_names.is_agent_identity(p.identity)]
+
+
+async def rolling_update(platform: Platform, calls: int, hold_s: float, new_calls: int) -> dict:
+    agent = f"rolling-{uuid.uuid4().hex[:4]}"
+    spec = agent_spec(regions=[{"name": REGION, "minWorkers": 1, "maxWorkers": 12}], per_worker=4, buffer=2)
+    await platform.create_agent(agent, spec)
+    say(f"{agent}: Ready; placing {calls} calls")
+    sessions = []
+    for _ in range(calls):
+        status, session = await platform.create_session(agent, timeout=180)  # the pool grows as calls come
+        if status != 201:
+            raise RuntimeError(f"{agent}: session create answered {status}: {session}")
+        sessions.append(session)
+    async with contextlib.AsyncExitStack() as stack:
+        callers = [await stack.enter_async_context(CallerBot(s["livekitUrl"], s["token"])) for s in sessions]
+        greeted = await asyncio.gather(*(c.wait_for_agent_speech(timeout=90) for c in callers),
+                                       return_exceptions=True)
+        unanswered = sum(1 for g in greeted if isinstance(g, BaseException))
+        old_pods = set((await platform.pool(agent))["ready_names"])
+        before = [serving_pods(c) for c in callers]
+        say(f"{calls} calls live ({unanswered} not greeted) on {len(old_pods)} workers; changing the spec")
+        await asyncio.to_thread(platform.fleet.patch_agent, platform.namespace, agent, {"greeting": NEW_GREETING})
+        patched_at = time.monotonic()
+        await asyncio.sleep(hold_s)
+        spoken = await asyncio.gather(*(c.say(QUESTION) for c in callers))
+        answers = await asyncio.gather(*(c.wait_for_agent_speech(after=s.voice_ended, timeout=30)
+                                         for c, s in zip(callers, spoken)), return_exceptions=True)
+        after = [serving_pods(c) for c in callers]
+        cut = [i for i, (a, now) in enumerate(zip(answers, after)) if isinstance(a, BaseException) or not now]
+        moved = [i for i, (b, a) in enumerate(zip(before, after)) if b and a and b[-1] != a[-1]]
+        say(f"{hold_s:.0f} s after the change: {len(cut)} calls cut, {len(moved)} moved to another worker")
+        landed_new, new_greeted = 0, 0
+        for _ in range(new_calls):
+            status, session = await platform.create_session(agent, timeout=120)
+            if status != 201:
+                continue
+            async with CallerBot(session["livekitUrl"], session["token"]) as caller:
+                with contextlib.suppress(TimeoutError):
+                    await caller.wait_for_agent_speech(timeout=30)
+                    new_greeted += 1
+                pods = serving_pods(caller)
+                landed_new += 1 if pods and pods[-1] not in old_pods else 0
+            await platform.end_session(session["sessionId"])
+        say(f"new calls during the rollout: {landed_new}/{new_calls} on new workers, {new_greeted} greeted")
+    for session in sessions:
+        await platform.end_session(session["sessionId"])
+    hung_up = time.monotonic()
+    deadline = hung_up + 240
+    while (left := set((await platform.pool(agent))["ready_names"]) & old_pods) and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+    rollout_s = round(time.monotonic() - patched_at)
+    await platform.delete_agent(agent)
+    return {"calls": calls, "not_greeted_before": unanswered, "old_workers": len(old_pods), "calls_cut": len(cut),
+            "calls_moved": len(moved), "new_calls": new_calls, "new_calls_on_new_workers": landed_new,
+            "new_calls_greeted": new_greeted, "old_workers_left_after_hang_up": len(left),
+            "old_workers_gone_after_hang_up_s": None if left else round(time.monotonic() - hung_up),
+            "change_to_rollout_done_s": None if left else rollout_s, "hold_s": hold_s}
+
+
 # --- the transport baseline ---------------------------------------------------------------------------------------
 
 async def transport_baseline(platform: Platform) -> dict:
@@ -415,7 +597,10 @@ async def run(platform: Platform, args: argparse.Namespace, results: dict) -> No
     say(f"transport baseline (caller -> LiveKit -> listener, twice): {results['transport_baseline']}")
     for name, scenario in (("kills", lambda: kills_scenario(platform, "WorkerLoss", args.kills, args.pools)),
                            ("kills-buffer-only", lambda: kills_scenario(platform, "BufferOnly", args.kills,
-                                                                        args.pools))):
+                                                                        args.pools)),
+                           ("rolling-update", lambda: rolling_update(platform, args.rolling_calls, args.rolling_hold_s,
+                                                                     3)),
+                           ("operator-outage", lambda: operator_outage(platform, args.operator_down_s, 20.0, 60.0))):
         if name not in args.only:
             continue
         say(f"==> {name}")
@@ -440,6 +625,11 @@ def ratios(results: dict) -> dict:
         out["gap_p95_spare_off_over_on"] = round(nospare["p95_ms"] / spare["p95_ms"], 2)
     if spare.get("p50_ms") and nospare.get("p50_ms") is not None:
         out["gap_p50_spare_off_over_on"] = round(nospare["p50_ms"] / spare["p50_ms"], 2)
+    for name in OUTAGES:
+        r = results.get(name) or {}
+        if r.get("baseline", {}).get("create_success_pct"):
+            out[f"{name}_create_during_over_before"] = round(
+                r["during"]["create_success_pct"] / r["baseline"]["create_success_pct"], 2)
     return out
 
 
@@ -452,6 +642,13 @@ def goals(results: dict) -> dict:
     nospare = results.get("kills-buffer-only") or {}
     if "kills" in nospare:
         out["buffer_only_all_within_deadline"] = nospare["recovered_within_deadline"] == nospare["kills"] > 0
+    rolling = results.get("rolling-update") or {}
+    if "calls_cut" in rolling:
+        out["rolling_update_cuts_no_call"] = rolling["calls_cut"] == 0
+    for name in ("operator-outage", "apiserver-outage"):
+        r = results.get(name) or {}
+        if "during" in r:
+            out[f"{name}_all_sessions_created"] = r["during"]["create_success_pct"] == 100.0
     return out
 
 
@@ -481,6 +678,30 @@ def report(results: dict) -> None:
         print(f"  recovery line recognised: {r['recovery_line_heard']}/{r['kills']}; agent answered a question"
               f" after the kills: {r['answered_after_recoveries']}; kills before the pool settled:"
               f" {r['unsettled_kills']}")
+    r = results.get("rolling-update")
+    if r:
+        if "error" in r:
+            print(f"\nrolling-update: FAILED {r['error']}")
+        else:
+            print(f"\nrolling update with {r['calls']} live calls on {r['old_workers']} workers: {r['calls_cut']} cut,"
+                  f" {r['calls_moved']} moved to another worker; new calls on new workers"
+                  f" {r['new_calls_on_new_workers']}/{r['new_calls']}; old workers gone"
+                  f" {r['old_workers_gone_after_hang_up_s']} s after the hang-ups (still there:"
+                  f" {r['old_workers_left_after_hang_up']})")
+    for name in OUTAGES:
+        r = results.get(name)
+        if not r:
+            continue
+        if "error" in r:
+            print(f"\n{name}: FAILED {r['error']}")
+            continue
+        b, d = r["baseline"], r["during"]
+        print(f"\n{name}: sessions created {d['created']}/{d['attempts']} ({d['create_success_pct']} %), served"
+              f" {d['served']} ({d['served_pct']} %), regions {d['regions']}, refusals {d['refusals']};"
+              f" before it: {b['create_success_pct']} % created, {b['served_pct']} % served")
+        for key in ("pools_while_down", "after_restart", "readyz_during", "operator_leading_after_s"):
+            if key in r:
+                print(f"  {key}: {r[key]}")
     print(f"\nratios: {results['ratios']}")
     print(f"goals: {results['goals']}")
     print(f"wall time: {results['wall_s']} s")
@@ -495,6 +716,10 @@ def main(argv: list[str]) -> int:
                         help=f"comma-separated scenarios (default all): {', '.join(SCENARIOS)}")
     parser.add_argument("--kills", type=int, default=20, help="worker kills per spare-capacity mode")
     parser.add_argument("--pools", type=int, default=2, help="fresh single-worker pools the kills are spread over")
+    parser.add_argument("--rolling-calls", type=int, default=20, help="live calls during the rolling update")
+    parser.add_argument("--rolling-hold-s", type=float, default=30.0,
+                        help="seconds the calls stay on after the spec change before each asks a question")
+    parser.add_argument("--operator-down-s", type=float, default=60.0, help="seconds the operator is down")
     parser.add_argument("--details", type=Path, default=None, help="write every kill's record here (JSON)")
     args = parser.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
