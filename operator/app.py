@@ -28,6 +28,7 @@ from voxfleet.kube.credentials import Credentials
 from voxfleet.kube.errors import KubeApiError
 from voxfleet.operator import tenant_handlers, voiceagent_handlers
 from voxfleet.operator.agent_reconciler import AgentReconciler
+from voxfleet.operator.eviction_guard import EvictionGuard
 from voxfleet.operator.health_server import HealthServer
 from voxfleet.operator.leader_lease import LeaderLease
 from voxfleet.operator.reconcile_queue import ReconcileQueue
@@ -63,6 +64,7 @@ class OperatorApp:
         voiceagent_handlers.register(self.rt, self.queue)
         self.rt.view.listeners.append(Triggers(self.rt, self.queue))
         self.scaler = Scaler(self.rt, lambda ns, name: self.queue.add((AGENT, ns, name), full=False))
+        self.eviction_guard = EvictionGuard(self.rt)  # marks busy workers after each of the scaler's load sweeps
         self.lease = LeaderLease(self.client, namespace=platform.platform_namespace, name=settings.lease_name,
                                  identity=settings.identity, duration=settings.lease_duration_seconds,
                                  renew_every=settings.lease_renew_seconds)
@@ -120,6 +122,7 @@ class OperatorApp:
             self.rt.metrics.leader.set(0)
             await self.rt.recorder.close()  # Normal events still on their way get two seconds
             await self.health.stop()
+            await self.eviction_guard.close()
             await self.rt.poller.close()
             await self.client.aclose()
             await self.watch_client.aclose()

@@ -51,6 +51,10 @@ class PodView:
     node: str = ""  # spec.nodeName ("" until scheduled)
     safe_to_evict: str | None = None  # labels.SAFE_TO_EVICT as the pod carries it
     autoscaler_safe_to_evict: str | None = None  # labels.AUTOSCALER_SAFE_TO_EVICT as the pod carries it
+    # Whether every container runs, and how often they restarted: a worker's calls live in its process, so a
+    # process that ended took them with it (the eviction guard reads these).
+    running: bool = True
+    restarts: int = 0
 
     @property
     def pool(self) -> PoolKey:
@@ -61,6 +65,7 @@ def project_pod(obj: dict[str, Any]) -> PodView:
     meta, status = obj["metadata"], obj.get("status") or {}
     pod_labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     ready = _condition(obj, "Ready")
+    containers = status.get("containerStatuses") or []
     return PodView(
         namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
         agent=pod_labels.get(labels.AGENT, ""), region=pod_labels.get(labels.REGION, ""),
@@ -69,7 +74,9 @@ def project_pod(obj: dict[str, Any]) -> PodView:
         config_hash=annotations.get(labels.CONFIG_HASH, ""),
         deletion_cost=annotations.get(labels.POD_DELETION_COST),
         node=(obj.get("spec") or {}).get("nodeName") or "", safe_to_evict=pod_labels.get(labels.SAFE_TO_EVICT),
-        autoscaler_safe_to_evict=annotations.get(labels.AUTOSCALER_SAFE_TO_EVICT))
+        autoscaler_safe_to_evict=annotations.get(labels.AUTOSCALER_SAFE_TO_EVICT),
+        running=bool(containers) and all("running" in (c.get("state") or {}) for c in containers),
+        restarts=sum(int(c.get("restartCount") or 0) for c in containers))
 
 
 @dataclass(frozen=True)
