@@ -63,6 +63,7 @@ log = structlog.get_logger(__name__)
 RETRY_BACKOFF_START, RETRY_BACKOFF_MAX = 0.25, 2.0  # between looks when no Pod change wakes the recovery
 RETRY_MIN_INTERVAL = 0.1  # a storm of Pod changes (a busy cluster) wakes it no more often than this
 ATTEMPTS_PER_LOOK = 16  # workers asked per look (a full one answers 409 at once)
+GAVE_UP_MEMORY_SECONDS = 300  # a session given up on stays settled this long (its room's last events follow)
 
 Incarnation = tuple[str, tuple[int, ...]]  # (Pod uid, container restart counts)
 
@@ -116,6 +117,7 @@ class SessionRecovery:
         self.changes = WorkerChanges(registry)
         self._tasks: set[asyncio.Task] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._gave_up: dict[str, float] = {}  # session id -> when this replica gave up on it (event-loop time)
 
     # --- what a room is -------------------------------------------------------------------------------------
 
@@ -195,8 +197,11 @@ class SessionRecovery:
         loss = Loss(loss.incarnations, loss.participant_sids | {p.sid for p in dead}, loss.seen_at)
         recovered = await self.ensure_agent(region, room, dead[0], participants, loss=loss)
         # Only then: a killed participant lingers until LiveKit times it out, so remove it (the caller hears the
-        # new agent first; this costs the call nothing). Only while it is still the dead one: the restarted
-        # worker's agent joins under the same identity.
+        # new agent first; this costs the call nothing). Not when the pod runs again: its restarted worker's
+        # agent may be joining under the same identity (removal is by identity), and replaces the dead one.
+        if any(w.name == worker.name and w.alive and incarnation(w) not in loss.incarnations
+               for w in self.registry.tenant_workers(worker.tenant)):
+            return recovered
         try:
             still_there = {p.identity for p in await self.rooms.participants(region, room.name)
                            if p.sid in loss.participant_sids}
@@ -230,6 +235,8 @@ class SessionRecovery:
         if self.recovering(found.session_id):
             log.debug("recovery already under way", session_id=found.session_id)
             return False
+        if self._given_up(found.session_id):
+            return False  # its room was closed on purpose: the events of its closing are no new loss
         async with self._locks.setdefault(found.session_id, asyncio.Lock()):
             try:
                 return await self._ensure_agent(region, room, found, participants, loss)
@@ -246,6 +253,8 @@ class SessionRecovery:
             return "not_ours"
         if self.recovering(found.session_id):
             return "recovery_in_progress"
+        if self._given_up(found.session_id):
+            return "given_up"
         self._background(self.ensure_agent(region, room, departed, loss=loss), f"recover {room.name}")
         return "recovering"
 
@@ -254,18 +263,19 @@ class SessionRecovery:
         assert found.session_id is not None and found.ref is not None
         loop = asyncio.get_running_loop()
         home = self._home_region(region, found)
-        attempts, backoff, last_look = 0, RETRY_BACKOFF_START, 0.0
+        attempts, looks, backoff, last_look = 0, 0, RETRY_BACKOFF_START, 0.0
         while True:
             if participants is None:
                 try:
                     participants = await self.rooms.participants(region, room.name)
-                except Exception:  # noqa: BLE001 - the room is gone (deleted, or emptied): so is the call
-                    self._record(found, found.name.agent, home, "no_caller", loss, attempts)
+                except Exception:  # noqa: BLE001 - the room is gone (deleted, emptied, given up on): so is the call
+                    log.debug("room closed before its recovery", session_id=found.session_id, looks=looks)
                     return False
+            looks += 1
             callers = [p for p in participants if not room_names.is_agent_identity(p.identity)]
             if not callers:
                 await self.end_session(found)
-                self._record(found, found.name.agent, home, "no_caller", loss, attempts)
+                self._record(found, found.name.agent, home, "no_caller", loss, attempts, looks)
                 return False
             if any(self._agent_alive(p, found.name.tenant, loss) for p in participants):
                 return attempts > 0  # already recovered (by the other signal, another replica, or us)
@@ -273,26 +283,26 @@ class SessionRecovery:
                        if x.state.phase != "ended" and incarnation(x.worker) not in loss.incarnations]
             if holders:
                 return attempts > 0  # already re-dispatched: its agent is joining
+            last_look = loop.time()
             agent = self.agents.get(self._namespace(found.name.tenant), found.name.agent)
             if agent is None:
-                self._record(found, found.name.agent, home, "no_agent", loss, attempts)
+                self._record(found, found.name.agent, home, "no_agent", loss, attempts, looks)
                 return False
             candidates = self._candidates(found, agent, home, loss)
             if candidates:
                 attempts += 1
-                last_look = loop.time()
                 claimed = await self.allocator.redispatch(
                     tenant=found.name.tenant, agent=agent, session_id=found.session_id, room=room.name,
                     nonce_hex=found.ref.nonce_hex, livekit_region=region, candidates=candidates,
                     caller_identity=callers[0].identity, eval_mode=found.eval_mode, max_attempts=ATTEMPTS_PER_LOOK)
                 if claimed is not None:
                     self._record(found, agent.name, home, self._outcome(claimed.worker, home, loss), loss, attempts,
-                                 worker=claimed.worker)
+                                 looks, worker=claimed.worker)
                     return True
             remaining = loss.seen_at + agent.spec.recovery.deadline_ms / 1000 - loop.time()
             if remaining <= 0:
                 await self._give_up(region, room, found)
-                self._record(found, agent.name, home, "gave_up", loss, attempts)
+                self._record(found, agent.name, home, "gave_up", loss, attempts, looks)
                 return False
             woken = await self.changes.wait(min(backoff, remaining))
             backoff = RETRY_BACKOFF_START if woken else min(backoff * 2, RETRY_BACKOFF_MAX)
@@ -328,19 +338,28 @@ class SessionRecovery:
         return "same_region" if worker.region == home else "other_region"
 
     def _record(self, found: RoomSession, agent: str, home: str, outcome: str, loss: Loss, attempts: int,
-                worker: Worker | None = None) -> None:
+                looks: int, worker: Worker | None = None) -> None:
+        """attempts: rounds of dispatches (a look that found candidates); looks: times the room was checked."""
         seconds = asyncio.get_running_loop().time() - loss.seen_at
         labels = (found.name.tenant, agent, home, outcome)
         self.metrics.recoveries.labels(*labels).inc()
         self.metrics.recovery_seconds.labels(*labels).observe(seconds)
-        log.info("session recovery", outcome=outcome, attempts=attempts, ms=round(seconds * 1000),
+        log.info("session recovery", outcome=outcome, attempts=attempts, looks=looks, ms=round(seconds * 1000),
                  session_id=found.session_id, tenant=found.name.tenant, agent=agent, region=home,
                  pod=worker.name if worker else None, worker_region=worker.region if worker else None,
                  eval_mode=found.eval_mode)
 
+    def _given_up(self, session_id: str) -> bool:
+        now = asyncio.get_running_loop().time()
+        for expired in [s for s, at in self._gave_up.items() if now - at > GAVE_UP_MEMORY_SECONDS]:
+            del self._gave_up[expired]
+        return session_id in self._gave_up
+
     async def _give_up(self, region: str, room: models.Room, found: RoomSession) -> None:
         """No worker within the deadline: end the session and close the room, so the caller is told (their
         client sees the room end) instead of sitting in silence."""
+        assert found.session_id is not None
+        self._gave_up[found.session_id] = asyncio.get_running_loop().time()
         await self.end_session(found)
         try:
             await self.rooms.delete_room(region, room.name)

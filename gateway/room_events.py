@@ -30,6 +30,7 @@ from voxfleet.gateway.worker_registry import WorkerRegistry
 log = structlog.get_logger(__name__)
 
 ROOM_START_RETRY_SECONDS = 10.0  # a SIP caller waits this long for a worker before the room is closed
+REJOIN_SKEW_SECONDS = 1.0  # clock skew allowed between a worker and LiveKit (join times are whole seconds)
 
 
 class RoomEvents:
@@ -102,6 +103,11 @@ class RoomEvents:
                 state = await self.client.session(worker.ip or "", found.session_id)
                 if state is not None and state.phase == "ended":
                     return "agent_finished"  # the worker ended the call itself
+                if state is not None and state.recovery and participant.joined_at \
+                        and state.started_at.timestamp() > participant.joined_at + REJOIN_SKEW_SECONDS:
+                    # The worker took the call after this participant joined: a restarted container got its
+                    # call back (same pod, same identity); the departed one was its dead predecessor.
+                    return "agent_replaced"
                 if state is not None:
                     # Its participant is gone but the worker thinks the call goes on: let it go, recover elsewhere.
                     await self.client.end_session(worker.ip or "", found.session_id)

@@ -58,8 +58,8 @@ class GapMeter:
         self.caller = caller
         self.voiced_rms = voiced_rms
         self.voiced: dict[str, list[float]] = {}  # agent identity -> arrival times of its voiced frames
-        self.joined: dict[str, float] = {}  # agent identity -> when its audio track reached the caller
-        self._tasks: dict[str, asyncio.Task] = {}
+        self.joined: dict[str, float] = {}  # agent identity -> when its (latest) audio track reached the caller
+        self._tasks: dict[str, asyncio.Task] = {}  # by track sid
         self._streams: list[rtc.AudioStream] = []
 
     async def __aenter__(self) -> "GapMeter":
@@ -85,14 +85,15 @@ class GapMeter:
 
     def _on_track(self, track: rtc.Track, _publication, participant: rtc.RemoteParticipant) -> None:
         identity = participant.identity
+        # By track: a restarted worker's agent comes back under the same identity, with a new track.
         if track.kind != rtc.TrackKind.KIND_AUDIO or not room_names.is_agent_identity(identity) \
-                or identity in self._tasks:
+                or track.sid in self._tasks:
             return
         self.joined[identity] = time.monotonic()
         self.voiced.setdefault(identity, [])
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1, frame_size_ms=FRAME_MS)
         self._streams.append(stream)
-        self._tasks[identity] = asyncio.create_task(self._listen(identity, stream), name=f"gap meter {identity}")
+        self._tasks[track.sid] = asyncio.create_task(self._listen(identity, stream), name=f"gap meter {identity}")
 
     async def _listen(self, identity: str, stream: rtc.AudioStream) -> None:
         # Timed on arrival, like the CallerBot's own recording, so both speak of one clock.
