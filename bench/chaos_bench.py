@@ -16,7 +16,13 @@ the one the LiveKit cut stops: never the world's), a `voxfleet gateway`, a `voxf
 - operator-outage: the operator SIGKILLed for `--operator-down-s` (60); sessions created (201) and served (the
   greeting heard) one after another the whole time; pool sizes while it is down; Deployment scale changes in the
   minute after it is back (thrash). Goal 100 %.
-- apiserver-outage, livekit-outage: see their functions (they need the fault proxy and a stoppable LiveKit).
+- apiserver-outage: the gateway's link to the kube-apiserver cut for `--apiserver-cut-s` (30) through a fault proxy
+  of the bench's own (world/fault_proxy.py; the gateway's kubeconfig points at it from the start): sessions
+  created and served meanwhile from its caches, its /readyz, and how soon its watches are healthy again.
+  Goal 100 %.
+- livekit-outage: the bench's own us-east livekit-server stopped for `--livekit-down-s` (30) and started again on
+  the same ports: sessions asked for us-east created and served meanwhile (in the next region by latency), /readyz,
+  and how soon sessions land in us-east again.
 
 Baselines measured in the same run, because the machine is shared and noisy: the caller's own transport (two
 one-way legs through the same livekit-server, tests/callers/caller_bot.measure_two_legs), the gap with the spare
@@ -50,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import yaml  # noqa: E402
 from kubernetes import client  # noqa: E402
 
 from tests.callers.caller_bot import CallerBot, Recogniser, measure_two_legs  # noqa: E402
@@ -63,7 +70,9 @@ from tests.gateway.tenant_setup import create_key, key_headers  # noqa: E402
 from tests.operator.fleet import Fleet  # noqa: E402
 from tests.operator.operator_process import OperatorProcess  # noqa: E402
 from voxfleet.api import labels  # noqa: E402
+from voxfleet.world import binaries, processes  # noqa: E402
 from voxfleet.world.access import Cluster  # noqa: E402
+from voxfleet.world.fault_proxy import FaultProxy  # noqa: E402
 from voxfleet.world.world import WorldInfo, attach_or_start  # noqa: E402
 
 OUTAGES = ["operator-outage", "apiserver-outage", "livekit-outage"]
@@ -150,6 +159,7 @@ class Platform:
         self.operator: OperatorProcess | None = None
         self.livekit: webhook_livekit.WebhookLiveKit | None = None
         self.api = None
+        self.apiserver_proxy: FaultProxy | None = None
         self._closing = contextlib.ExitStack()
 
     def start(self) -> None:
@@ -159,7 +169,16 @@ class Platform:
         client.CoreV1Api(self.api).create_namespaced_secret(self.platform_namespace, {
             "metadata": {"name": "voxfleet-worker-token"},
             "data": {"token": base64.b64encode(WORKER_TOKEN.encode()).decode()}})
-        self.gateway = GatewayProcess(kubeconfig=self.kube.kubeconfig, platform_namespace=self.platform_namespace,
+        # The gateway reaches the apiserver through a fault proxy of the bench's own (forwarding until the
+        # apiserver outage cuts it): the shared world's apiserver is never touched.
+        self.apiserver_proxy = FaultProxy.in_front_of(self.info.apiserver_url, name="chaos-apiserver").start()
+        config = yaml.safe_load(Path(self.kube.kubeconfig).read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = self.apiserver_proxy.url_for(self.info.apiserver_url)
+        proxied = self.work / "kubeconfig-gateway-through-proxy"
+        proxied.touch(mode=0o600)
+        proxied.write_text(yaml.safe_dump(config))
+        self.gateway = GatewayProcess(kubeconfig=proxied, platform_namespace=self.platform_namespace,
                                       log_path=self.logs / "gateway.log")
         self.livekit = webhook_livekit.start(webhook_url=f"{self.gateway.url}/livekit/webhook/{REGION}",
                                              state_dir=self.logs, world_id=self.info.world_id)
@@ -191,6 +210,7 @@ class Platform:
                            ("operator", lambda: self.operator and self.operator.stop()),
                            ("gateway", lambda: self.gateway and self.gateway.stop()),
                            ("livekit", lambda: self.livekit and self.livekit.stop()),
+                           ("apiserver proxy", lambda: self.apiserver_proxy and self.apiserver_proxy.stop()),
                            ("namespace", lambda: self.kube.delete_namespace(self.platform_namespace))):
             try:
                 stop()
@@ -261,11 +281,40 @@ class Platform:
             except httpx.HTTPError:
                 pass
 
+    # --- the bench's own us-east LiveKit: stopped and started again on the same ports -------------------------
+
+    def stop_livekit(self) -> None:
+        self.livekit.stop()
+
+    def restart_livekit(self) -> None:
+        """The same server again (tests/gateway/webhook_livekit.py wrote its config, ports and keys included,
+        beside its log, named as the server)."""
+        name = self.livekit.server.name
+        server = processes.start(name, [str(binaries.find("livekit-server").path),
+                                        f"--config={self.logs / f'{name}.yaml'}"],
+                                 log_dir=self.logs, world_id=self.info.world_id)
+        self.livekit.server = server
+        processes.wait_until(f"{name} again", lambda: _http_ok(self.livekit.http_url), timeout=30, servers=[server])
+
+    def readyz(self) -> tuple[int, dict]:
+        try:
+            response = httpx.get(f"{self.gateway.operational_url}/readyz", timeout=5)
+            return response.status_code, response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            return 0, {"error": type(error).__name__}
+
     def recovery_metrics(self) -> dict[str, float]:
         try:
             return recovery_counts(self.gateway.metrics())
         except httpx.HTTPError:
             return {}
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 # --- kills -------------------------------------------------------------------------------------------------------
@@ -516,6 +565,87 @@ async def operator_outage(platform: Platform, down_s: float, baseline_s: float, 
             "after_restart": converge, "down_s": down_s}
 
 
+async def sample_readyz(platform: Platform, stop: asyncio.Event, every: float = 1.0) -> dict:
+    """The gateway's /readyz while a fault lasts: HTTP codes and the statuses it gave, with counts."""
+    codes: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    began = time.monotonic()
+    region_down_seen = None
+    while not stop.is_set():
+        code, body = await asyncio.to_thread(platform.readyz)
+        if region_down_seen is None and ((body.get("regions") or {}).get(REGION) or {}).get("livekit") == "down":
+            region_down_seen = round(time.monotonic() - began, 1)
+        codes[str(code)] = codes.get(str(code), 0) + 1
+        status = str(body.get("status") or body.get("code") or body.get("error"))
+        statuses[status] = statuses.get(status, 0) + 1
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+    return {"codes": codes, "statuses": statuses, "us_east_livekit_seen_down_after_s": region_down_seen}
+
+
+async def during_fault(platform: Platform, agent: str, seconds: float, label: str) -> tuple[dict, dict]:
+    stop = asyncio.Event()
+    sampling = asyncio.create_task(sample_readyz(platform, stop))
+    window = await session_window(platform, agent, seconds, label=label)
+    stop.set()
+    return window, await sampling
+
+
+async def until(what: str, check, timeout: float, every: float = 0.5) -> float | None:
+    """Seconds until ``check()`` (a blocking callable, run in a thread) holds; None if not within ``timeout``."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if await asyncio.to_thread(check):
+            return round(time.monotonic() - began, 1)
+        await asyncio.sleep(every)
+    say(f"  {what}: not within {timeout:.0f} s")
+    return None
+
+
+async def apiserver_outage(platform: Platform, cut_s: float, baseline_s: float) -> dict:
+    """The gateway's link to the kube-apiserver cut (connections reset, new ones refused) for ``cut_s``."""
+    agent = await steady_agent(platform)
+    baseline = await session_window(platform, agent, baseline_s, label="before (apiserver reachable)")
+    platform.apiserver_proxy.cut()
+    say(f"the gateway's apiserver link cut for {cut_s:.0f} s")
+    try:
+        during, readyz = await during_fault(platform, agent, cut_s, "apiserver cut")
+    finally:
+        platform.apiserver_proxy.forward()
+    watches_back = await until("the gateway's watches healthy again", lambda: all(
+        w.get("healthy") for w in (platform.readyz()[1].get("watches") or {"none": {}}).values()), timeout=90)
+    say(f"  watches healthy {watches_back} s after the link came back")
+    return {"baseline": baseline, "during": during, "readyz_during": readyz, "cut_s": cut_s,
+            "watches_healthy_after_s": watches_back}
+
+
+async def livekit_outage(platform: Platform, down_s: float, baseline_s: float) -> dict:
+    """The bench's own us-east livekit-server stopped for ``down_s`` (its process gone, media too), callers asking
+    for us-east all the while; then started again on the same ports."""
+    agent = await steady_agent(platform)
+    baseline = await session_window(platform, agent, baseline_s, label="before (us-east LiveKit up)")
+    platform.stop_livekit()
+    say(f"us-east livekit-server stopped for {down_s:.0f} s")
+    try:
+        during, readyz = await during_fault(platform, agent, down_s, "us-east LiveKit down")
+    finally:
+        await asyncio.to_thread(platform.restart_livekit)
+
+    def placed_home() -> bool:
+        response = httpx.post(f"{platform.gateway.url}/v1/agents/{agent}/sessions", headers=platform.headers,
+                              json={"callerRegion": REGION}, timeout=10)
+        if response.status_code != 201:
+            return False
+        httpx.delete(f"{platform.gateway.url}/v1/sessions/{response.json()['sessionId']}",
+                     headers=platform.headers, timeout=10)
+        return response.json().get("region") == REGION
+
+    back = await until("sessions placed in us-east again", placed_home, timeout=90, every=1.0)
+    say(f"  sessions placed in {REGION} again {back} s after its LiveKit restarted")
+    return {"baseline": baseline, "during": during, "readyz_during": readyz, "down_s": down_s,
+            "placed_in_region_again_after_s": back}
+
+
 # --- a rolling update under load ----------------------------------------------------------------------------------
 
 def serving_pods(caller) -> list[str]:
@@ -600,7 +730,9 @@ async def run(platform: Platform, args: argparse.Namespace, results: dict) -> No
                                                                         args.pools)),
                            ("rolling-update", lambda: rolling_update(platform, args.rolling_calls, args.rolling_hold_s,
                                                                      3)),
-                           ("operator-outage", lambda: operator_outage(platform, args.operator_down_s, 20.0, 60.0))):
+                           ("operator-outage", lambda: operator_outage(platform, args.operator_down_s, 20.0, 60.0)),
+                           ("apiserver-outage", lambda: apiserver_outage(platform, args.apiserver_cut_s, 20.0)),
+                           ("livekit-outage", lambda: livekit_outage(platform, args.livekit_down_s, 20.0))):
         if name not in args.only:
             continue
         say(f"==> {name}")
@@ -699,7 +831,8 @@ def report(results: dict) -> None:
         print(f"\n{name}: sessions created {d['created']}/{d['attempts']} ({d['create_success_pct']} %), served"
               f" {d['served']} ({d['served_pct']} %), regions {d['regions']}, refusals {d['refusals']};"
               f" before it: {b['create_success_pct']} % created, {b['served_pct']} % served")
-        for key in ("pools_while_down", "after_restart", "readyz_during", "operator_leading_after_s"):
+        for key in ("pools_while_down", "after_restart", "readyz_during", "operator_leading_after_s",
+                    "watches_healthy_after_s", "placed_in_region_again_after_s"):
             if key in r:
                 print(f"  {key}: {r[key]}")
     print(f"\nratios: {results['ratios']}")
@@ -720,6 +853,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rolling-hold-s", type=float, default=30.0,
                         help="seconds the calls stay on after the spec change before each asks a question")
     parser.add_argument("--operator-down-s", type=float, default=60.0, help="seconds the operator is down")
+    parser.add_argument("--apiserver-cut-s", type=float, default=30.0, help="seconds the apiserver link is cut")
+    parser.add_argument("--livekit-down-s", type=float, default=30.0, help="seconds us-east's LiveKit is down")
     parser.add_argument("--details", type=Path, default=None, help="write every kill's record here (JSON)")
     args = parser.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
