@@ -44,6 +44,9 @@ log = structlog.get_logger("voxfleet.operator.eviction")
 
 Mark = Literal["true", "false"]
 DRAIN_ASK_AGAIN_SECONDS = 10.0  # a worker that still does not say draining this long after we asked
+# Our own write shows in the pod informer a moment later (seconds on a busy apiserver): the same mark is not sent
+# again within this time. After it, a mark someone else changed is put back.
+MARK_AGAIN_SECONDS = 10.0
 
 
 def wanted_mark(calls: WorkerCalls) -> Mark | None:
@@ -76,6 +79,7 @@ class EvictionGuard:
         self._asked: dict[str, float] = {}  # uid -> when it was told to drain
         self._restarts: dict[str, int] = {}  # uid -> container restarts last seen
         self._ended: dict[str, float] = {}  # uid -> when its worker process was last seen ended (monotonic)
+        self._written: dict[str, tuple[Mark, float]] = {}  # uid -> the mark we last sent, and when
         self._tasks: set[asyncio.Task] = set()
         runtime.poller.add_listener(self.on_sweep)
 
@@ -103,14 +107,17 @@ class EvictionGuard:
             mark = mark_after_process_end(calls, report.at if report is not None else None, self._ended.get(pod.uid))
             if (mark or pod.safe_to_evict) == "false":
                 protected += 1
-            if mark is not None and (pod.safe_to_evict, pod.autoscaler_safe_to_evict) != (mark, mark):
+            written, written_at = self._written.get(pod.uid, (None, 0.0))
+            if mark is not None and (pod.safe_to_evict, pod.autoscaler_safe_to_evict) != (mark, mark) and not (
+                    written == mark and now - written_at < MARK_AGAIN_SECONDS):
+                self._written[pod.uid] = (mark, now)
                 self._spawn((pod.uid, "mark"), self._mark(pod, mark, calls.active))
             node = self.rt.view.nodes.get(None, pod.node) if pod.node else None
             if needs_drain(calls, bool(node and node.leaving)) and now - self._asked.get(pod.uid, -1e9) > \
                     DRAIN_ASK_AGAIN_SECONDS:
                 self._asked[pod.uid] = now
                 self._spawn((pod.uid, "drain"), self._drain(pod, calls.active or 0))
-        for memory in (self._asked, self._restarts, self._ended):
+        for memory in (self._asked, self._restarts, self._ended, self._written):
             for uid in [uid for uid in memory if uid not in seen]:
                 del memory[uid]
         self.rt.metrics.eviction_protected.set(protected)
