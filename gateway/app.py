@@ -8,9 +8,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from voxfleet.api.wire import ErrorBody
 from voxfleet.gateway import api_errors
 from voxfleet.gateway.agents_api import router as agents_router
 from voxfleet.gateway.eval_results import router as eval_results_router
@@ -59,17 +61,23 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     return app
 
 
-def _add_health(app: FastAPI) -> None:
+def _add_health(app: FastAPI, *, watch_detail: bool = False) -> None:
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], summary="Watches are synced and the gateway takes requests")
     async def readyz(request: Request) -> Response:
-        if runtime_of(request).ready():
-            return Response('{"status":"ready"}', media_type="application/json")
-        return api_errors.error_response(503, "not_ready", "The gateway is still loading its view of the cluster.",
-                                         headers={"Retry-After": "1"})
+        ready, detail = runtime_of(request).readiness()
+        if not watch_detail:  # the API port is public: regions yes (tenants see them anyway), watch names no
+            detail.pop("watches", None)
+        if ready:  # "ready", or "degraded": serving from cached copies, or in the regions whose LiveKit works
+            return JSONResponse(detail)
+        message = {"loading": "The gateway is still loading its view of the cluster.",
+                   "stale": "The gateway has been cut off from the apiserver for too long.",
+                   "no_livekit": "No region's LiveKit answers."}[detail["status"]]
+        body = {**ErrorBody(code="not_ready", message=message).to_wire(), **detail}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
 
 def create_operational_app(runtime: GatewayRuntime) -> FastAPI:
@@ -78,7 +86,7 @@ def create_operational_app(runtime: GatewayRuntime) -> FastAPI:
     app = FastAPI(title="voxfleet gateway (operational)", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
     api_errors.install(app)
-    _add_health(app)
+    _add_health(app, watch_detail=True)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:

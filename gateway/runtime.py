@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from fastapi import Request
@@ -15,6 +17,7 @@ from fastapi import Request
 from voxfleet.gateway.agent_directory import AgentDirectory
 from voxfleet.gateway.allocation import Allocator
 from voxfleet.gateway.key_store import KeyStore
+from voxfleet.gateway.livekit_health import LiveKitHealth
 from voxfleet.gateway.livekit_rooms import LiveKitRooms
 from voxfleet.gateway.livekit_tokens import LiveKitTokens
 from voxfleet.gateway.metrics import GatewayMetrics
@@ -74,6 +77,7 @@ class GatewayRuntime:
     room_events: RoomEvents
     webhook_replays: ReplayGuard
     spec_checker: SpecChecker
+    livekit_health: LiveKitHealth
     background: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -95,6 +99,9 @@ class GatewayRuntime:
                               shares=TenantCallShares(settings.worker_calls_per_tenant))
         tokens = LiveKitTokens(settings.regions)
         rooms = LiveKitRooms(settings.regions)
+        livekit_health = LiveKitHealth(settings.regions, metrics.registry, period=settings.livekit_probe_seconds,
+                                       timeout=settings.livekit_probe_timeout_seconds,
+                                       down_after=settings.livekit_down_after_failures)
         session_keys = settings.load_session_keys()
         tracing = gateway_tracing()
         allocator = Allocator(settings, workers, client, tokens, SessionQuota(workers, agents, client), metrics,
@@ -108,7 +115,8 @@ class GatewayRuntime:
                    rate_limiter=TenantRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                    session_keys=session_keys, tracing=tracing, recovery=recovery,
                    room_events=RoomEvents(workers, agents, tenants, allocator, client, rooms, recovery),
-                   webhook_replays=ReplayGuard(settings.webhook_max_age_seconds + 60), spec_checker=SpecChecker())
+                   webhook_replays=ReplayGuard(settings.webhook_max_age_seconds + 60), spec_checker=SpecChecker(),
+                   livekit_health=livekit_health)
 
     @property
     def watches(self) -> list[Informer]:
@@ -118,12 +126,39 @@ class GatewayRuntime:
         for watch in self.watches:
             watch.start()
         # The spec-checking process loads its models meanwhile, so the first agent write does not wait for it.
-        await asyncio.gather(*(watch.wait_synced(sync_timeout) for watch in self.watches), self.spec_checker.start())
+        await asyncio.gather(*(watch.wait_synced(sync_timeout) for watch in self.watches), self.spec_checker.start(),
+                             self.livekit_health.start())
         self.background.append(asyncio.create_task(
             self.workers.poll_loads(self.worker_client, self.settings.load_poll_seconds), name="load hints"))
 
     def ready(self) -> bool:
-        return all(watch.has_synced and watch.healthy for watch in self.watches)
+        return self.readiness()[0]
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, what /readyz shows). Ready once every watch has listed, while no watch has been broken for
+        longer than stale_watch_ready_seconds (through a shorter apiserver outage sessions are placed from the
+        cached copies: every replica leaving the rotation at once would cut the API instead), and while at least
+        one region's LiveKit answers (down regions are skipped; none left means no call can be placed)."""
+        now = time.monotonic()
+        watches: dict[str, dict[str, Any]] = {}
+        problems: list[str] = []
+        for watch in self.watches:
+            broken_for = None if watch.broken_since is None or watch.healthy else now - watch.broken_since
+            watches[watch.name] = {"synced": watch.has_synced, "healthy": watch.healthy,
+                                   "brokenForSeconds": None if broken_for is None else round(broken_for, 1)}
+            if not watch.has_synced:
+                problems.append("loading")
+            elif broken_for is not None and broken_for > self.settings.stale_watch_ready_seconds:
+                problems.append("stale")
+        regions = self.livekit_health.detail()
+        if not self.livekit_health.any_up():
+            problems.append("no_livekit")
+        if problems:
+            return False, {"status": sorted(set(problems))[0], "regions": regions, "watches": watches}
+        # Still taking requests, from cached copies or in the regions whose LiveKit works: "degraded" says so.
+        degraded = any(not w["healthy"] for w in watches.values()) or any(
+            region["livekit"] == "down" for region in regions.values())
+        return True, {"status": "degraded" if degraded else "ready", "regions": regions, "watches": watches}
 
     async def close_room(self, region: str, room: str) -> None:
         """Best effort: the caller is dropped from a session that was ended (the worker already left)."""
@@ -139,6 +174,7 @@ class GatewayRuntime:
                 await task
         for watch in self.watches:
             await watch.stop()
+        await self.livekit_health.stop()
         self.spec_checker.stop()
         await self.worker_client.aclose()
         await self.rooms.aclose()

@@ -209,4 +209,14 @@ def _regions(runtime: GatewayRuntime, tenant: TenantContext, info: AgentInfo, bo
     if not regions:
         raise ApiError(503, "no_capacity", "None of the agent's regions is usable for this tenant right now.",
                        headers={"Retry-After": str(runtime.settings.retry_after_seconds)})
-    return regions
+    # A region whose LiveKit is down would take the call and leave the caller in no room: the next region by
+    # latency takes it instead (the preferred region too: a preference, not a demand).
+    reachable = runtime.livekit_health.usable(regions)
+    if not reachable:
+        raise ApiError(503, "livekit_unavailable", "The LiveKit of every region this agent runs in is down right"
+                                                   " now; retry after Retry-After seconds.",
+                       headers={"Retry-After": str(runtime.settings.retry_after_seconds)})
+    if len(reachable) < len(regions):
+        log.info("regions skipped: their livekit is down", skipped=[r for r in regions if r not in reachable],
+                 agent=info.name, tenant=tenant.name)
+    return reachable

@@ -79,6 +79,18 @@ class GatewaySettings(PlatformSettings):
     webhook_max_age_seconds: int = Field(default=300, ge=10,
                                          description="Webhook events older than this are refused as replays.")
     load_poll_seconds: float = Field(default=5.0, gt=0, description="How often worker load hints are refreshed.")
+    livekit_probe_seconds: float = Field(default=1.0, gt=0, description="How often each region's LiveKit is probed"
+                                                                      " (GET of its HTTP root).")
+    livekit_probe_timeout_seconds: float = Field(default=2.0, gt=0, description="One LiveKit probe's timeout.")
+    livekit_down_after_failures: int = Field(
+        default=3, ge=1, le=100, description="Failed probes in a row before a region's LiveKit counts as down (no"
+                                             " sessions placed there); one answer brings it back.")
+    stale_watch_ready_seconds: float = Field(
+        default=300.0, ge=0,
+        description="How long /readyz stays ready on cached copies while a watch of the apiserver is broken: the"
+                    " gateway keeps placing sessions from them through an apiserver outage, but past this a"
+                    " replica cut off from the apiserver (whose copies may still hold a revoked API key) leaves"
+                    " the load balancer's rotation.")
     access_log: bool = Field(default=False, description="One log line per request (route templates only, never"
                                                         " query strings or headers).")
     playground_dir: Path | None = Field(

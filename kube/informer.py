@@ -7,8 +7,8 @@ events. The apiserver does the selecting (label/field selectors), `transform` ke
 - a watch that ends is resumed from the last resourceVersion seen (bookmarks keep it fresh on quiet types);
 - 410 Gone (the version fell out of the apiserver's window) lists again at once, and the list is diffed
   against the store, so handlers see the deletions and changes the watch missed;
-- other failures list again after a jittered backoff, with `healthy` False meanwhile (a gateway's /readyz
-  reads it: a stale store may still hold a revoked key);
+- other failures list again after a jittered backoff, with `healthy` False and `broken_since` set meanwhile (a
+  gateway serves from its stale store for a bounded time, then its /readyz fails: it may still hold a revoked key);
 - resync_seconds re-delivers every stored object as a RESYNC event (level-triggered controllers re-check);
   relist_seconds lists again from the apiserver that often (a safety net, diffed like after a 410).
 """
@@ -88,6 +88,7 @@ class Informer(Generic[T]):
                             f"{' ' + label_selector if label_selector else ''}"
         self.resource_version = ""
         self.healthy = False  # False until listed, and while the watch is broken (the store may be stale)
+        self.broken_since: float | None = None  # monotonic time the watch broke, while it stays broken
         self.relists = 0  # how many times the store was listed (tests and metrics read it)
         self._store: dict[Key, T] = {}
         self._indexers: dict[str, Indexer] = dict(indexers or {})
@@ -186,6 +187,8 @@ class Informer(Generic[T]):
                 continue  # the watch's version fell out of the apiserver's window: list again at once
             except Exception as error:  # noqa: BLE001 - the store must outlive apiserver restarts and blips
                 self.healthy = False
+                if self.broken_since is None:
+                    self.broken_since = time.monotonic()
                 delay = min(10.0, 0.2 * 2 ** failures) * random.uniform(0.5, 1.0)
                 failures += 1
                 log.warning("watch failed, listing again", informer=self.name, error=str(error)[:300],
@@ -204,6 +207,7 @@ class Informer(Generic[T]):
             self._index(key, value)
         self.resource_version = listing["metadata"]["resourceVersion"]
         self.relists += 1
+        self.broken_since = None
         for key in old.keys() - fresh.keys():
             self._emit(DELETED, key, None, old[key])
         for key, value in fresh.items():
