@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
     app = create_app(settings)
-    # uvicorn's own loop choice (uvloop when installed), as uvicorn.run would make it.
-    loop_factory = uvicorn.Config(app, log_config=None).get_loop_factory()  # log_config: ours, not uvicorn's
+    # The standard asyncio loop, never uvloop: uvloop 0.23 aborts the whole process (SIGABRT) when TLS connects
+    # made side by side are reset, which is what the gateway's four watches do when the apiserver restarts or a
+    # load balancer cuts them (MagicStack/uvloop#653, open); a smaller share of the same resets left another
+    # connection's file descriptor to the wrong transport. Reproduced with aiohttp 3.14: tests/chaos/test_outages.py.
+    loop_factory = uvicorn.Config(app, log_config=None, loop="asyncio").get_loop_factory()  # log_config: ours
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(_serve(uvicorn, settings, app, create_operational_app(app.state.runtime)))
     return 0
