@@ -24,13 +24,14 @@ from voxfleet.worker.main import EXIT_RECYCLE
 from voxfleet.worker.memory_recycle import MIB, resident_bytes
 
 # Audio is judged in the room while a drain runs: kept out of the parallel phase like the other call tests.
-pytestmark = [pytest.mark.world, pytest.mark.realtime, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.world, pytest.mark.realtime, pytest.mark.timeout(300)]
 
 GREETING = "Hello, thank you for calling. How can I help you today?"
 HOURS = "We are open every day from nine in the morning to six in the evening."
 # Above the idle RSS of a fresh worker of the same agent; a first call adds ~20 MiB as it joins its room.
 RECYCLE_MARGIN_MIB = 10
 FAST_SAMPLES = {"VOXFLEET_MEMORY_SAMPLE_SECONDS": "0.5"}
+READY_S = 120.0  # a warm start on a loaded 2-core CI machine
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def metric_value(text: str, name: str, **labels: str) -> float | None:
 
 
 async def test_drain_request_finishes_the_live_call_then_exits(region, tmp_path, recogniser):
-    worker = WorkerUnderTest.start(tmp_path, offline_spec(), livekit=region)
+    worker = WorkerUnderTest.start(tmp_path, offline_spec(), livekit=region, wait_ready=READY_S)
     try:
         assert httpx.post(f"{worker.url}/v1/drain", timeout=5).status_code == 401  # the worker token, as dispatch
         room = new_room()
@@ -118,7 +119,7 @@ async def test_drain_request_finishes_the_live_call_then_exits(region, tmp_path,
 
 async def test_memory_past_the_limit_recycles_the_worker_without_cutting_its_call(region, tmp_path, recogniser):
     # The idle RSS of this agent's worker, measured on a first one, which a drain request then stops at once.
-    measured = WorkerUnderTest.start(tmp_path, offline_spec(), livekit=region)
+    measured = WorkerUnderTest.start(tmp_path, offline_spec(), livekit=region, wait_ready=READY_S)
     try:
         time.sleep(1.0)  # let the warm start's last allocations settle
         idle_mib = resident_bytes(measured.process.pid) / MIB
@@ -130,7 +131,8 @@ async def test_memory_past_the_limit_recycles_the_worker_without_cutting_its_cal
         measured.stop()
     limit_mib = math.ceil(idle_mib) + RECYCLE_MARGIN_MIB
     spec = offline_spec(limits={"maxSessionSeconds": 120, "idleTimeoutSeconds": 60, "memoryRecycleMb": limit_mib})
-    worker = WorkerUnderTest.start(tmp_path, spec, livekit=region, env=FAST_SAMPLES, memoryRecycleMb=limit_mib)
+    worker = WorkerUnderTest.start(tmp_path, spec, livekit=region, env=FAST_SAMPLES, wait_ready=READY_S,
+                                    memoryRecycleMb=limit_mib)
     try:
         time.sleep(1.0)  # a few samples under the limit: the idle worker does not recycle
         rss_ready = resident_bytes(worker.process.pid) / MIB
