@@ -245,15 +245,22 @@ async def test_us_east_loses_its_only_worker_and_an_eu_west_worker_joins_the_sam
         gap = await meter.gap_after(killed_at, timeout=deadline_s + 20, not_from_pod=pod)
         judge_line(recogniser, await hear(caller, gap.heard_at, RECOVERY_LINE_S), RECOVERY, logs, "twin-recovery",
                    min_share=0.5)
-        await asyncio.sleep(1.0)
-        spoken = await caller.say("what are your opening hours")  # the eu-west agent hears the caller, too
-        answer = await meter.gap_after(spoken.voice_ended, timeout=20)
+        # The eu-west agent hears the caller, too. Asked at most twice, as a person would when not understood: on
+        # a machine loaded past its cores PocketSphinx may get too few frames of the first question.
+        for asked in (1, 2):
+            await asyncio.sleep(1.0)
+            spoken = await caller.say("what are your opening hours")
+            with contextlib.suppress(TimeoutError):
+                answer = await meter.gap_after(spoken.voice_ended, timeout=15)
+                break
+        else:
+            raise AssertionError("the eu-west agent answered neither question")
         judge_line(recogniser, await hear(caller, answer.heard_at, 5.0), HOURS, logs, "twin-answer", min_share=0.6)
     outcomes = await wait_for_outcome(gateway, "twin", "other_region")
     entry = recovery_log(gateway, "twin")
     print(f"us-east's only worker killed: {gap.describe()} (eu-west: {eu_west}); outcome {outcomes}; gateway:"
           f" dispatched {entry.get('ms')} ms after the loss was seen; the caller's next question answered by"
-          f" {answer.pod} after {answer.since_fault * 1000:.0f} ms")
+          f" {answer.pod} after {answer.since_fault * 1000:.0f} ms (asked {asked}x)")
     assert gap.pod in eu_west and answer.pod == gap.pod
     assert outcomes == {"other_region": 1} and entry.get("worker_region") == "eu-west"
     assert gap.since_fault < deadline_s
