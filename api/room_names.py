@@ -11,7 +11,9 @@ from other agents by them; the dev tools and tests read them too: one contract, 
   killed participant until its identity rejoins, so identities are never reused), and they say which worker
   pod serves the room. Callers may not take identities with that prefix. The agent's token carries attributes
   (the session id, whether it is an eval run), so any LiveKit event about that participant names its session.
-- Room metadata (JSON): the tenant and agent of a room named otherwise, and the session the gateway gave it.
+- Room metadata (JSON): the tenant and agent of a room named otherwise, and the session the gateway gave it;
+  and the call's checkpoint, sealed by the serving worker (voxfleet.worker.room_checkpoint). Whoever writes the
+  metadata keeps the keys it does not own.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ CALLER_IDENTITY_PATTERN = r"^[A-Za-z0-9_:@+=-][A-Za-z0-9_.:@+=-]{0,127}$"
 METADATA_TENANT = labels.TENANT
 METADATA_AGENT = labels.AGENT
 METADATA_SESSION = f"{labels.PREFIX}/session"  # the session the gateway minted for such a room
+METADATA_CHECKPOINT = f"{labels.PREFIX}/checkpoint"  # the serving worker's sealed checkpoint of the call
 # Attributes of the agent participant (set in its token by the gateway).
 SESSION_ATTRIBUTE = f"{labels.PREFIX}/session"
 EVAL_ATTRIBUTE = f"{labels.PREFIX}/eval"  # "true" for an eval run's session: a recovered session stays one

@@ -2,7 +2,10 @@
 
 Workers never hold a LiveKit API secret; they get the agent's token in the dispatch. The agent's token carries
 the session id (and, for an eval run, that it is one) as participant attributes, so any LiveKit event about that
-participant names its session and recovery can dispatch it again as it was.
+participant names its session and recovery can dispatch it again as it was. It is also `roomAdmin` of its one
+room (LiveKit checks the grant's room): the worker writes the call's sealed checkpoint into the room's metadata
+(voxfleet.worker.room_checkpoint), which LiveKit's UpdateRoomMetadata allows only to a room admin. The caller's
+token has no such grant: a caller reads room metadata, never writes it.
 
 Tokens are the claims livekit-api's AccessToken writes (camelCase video grants, sub/iss/nbf/exp, HS256), signed
 here directly: two tokens are on every allocation's path, and AccessToken's dataclass conversion plus PyJWT's
@@ -59,7 +62,7 @@ class LiveKitTokens:
     def agent(self, region: str, *, room: str, identity: str, session_id: str, ttl_seconds: int,
               eval_mode: bool = False) -> MintedToken:
         grants = {"roomJoin": True, "room": room, "canPublish": True, "canSubscribe": True, "canPublishData": True,
-                  "agent": True}
+                  "agent": True, "roomAdmin": True}
         attributes = {SESSION_ATTRIBUTE: session_id, **({EVAL_ATTRIBUTE: "true"} if eval_mode else {})}
         claims = {"name": "agent", "kind": "agent", "video": grants, "attributes": attributes}
         return self._mint(region, claims, identity=identity, ttl_seconds=ttl_seconds)

@@ -42,6 +42,7 @@ from voxfleet.worker.room_transcripts import RoomTranscriptPublisher
 from voxfleet.worker.shared_models import SharedModels, SharedSileroVAD
 from voxfleet.worker.telemetry.conversation_observer import ConversationObserver
 from voxfleet.worker.tool_calls import ToolRunnerLike, register_tools, tools_schema
+from voxfleet.worker.tool_ledger import ToolLedger
 from voxfleet.worker.tool_mute_strategy import NonInterruptibleToolMuteStrategy
 
 OUTPUT_SAMPLE_RATE = 24000
@@ -76,7 +77,9 @@ def user_turn_strategies(spec: VoiceAgentSpec, models: SharedModels) -> UserTurn
 
 
 def build_session_pipeline(request: DispatchRequest, *, providers: ProviderContext, models: SharedModels,
-                           tool_runner: ToolRunnerLike, labels: dict[str, str], tracing: bool) -> SessionPipeline:
+                           tool_runner: ToolRunnerLike, labels: dict[str, str], tracing: bool,
+                           ledger: ToolLedger | None = None) -> SessionPipeline:
+    """`ledger`: the session's tool-call record (numbers, Idempotency-Keys, what a recovered call must not redo)."""
     spec = providers.config.spec
     settings = providers.settings
     vad_spec = spec.turn_detection.vad
@@ -130,9 +133,9 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
         # that observer's task runs; opened here, it is a child of the current span (the session's, which
         # continues the gateway's trace), so the turns and the STT/LLM/TTS spans under it join the call's trace.
         turns.start_conversation_tracing(request.session_id)
-        register_tools(llm, spec.tools, tool_runner, turn_context=turns.get_current_turn_context)
+        register_tools(llm, spec.tools, tool_runner, turn_context=turns.get_current_turn_context, ledger=ledger)
     else:
-        register_tools(llm, spec.tools, tool_runner)
+        register_tools(llm, spec.tools, tool_runner, ledger=ledger)
     services = {"stt": stt, "llm": llm, "tts": tts, "aggregators": aggregators}
     if spec.observability.record_transcripts:  # off: no text of the call leaves the pipeline
         services["transcripts"] = RoomTranscriptPublisher(transport, aggregators)

@@ -5,6 +5,11 @@ exception in a processor, a stuck provider, a cancelled room) reaches another; t
 end. Every way out - the caller leaves, the room closes, maxSessionSeconds, idle timeout, DELETE, drain, an
 error while building or running - goes through `_run`'s finally, which frees the slot, counts the end reason
 and logs one usage record.
+
+As it goes, the session checkpoints the call into its room (room_checkpoint.py: sealed, in the room's metadata)
+after each caller and agent turn and each tool call. A recovered session (dispatched with `recovery`) reads it
+when it joins: the conversation so far, the session's metadata, eval mode, the caller and the tool calls made
+(tool_ledger.py), then says the recovery line and goes on from there.
 """
 
 from __future__ import annotations
@@ -32,7 +37,12 @@ from voxfleet.worker.providers.registry import ProviderContext
 from voxfleet.worker.settings import WorkerSettings
 from voxfleet.worker.shared_models import SharedModels
 from voxfleet.worker.telemetry import metrics
+from voxfleet.worker.call_checkpoint import CallCheckpoint
+from voxfleet.worker.checkpoint_seal import checkpoint_key
+from voxfleet.worker.eval_record import recorder_for
+from voxfleet.worker.room_checkpoint import RoomCheckpoint
 from voxfleet.worker.tool_calls import ToolRunnerLike
+from voxfleet.worker.tool_ledger import UNCONFIRMED_LINE, ToolLedger
 
 log = structlog.get_logger("voxfleet.worker.session")
 TRACER = trace.get_tracer("voxfleet.worker")
@@ -83,6 +93,13 @@ class Session:
         self._end_asked_at: float | None = None
         self._ending_deadline: asyncio.TimerHandle | None = None
         self._subscribed = asyncio.Event()  # someone (the caller) subscribed to the agent's audio track
+        # What the checkpoint carries beside the conversation; a recovered session takes them from it.
+        self.metadata: dict[str, Any] = dict(request.metadata)
+        self.eval_mode = request.eval_mode
+        self.ledger = ToolLedger(request.session_id)
+        self.checkpoint: RoomCheckpoint | None = None
+        self.restored: CallCheckpoint | None = None
+        self._restore_tried = False
         self._trace_parent = otel_context.get_current()  # the dispatch's span (control_api): the call's trace
         self._log = log.bind(session_id=request.session_id, tenant=request.tenant, agent=request.agent,
                              region=request.region, room=request.room)
@@ -135,9 +152,11 @@ class Session:
         spec = resources.config.spec
         limit: asyncio.TimerHandle | None = None
         try:
+            self.checkpoint = self._room_checkpoint()
             self._pipeline = build_session_pipeline(
                 self.request, providers=resources.providers, models=resources.models,
-                tool_runner=resources.tool_runner, labels=resources.labels, tracing=resources.tracing)
+                tool_runner=resources.tool_runner, labels=resources.labels, tracing=resources.tracing,
+                ledger=self.ledger)
             self._wire_events(self._pipeline)
             self._runner = WorkerRunner(handle_sigint=False, handle_sigterm=False, check_dangling_tasks=False)
             await self._runner.add_workers(self._pipeline.worker)
@@ -158,6 +177,68 @@ class Session:
                 limit.cancel()
             await self._finish()
 
+    # -- the call's checkpoint ------------------------------------------------------------------------------
+
+    def _room_checkpoint(self) -> RoomCheckpoint | None:
+        try:
+            key = checkpoint_key(self._resources.platform.load_worker_token(), self.request.session_id)
+        except (RuntimeError, OSError, ValueError) as error:
+            self._log.warning("no worker token to seal checkpoints with: the call is not checkpointed",
+                              error=type(error).__name__)
+            return None
+        checkpoint = RoomCheckpoint(livekit_url=self.request.livekit_url, token=self.request.livekit_token,
+                                    room=self.request.room, session_id=self.request.session_id, key=key,
+                                    snapshot=self._snapshot, room_metadata=self._room_metadata)
+        self.ledger = ToolLedger(self.request.session_id, persist_now=checkpoint.write_now,
+                                 persist_soon=checkpoint.write_soon)
+        return checkpoint
+
+    def _room_metadata(self) -> str | None:
+        try:
+            return self._pipeline.transport._client.room.metadata if self._pipeline else None  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - not connected (yet, or any more)
+            return None
+
+    def _snapshot(self) -> CallCheckpoint:
+        messages = self._pipeline.context.get_messages() if self._pipeline else []
+        skip = next((i for i, m in enumerate(messages) if not (isinstance(m, dict) and m.get("role") == "system")),
+                    len(messages))  # the spec's system prompt: the next worker has it from its own spec
+        return CallCheckpoint(session_id=self.request.session_id, caller=self._caller, metadata=self.metadata,
+                              eval_mode=self.eval_mode, messages=list(messages[skip:]),
+                              tool_calls=list(self.ledger.records), calls_made=self.ledger.calls_made)
+
+    def _checkpoint_soon(self) -> None:
+        if self.checkpoint is not None and self.state.phase == "active":
+            self.checkpoint.write_soon()
+
+    def _restore(self) -> None:
+        """A recovered session takes the call over from its checkpoint (once, as soon as it is in the room)."""
+        if self._restore_tried or not self.request.recovery or self.checkpoint is None or self._pipeline is None:
+            return
+        self._restore_tried = True
+        checkpoint = self.checkpoint.read(self._room_metadata())
+        if checkpoint is None:
+            self._log.info("recovered without a checkpoint: the conversation starts over")
+            return
+        self.restored = checkpoint
+        self.ledger.restore(checkpoint)
+        self.metadata = self.metadata or dict(checkpoint.metadata)
+        if self._caller is None and checkpoint.caller:
+            self._caller = checkpoint.caller
+        if checkpoint.eval_mode and not self.eval_mode:  # the gateway lost it: record the rest of the call
+            self.eval_mode = True
+            spec = self._resources.config.spec
+            recorder = recorder_for(self.request.model_copy(update={"eval_mode": True}), spec,
+                                    self._pipeline.observer)
+            if recorder is not None:
+                self._pipeline.worker.add_observer(recorder)
+        context = self._pipeline.context
+        system = [m for m in context.get_messages() if isinstance(m, dict) and m.get("role") == "system"]
+        context.set_messages(system + self.ledger.repair_messages(checkpoint.messages))
+        self._log.info("conversation restored from the call's checkpoint", messages=len(checkpoint.messages),
+                       tool_calls=len(checkpoint.tool_calls), unconfirmed=len(self.ledger.unconfirmed()),
+                       sequence=checkpoint.sequence)
+
     def _end_overdue(self) -> None:
         if self._task is not None and not self._task.done():
             self._log.warning("session teardown overdue, cancelling it", reason=self._end_reason,
@@ -173,6 +254,7 @@ class Session:
         @transport.event_handler("on_connected")
         async def on_connected(_transport):
             self.state.phase = "active"
+            self._restore()  # before any turn: the first answer already knows the conversation
             transport._client.room.on("local_track_subscribed", lambda _track: self._subscribed.set())
             self._log.info("joined room", identity=self.request.agent_identity,
                            since_dispatch_ms=round((time.monotonic() - self._started) * 1000, 1))
@@ -187,8 +269,18 @@ class Session:
                 self._greeted = True
                 worker.create_task(self._greet(), "greeting")
 
+        aggregators = pipeline.services["aggregators"]
+
+        @aggregators.user().event_handler("on_user_turn_stopped")
+        async def on_caller_turn(_aggregator, _strategy, _message):
+            self._checkpoint_soon()
+
+        @aggregators.assistant().event_handler("on_assistant_turn_stopped")
+        async def on_agent_turn(_aggregator, _message):
+            self._checkpoint_soon()
+
         if self._resources.config.spec.observability.record_transcripts:
-            @pipeline.services["aggregators"].assistant().event_handler("on_assistant_turn_stopped")
+            @aggregators.assistant().event_handler("on_assistant_turn_stopped")
             async def on_agent_said(_aggregator, message):
                 if message.content:
                     pipeline.observer.note_agent_text(message.content)
@@ -226,7 +318,10 @@ class Session:
         except TimeoutError:
             pass
         spec = self._resources.config.spec
+        self._restore()
         line = self._resources.settings.recovery_line if self.request.recovery else spec.greeting
+        if self.request.recovery and self.ledger.unconfirmed():  # a tool was running when the call was cut off
+            line = f"{line} {UNCONFIRMED_LINE}".strip()
         if line and self._pipeline is not None:
             await self._pipeline.worker.queue_frames([TTSSpeakFrame(line)])
             self._log.info("greeting", recovery=self.request.recovery, caller_subscribed=self._subscribed.is_set(),
@@ -240,6 +335,8 @@ class Session:
                 await asyncio.wait_for(self._runner.cancel(self._end_reason), CANCEL_TIMEOUT_S)
             except Exception as error:
                 self._log.warning("session teardown did not finish cleanly", error=str(error)[:300])
+        if self.checkpoint is not None:  # the call is over: nothing left to continue
+            await self.checkpoint.aclose()
         reason: EndReason = self._end_reason or "error"
         duration = time.monotonic() - self._started
         self.state.phase = "ended"
@@ -260,7 +357,9 @@ class Session:
                                   "teardown_ms": round((time.monotonic() - (self._end_asked_at or time.monotonic()))
                                                        * 1000, 1),
                                   "stt": pipeline.stt.provider, "llm": pipeline.llm.provider,
-                                  "tts": pipeline.tts.provider}
+                                  "tts": pipeline.tts.provider, "restored": self.restored is not None}
+        if self.checkpoint is not None:
+            record.update(self.checkpoint.figures.summary())
         if observer is not None:
             observer.call_ended(reason)  # judges the call's last turn (turn outcomes, docs/operations.md)
             usage = observer.usage

@@ -6,7 +6,9 @@ resolved only inside the schema, never fetched) before anything is sent, the URL
 the outbound policy (checked and pinned per connection, redirects re-checked), the call has the tool's
 timeout and a bounded response, and every failure becomes an apology outcome instead of an exception into the
 pipeline. A non-idempotent tool never runs twice for one call id; an idempotent one may retry once when the
-connection failed. Header secrets come from the worker's env (read once) and are never logged.
+connection failed. Every request carries an `Idempotency-Key` (the session's call number when the session gives
+one, voxfleet.worker.tool_ledger: stable across recovery), so a tool server can deduplicate too. Header secrets
+come from the worker's env (read once) and are never logged.
 """
 
 from __future__ import annotations
@@ -350,18 +352,20 @@ class ToolRunner:
         await self._client.aclose()
 
     async def run(self, tool: Tool | str, arguments: Mapping[str, Any] | str | None, *, call_id: str,
-                  on_slow: OnSlow | None = None, scope: str = "") -> ToolOutcome:
+                  on_slow: OnSlow | None = None, scope: str = "", idempotency_key: str | None = None) -> ToolOutcome:
         """Run one tool call. Never raises for the tool's failures; cancelled only by the caller (barge-in on
         an interruptible tool). `on_slow` is awaited once when the call outlasts the tool's filler.afterMs.
 
         A non-idempotent call runs at most once per (scope, tool, call id, arguments): pass the session id as
-        `scope` when the runner serves several sessions, since some OpenAI-compatible servers reuse call ids."""
+        `scope` when the runner serves several sessions, since some OpenAI-compatible servers reuse call ids.
+        `idempotency_key` is the request's `Idempotency-Key` (default: the call id)."""
         name = tool if isinstance(tool, str) else tool.name
         prepared = self._tools.get(name)
+        header_key = idempotency_key or call_id
         if prepared is None:
             return self._finish(name, call_id, 0.0, _ToolFailed("unknown_tool", f"no tool named {name!r}"))
         if prepared.tool.idempotent:
-            return await self._run_once(prepared, arguments, call_id, on_slow)
+            return await self._run_once(prepared, arguments, call_id, on_slow, header_key)
         key = (scope, name, call_id, _fingerprint(arguments))
         running = self._calls.get(key)
         if running is not None:
@@ -370,14 +374,14 @@ class ToolRunner:
             if running.cancelled():
                 return self._outcome_for(_ToolFailed("cancelled", "the call was cancelled"), 0.0)
             return await asyncio.shield(running)
-        task = asyncio.ensure_future(self._run_once(prepared, arguments, call_id, on_slow))
+        task = asyncio.ensure_future(self._run_once(prepared, arguments, call_id, on_slow, header_key))
         self._calls[key] = task
         while len(self._calls) > MAX_REMEMBERED_CALLS:
             self._calls.popitem(last=False)
         return await task
 
     async def _run_once(self, prepared: _PreparedTool, arguments: Mapping[str, Any] | str | None, call_id: str,
-                        on_slow: OnSlow | None) -> ToolOutcome:
+                        on_slow: OnSlow | None, idempotency_key: str) -> ToolOutcome:
         tool = prepared.tool
         started = time.monotonic()
         filler = _Filler(on_slow, tool.filler.after_ms / 1000, tool.name, call_id) if on_slow else None
@@ -398,7 +402,7 @@ class ToolRunner:
             if prepared.refusal is not None:
                 raise _ToolFailed("refused", str(prepared.refusal))
             async with asyncio.timeout(tool.http.timeout_ms / 1000):
-                status, result = await self._send(prepared, values, call_id)
+                status, result = await self._send(prepared, values, call_id, idempotency_key)
             failure = None
         except _ToolFailed as failed:
             failure, status, result = failed, failed.status, None
@@ -413,9 +417,12 @@ class ToolRunner:
                 filler.stop()
         return self._finish(tool.name, call_id, time.monotonic() - started, failure, status, result)
 
-    async def _send(self, prepared: _PreparedTool, values: dict[str, Any], call_id: str) -> tuple[int, Any]:
+    async def _send(self, prepared: _PreparedTool, values: dict[str, Any], call_id: str,
+                    idempotency_key: str) -> tuple[int, Any]:
         tool = prepared.tool
-        headers = {"Idempotency-Key": call_id, **prepared.headers}
+        # Ours last: a spec header of the same name must not take the key a tool server deduplicates on.
+        headers = {name: value for name, value in prepared.headers.items() if name.lower() != "idempotency-key"}
+        headers["Idempotency-Key"] = idempotency_key
         request = {"params": _query_params(values)} if tool.http.method in ("GET", "DELETE") else {"json": values}
         attempts = 2 if tool.idempotent else 1
         for attempt in range(attempts):

@@ -33,11 +33,15 @@ def test_agent_token_carries_kind_grant_and_session_attribute():
     minted = LiveKitTokens(REGIONS).agent("us-east", room="r2", identity="vf-agent.x.pod", session_id="s" * 20,
                                           ttl_seconds=120)
     reference = (api.AccessToken(KEY, SECRET).with_identity("vf-agent.x.pod").with_name("agent").with_kind("agent")
-                 .with_grants(api.VideoGrants(room_join=True, room="r2", agent=True))
+                 .with_grants(api.VideoGrants(room_join=True, room="r2", agent=True, room_admin=True))
                  .with_attributes({SESSION_ATTRIBUTE: "s" * 20}).with_ttl(dt.timedelta(seconds=120)).to_jwt())
     assert _verified(minted.jwt) == _verified(reference)
     assert _verified(minted.jwt).kind == "agent"
     assert EVAL_ATTRIBUTE not in _verified(minted.jwt).attributes
+    # Admin of its own room only (it writes the call's checkpoint into the room's metadata); the caller is not.
+    assert _verified(minted.jwt).video.room_admin and _verified(minted.jwt).video.room == "r2"
+    caller = LiveKitTokens(REGIONS).caller("us-east", room="r2", identity="c", name="c", ttl_seconds=60)
+    assert not _verified(caller.jwt).video.room_admin
 
 
 def test_an_eval_sessions_agent_token_says_so():
