@@ -121,8 +121,10 @@ def test_removing_a_region_drains_its_pool_then_removes_it(operator: OperatorPro
         a, "Progressing").get("reason") == "DrainingRegion")
     assert [r["name"] for r in agent["status"]["regions"]] == ["us-east", "ap-south"]
     # The worker got SIGTERM and keeps its call: the pod stays until the call ends.
-    wait_for("the busy worker to be terminating", lambda: fleet.pool_pods(
-        namespace, "line", "ap-south", include_terminating=True)[0].metadata.deletion_timestamp, timeout=20)
+    # By name: the call may have got the region a worker-loss spare (spareCapacity's default) before the edit.
+    wait_for("the busy worker to be terminating", lambda: next(
+        p for p in fleet.pool_pods(namespace, "line", "ap-south", include_terminating=True)
+        if p.metadata.name == busy.metadata.name).metadata.deletion_timestamp, timeout=20)
     assert fleet.deployment(namespace, "line-ap-south") is not None
     fleet.set_calls(busy, 0)
     wait_for("the drained pool to be removed", lambda: fleet.deployment(namespace, "line-ap-south") is None,
