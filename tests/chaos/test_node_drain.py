@@ -57,9 +57,10 @@ SPEC = {
     "turnDetection": {"detector": "speech-timeout", "vad": {"stopMs": 200}, "timeouts": {"speechTimeoutMs": 300}},
     "intents": [{"name": "hours", "keywords": ["opening hours", "open"], "reply": HOURS}],
     # Two workers, one call: one busy and one idle worker on node X. No spare beyond the buffer, so the test's
-    # pods are exactly the two it reasons about until the drain.
+    # pods are exactly the two it reasons about until the drain. Two slots each: the busy worker still has a
+    # free one, so "no new call lands on it" is its draining at work, not its being full.
     "regions": [{"name": "us-east", "minWorkers": 2, "maxWorkers": 3}],
-    "scaling": {"sessionsPerWorker": 1, "bufferSessions": 1, "spareCapacity": "BufferOnly"},
+    "scaling": {"sessionsPerWorker": 2, "bufferSessions": 1, "spareCapacity": "BufferOnly"},
     "limits": {"maxSessionSeconds": 300, "idleTimeoutSeconds": 120},
 }
 
@@ -253,7 +254,7 @@ async def test_draining_a_node_with_a_live_call_waits_for_the_call_and_cuts_noth
                 # A new call lands elsewhere (on Y, once the replacement worker there is warm), never on X.
                 second = await _new_session(gateway, headers, timeout=180)
                 busy_load = await _load(_pod(core, namespace, busy), namespace)
-                assert busy_load["active"] == 1, busy_load
+                assert (busy_load["active"], busy_load["capacity"]) == (1, 2), busy_load
                 serving_second = [p.metadata.name for p in fleet.ready_pods(namespace, AGENT)
                                   if (await _load(p, namespace))["active"] == 1]
                 assert serving_second and all(_pod(core, namespace, n).spec.node_name == y for n in serving_second)
