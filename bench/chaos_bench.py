@@ -62,6 +62,8 @@ from kubernetes import client  # noqa: E402
 from tests.callers.caller_bot import CallerBot, Recogniser, measure_two_legs  # noqa: E402
 from tests.chaos.gap_meter import GapMeter, percentile  # noqa: E402
 from tests.chaos.worker_kills import kill_worker  # noqa: E402
+from livekit import rtc  # noqa: E402
+
 from tests.crds import install_crds  # noqa: E402
 from tests.gateway import webhook_livekit  # noqa: E402
 from tests.gateway.conftest import session_gateway_env  # noqa: E402
@@ -69,7 +71,7 @@ from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess  # noqa: 
 from tests.gateway.tenant_setup import create_key, key_headers  # noqa: E402
 from tests.operator.fleet import Fleet  # noqa: E402
 from tests.operator.operator_process import OperatorProcess  # noqa: E402
-from voxfleet.api import labels  # noqa: E402
+from voxfleet.api import labels, room_names  # noqa: E402
 from voxfleet.world import binaries, processes  # noqa: E402
 from voxfleet.world.access import Cluster  # noqa: E402
 from voxfleet.world.fault_proxy import FaultProxy  # noqa: E402
@@ -648,68 +650,141 @@ async def livekit_outage(platform: Platform, down_s: float, baseline_s: float) -
 
 # --- a rolling update under load ----------------------------------------------------------------------------------
 
-def serving_pods(caller) -> list[str]:
-    from voxfleet.api import room_names
+class MutedCaller:
+    """A caller on mute: in the room, subscribed to the agent, sending nothing. Most rolling-update calls are these:
+    twenty CallerBots streaming and decoding audio both ways in this process would starve on two shared cores."""
 
-    return [room_names.agent_identity_pod(p.identity) or "" for p in caller.room.remote_participants.values()
-            if room_names.is_agent_identity(p.identity)]
+    def __init__(self, url: str, token: str):
+        self.url, self.token = url, token
+        self.room = rtc.Room()
+
+    async def join(self) -> None:
+        await self.room.connect(self.url, self.token, options=rtc.RoomOptions(auto_subscribe=True))
+
+    async def leave(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.room.disconnect(), 20)
 
 
-async def rolling_update(platform: Platform, calls: int, hold_s: float, new_calls: int) -> dict:
+class WatchedCall:
+    """One call and every agent participant that came or went in its room while the caller was there: the agent
+    that took the call leaving, or another one joining (a recovery), before the hang-up is a cut."""
+
+    def __init__(self, session: dict, speaking: bool):
+        self.session = session
+        self.caller = (CallerBot if speaking else MutedCaller)(session["livekitUrl"], session["token"])
+        self.agent = ""
+        self.changes: list[tuple[float, str, str]] = []
+        self.hung_up_at = math.inf
+
+    async def join(self, timeout: float = 90) -> "WatchedCall":
+        room = self.caller.room
+        room.on("participant_connected", lambda p: self._seen("joined", p.identity))
+        room.on("participant_disconnected", lambda p: self._seen("left", p.identity))
+        await self.caller.join()
+        deadline = time.monotonic() + timeout  # a loaded machine: the worker builds the pipeline, then joins
+        while not (agents := [p.identity for p in room.remote_participants.values()
+                              if room_names.is_agent_identity(p.identity)]):
+            if time.monotonic() > deadline:
+                await self.caller.leave()
+                raise TimeoutError(f"no agent joined within {timeout:.0f} s")
+            await asyncio.sleep(0.2)
+        self.agent = agents[0]
+        self.changes = [c for c in self.changes if c[2] != self.agent]  # its own arrival is no change
+        return self
+
+    def _seen(self, what: str, identity: str) -> None:
+        if room_names.is_agent_identity(identity):
+            self.changes.append((time.monotonic(), what, identity))
+
+    @property
+    def pod(self) -> str:
+        return room_names.agent_identity_pod(self.agent) or ""
+
+    def cut(self) -> bool:
+        return any(at < self.hung_up_at and (identity == self.agent) == (what == "left")
+                   for at, what, identity in self.changes)
+
+    async def hang_up(self) -> None:
+        self.hung_up_at = time.monotonic()
+        await self.caller.leave()
+
+
+async def place_call(platform: Platform, agent: str, *, speaking: bool) -> WatchedCall:
+    status, session = await platform.create_session(agent, timeout=120)  # new workers load models first
+    if status != 201:
+        raise RuntimeError(f"{agent}: session create answered {status}: {session}")
+    return await WatchedCall(session, speaking).join()
+
+
+async def rolling_update(platform: Platform, calls: int, new_calls: int, speak_every: int = 5) -> dict:
+    """``calls`` live calls, a spec change (new greeting), a few callers speaking once the rollout is under way,
+    new calls, then the hang-ups: every call must have stayed with the agent that took it."""
     agent = f"rolling-{uuid.uuid4().hex[:4]}"
-    spec = agent_spec(regions=[{"name": REGION, "minWorkers": 1, "maxWorkers": 12}], per_worker=4, buffer=2)
+    per_worker = 10
+    workers = math.ceil(calls / per_worker) + 1  # what WorkerLoss keeps for that many live calls
+    spec = agent_spec(regions=[{"name": REGION, "minWorkers": workers, "maxWorkers": workers + 1}],
+                      per_worker=per_worker, buffer=1)
     await platform.create_agent(agent, spec)
-    say(f"{agent}: Ready; placing {calls} calls")
-    sessions = []
-    for _ in range(calls):
-        status, session = await platform.create_session(agent, timeout=180)  # the pool grows as calls come
-        if status != 201:
-            raise RuntimeError(f"{agent}: session create answered {status}: {session}")
-        sessions.append(session)
-    async with contextlib.AsyncExitStack() as stack:
-        callers = [await stack.enter_async_context(CallerBot(s["livekitUrl"], s["token"])) for s in sessions]
-        greeted = await asyncio.gather(*(c.wait_for_agent_speech(timeout=90) for c in callers),
-                                       return_exceptions=True)
-        unanswered = sum(1 for g in greeted if isinstance(g, BaseException))
-        old_pods = set((await platform.pool(agent))["ready_names"])
-        before = [serving_pods(c) for c in callers]
-        say(f"{calls} calls live ({unanswered} not greeted) on {len(old_pods)} workers; changing the spec")
+
+    def pods_by_hash() -> dict[str, str]:
+        return {p.metadata.name: (p.metadata.annotations or {}).get(labels.CONFIG_HASH, "")
+                for p in platform.fleet.pool_pods(platform.namespace, agent, include_terminating=True)}
+
+    live: list[WatchedCall] = []
+    fresh: list[WatchedCall] = []
+    try:
+        placed_at = time.monotonic()
+        for batch in range(0, calls, 5):
+            placed = await asyncio.gather(*(place_call(platform, agent, speaking=i % speak_every == 0)
+                                            for i in range(batch, min(calls, batch + 5))), return_exceptions=True)
+            live += [c for c in placed if isinstance(c, WatchedCall)]
+            failures = [c for c in placed if not isinstance(c, WatchedCall)]
+            if failures:
+                raise RuntimeError(f"placing calls: {failures[0]!r}")
+        hashes = await asyncio.to_thread(pods_by_hash)
+        old_pods = {c.pod for c in live}
+        old_hash = {hashes.get(pod, "") for pod in old_pods}
+        say(f"{calls} calls live on {len(old_pods)} workers (placed in {time.monotonic() - placed_at:.0f} s);"
+            f" changing the spec")
         await asyncio.to_thread(platform.fleet.patch_agent, platform.namespace, agent, {"greeting": NEW_GREETING})
         patched_at = time.monotonic()
-        await asyncio.sleep(hold_s)
-        spoken = await asyncio.gather(*(c.say(QUESTION) for c in callers))
-        answers = await asyncio.gather(*(c.wait_for_agent_speech(after=s.voice_ended, timeout=30)
-                                         for c, s in zip(callers, spoken)), return_exceptions=True)
-        after = [serving_pods(c) for c in callers]
-        cut = [i for i, (a, now) in enumerate(zip(answers, after)) if isinstance(a, BaseException) or not now]
-        moved = [i for i, (b, a) in enumerate(zip(before, after)) if b and a and b[-1] != a[-1]]
-        say(f"{hold_s:.0f} s after the change: {len(cut)} calls cut, {len(moved)} moved to another worker")
-        landed_new, new_greeted = 0, 0
+
+        def new_ready() -> list[str]:
+            return [p.metadata.name for p in platform.fleet.ready_pods(platform.namespace, agent)
+                    if (p.metadata.annotations or {}).get(labels.CONFIG_HASH) not in old_hash]
+
+        new_worker_s = await until("a ready worker on the new config", new_ready, timeout=300)
         for _ in range(new_calls):
-            status, session = await platform.create_session(agent, timeout=120)
-            if status != 201:
-                continue
-            async with CallerBot(session["livekitUrl"], session["token"]) as caller:
-                with contextlib.suppress(TimeoutError):
-                    await caller.wait_for_agent_speech(timeout=30)
-                    new_greeted += 1
-                pods = serving_pods(caller)
-                landed_new += 1 if pods and pods[-1] not in old_pods else 0
-            await platform.end_session(session["sessionId"])
-        say(f"new calls during the rollout: {landed_new}/{new_calls} on new workers, {new_greeted} greeted")
-    for session in sessions:
-        await platform.end_session(session["sessionId"])
-    hung_up = time.monotonic()
-    deadline = hung_up + 240
-    while (left := set((await platform.pool(agent))["ready_names"]) & old_pods) and time.monotonic() < deadline:
-        await asyncio.sleep(1.0)
-    rollout_s = round(time.monotonic() - patched_at)
-    await platform.delete_agent(agent)
-    return {"calls": calls, "not_greeted_before": unanswered, "old_workers": len(old_pods), "calls_cut": len(cut),
-            "calls_moved": len(moved), "new_calls": new_calls, "new_calls_on_new_workers": landed_new,
-            "new_calls_greeted": new_greeted, "old_workers_left_after_hang_up": len(left),
-            "old_workers_gone_after_hang_up_s": None if left else round(time.monotonic() - hung_up),
-            "change_to_rollout_done_s": None if left else rollout_s, "hold_s": hold_s}
+            fresh.append(await place_call(platform, agent, speaking=True))
+        hashes = await asyncio.to_thread(pods_by_hash)
+        on_new = sum(1 for c in fresh if hashes.get(c.pod) not in old_hash)
+        speakers = [c for c in live if isinstance(c.caller, CallerBot)]
+        answered = 0
+        for call in speakers:  # one at a time: their answers are judged by ear, not by a log
+            spoken = await call.caller.say(QUESTION)
+            with contextlib.suppress(TimeoutError):
+                await call.caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=40)
+                answered += 1
+        say(f"rollout under way: a new worker ready after {new_worker_s} s, {on_new}/{new_calls} new calls on new"
+            f" workers, {answered}/{len(speakers)} speakers answered; hanging up")
+        hung_up_at = time.monotonic()
+        await asyncio.gather(*(c.hang_up() for c in live + fresh))  # a new call on an old worker holds it too
+        gone_s = await until("every old worker gone after its last call",
+                             lambda: not (old_pods & set(pods_by_hash())), timeout=240)
+        rollout_s = round(time.monotonic() - patched_at) if gone_s is not None else None
+    finally:
+        await asyncio.gather(*(c.hang_up() for c in live + fresh if c.hung_up_at == math.inf),
+                             return_exceptions=True)
+        for c in live + fresh:
+            await platform.end_session(c.session["sessionId"])
+        await platform.delete_agent(agent)
+    cut = [c for c in live + fresh if c.cut()]
+    return {"calls": calls, "old_workers": len(old_pods), "calls_cut": len(cut) + (len(speakers) - answered),
+            "cut_in_room": len(cut), "speakers_unanswered": len(speakers) - answered,
+            "cut_changes": [c.changes for c in cut][:5], "new_calls": new_calls, "new_calls_on_new_workers": on_new,
+            "new_worker_ready_after_change_s": new_worker_s, "old_workers_gone_after_hang_up_s": gone_s,
+            "change_to_rollout_done_s": rollout_s, "hang_up_after_change_s": round(hung_up_at - patched_at)}
 
 
 # --- the transport baseline ---------------------------------------------------------------------------------------
@@ -728,8 +803,7 @@ async def run(platform: Platform, args: argparse.Namespace, results: dict) -> No
     for name, scenario in (("kills", lambda: kills_scenario(platform, "WorkerLoss", args.kills, args.pools)),
                            ("kills-buffer-only", lambda: kills_scenario(platform, "BufferOnly", args.kills,
                                                                         args.pools)),
-                           ("rolling-update", lambda: rolling_update(platform, args.rolling_calls, args.rolling_hold_s,
-                                                                     3)),
+                           ("rolling-update", lambda: rolling_update(platform, args.rolling_calls, 2)),
                            ("operator-outage", lambda: operator_outage(platform, args.operator_down_s, 20.0, 60.0)),
                            ("apiserver-outage", lambda: apiserver_outage(platform, args.apiserver_cut_s, 20.0)),
                            ("livekit-outage", lambda: livekit_outage(platform, args.livekit_down_s, 20.0))):
@@ -815,11 +889,12 @@ def report(results: dict) -> None:
         if "error" in r:
             print(f"\nrolling-update: FAILED {r['error']}")
         else:
-            print(f"\nrolling update with {r['calls']} live calls on {r['old_workers']} workers: {r['calls_cut']} cut,"
-                  f" {r['calls_moved']} moved to another worker; new calls on new workers"
-                  f" {r['new_calls_on_new_workers']}/{r['new_calls']}; old workers gone"
-                  f" {r['old_workers_gone_after_hang_up_s']} s after the hang-ups (still there:"
-                  f" {r['old_workers_left_after_hang_up']})")
+            print(f"\nrolling update with {r['calls']} live calls on {r['old_workers']} workers: {r['calls_cut']} cut"
+                  f" ({r['cut_in_room']} lost or moved their agent, {r['speakers_unanswered']} speakers unanswered);"
+                  f" new calls on new workers {r['new_calls_on_new_workers']}/{r['new_calls']}; a new worker ready"
+                  f" {r['new_worker_ready_after_change_s']} s after the change; old workers gone"
+                  f" {r['old_workers_gone_after_hang_up_s']} s after the hang-ups"
+                  f" ({r['change_to_rollout_done_s']} s from the change)")
     for name in OUTAGES:
         r = results.get(name)
         if not r:
@@ -850,8 +925,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kills", type=int, default=20, help="worker kills per spare-capacity mode")
     parser.add_argument("--pools", type=int, default=2, help="fresh single-worker pools the kills are spread over")
     parser.add_argument("--rolling-calls", type=int, default=20, help="live calls during the rolling update")
-    parser.add_argument("--rolling-hold-s", type=float, default=30.0,
-                        help="seconds the calls stay on after the spec change before each asks a question")
     parser.add_argument("--operator-down-s", type=float, default=60.0, help="seconds the operator is down")
     parser.add_argument("--apiserver-cut-s", type=float, default=30.0, help="seconds the apiserver link is cut")
     parser.add_argument("--livekit-down-s", type=float, default=30.0, help="seconds us-east's LiveKit is down")
