@@ -95,12 +95,15 @@ def test_the_chart_renders_the_same_alerts_as_a_prometheus_rule_promtool_accepts
 
 def _exported_names() -> set[str]:
     """Every metric family and sample name the three components' registries export (in process)."""
+    from voxfleet.gateway.livekit_health import LiveKitHealth
     from voxfleet.gateway.metrics import GatewayMetrics
     from voxfleet.operator.metrics import OperatorMetrics
     from voxfleet.worker.telemetry import metrics as worker_metrics
 
+    gateway = GatewayMetrics()
+    LiveKitHealth({}, gateway.registry)  # the LiveKit probe's metrics live on the gateway's registry too
     names: set[str] = set()
-    for registry in (GatewayMetrics().registry, OperatorMetrics().registry, worker_metrics.REGISTRY):
+    for registry in (gateway.registry, OperatorMetrics().registry, worker_metrics.REGISTRY):
         for family in registry.collect():
             names |= {family.name, f"{family.name}_total" if family.type == "counter" else family.name}
             names |= {f"{family.name}_{suffix}" for suffix in ("bucket", "sum", "count")
