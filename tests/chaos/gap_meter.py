@@ -60,11 +60,13 @@ class GapMeter:
         self.voiced: dict[str, list[float]] = {}  # agent identity -> arrival times of its voiced frames
         self.joined: dict[str, float] = {}  # agent identity -> when its (latest) audio track reached the caller
         self._tasks: dict[str, asyncio.Task] = {}  # by track sid
-        self._streams: list[rtc.AudioStream] = []
+        self._streams: dict[str, rtc.AudioStream] = {}  # by track sid
+        self._closing: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> "GapMeter":
         room: rtc.Room = self.caller.room
         room.on("track_subscribed", self._on_track)
+        room.on("track_unsubscribed", self._on_track_gone)
         for participant in list(room.remote_participants.values()):
             for publication in list(participant.track_publications.values()):
                 if publication.track is not None:
@@ -74,12 +76,13 @@ class GapMeter:
     async def __aexit__(self, *exc) -> None:
         with contextlib.suppress(Exception):
             self.caller.room.off("track_subscribed", self._on_track)
+            self.caller.room.off("track_unsubscribed", self._on_track_gone)
         for task in self._tasks.values():
             task.cancel()
         for task in self._tasks.values():
             with contextlib.suppress(BaseException):
                 await task
-        for stream in self._streams:
+        for stream in self._streams.values():
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
@@ -92,8 +95,18 @@ class GapMeter:
         self.joined[identity] = time.monotonic()
         self.voiced.setdefault(identity, [])
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1, frame_size_ms=FRAME_MS)
-        self._streams.append(stream)
+        self._streams[track.sid] = stream
         self._tasks[track.sid] = asyncio.create_task(self._listen(identity, stream), name=f"gap meter {identity}")
+
+    def _on_track_gone(self, track: rtc.Track, _publication, _participant) -> None:
+        # Stop listening at once: the room's connection reuses a gone track's receiver for the next track (a
+        # recovering agent's), whose audio would otherwise be counted for the departed identity too.
+        task, stream = self._tasks.get(track.sid), self._streams.get(track.sid)
+        if task is not None:
+            task.cancel()
+        if stream is not None:
+            self._closing.add(closing := asyncio.get_running_loop().create_task(stream.aclose()))
+            closing.add_done_callback(self._closing.discard)
 
     async def _listen(self, identity: str, stream: rtc.AudioStream) -> None:
         # Timed on arrival, like the CallerBot's own recording, so both speak of one clock.
