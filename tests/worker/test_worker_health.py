@@ -32,6 +32,12 @@ HOURS = "We are open every day from nine in the morning to six in the evening."
 RECYCLE_MARGIN_MIB = 10
 FAST_SAMPLES = {"VOXFLEET_MEMORY_SAMPLE_SECONDS": "0.5"}
 READY_S = 120.0  # a warm start on a loaded 2-core CI machine
+# "worker exiting" -> process gone took 3.5 s at load average 12 (the interpreter's teardown): bounded loosely,
+# the time printed.
+EXIT_S = 60.0
+# The judgement is "not cut", not speed: a loaded machine (load average 20 while these were written) is allowed
+# slow answers; the timed figures are the realtime call tests' and the benchmarks'.
+GREETING_S, ANSWER_S = 40.0, 20.0
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +62,7 @@ async def hears_the_hours(caller: CallerBot, recogniser: Recogniser) -> bool:
     """Ask for the opening hours (once more if not understood); True when the answer heard is the hours."""
     for _ in range(2):
         spoken = await caller.say("opening hours")
-        answer = await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=10)
+        answer = await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=ANSWER_S)
         if recogniser.contains(answer.pcm, HOURS):
             return True
     return False
@@ -95,7 +101,7 @@ async def test_drain_request_finishes_the_live_call_then_exits(region, tmp_path,
         room = new_room()
         session_id = worker.dispatch(room=room).json()["session"]["sessionId"]
         async with caller_for(region, room) as caller:
-            await caller.wait_for_agent_speech(timeout=20)
+            await caller.wait_for_agent_speech(timeout=GREETING_S)
             first = httpx.post(f"{worker.url}/v1/drain", headers=worker.headers, timeout=5)
             again = httpx.post(f"{worker.url}/v1/drain", headers=worker.headers, timeout=5)
             assert first.status_code == again.status_code == 202, (first.text, again.text)
@@ -108,7 +114,7 @@ async def test_drain_request_finishes_the_live_call_then_exits(region, tmp_path,
             assert worker.get(f"/v1/sessions/{session_id}").json()["phase"] == "active"
             assert metric_value(worker.metrics(), "voxfleet_worker_drains_total", reason="request") == 1.0
             left = time.monotonic()
-        code = worker.wait(CALLER_GONE_S + 15)
+        code = worker.wait(CALLER_GONE_S + EXIT_S)
         print(f"drain request: the worker exited {code} {time.monotonic() - left:.1f} s after its caller left")
         assert code == 0, worker.log_tail()
         requested = [line for line in worker.log_path.read_text().splitlines() if "drain requested" in line]
@@ -125,7 +131,7 @@ async def test_memory_past_the_limit_recycles_the_worker_without_cutting_its_cal
         idle_mib = resident_bytes(measured.process.pid) / MIB
         asked = time.monotonic()
         assert httpx.post(f"{measured.url}/v1/drain", headers=measured.headers, timeout=5).status_code == 202
-        assert measured.wait(15) == 0, measured.log_tail()
+        assert measured.wait(EXIT_S) == 0, measured.log_tail()
         idle_exit_s = time.monotonic() - asked
     finally:
         measured.stop()
@@ -143,7 +149,7 @@ async def test_memory_past_the_limit_recycles_the_worker_without_cutting_its_cal
         room = new_room()
         session_id = worker.dispatch(room=room).json()["session"]["sessionId"]
         async with caller_for(region, room) as caller:
-            await caller.wait_for_agent_speech(timeout=20)
+            await caller.wait_for_agent_speech(timeout=GREETING_S)
             drained_after = await wait_until_draining(worker, timeout=20)
             rss_recycled = resident_bytes(worker.process.pid) / MIB
             takes_no_new_call(worker)
@@ -152,7 +158,7 @@ async def test_memory_past_the_limit_recycles_the_worker_without_cutting_its_cal
             assert worker.get(f"/v1/sessions/{session_id}").json()["phase"] == "active"
             assert metric_value(worker.metrics(), "voxfleet_worker_drains_total", reason="memory") == 1.0
             left = time.monotonic()
-        code = worker.wait(CALLER_GONE_S + 15)
+        code = worker.wait(CALLER_GONE_S + EXIT_S)
         exit_s = time.monotonic() - left
     finally:
         worker.stop()
