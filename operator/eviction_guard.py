@@ -17,7 +17,10 @@ worker pod is marked from its calls, as Agones marks allocated GameServers:
 A busy worker on a node that is leaving (cordoned, as `kubectl drain` does first, or tainted by the cluster
 autoscaler or Karpenter before they evict) is told to drain (`POST /v1/drain`): it takes no new calls (readyz
 503, so the gateway places none there), finishes its live ones and exits; the next sweep sees it idle, marks it
-safe, and the drain's next eviction attempt goes through. A refused eviction with no cordon or taint before it
+safe, and the drain's next eviction attempt goes through. The operator also evicts that one pod itself once its
+process has ended (the eviction API, so budgets still apply): the kubelet restarts a drained worker in place, and
+a restarted worker on a cordoned node would warm up and take calls there before the drain's next attempt. It
+evicts nothing else: a cordon alone moves no idle worker. A refused eviction with no cordon or taint before it
 (the descheduler) is simply refused: the worker keeps serving and moves when idle.
 
 Writes happen only when a mark must change (a call starts on an idle worker, the last one ends), never per
@@ -35,6 +38,7 @@ import structlog
 
 from voxfleet.api import labels
 from voxfleet.kube.errors import KubeApiError, NotFound
+from voxfleet.kube.resources import resource_path
 from voxfleet.operator.cluster_view import PodView
 from voxfleet.operator.load_poller import WorkerCalls
 from voxfleet.operator.runtime import Runtime
@@ -113,10 +117,13 @@ class EvictionGuard:
                 self._written[pod.uid] = (mark, now)
                 self._spawn((pod.uid, "mark"), self._mark(pod, mark, calls.active))
             node = self.rt.view.nodes.get(None, pod.node) if pod.node else None
-            if needs_drain(calls, bool(node and node.leaving)) and now - self._asked.get(pod.uid, -1e9) > \
-                    DRAIN_ASK_AGAIN_SECONDS:
+            leaving = bool(node and node.leaving)
+            if needs_drain(calls, leaving) and now - self._asked.get(pod.uid, -1e9) > DRAIN_ASK_AGAIN_SECONDS:
                 self._asked[pod.uid] = now
                 self._spawn((pod.uid, "drain"), self._drain(pod, calls.active or 0))
+            elif leaving and pod.safe_to_evict == "true" and self._ended.get(pod.uid, -1.0) > self._asked.get(
+                    pod.uid, now):
+                self._spawn((pod.uid, "evict"), self._evict(pod))  # drained by us, its process has ended
         for memory in (self._asked, self._restarts, self._ended, self._written):
             for uid in [uid for uid in memory if uid not in seen]:
                 del memory[uid]
@@ -152,6 +159,24 @@ class EvictionGuard:
         self.rt.metrics.eviction_marks.labels(safe_to_evict=mark).inc()
         log.info("worker marked", namespace=pod.namespace, pod=pod.name, node=pod.node, safe_to_evict=mark,
                  active_sessions=active)
+
+    async def _evict(self, pod: PodView) -> None:
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": pod.name, "namespace": pod.namespace},
+                "deleteOptions": {"preconditions": {"uid": pod.uid}}}
+        try:
+            await self.rt.client.request("POST", resource_path("Pod", pod.namespace, pod.name, "eviction"),
+                                         body=body)
+        except NotFound:
+            return
+        except KubeApiError as error:
+            log.warning("could not evict drained worker", namespace=pod.namespace, pod=pod.name, node=pod.node,
+                        error=str(error)[:300])
+            return
+        self._asked.pop(pod.uid, None)
+        self.rt.metrics.worker_drains.labels(result="evicted").inc()
+        log.info("drained worker evicted: its calls ended and its node is leaving", namespace=pod.namespace,
+                 pod=pod.name, node=pod.node)
 
     async def _drain(self, pod: PodView, active: int) -> None:
         root = self.rt.poller.root_token()

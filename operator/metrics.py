@@ -57,7 +57,8 @@ class OperatorMetrics:
         self.eviction_marks = Counter("voxfleet_operator_eviction_marks_total",
                                       "Changes of a worker pod's safe-to-evict mark.", ["safe_to_evict"], registry=r)
         self.worker_drains = Counter("voxfleet_operator_worker_drain_requests_total",
-                                     "POST /v1/drain sent to busy workers on a cordoned or leaving node.", ["result"],
+                                     "POST /v1/drain sent to busy workers on a cordoned or leaving node (ok, failed), and"
+                                     " such a worker evicted once its process ended (evicted).", ["result"],
                                      registry=r)
         self.leader = Gauge("voxfleet_operator_leader", "1 while this replica holds the Lease.", registry=r)
 
