@@ -78,7 +78,8 @@ from voxfleet.world.fault_proxy import FaultProxy  # noqa: E402
 from voxfleet.world.world import WorldInfo, attach_or_start  # noqa: E402
 
 OUTAGES = ["operator-outage", "apiserver-outage", "livekit-outage"]
-SCENARIOS = ["kills", "kills-buffer-only", "rolling-update", "operator-outage", "apiserver-outage",
+# In the order they run: the LiveKit outage last (it restarts the LiveKit every other scenario uses).
+SCENARIOS = ["kills", "kills-buffer-only", "operator-outage", "apiserver-outage", "rolling-update",
              "livekit-outage"]
 REGION, NEXT_REGION = "us-east", "eu-west"
 GREETING = "Hello, thank you for calling. How can I help you today?"
@@ -346,7 +347,10 @@ async def kill_pool(platform: Platform, mode: str, index: int, kills: int, recog
     """One pool that starts with a single worker; a call on it; ``kills`` kills of whichever worker serves the call
     (a call nobody recovered is replaced by a new one, so every kill is measured)."""
     agent = f"kill-{'spare' if mode == 'WorkerLoss' else 'nospare'}-{index}-{uuid.uuid4().hex[:4]}"
-    spec = agent_spec(regions=[{"name": REGION, "minWorkers": 1, "maxWorkers": 4}], spare=mode)
+    # One worker in us-east, where the calls are; eu-west is there for the last way out (the next region by latency
+    # joins the same room) when neither a spare nor the restarted pod is ready in time.
+    spec = agent_spec(regions=[{"name": REGION, "minWorkers": 1, "maxWorkers": 4},
+                               {"name": NEXT_REGION, "minWorkers": 1, "maxWorkers": 2}], spare=mode)
     started = time.monotonic()
     await platform.create_agent(agent, spec)
     first_pool = await platform.pool(agent)
@@ -800,13 +804,17 @@ async def transport_baseline(platform: Platform) -> dict:
 async def run(platform: Platform, args: argparse.Namespace, results: dict) -> None:
     results["transport_baseline"] = await transport_baseline(platform)
     say(f"transport baseline (caller -> LiveKit -> listener, twice): {results['transport_baseline']}")
-    for name, scenario in (("kills", lambda: kills_scenario(platform, "WorkerLoss", args.kills, args.pools)),
-                           ("kills-buffer-only", lambda: kills_scenario(platform, "BufferOnly", args.kills,
-                                                                        args.pools)),
-                           ("rolling-update", lambda: rolling_update(platform, args.rolling_calls, 2)),
-                           ("operator-outage", lambda: operator_outage(platform, args.operator_down_s, 20.0, 60.0)),
-                           ("apiserver-outage", lambda: apiserver_outage(platform, args.apiserver_cut_s, 20.0)),
-                           ("livekit-outage", lambda: livekit_outage(platform, args.livekit_down_s, 20.0))):
+    scenarios = {
+        "kills": lambda: kills_scenario(platform, "WorkerLoss", args.kills, args.pools),
+        "kills-buffer-only": lambda: kills_scenario(platform, "BufferOnly", args.buffer_only_kills or args.kills,
+                                                    args.pools),
+        "operator-outage": lambda: operator_outage(platform, args.operator_down_s, 20.0, 60.0),
+        "apiserver-outage": lambda: apiserver_outage(platform, args.apiserver_cut_s, 20.0),
+        "rolling-update": lambda: rolling_update(platform, args.rolling_calls, 2),
+        "livekit-outage": lambda: livekit_outage(platform, args.livekit_down_s, 20.0),
+    }
+    for name in SCENARIOS:
+        scenario = scenarios[name]
         if name not in args.only:
             continue
         say(f"==> {name}")
@@ -818,6 +826,8 @@ async def run(platform: Platform, args: argparse.Namespace, results: dict) -> No
             results[name] = {"error": repr(error)[:500]}
         results[name]["wall_s"] = round(time.monotonic() - began)
         say(f"{name} done in {results[name]['wall_s']} s")
+        if args.details:  # what is measured so far survives an interrupted run
+            args.details.write_text(json.dumps(results, indent=1, sort_keys=True))
 
 
 def ratios(results: dict) -> dict:
@@ -923,6 +933,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", default=",".join(SCENARIOS),
                         help=f"comma-separated scenarios (default all): {', '.join(SCENARIOS)}")
     parser.add_argument("--kills", type=int, default=20, help="worker kills per spare-capacity mode")
+    parser.add_argument("--buffer-only-kills", type=int, default=0,
+                        help="kills with spareCapacity BufferOnly (default: as --kills)")
     parser.add_argument("--pools", type=int, default=2, help="fresh single-worker pools the kills are spread over")
     parser.add_argument("--rolling-calls", type=int, default=20, help="live calls during the rolling update")
     parser.add_argument("--operator-down-s", type=float, default=60.0, help="seconds the operator is down")
