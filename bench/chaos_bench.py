@@ -335,12 +335,13 @@ async def wait_for_quiet(meter: GapMeter, quiet_s: float = QUIET_BEFORE_KILL_S, 
 
 
 def caller_outcome(killed: str, answered: str | None, regions: dict[str, str]) -> str:
-    """Who answered, as the caller tells it: the names R1's gateway metric uses."""
+    """Who answered, as the caller tells it: the names R1's gateway metric uses. The region is the call's
+    (us-east), not the killed worker's: a call already carried to eu-west that comes home counts as same_region."""
     if answered is None:
         return "not_recovered"
     if answered == killed:
         return "restarted_worker"
-    return "same_region" if regions.get(answered, REGION) == regions.get(killed, REGION) else "other_region"
+    return "same_region" if regions.get(answered) == REGION else "other_region"
 
 
 async def kill_pool(platform: Platform, mode: str, index: int, kills: int, recogniser: Recogniser) -> dict:
