@@ -162,6 +162,8 @@ class GatewayRuntime:
 
     async def close_room(self, region: str, room: str) -> None:
         """Best effort: the caller is dropped from a session that was ended (the worker already left)."""
+        if not self.livekit_health.is_up(region):
+            return  # its LiveKit does not answer: the DELETE must not wait out the Twirp timeout for nothing
         try:
             await self.rooms.delete_room(region, room)
         except Exception as error:  # noqa: BLE001 - LiveKit may have closed it already

@@ -6,9 +6,10 @@ The shared world's servers are never stopped (other tests run beside them): a fa
 Workers are stand-ins (tests/gateway/standin_worker.py: the worker's control API, no pipeline), so what is judged
 is the platform's answer (session creates, /readyz, metrics, Deployment sizes), not audio: no `realtime` mark.
 
-- A region's LiveKit down: sessions go to the next region by latency (201 there), /readyz says which region is
-  down and stays ready, voxfleet_gateway_livekit_up{region} is 0; back when it answers again. Every region down:
-  503 livekit_unavailable and /readyz 503.
+- A region's LiveKit partitioned away: sessions go to the next region by latency (201 there), /readyz says which
+  region is down and stays ready, voxfleet_gateway_livekit_up{region} is 0, ending a session there does not wait
+  on the dead server; back when it answers again. Every region's LiveKit cut: 503 livekit_unavailable and /readyz
+  503.
 - kube-apiserver down for 30 s (and a 10 s partition): every session create succeeds from the gateway's caches,
   /readyz stays 200, and what changed in the cluster meanwhile (a new worker, a new API key) is seen after.
 - The operator down (SIGKILL, 30 s here; the chaos benchmark runs the full minute): every session create succeeds,
@@ -153,11 +154,14 @@ def test_a_regions_livekit_down_sends_calls_to_the_next_region_and_readyz_says_s
         assert before.status_code == 201 and before.json()["region"] == "us-east", before.text
         assert before.json()["livekitUrl"] == proxies["us-east"].url_for(livekit["us-east"].url)
         assert metric(gateway.metrics(), "voxfleet_gateway_livekit_up", region="us-east") == 1
-        http.delete(f"/v1/sessions/{before.json()['sessionId']}")
 
-        proxies["us-east"].cut()  # the server's process, as the gateway and callers see it: gone
+        proxies["us-east"].blackhole()  # a partition: the probes hang to their timeout, nothing refuses
         _, detected = wait_until("us-east's LiveKit seen down", lambda: _livekit_state(gateway, "us-east") == "down",
-                                 timeout=30)
+                                 timeout=45)
+        started = time.monotonic()
+        ended = http.delete(f"/v1/sessions/{before.json()['sessionId']}")  # its room's LiveKit is unreachable
+        delete_seconds = time.monotonic() - started
+        assert ended.status_code == 204 and delete_seconds < 3, (ended.status_code, delete_seconds)
         status, body = readyz(gateway.url)
         assert status == 200 and body["status"] == "degraded", body  # one region works: still ready
         assert body["regions"]["eu-west"]["livekit"] == "up"
@@ -182,8 +186,9 @@ def test_a_regions_livekit_down_sends_calls_to_the_next_region_and_readyz_says_s
         assert after.status_code == 201 and after.json()["region"] == "us-east", after.text
         http.delete(f"/v1/sessions/{after.json()['sessionId']}")
         assert readyz(gateway.url)[1]["status"] == "ready"
-    print(f"us-east LiveKit cut: seen down after {detected:.1f} s, {len(during)}/{len(during)} calls placed in"
-          f" eu-west meanwhile; back up {recovered:.1f} s after it answered again")
+    print(f"us-east LiveKit partitioned: seen down after {detected:.1f} s, {len(during)}/{len(during)} calls placed"
+          f" in eu-west meanwhile, a us-east session ended in {delete_seconds:.2f} s; back up {recovered:.1f} s after"
+          f" it answered again")
 
 
 def test_every_regions_livekit_down_is_503_and_not_ready_until_one_answers(livekit_stack):
