@@ -959,6 +959,9 @@ def main(argv: list[str]) -> int:
     try:
         platform.start()
         asyncio.run(run(platform, args, results))
+    except KeyboardInterrupt:  # Ctrl-C: what was measured so far is still reported
+        results["interrupted"] = True
+        say("interrupted: reporting the scenarios that finished")
     finally:
         platform.stop()
         if world is not None:
