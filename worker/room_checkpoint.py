@@ -82,6 +82,7 @@ class RoomCheckpoint:
         self._writer: asyncio.Task | None = None
         self._http: aiohttp.ClientSession | None = None
         self._refused_metadata = False
+        self._denied = False  # a token without roomAdmin (minted by an older gateway): stop asking, once warned
         self.figures = WriteFigures()
 
     # -- reading (the recovering worker) ---------------------------------------------------------------------
@@ -147,6 +148,8 @@ class RoomCheckpoint:
                 await self._write()
 
     async def _write(self) -> bool:
+        if self._denied:
+            return False
         current = self._room_metadata() or ""
         try:
             data = json.loads(current) if current else {}
@@ -168,6 +171,8 @@ class RoomCheckpoint:
                 self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WRITE_TIMEOUT_S))
             async with self._http.post(self._url, json={"room": self._room, "metadata": metadata},
                                        headers={"Authorization": f"Bearer {self._token}"}) as reply:
+                if reply.status in (401, 403):
+                    self._denied = True
                 if reply.status != 200:
                     # Twirp's error body names the code (e.g. permission_denied); never the token.
                     detail = (await reply.text())[:200]
