@@ -210,8 +210,14 @@ class WorkerRegistry:
         async def refresh(worker: Worker) -> None:
             async with limit:
                 report = await client.load(worker.ip, timeout=min(1.0, period))
-            if report is not None and self.by_uid.get(worker.uid) is worker:
+            if self.by_uid.get(worker.uid) is not worker:
+                return
+            if report is not None:
                 self.note_load(worker, report)
+            else:
+                # Unanswered: ordered last until it answers again. While the Pod watch is down (an apiserver
+                # outage) this is how a worker that died stops being every new session's first try.
+                self.note_full(worker)
 
         while True:
             await asyncio.sleep(period)

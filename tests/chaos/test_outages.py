@@ -11,7 +11,8 @@ is the platform's answer (session creates, /readyz, metrics, Deployment sizes), 
   on the dead server; back when it answers again. Every region's LiveKit cut: 503 livekit_unavailable and /readyz
   503.
 - kube-apiserver down for 30 s (and a 10 s partition): every session create succeeds from the gateway's caches,
-  /readyz stays 200, and what changed in the cluster meanwhile (a new worker, a new API key) is seen after.
+  also while a worker it cannot see crash and restart; /readyz stays 200, and what changed in the cluster
+  meanwhile (a new worker, a new API key) is seen after.
 - The operator down (SIGKILL, 30 s here; the chaos benchmark runs the full minute): every session create succeeds,
   the Deployment keeps its size, and the restarted operator changes it only as far as the load asks, once.
 """
@@ -233,8 +234,8 @@ def apiserver_stack(kube, world, platform_namespace, logs, livekit, pods):
     assert proxy.accepted > 0  # its watches really come through the proxy
     tenant = create_tenant(kube, platform_namespace, allowed_regions=["us-east", "eu-west"])
     put_agent(gateway, tenant, ["us-east", "eu-west"])
-    standin_pool(kube, pods, tenant, {"us-east": 2}, slots=4)
-    yield gateway, tenant, proxy
+    workers = standin_pool(kube, pods, tenant, {"us-east": 2}, slots=4)
+    yield gateway, tenant, proxy, workers
     proxy.stop()
     gateway.stop()
     delete_tenant(kube, tenant)
@@ -243,7 +244,7 @@ def apiserver_stack(kube, world, platform_namespace, logs, livekit, pods):
 @pytest.mark.parametrize("fault,seconds", [("cut", 30), ("blackhole", 10)])
 def test_sessions_are_placed_from_the_caches_while_the_apiserver_is_away_and_changes_are_seen_after(
         apiserver_stack, kube, pods, platform_namespace, fault, seconds):
-    gateway, tenant, proxy = apiserver_stack
+    gateway, tenant, proxy, workers = apiserver_stack
     with httpx.Client(base_url=gateway.url, headers=tenant.headers(), timeout=15) as http:
         warm = first_session(http, callerRegion="us-east")
         assert warm.status_code == 201, warm.text
@@ -253,6 +254,10 @@ def test_sessions_are_placed_from_the_caches_while_the_apiserver_is_away_and_cha
         if fault == "cut":
             wait_until("the gateway's watches seen broken", lambda: not all(
                 w["healthy"] for w in readyz(gateway.operational_url)[1]["watches"].values()), timeout=30)
+            # A worker crashes (and restarts) where the gateway cannot see it: its dispatches fail over.
+            crashed = worker_pods.wait_ready(kube, tenant.namespace, workers["us-east"][:1])
+            httpx.post(f"http://{next(iter(crashed.values()))}:8080/test/crash",
+                       headers=worker_pods.worker_headers(tenant.namespace), timeout=5)
         # Made while the gateway cannot hear: a worker in another region and a new API key.
         eu_worker = worker_pods.standin_pod(pods, tenant=tenant.name, agent=AGENT, region="eu-west", slots=4)
         worker_pods.create(kube, tenant.namespace, [eu_worker])
@@ -296,7 +301,13 @@ def test_sessions_are_placed_from_the_caches_while_the_apiserver_is_away_and_cha
         wait_until("every watch healthy again", lambda: all(
             w["healthy"] for w in readyz(gateway.operational_url)[1]["watches"].values()), timeout=30)
         worker_pods.delete(kube, tenant.namespace, eu_worker["metadata"]["name"], grace_seconds=0)
-    print(f"apiserver {fault} for {seconds} s: {ok}/{len(results)} session creates succeeded, /readyz 200 throughout;"
+        if fault == "cut":  # the crash was real: its container restarted while the gateway could not see it
+            with kube.api_client() as api:
+                core = client.CoreV1Api(api)
+                wait_until("the crashed worker's restart", lambda: core.read_namespaced_pod(
+                    workers["us-east"][0], tenant.namespace).status.container_statuses[0].restart_count >= 1, 30)
+    print(f"apiserver {fault} for {seconds} s{' (a worker crashed in it)' if fault == 'cut' else ''}: {ok}/{len(results)}"
+          f" session creates succeeded, /readyz 200 throughout;"
           f" a worker made during it took a call {seen_after:.1f} s after the link healed")
 
 
