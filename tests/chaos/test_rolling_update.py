@@ -111,7 +111,9 @@ def stack(kube, platform_namespace, livekit, world, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tenant(kube, stack, platform_namespace):
     _, fleet, _ = stack
-    name, namespace = fleet.create_tenant("roll", allowedRegions=["us-east"])
+    # The default quota of 20 concurrent sessions would refuse the new calls placed beside the 20 live ones.
+    name, namespace = fleet.create_tenant("roll", allowedRegions=["us-east"],
+                                          quotas={"maxConcurrentSessions": CALLS + NEW_CALLS + 5})
     fleet.wait_tenant_ready(name)
     key = create_key(kube, platform_namespace, name)
     return name, namespace, key_headers(key)  # a failing test's traceback shows this fixture: never the key
