@@ -313,6 +313,21 @@ class Platform:
             return {}
 
 
+@contextlib.asynccontextmanager
+async def bounded_exit(context, timeout: float = 30.0):
+    """``async with context`` whose exit may take at most ``timeout``: a caller whose room connection broke (seen:
+    a signal ping timeout on a loaded machine) can hang closing its audio streams, and one stuck call must not
+    stop the whole run."""
+    entered = await context.__aenter__()
+    try:
+        yield entered
+    finally:
+        try:
+            await asyncio.wait_for(context.__aexit__(None, None, None), timeout)
+        except (asyncio.TimeoutError, Exception) as error:  # noqa: BLE001 - leave it behind, say so
+            say(f"  closing {type(context).__name__} took over {timeout:.0f} s or failed ({type(error).__name__})")
+
+
 def _http_ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1).status_code == 200
@@ -384,7 +399,8 @@ async def kill_call(platform: Platform, agent: str, kills: int, single_start: in
     audio: list[bytes | None] = []
     continued = None
     deadline_s = DEADLINE_MS / 1000
-    async with CallerBot(session["livekitUrl"], session["token"]) as caller, GapMeter(caller) as meter:
+    async with bounded_exit(CallerBot(session["livekitUrl"], session["token"])) as caller, \
+            bounded_exit(GapMeter(caller)) as meter:
         await caller.wait_for_agent_speech(timeout=30)
         await asyncio.sleep(3.0)  # the operator's load poll (1 s) sees the live call before the pool is judged
         for _ in range(kills):
