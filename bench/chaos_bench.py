@@ -460,8 +460,6 @@ async def kills_scenario(platform: Platform, mode: str, kills: int, pools: int) 
     return {
         "spare_capacity": mode, "kills": len(records), "pools": len(results),
         "gap": gap_summary(gaps), "gap_first_kill_of_single_worker_pool": gap_summary(first),
-        "gap_since_last_audio": gap_summary([r["gap_since_last_audio_s"] for r in records
-                                             if r.get("gap_since_last_audio_s") is not None]),
         "recovered_within_deadline": sum(1 for r in records if r["within_deadline"]),
         "outcomes_heard": outcomes,
         "outcomes_gateway_metrics": counts_since(before, platform.recovery_metrics()),
