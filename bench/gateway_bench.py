@@ -563,7 +563,8 @@ def main(argv: list[str]) -> int:
                 "gateway_p50_ms": ms(statistics.median(via)), "gateway_p99_ms": ms(percentile(via, 99)),
                 "gateway_inside_mean_ms": ms(inside), "gateway_dispatch_mean_ms": ms(dispatch),
                 "gateway_own_mean_ms": ms(inside - dispatch), "samples": n}
-            # uvloop, as the gateway and the workers run: the load generator shares the CPUs it measures.
+            # uvloop for the load generator (it shares the CPUs it measures, so its own loop should cost little);
+            # the gateway itself runs the standard asyncio loop (gateway/main.py says why).
             results[f"sustained_{kind}"] = uvloop.run(sustained(bench, allocating, agent, args.seconds,
                                                                 args.concurrency, release_sessions=agent == REAL))
             print(f"[bench] {kind} workers done", file=sys.stderr, flush=True)
