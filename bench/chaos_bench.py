@@ -950,7 +950,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kills", type=int, default=20, help="worker kills per spare-capacity mode")
     parser.add_argument("--buffer-only-kills", type=int, default=0,
                         help="kills with spareCapacity BufferOnly (default: as --kills)")
-    parser.add_argument("--pools", type=int, default=2, help="fresh single-worker pools the kills are spread over")
+    parser.add_argument("--pools", type=int, default=4, help="fresh single-worker pools the kills are spread over")
     parser.add_argument("--rolling-calls", type=int, default=20, help="live calls during the rolling update")
     parser.add_argument("--operator-down-s", type=float, default=60.0, help="seconds the operator is down")
     parser.add_argument("--apiserver-cut-s", type=float, default=30.0, help="seconds the apiserver link is cut")
