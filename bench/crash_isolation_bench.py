@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.worker_bench import start_livekit  # noqa: E402
+from worker_bench import start_livekit  # noqa: E402 - a sibling script (bench/ is on sys.path)
 from tests.callers.caller_bot import CallerBot, mint_token  # noqa: E402
 from tests.worker.worker_harness import WorkerUnderTest, offline_spec  # noqa: E402
 

@@ -4,6 +4,7 @@ stand-in worker processes on the pod runner's nodes."""
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from kubernetes import client
@@ -133,7 +134,8 @@ def test_removing_a_region_drains_its_pool_then_removes_it(operator: OperatorPro
     fleet.wait_agent(namespace, "line", "only us-east left in status", lambda a: [
         r["name"] for r in a["status"]["regions"]] == ["us-east"], timeout=10)
     said = fleet.wait_normal_events(namespace, "line", "DrainingRegion", "RegionDrained")
-    assert said["DrainingRegion"][0].startswith("ap-south left the spec: its 1 worker(s) stop taking calls")
+    # 1 or 2 workers: the worker-loss spare the call asked for may have been started before the edit.
+    assert re.match(r"ap-south left the spec: its [12] worker\(s\) stop taking calls", said["DrainingRegion"][0])
     assert said["RegionDrained"] == ["ap-south: every call ended, its pool is removed (x1)"]
 
 
