@@ -18,7 +18,6 @@ Printed: how long the drain waited (from its start and from the hang-up), the id
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import random
@@ -33,6 +32,7 @@ from kubernetes import client
 
 from tests.callers.caller_bot import CallerBot, Recogniser
 from tests.chaos.gap_meter import GapMeter
+from tests.gateway import real_worker_platform
 from tests.gateway.conftest import livekit_regions, session_gateway_env
 from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess
 from tests.gateway.tenant_setup import create_key, key_headers
@@ -114,13 +114,8 @@ def nodes(kube, world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def platform_namespace(kube, installed_crds):
-    name = kube.new_namespace("vfdrain")
-    with kube.api_client() as api:
-        client.CoreV1Api(api).create_namespaced_secret(name, {
-            "metadata": {"name": "voxfleet-worker-token"},
-            "data": {"token": base64.b64encode(WORKER_TOKEN.encode()).decode()}})
-    yield name
-    kube.delete_namespace(name)
+    with real_worker_platform.platform_namespace(kube, "vfdrain") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

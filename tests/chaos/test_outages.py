@@ -19,7 +19,6 @@ is the platform's answer (session creates, /readyz, metrics, Deployment sizes), 
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -33,9 +32,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.gateway import worker_pods
+from tests.gateway import real_worker_platform, worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env
-from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess
+from tests.gateway.gateway_process import GatewayProcess
 from tests.gateway.tenant_setup import create_key, create_tenant, delete_tenant, key_headers
 from tests.operator.fleet import Fleet
 from tests.operator.operator_process import OperatorProcess
@@ -88,14 +87,8 @@ def first_session(http: httpx.Client, timeout: float = 20, **body) -> httpx.Resp
 
 @pytest.fixture(scope="module")
 def platform_namespace(kube, installed_crds):
-    """The platform namespace, with the root worker token an operator reads (the gateway gets the same root)."""
-    name = kube.new_namespace("vfout")
-    with kube.api_client() as api:
-        client.CoreV1Api(api).create_namespaced_secret(name, {
-            "metadata": {"name": "voxfleet-worker-token"},
-            "data": {"token": base64.b64encode(WORKER_TOKEN.encode()).decode()}})
-    yield name
-    kube.delete_namespace(name)
+    with real_worker_platform.platform_namespace(kube, "vfout") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,12 @@ Each prints its gap (kill -> first agent audio heard), the pod that answered and
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import sys
 import time
-import uuid
 
 import httpx
 import pytest
-from kubernetes import client
 from livekit import api as lk_api
 from livekit import rtc
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,12 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.callers.caller_bot import CallerBot, Recogniser
 from tests.chaos.gap_meter import GapMeter
 from tests.chaos.worker_kills import kill_worker
-from tests.gateway import webhook_livekit
-from tests.gateway.conftest import livekit_regions, session_gateway_env
-from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess
+from tests.gateway import real_worker_platform
 from tests.gateway.tenant_setup import create_key, key_headers
-from tests.operator.fleet import Fleet
-from tests.operator.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.world, pytest.mark.realtime, pytest.mark.timeout(480)]
 
@@ -75,13 +67,8 @@ def agent_spec(regions: list[str], deadline_ms: int) -> dict:
 
 @pytest.fixture(scope="module")
 def platform_namespace(kube, installed_crds):
-    name = kube.new_namespace("vfchaos")
-    with kube.api_client() as api:
-        client.CoreV1Api(api).create_namespaced_secret(name, {
-            "metadata": {"name": "voxfleet-worker-token"},
-            "data": {"token": base64.b64encode(WORKER_TOKEN.encode()).decode()}})
-    yield name
-    kube.delete_namespace(name)
+    with real_worker_platform.platform_namespace(kube, "vfchaos") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -89,26 +76,9 @@ def stack(kube, platform_namespace, livekit, world, tmp_path_factory):
     """A gateway (us-east on a LiveKit of its own that sends it webhooks, eu-west on the world's) and an operator
     running real workers."""
     logs = tmp_path_factory.mktemp("chaos-logs")
-    gateway = GatewayProcess(kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace,
-                             log_path=logs / "gateway.log")
-    lk = webhook_livekit.start(webhook_url=f"{gateway.url}/livekit/webhook/us-east", state_dir=logs,
-                               world_id=world.world_id)
-    regions = livekit_regions(livekit)
-    regions["us-east"] = {"url": lk.url, "apiUrl": lk.http_url, "apiKey": lk.api_key, "apiSecret": lk.api_secret}
-    gateway.env.update(session_gateway_env(VOXFLEET_REGIONS=json.dumps(regions)))
-    gateway.start()
-    shard = f"s{uuid.uuid4().hex[:8]}"
-    operator = OperatorProcess(
-        kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace, shard=shard,
-        log_path=logs / "operator.log",
-        extra_env={"VOXFLEET_WORKER_COMMAND": json.dumps([sys.executable, "-m", "voxfleet.cli", "worker"])}).start()
-    with kube.api_client() as api:
-        fleet = Fleet(api, shard, platform_namespace)
+    with real_worker_platform.gateway_and_operator(kube, platform_namespace, livekit, world, logs) as (
+            gateway, lk, fleet):
         yield gateway, lk, fleet, logs
-        fleet.delete_everything()
-    operator.stop()
-    gateway.stop()
-    lk.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,28 +12,19 @@ allocates sessions on them; a caller bot in the LiveKit room judges what it hear
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import signal
 import statistics
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
-from kubernetes import client
 from livekit import api as lk_api
 
 from tests.callers.caller_bot import CallerBot, Recogniser, mint_token
-from tests.gateway import webhook_livekit
-from tests.gateway.conftest import livekit_regions, session_gateway_env
-from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess
+from tests.chaos.worker_kills import kill_worker
+from tests.gateway import real_worker_platform
 from tests.gateway.tenant_setup import create_key, key_headers
-from tests.operator.fleet import Fleet
-from tests.operator.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.world, pytest.mark.timeout(600)]
 
@@ -56,39 +47,17 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def platform_namespace(kube, installed_crds):
-    name = kube.new_namespace("vfe2e")
-    with kube.api_client() as api:
-        client.CoreV1Api(api).create_namespaced_secret(name, {
-            "metadata": {"name": "voxfleet-worker-token"},
-            "data": {"token": base64.b64encode(WORKER_TOKEN.encode()).decode()}})
-    yield name
-    kube.delete_namespace(name)
+    with real_worker_platform.platform_namespace(kube, "vfe2e") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
 def stack(kube, platform_namespace, livekit, world, tmp_path_factory):
     """Gateway (us-east on a LiveKit that sends it webhooks) and an operator running real workers."""
     logs = tmp_path_factory.mktemp("e2e-logs")
-    gateway = GatewayProcess(kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace,
-                             log_path=logs / "gateway.log")
-    lk = webhook_livekit.start(webhook_url=f"{gateway.url}/livekit/webhook/us-east", state_dir=logs,
-                               world_id=world.world_id)
-    regions = livekit_regions(livekit)
-    regions["us-east"] = {"url": lk.url, "apiUrl": lk.http_url, "apiKey": lk.api_key, "apiSecret": lk.api_secret}
-    gateway.env.update(session_gateway_env(VOXFLEET_REGIONS=json.dumps(regions)))
-    gateway.start()
-    shard = f"s{uuid.uuid4().hex[:8]}"
-    operator = OperatorProcess(
-        kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace, shard=shard,
-        log_path=logs / "operator.log",
-        extra_env={"VOXFLEET_WORKER_COMMAND": json.dumps([sys.executable, "-m", "voxfleet.cli", "worker"])}).start()
-    with kube.api_client() as api:
-        fleet = Fleet(api, shard, platform_namespace)
+    with real_worker_platform.gateway_and_operator(kube, platform_namespace, livekit, world, logs) as (
+            gateway, lk, fleet):
         yield gateway, lk, fleet, logs
-        fleet.delete_everything()
-    operator.stop()
-    gateway.stop()
-    lk.stop()
 
 
 @pytest.fixture(scope="module")
@@ -162,21 +131,6 @@ async def test_a_sip_style_room_gets_a_worker_that_greets(stack, tenant, ready_a
         assert recogniser.contains(greeting.pcm, GREETING), recogniser.recognise(greeting.pcm)
 
 
-def _worker_pid(pod: str) -> int:
-    """The `voxfleet worker` process the pod runner started for ``pod`` (found by its downward-API env)."""
-    marker = f"VOXFLEET_POD_NAME={pod}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0") \
-                    and b"worker" in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no worker process for pod {pod}")
-
-
 def _serving_pod(caller: CallerBot) -> str | None:
     agents = [p.identity for p in caller.room.remote_participants.values() if p.identity.startswith("vf-agent.")]
     return agents[-1].split(".", 2)[2] if agents else None
@@ -210,8 +164,7 @@ async def test_killing_the_serving_worker_the_caller_hears_the_recovery_line(sta
                 assert time.monotonic() < deadline, "no other ready worker to recover to"
                 await asyncio.sleep(0.5)
             await asyncio.sleep(1.0)  # mid-call, not mid-greeting
-            killed_at = time.monotonic()
-            os.kill(_worker_pid(pod), signal.SIGKILL)
+            killed_at = kill_worker(pod)
             started, pcm = await _heard(caller, after=killed_at, seconds=4.0)  # the line lasts ~3.4 s
             gaps.append(started - killed_at)
             # Half of the line's words, in order: PocketSphinx on eSpeak's voice loses some words even on clean
