@@ -78,6 +78,15 @@ INVALID_AGENTS: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.scaling.sessionsPerWorker", "greater than or equal to 1"]),
     ("bad-memory-quantity", _agent(worker={"resources": {"limits": {"memory": "lots"}}}),
      ["spec.worker.resources.limits.memory", "should match"]),
+    # issue 24: a recovery kept looking for minutes, an unknown spare policy, a recycle limit below any worker
+    ("recovery-deadline-too-long", _agent(recovery={"deadlineMs": 120001}),
+     ["spec.recovery.deadlineMs", "less than or equal to 120000"]),
+    ("recovery-deadline-too-short", _agent(recovery={"deadlineMs": 999}),
+     ["spec.recovery.deadlineMs", "greater than or equal to 1000"]),
+    ("unknown-spare-capacity", _agent(scaling={"spareCapacity": "EveryWorkerTwice"}),
+     ["spec.scaling.spareCapacity", "Unsupported value"]),
+    ("memory-recycle-too-low", _agent(limits={"memoryRecycleMb": 1}),
+     ["spec.limits.memoryRecycleMb", "greater than or equal to 128"]),
 ]
 
 # The float and `...Secs` forms of early v1alpha1 (api.voiceagent.RENAMED_FIELDS): under strict field validation

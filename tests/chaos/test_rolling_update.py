@@ -31,7 +31,6 @@ from livekit import rtc
 
 from tests.callers.caller_bot import CallerBot, Recogniser
 from tests.gateway import real_worker_platform
-from tests.gateway.tenant_setup import create_key, key_headers
 from tests.operator.fleet import Fleet
 from voxfleet.api import labels, room_names
 
@@ -83,11 +82,8 @@ def stack(kube, platform_namespace, livekit, world, tmp_path_factory):
 def tenant(kube, stack, platform_namespace):
     _, fleet, _ = stack
     # The default quota of 20 concurrent sessions would refuse the new calls placed beside the 20 live ones.
-    name, namespace = fleet.create_tenant("roll", allowedRegions=["us-east"],
-                                          quotas={"maxConcurrentSessions": CALLS + NEW_CALLS + 5})
-    fleet.wait_tenant_ready(name)
-    key = create_key(kube, platform_namespace, name)
-    return name, namespace, key_headers(key)  # a failing test's traceback shows this fixture: never the key
+    return real_worker_platform.tenant_with_key(kube, fleet, platform_namespace, "roll", allowedRegions=["us-east"],
+                                                quotas={"maxConcurrentSessions": CALLS + NEW_CALLS + 5})
 
 
 async def start_session(gateway, headers) -> dict:

@@ -32,7 +32,6 @@ from tests.callers.caller_bot import CallerBot, Recogniser
 from tests.chaos.gap_meter import GapMeter
 from tests.chaos.worker_kills import kill_worker
 from tests.gateway import real_worker_platform
-from tests.gateway.tenant_setup import create_key, key_headers
 
 pytestmark = [pytest.mark.world, pytest.mark.realtime, pytest.mark.timeout(480)]
 
@@ -84,10 +83,8 @@ def stack(kube, platform_namespace, livekit, world, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tenant(kube, stack, platform_namespace):
     _, _, fleet, _ = stack
-    name, namespace = fleet.create_tenant("chaos", allowedRegions=["us-east", "eu-west"])
-    fleet.wait_tenant_ready(name)
-    key = create_key(kube, platform_namespace, name)
-    return name, namespace, key_headers(key)  # a failing test's traceback shows this fixture: never the key
+    return real_worker_platform.tenant_with_key(kube, fleet, platform_namespace, "chaos",
+                                                allowedRegions=["us-east", "eu-west"])
 
 
 @pytest.fixture(scope="module")

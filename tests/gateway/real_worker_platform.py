@@ -23,6 +23,7 @@ from kubernetes import client
 from tests.gateway import webhook_livekit
 from tests.gateway.conftest import livekit_regions, session_gateway_env
 from tests.gateway.gateway_process import WORKER_TOKEN, GatewayProcess
+from tests.gateway.tenant_setup import KeyHeaders, create_key, key_headers
 from tests.operator.fleet import Fleet
 from tests.operator.operator_process import OperatorProcess
 
@@ -66,3 +67,11 @@ def gateway_and_operator(kube, namespace: str, livekit, world, logs: Path
         operator.stop()
         gateway.stop()
         lk.stop()
+
+
+def tenant_with_key(kube, fleet: Fleet, platform_namespace: str, prefix: str, **spec) -> tuple[str, str, KeyHeaders]:
+    """A Ready Tenant and an API key for it: (name, namespace, headers); the headers print redacted, so a failing
+    test's traceback showing this fixture never shows the key."""
+    name, namespace = fleet.create_tenant(prefix, **spec)
+    fleet.wait_tenant_ready(name)
+    return name, namespace, key_headers(create_key(kube, platform_namespace, name))
