@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.security import secret_ledger
+from tests.world.waiting import wait_for
 from voxfleet.api.tenant import PLURAL
 from voxfleet.api.voiceagent import GROUP, VERSION
 from voxfleet.gateway import keys_cli
@@ -79,3 +80,10 @@ def delete_tenant(kube: Cluster, tenant: TenantUnderTest) -> None:
     with kube.api_client() as api, contextlib.suppress(client.exceptions.ApiException):
         client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, PLURAL, tenant.name)
     kube.delete_namespace(tenant.namespace)
+
+
+def wait_until_served(http, timeout: float = 15.0) -> None:
+    """Until the gateway knows the client's key and its Tenant: both arrive through the gateway's informers,
+    a moment after they were written, and a request in between gets 401/403."""
+    wait_for("the gateway to serve the new tenant's key",
+             lambda: http.get("/v1/agents").status_code not in (401, 403), timeout=timeout, interval=0.1)

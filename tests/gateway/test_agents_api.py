@@ -13,7 +13,7 @@ from kubernetes import client
 
 from tests.api.invalid_resources import INVALID_AGENTS, VALID_AGENT_SPEC
 from tests.gateway.conftest import start_gateway
-from tests.gateway.tenant_setup import create_tenant, delete_tenant
+from tests.gateway.tenant_setup import create_tenant, delete_tenant, wait_until_served
 from voxfleet.api.voiceagent import GROUP, PLURAL, VERSION
 from voxfleet.gateway import agent_writes
 from voxfleet.kube.client import KubeClient
@@ -42,6 +42,7 @@ def tenant(kube, platform_namespace):
 @pytest.fixture
 def api(gateway, tenant):
     with httpx.Client(base_url=gateway.url, headers=tenant.headers(), timeout=10) as http:
+        wait_until_served(http)
         yield http
 
 
