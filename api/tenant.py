@@ -41,6 +41,23 @@ class Quotas(ApiModel):
                                          " reports QuotaExceeded.")
     max_worker_memory: str = _quantity("8Gi", "The most memory one worker container may ask for or be limited"
                                               " to (the namespace's LimitRange).")
+    monthly_minutes: int | None = Field(default=None, ge=0, le=100_000_000,
+                                        description="Call minutes per calendar month (UTC) over all agents; a"
+                                                    " session create past it is refused with 429 naming this"
+                                                    " limit and when it resets. Unset: no limit.")
+    monthly_spend_cents: int | None = Field(default=None, ge=0, le=10_000_000_000,
+                                            description="Spend per calendar month (UTC) in cents of the"
+                                                        " platform's currency, priced by the platform's price"
+                                                        " list; a session create past it is refused with 429."
+                                                        " Unset: no limit.")
+
+
+class History(ApiModel):
+    """What the platform keeps of the tenant's calls (reports, transcripts) and for how long."""
+
+    retention_days: int = Field(default=30, ge=1, le=3650,
+                                description="Days a call's record (its report and transcript) is kept after the"
+                                            " call started; older records are deleted from the database.")
 
 
 class TenantSpec(ApiModel):
@@ -66,6 +83,7 @@ class TenantSpec(ApiModel):
                                                                     "maxLength": 63},
                                                           "x-kubernetes-list-type": "set"})
     quotas: Quotas = Field(default_factory=Quotas, description="Resource quotas.")
+    history: History = Field(default_factory=History, description="Call history retention.")
 
     @model_validator(mode="after")
     def _unique(self) -> "TenantSpec":

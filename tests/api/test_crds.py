@@ -81,6 +81,8 @@ def _spec_fields():
 
 DURATION_WORDS = re.compile(r"(Timeout|Delay|Wait|Duration|Interval|Period|Deadline|Grace|After|Start|Stop)"
                             r"|(Secs?|Seconds|Ms|Millis|Milliseconds|Minutes|Hours)$")
+# Amounts counted in a billing unit, not durations of anything the platform waits for (docs/api-conventions.md).
+BILLED_AMOUNTS = {"monthlyMinutes"}
 
 
 def test_no_float_fields_in_any_spec() -> None:
@@ -97,7 +99,8 @@ def test_every_duration_is_an_integer_named_by_its_unit() -> None:
     durations, wrong = [], []
     for path, node in _spec_fields():
         name = path.rsplit(".", 1)[-1]
-        if not DURATION_WORDS.search(name) or node.get("type") in ("object", "array", "boolean"):
+        if (not DURATION_WORDS.search(name) or node.get("type") in ("object", "array", "boolean")
+                or name in BILLED_AMOUNTS):
             continue
         durations.append(name)
         if node.get("type") != "integer" or not re.search(r"[a-z](Seconds|Ms)$", name):
