@@ -68,9 +68,11 @@ dev: setup
 	$(BIN)/voxfleet dev
 
 # Two phases: everything in parallel, then the tests that time audio in a LiveKit room, alone (see
-# tests/conftest.py REALTIME_MODULES); then a scan of every log the run wrote for every secret it minted
-# (tests/security/log_scan.py). All three always run; the target fails if any did. The run folder keeps each
-# phase's logs and pytest's captured output (JUnit XML) for the scan, and for reading after a failure.
+# tests/conftest.py REALTIME_MODULES); a test that failed gets one rerun, alone, and passes the run only as a
+# test named FLAKY in the output (tests/rerun_failed.py; more than 5 failures are not rerun); then a scan of
+# every log the run wrote for every secret it minted (tests/security/log_scan.py). All always run; the target
+# fails if any did. The run folder keeps each phase's logs and pytest's captured output (JUnit XML) for the
+# scan, and for reading after a failure.
 test: setup chromium
 	@run=$$(mktemp -d /tmp/voxfleet-run-XXXXXX); touch $$run/started; export VOXFLEET_TEST_RUN_DIR=$$run; \
 	status=0; \
@@ -80,6 +82,7 @@ test: setup chromium
 	echo "==> phase 2/2: real-time call tests, one at a time"; \
 	$(BIN)/pytest -p no:xdist -m realtime --durations=15 --basetemp=$$run/phase2 \
 		--junitxml=$$run/phase2-junit.xml -o junit_logging=all tests || status=1; \
+	if [ $$status != 0 ]; then $(BIN)/python -m tests.rerun_failed $$run && status=0; fi; \
 	echo "==> no secret in any log of the run ($$run)"; \
 	$(BIN)/python -m tests.security.log_scan $$run || status=1; \
 	exit $$status

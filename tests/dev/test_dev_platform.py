@@ -193,13 +193,20 @@ def _check_playground(printed: dict[str, str], tmp_path: Path) -> None:
             assert 100 < ttfa_ms < 15000
             print(f"playground: TTFA {ttfa_ms} ms measured in the page")
             # Both sides' live transcript, as the worker publishes it: the agent's answer and the caller's line.
+            # The fake microphone asks again every loop of its file (about 24 s), as a caller who was not
+            # understood would: a question the browser's audio processing garbled once gets a second chance.
             try:
                 page.wait_for_function("[...document.querySelectorAll('#transcript li.agent')].some("
-                                       "li => li.textContent.includes('open every day'))", timeout=15000)
+                                       "li => li.textContent.includes('open every day'))", timeout=45000)
                 page.wait_for_function("document.querySelectorAll('#transcript li.caller').length > 0",
                                        timeout=15000)
+            except Exception:
+                raise AssertionError(f"the answer never showed in the page's transcript: {_page_state(page)}"
+                                     ) from None
             finally:
                 page.screenshot(path=str(ARTIFACTS / "playground-call.png"), full_page=True, timeout=120000)
+            lines = page.evaluate("window.voxfleetPlayground.transcript()")
+            print(f"playground transcript: {[(line['role'], line['text'][:60]) for line in lines]}")
             page.click("#hangup")
             page.wait_for_function("document.querySelector('#status').textContent === 'You hung up.'", timeout=10000)
             assert page.is_enabled("#call")
@@ -232,7 +239,9 @@ def _page_state(page) -> dict:
     return page.evaluate("({status: document.querySelector('#status').textContent,"
                          " message: document.querySelector('#message').textContent,"
                          " levels: window.voxfleetPlayground.levels(), audio: window.voxfleetPlayground.audioState(),"
-                         " session: window.voxfleetPlayground.session()})")
+                         " session: (s => s && {room: s.room, region: s.region})(window.voxfleetPlayground.session()),"
+                         " turns: window.voxfleetPlayground.turns(),"
+                         " transcript: window.voxfleetPlayground.transcript()})")
 
 
 def _add_agent_without_workers(printed: dict[str, str]) -> None:
