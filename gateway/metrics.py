@@ -52,3 +52,21 @@ class GatewayMetrics:
         self.workers = Gauge(
             "voxfleet_gateway_workers", "Worker pods the gateway sees, by tenant, agent, region and readiness.",
             ["tenant", "agent", "region", "ready"], registry=r)
+        # Usage as billed: counted when a call's end is recorded in the database (gateway/call_reports.py), priced
+        # by the gateway's price list (gateway/pricing.py); the same figures as GET /v1/usage, for dashboards.
+        self.call_seconds = Counter(
+            "voxfleet_gateway_call_seconds", "Call time of ended sessions as billed, by tenant and agent.",
+            ["tenant", "agent"], registry=r)
+        self.call_cost_micros = Counter(
+            "voxfleet_gateway_call_cost_micros",
+            "Cost of ended sessions in micro-units of the price list's currency, by tenant and agent.",
+            ["tenant", "agent"], registry=r)
+        self.monthly_limit_refusals = Counter(
+            "voxfleet_gateway_monthly_limit_refusals",
+            "Session creates refused because the tenant reached a monthly limit (quotas.monthlyMinutes or"
+            " quotas.monthlySpendCents), by tenant and limit.", ["tenant", "limit"], registry=r)
+
+    def count_call_usage(self, *, tenant: str, agent: str, call_ms: int, cost_micros: int) -> None:
+        """One ended call's billed time and cost; call it once the transaction that recorded them committed."""
+        self.call_seconds.labels(tenant=tenant, agent=agent).inc(call_ms / 1000)
+        self.call_cost_micros.labels(tenant=tenant, agent=agent).inc(cost_micros)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic.alias_generators import to_camel
 
 from voxfleet.api.settings import PlatformSettings
+from voxfleet.gateway.pricing import PriceList
 
 # `make playground` builds it here in a source checkout; installed packages point the setting at their copy.
 _SOURCE_PLAYGROUND = Path(__file__).resolve().parents[1] / "playground" / "dist"
@@ -93,6 +94,11 @@ class GatewaySettings(PlatformSettings):
                     " the load balancer's rotation.")
     access_log: bool = Field(default=False, description="One log line per request (route templates only, never"
                                                         " query strings or headers).")
+    prices: PriceList = Field(
+        default_factory=PriceList,
+        description="The platform's price list (JSON, camelCase names; the chart's gateway.prices): what a call costs"
+                    " the tenant, in micro-units of one currency (gateway/pricing.py). Cost in reports and"
+                    " GET /v1/usage, and quotas.monthlySpendCents, are priced with it.")
     playground_dir: Path | None = Field(
         default_factory=lambda: _SOURCE_PLAYGROUND if _SOURCE_PLAYGROUND.is_dir() else None,
         description="The built browser playground, served at /playground/ (default: playground/dist of a source"
