@@ -6,6 +6,10 @@
 - ``livekit``: dict region -> LiveKitRegion (``url``, ``http_url``, ``api_key``, ``api_secret``): us-east, eu-west.
 - ``pods``: voxfleet.world.access.RunnerPool: runner node names per region, ``placement(region)`` for a pod spec,
   ``log_path(namespace, pod, container)``.
+- ``postgres``: voxfleet.world.postgres.PostgresInfo of a real PostgreSQL (``admin_url``): the world's at
+  $VOXFLEET_WORLD_DIR when it has one, else a private server per test process (xdist worker) under its basetemp.
+- ``database``: the URL of a fresh database on it with every migration applied (``alembic upgrade heads``),
+  dropped after the test.
 
 One world serves the whole run, also under pytest-xdist: the first worker starts it (under a file lock, in a
 folder keyed by xdist's testrunuid), the others attach, the last to finish stops it. If VOXFLEET_WORLD_DIR names a
@@ -30,6 +34,7 @@ import pytest
 
 from voxfleet.world.access import Cluster, RunnerPool
 from voxfleet.world.livekit import LiveKitRegion
+from voxfleet.world.postgres import PostgresInfo
 from voxfleet.world.shared import SharedWorld
 from voxfleet.world.world import World, WorldInfo
 
@@ -102,6 +107,39 @@ def installed_crds(kube: Cluster) -> None:
     from tests.crds import install_crds
 
     install_crds(kube)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresInfo]:
+    from voxfleet.world import postgres as pg
+
+    configured = os.environ.get("VOXFLEET_WORLD_DIR")
+    if configured and World(Path(configured)).running():
+        info = WorldInfo.load(Path(configured))
+        if info.postgres:
+            yield PostgresInfo(**info.postgres)  # the world's: used, never stopped
+            return
+    state = tmp_path_factory.mktemp("postgres")
+    server = pg.PostgresServer(state, log_dir=state / "logs").start()
+    try:
+        yield server.info
+    finally:
+        server.stop()
+        server.remove_data()
+
+
+@pytest.fixture
+def database(postgres: PostgresInfo) -> Iterator[str]:
+    from voxfleet.store import migrations_runner
+    from voxfleet.world import postgres as pg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = pg.create_database(postgres.admin_url, name)
+    try:
+        migrations_runner.upgrade(url)
+        yield url
+    finally:
+        pg.drop_database(postgres.admin_url, name)
 
 
 # Modules whose assertions are timings heard in a LiveKit room (TTFA, barge-in, silence gaps). On a 2-core machine a

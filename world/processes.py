@@ -44,14 +44,16 @@ class Server:
 
 
 def start(name: str, argv: list[str], *, log_dir: Path, world_id: str, env: dict[str, str] | None = None,
-          cwd: Path | None = None, pass_fds: tuple[int, ...] = ()) -> Server:
+          cwd: Path | None = None, pass_fds: tuple[int, ...] = (), user: str | None = None) -> Server:
+    """``user``: run as that user (PostgreSQL refuses to run as root)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     full_env = dict(os.environ if env is None else env)
     full_env[MARKER_ENV] = world_id
     with open(log, "ab") as out:
         popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=full_env,
-                                 cwd=cwd, start_new_session=True, pass_fds=pass_fds)
+                                 cwd=cwd, start_new_session=True, pass_fds=pass_fds, user=user,
+                                 group=user, extra_groups=[] if user else None)
     return Server(name, popen.pid, log, popen)
 
 

@@ -1,5 +1,6 @@
 """The test world: a real Kubernetes control plane with kwok nodes in three regions, a pod runner that runs the
-voice pool's pods as real processes, and two livekit-servers, all on 127.0.0.1.
+voice pool's pods as real processes, two livekit-servers and a PostgreSQL server (the gateway's store), all on
+127.0.0.1.
 
 ``World(state_dir).start()`` brings it up and writes ``<state_dir>/world.json`` (ports, URLs, pids, kubeconfig),
 so any other process can ``World.attach(state_dir)``; ``stop()`` ends every process it started (by process
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,8 +25,9 @@ from voxfleet.kube.backoff import NO_RETRY
 from voxfleet.kube.blocking import BlockingKubeClient
 from voxfleet.kube.errors import KubeApiError
 
-from . import binaries, certs, control_plane, kwok, livekit, processes, topology
+from . import binaries, certs, control_plane, kwok, livekit, postgres, processes, topology
 from .livekit import LiveKitRegion
+from .postgres import PostgresInfo, PostgresServer
 from .pod_runner import READY_FILE
 from .processes import Server, ServerFailed
 
@@ -57,6 +60,13 @@ class WorldInfo:
     started_at: float = 0.0
     start_seconds: float = 0.0
     binaries: dict[str, str] = field(default_factory=dict)
+    # PostgresInfo as a dict (admin user, password, port); None in a world.json written before worlds had one.
+    postgres: dict | None = None
+
+    @property
+    def postgres_admin_url(self) -> str | None:
+        """postgresql+asyncpg://voxfleet:<password>@127.0.0.1:<port>/postgres (holds the password: never print)."""
+        return PostgresInfo(**self.postgres).admin_url if self.postgres else None
 
     def livekit_regions(self) -> dict[str, LiveKitRegion]:
         return {r["region"]: LiveKitRegion(**r) for r in self.livekit}
@@ -143,6 +153,12 @@ class World:
         lk_regions, lk_servers = livekit.start(binary=bins["livekit-server"], state_dir=self.state_dir,
                                                world_id=world_id, regions=self.livekit_regions)
         self.servers += lk_servers
+        # PostgreSQL neither: initdb and its start run in a thread beside the control plane's.
+        database = PostgresServer(self.state_dir / "postgres", log_dir=logs, world_id=world_id)
+        database_failure: list[BaseException] = []
+        database_thread = threading.Thread(target=_start_catching, args=(database, database_failure),
+                                           name="world-postgres")
+        database_thread.start()
         progress("starting etcd and kube-apiserver")
         cp = control_plane.start(bins=bins, pki=pki, state_dir=self.state_dir, world_id=world_id)
         self.servers += cp.servers
@@ -174,6 +190,12 @@ class World:
             livekit.wait_ready(lk_regions, lk_servers)
         finally:
             rest.close()
+            database_thread.join()
+            if database.server is not None:
+                self.servers.append(database.server)
+        if database_failure:
+            raise database_failure[0]
+        progress(f"PostgreSQL ready on 127.0.0.1:{database.info.port}")
 
         def by_region(kind: str) -> dict[str, list[str]]:
             grouped: dict[str, list[str]] = {r: [] for r in topology.REGIONS}
@@ -188,7 +210,7 @@ class World:
             runner_nodes=by_region(topology.RUNNER), simulated_nodes=by_region(topology.SIMULATED),
             pods_dir=str(self.state_dir / "pods"), pids={s.name: s.pid for s in self.servers},
             logs_dir=str(logs), slot=slot, started_at=time.time(),
-            binaries={name: str(b.path) for name, b in bins.items()})
+            binaries={name: str(b.path) for name, b in bins.items()}, postgres=asdict(database.info))
 
     def _reset_state_dir(self) -> None:
         # Only what a previous world left: never remove a folder that isn't one of ours.
@@ -217,6 +239,8 @@ class World:
         except FileNotFoundError:
             return 0.0
         _stop_in_order(info.pids, info.world_id)
+        if info.postgres:
+            _remove_postgres_data(PostgresInfo(**info.postgres), self.state_dir)
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
         shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)  # 60+ MB of preallocated WAL; logs stay
         self.info = None
@@ -241,12 +265,28 @@ def _stop_in_order(pids: dict[str, int], world_id: str) -> None:
     """Clients before servers: the pod runner first (it ends the containers it started, which live in their own
     sessions), then everything that talks to the apiserver, then the apiserver, then etcd. Stopped the other way
     round, etcd and the apiserver each wait seconds for clients that retry."""
+    if "postgres" in pids:  # SIGINT, its fast shutdown: the SIGTERM below would wait for every client to leave
+        postgres.stop_pid(pids["postgres"], timeout=5)
     tiers = [["pod-runner"], None, ["kube-apiserver"], ["etcd"]]
     rest = [name for name in pids if not any(name in t for t in tiers if t)]
     for tier in tiers:
         names = rest if tier is None else [n for n in tier if n in pids]
         processes.stop_groups([pids[n] for n in names], timeout=8 if tier == ["pod-runner"] else 3)
     processes.kill_marked(world_id)
+
+
+def _start_catching(database: PostgresServer, failure: list[BaseException]) -> None:
+    try:
+        database.start()
+    except BaseException as error:  # noqa: BLE001 - raised in the world's own thread after the join
+        failure.append(error)
+
+
+def _remove_postgres_data(info: PostgresInfo, state_dir: Path) -> None:
+    """Its data (in a folder of its own under /tmp when the world ran as root); the logs stay."""
+    server = PostgresServer(state_dir / "postgres", log_dir=state_dir / "logs")
+    server.info = info
+    server.remove_data()
 
 
 def _node_ready(node: dict) -> bool:
