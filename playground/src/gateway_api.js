@@ -17,6 +17,10 @@ const HINTS = {
   429: 'The gateway is rate-limiting this tenant; wait a moment and try again.',
 };
 
+// 503s that mean "no free worker"; other codes (no database, say) are explained by the gateway's own message.
+const CAPACITY_CODES = new Set(['no_capacity', 'livekit_unavailable']);
+const OWN_MESSAGE_CODES = new Set(['monthly_limit_reached', 'database_not_configured', 'usage_unavailable']);
+
 async function request(method, path, apiKey, body) {
   let response;
   try {
@@ -38,13 +42,15 @@ async function request(method, path, apiKey, body) {
     const retryAfter = response.headers.get('Retry-After');
     const code = payload.code || 'error';
     let message;
-    if (response.status === 503) {
+    if (response.status === 503 && (!payload.code || CAPACITY_CODES.has(payload.code))) {
       message = 'No capacity: no warm worker of this agent has a free slot right now'
         + (retryAfter ? `; try again in ${retryAfter} s.` : '; try again shortly.');
+    } else if (payload.message && OWN_MESSAGE_CODES.has(code)) {
+      message = payload.message; // it says which limit or what is missing, and when it resets
     } else {
       message = HINTS[response.status] || `The gateway answered ${response.status}.`;
     }
-    if (payload.message && response.status !== 503) message += ` (${payload.message})`;
+    if (payload.message && response.status !== 503 && !OWN_MESSAGE_CODES.has(code)) message += ` (${payload.message})`;
     throw new GatewayError(response.status, code, message, retryAfter);
   }
   return payload;
@@ -63,4 +69,20 @@ export async function startSession(apiKey, agent) {
   }
   return { sessionId: body.sessionId || body.id || '', room: body.room, url, token: body.token,
            region: body.region || '' };
+}
+
+// The tenant's recent calls, newest first (GET /v1/sessions: live and ended, without their reports).
+export async function listSessions(apiKey, limit) {
+  const body = await request('GET', `/v1/sessions?limit=${encodeURIComponent(limit)}`, apiKey);
+  return body.items || [];
+}
+
+// One call with its report once it ended (and its transcript when the agent records transcripts).
+export async function getSession(apiKey, sessionId) {
+  return request('GET', `/v1/sessions/${encodeURIComponent(sessionId)}`, apiKey);
+}
+
+// The current month's usage and limits (GET /v1/usage with its default period).
+export async function getUsage(apiKey) {
+  return request('GET', '/v1/usage', apiKey);
 }

@@ -1,7 +1,8 @@
 // The playground page: pick an agent, Call (microphone first, then a session from the gateway, then the LiveKit
 // room), hear the agent, watch both sides' transcript and each turn's TTFA, Hang up.
 import { Room, RoomEvent, Track, createLocalAudioTrack } from 'livekit-client';
-import { GatewayError, listAgents, startSession } from './gateway_api.js';
+import { GatewayError, getSession, getUsage, listAgents, listSessions, startSession } from './gateway_api.js';
+import { RECENT_LIMIT, callRow, monthLine, reportView } from './recent_calls.js';
 import { TOPIC, FINAL_ATTRIBUTE, SEGMENT_ATTRIBUTE, Transcript, roleOf } from './transcripts.js';
 import { TurnTimer } from './turn_timer.js';
 
@@ -20,7 +21,89 @@ window.voxfleetPlayground = {
   session: () => call.session,
   levels: () => JSON.parse(JSON.stringify(levels)),
   audioState: () => (call.audioContext ? call.audioContext.state : 'none'),
+  recentCalls: () => recent.rows.map((row) => ({ ...row })),
+  shownReport: () => recent.shown,
 };
+
+// The tenant's recent calls (GET /v1/sessions) and the report of the one clicked (GET /v1/sessions/{id}).
+const recent = { rows: [], shown: null, currency: '', refreshTimers: [] };
+
+function cell(text) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  return td;
+}
+
+async function refreshRecent() {
+  if (!apiKey()) return;
+  const hint = $('recent-hint');
+  try {
+    const usage = await getUsage(apiKey()).catch(() => null); // the month's line is a bonus, never a failure
+    if (usage) {
+      recent.currency = usage.currency || '';
+      $('month-usage').textContent = monthLine(usage);
+    }
+    const items = await listSessions(apiKey(), RECENT_LIMIT);
+    recent.rows = items.map((item) => callRow(item, recent.currency));
+    $('recent-calls').replaceChildren(...recent.rows.map((row) => {
+      const tr = document.createElement('tr');
+      tr.dataset.sessionId = row.sessionId;
+      tr.tabIndex = 0;
+      tr.append(cell(row.time), cell(row.agent), cell(row.duration), cell(row.endReason), cell(row.ttfa),
+        cell(row.cost));
+      tr.addEventListener('click', () => showReport(row.sessionId, tr));
+      tr.addEventListener('keydown', (event) => { if (event.key === 'Enter') showReport(row.sessionId, tr); });
+      return tr;
+    }));
+    hint.textContent = recent.rows.length ? 'Click a call to see its report.' : 'No calls yet.';
+  } catch (error) {
+    hint.textContent = `Recent calls are not available: ${error.message}`;
+  }
+}
+
+function scheduleRecentRefresh() {
+  // A call's report reaches the gateway a moment after the call ends: look again shortly, then once more.
+  for (const timer of recent.refreshTimers.splice(0)) window.clearTimeout(timer);
+  for (const delay of [1500, 6000]) recent.refreshTimers.push(window.setTimeout(refreshRecent, delay));
+}
+
+async function showReport(sessionId, row) {
+  for (const other of document.querySelectorAll('#recent-calls tr.selected')) other.classList.remove('selected');
+  row.classList.add('selected');
+  const panel = $('call-report');
+  try {
+    const view = reportView(await getSession(apiKey(), sessionId));
+    recent.shown = view;
+    $('call-report-title').textContent = view.title;
+    $('call-report-facts').replaceChildren(...view.facts.flatMap(([label, value]) => {
+      const dt = document.createElement('dt');
+      dt.textContent = label;
+      const dd = document.createElement('dd');
+      dd.textContent = value;
+      return [dt, dd];
+    }));
+    $('call-report-turns').hidden = !view.turns.length;
+    $('call-report-turns').querySelector('tbody').replaceChildren(...view.turns.map((turn) => {
+      const tr = document.createElement('tr');
+      tr.append(cell(String(turn.index)), cell(turn.ttfa), cell(turn.interrupted), cell(turn.outcome));
+      return tr;
+    }));
+    $('call-report-tools').replaceChildren(...view.toolCalls.map((text) => {
+      const li = document.createElement('li');
+      li.textContent = text;
+      return li;
+    }));
+    $('call-report-transcript').replaceChildren(...view.transcript.map((text) => {
+      const li = document.createElement('li');
+      li.textContent = text;
+      return li;
+    }));
+    $('call-report-transcript').hidden = !view.transcript.length;
+    panel.hidden = false;
+  } catch (error) {
+    showMessage(error.message);
+  }
+}
 
 function countLevel(side, rms) {
   levels[side].blocks += 1;
@@ -233,11 +316,14 @@ async function endCall(statusText) {
   $('agent-level').value = 0;
   setInCall(false);
   setStatus(statusText);
+  scheduleRecentRefresh();
 }
 
 $('api-key').value = initialKey();
-$('api-key').addEventListener('change', refreshAgents);
+$('api-key').addEventListener('change', () => { refreshAgents(); refreshRecent(); });
 $('refresh').addEventListener('click', refreshAgents);
+$('recent-refresh').addEventListener('click', refreshRecent);
 $('call').addEventListener('click', startCall);
 $('hangup').addEventListener('click', () => endCall('You hung up.'));
 refreshAgents();
+refreshRecent();
