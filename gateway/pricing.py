@@ -29,21 +29,26 @@ _THOUSAND_SCALE = _MS_PER_MINUTE // _PER_THOUSAND
 _MAX_PRICE = 1_000_000_000  # 1,000 units of the currency per minute or per thousand: a typo, not a price, above
 
 
-def _price(default: int, description: str) -> int:
-    return Field(default=default, ge=0, le=_MAX_PRICE, description=f"{description} (micro-units of the currency).")
+def _price(default: int, description: str, alias: str | None = None) -> int:
+    return Field(default=default, ge=0, le=_MAX_PRICE, alias=alias,
+                 description=f"{description} (micro-units of the currency).")
 
 
 class PriceList(BaseModel):
     """Prices in micro-units (millionths) of `currency`; 0 makes a unit free."""
 
+    # "1k" stays lower-case in the JSON names (to_camel would write "1K"): the chart's values use them as written.
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code every price is in.")
     platform_per_minute_micros: int = _price(10_000, "Per minute of call time on the platform")
     stt_per_minute_micros: int = _price(4_300, "Per minute of caller audio sent to speech-to-text")
-    llm_prompt_per_1k_tokens_micros: int = _price(150, "Per thousand LLM prompt (input) tokens")
-    llm_completion_per_1k_tokens_micros: int = _price(600, "Per thousand LLM completion (output) tokens")
-    tts_per_1k_characters_micros: int = _price(30_000, "Per thousand characters sent to text-to-speech")
+    llm_prompt_per_1k_tokens_micros: int = _price(150, "Per thousand LLM prompt (input) tokens",
+                                                  alias="llmPromptPer1kTokensMicros")
+    llm_completion_per_1k_tokens_micros: int = _price(600, "Per thousand LLM completion (output) tokens",
+                                                      alias="llmCompletionPer1kTokensMicros")
+    tts_per_1k_characters_micros: int = _price(30_000, "Per thousand characters sent to text-to-speech",
+                                                 alias="ttsPer1kCharactersMicros")
 
     def cost_micros(self, usage: CallUsage, call_ms: int) -> int:
         """What one call costs, in micro-units of `currency`: exact integers, rounded once (half up)."""
