@@ -20,6 +20,7 @@ from voxfleet.gateway.livekit_webhooks import router as webhooks_router
 from voxfleet.gateway.playground_files import mount_playground
 from voxfleet.gateway.secrets_api import router as secrets_router
 from voxfleet.gateway.sessions_api import router as sessions_router
+from voxfleet.gateway.usage_api import router as usage_router
 from voxfleet.gateway.request_limits import BodySizeLimit, RequestRecorder
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.settings import GatewaySettings
@@ -46,6 +47,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     app.include_router(secrets_router)  # write-only: names and keys come back, values never
     app.include_router(sessions_router)
     app.include_router(eval_results_router)  # GET /v1/sessions/{id}/eval (voxfleet eval)
+    app.include_router(usage_router)  # GET /v1/usage: by agent and day, and the month's limits
     app.include_router(webhooks_router)
 
     _add_health(app)  # load balancers probe the port they send traffic to
