@@ -28,8 +28,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voxfleet.api.call_report import WorkerCallReport
 from voxfleet.api.wire import DispatchRequest, DispatchResponse, ErrorBody, LoadReport, SessionState
 from voxfleet.telemetry.tracing import context_from_traceparent
+from voxfleet.worker.call_report import report_routes
 from voxfleet.worker.eval_record import eval_routes
 from voxfleet.worker.slots import SlotRefused
 from voxfleet.worker.telemetry.metrics import REGISTRY
@@ -53,6 +55,7 @@ class WorkerControl(Protocol):
 
     def dispatch(self, request: DispatchRequest) -> tuple[SessionState, bool]: ...
     def session(self, session_id: str) -> SessionState | None: ...
+    def call_report(self, session_id: str) -> WorkerCallReport | None: ...
     async def end_session(self, session_id: str) -> SessionState | None: ...
     def load(self) -> LoadReport: ...
     def request_drain(self, reason: str) -> LoadReport: ...
@@ -196,6 +199,8 @@ def build_app(worker: WorkerControl, token: str) -> FastAPI:
         return JSONResponse(state.to_wire(), status_code=202 if state.phase != "ended" else 200)
 
     app.include_router(eval_routes(worker, require_token))  # GET /v1/sessions/{id}/eval (voxfleet eval)
+    # GET /v1/sessions/{id}/report: the end-of-call report the gateway stores (voxfleet.worker.call_report)
+    app.include_router(report_routes(lambda session_id: worker.call_report(session_id), require_token))
 
     @app.get("/v1/load", dependencies=[Depends(require_token)])
     async def load():

@@ -34,6 +34,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.api.wire import DispatchRequest
 from voxfleet.telemetry import resource_attributes
+from voxfleet.worker.call_report import ToolCallTimes
 from voxfleet.worker.eval_record import recorder_for
 from voxfleet.worker.input_audio_stop import InputAudioStop
 from voxfleet.worker.livekit_input import INPUT_SAMPLE_RATE, FramedLiveKitTransport
@@ -57,6 +58,7 @@ class SessionPipeline:
     observer: ConversationObserver
     context: LLMContext
     services: dict[str, Any] = field(default_factory=dict)
+    tool_calls: ToolCallTimes = field(default_factory=ToolCallTimes)  # for the end-of-call report
 
 
 def user_turn_strategies(spec: VoiceAgentSpec, models: SharedModels) -> UserTurnStrategies:
@@ -104,13 +106,15 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
 
     observer = ConversationObserver(labels=labels, vad=vad, stt_name=stt.name, llm_name=llm.name,
                                     tts_name=tts.name, record_transcripts=spec.observability.record_transcripts)
+    tool_calls = ToolCallTimes()
     pipeline = Pipeline([transport.input(), stt, aggregators.user(), InputAudioStop(), llm, tts, transport.output(),
                          aggregators.assistant()])
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=INPUT_SAMPLE_RATE, audio_out_sample_rate=OUTPUT_SAMPLE_RATE,
                               enable_metrics=True, enable_usage_metrics=True),
-        observers=[observer, *filter(None, [recorder_for(request, spec, observer)])],  # eval mode: voxfleet eval
+        observers=[observer, tool_calls,
+                   *filter(None, [recorder_for(request, spec, observer)])],  # eval mode: voxfleet eval
         name=f"session-{request.session_id}",
         conversation_id=request.session_id,
         enable_tracing=tracing,
@@ -140,7 +144,7 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
     if spec.observability.record_transcripts:  # off: no text of the call leaves the pipeline
         services["transcripts"] = RoomTranscriptPublisher(transport, aggregators)
     return SessionPipeline(worker=worker, transport=transport, vad=vad, observer=observer, context=context,
-                           services=services)
+                           services=services, tool_calls=tool_calls)
 
 
 def close_conversation_trace(pipeline: SessionPipeline) -> None:

@@ -28,6 +28,7 @@ from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.workers.runner import WorkerRunner
 
 from voxfleet.api import room_names
+from voxfleet.api.call_report import WorkerCallReport
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.wire import DispatchRequest, EndReason, SessionState
 from voxfleet.api.worker_config import WorkerConfig
@@ -38,6 +39,7 @@ from voxfleet.worker.settings import WorkerSettings
 from voxfleet.worker.shared_models import SharedModels
 from voxfleet.worker.telemetry import metrics
 from voxfleet.worker.call_checkpoint import CallCheckpoint
+from voxfleet.worker.call_report import build_report
 from voxfleet.worker.checkpoint_seal import checkpoint_key
 from voxfleet.worker.eval_record import recorder_for
 from voxfleet.worker.room_checkpoint import RoomCheckpoint
@@ -100,6 +102,7 @@ class Session:
         self.checkpoint: RoomCheckpoint | None = None
         self.restored: CallCheckpoint | None = None
         self._restore_tried = False
+        self.final_report: WorkerCallReport | None = None  # frozen as the session ends (call_report.py)
         self._trace_parent = otel_context.get_current()  # the dispatch's span (control_api): the call's trace
         self._log = log.bind(session_id=request.session_id, tenant=request.tenant, agent=request.agent,
                              region=request.region, room=request.room)
@@ -346,8 +349,20 @@ class Session:
         metrics.SESSIONS.labels(**labels, end_reason=reason).inc()
         metrics.SESSION_DURATION.labels(**labels).observe(duration)
         self._record_usage(duration, reason)
+        self.final_report = self.report()
         self._done.set()
         self._on_ended(self)
+
+    def report(self) -> WorkerCallReport:
+        """The end-of-call report (frozen once the session has ended; as far as it went before that)."""
+        if self.final_report is not None:
+            return self.final_report
+        pipeline = self._pipeline
+        return build_report(session_id=self.request.session_id, worker=self._resources.settings.pod_name,
+                            state=self.state, started_monotonic=self._started,
+                            observer=pipeline.observer if pipeline else None,
+                            tool_calls=pipeline.tool_calls if pipeline else None,
+                            record_transcripts=self._resources.config.spec.observability.record_transcripts)
 
     def _record_usage(self, duration: float, reason: str) -> None:
         observer = self._pipeline.observer if self._pipeline else None

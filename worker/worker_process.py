@@ -14,6 +14,7 @@ from typing import Literal
 
 import structlog
 
+from voxfleet.api.call_report import WorkerCallReport
 from voxfleet.api.outbound import OutboundPolicy
 from voxfleet.api.settings import PlatformSettings
 from voxfleet.api.wire import DispatchRequest, LoadReport, SessionState
@@ -31,6 +32,9 @@ from voxfleet.worker.telemetry import metrics
 log = structlog.get_logger("voxfleet.worker")
 
 DRAIN_CANCEL_WAIT_S = 15.0
+# A draining worker that has served end-of-call reports before (its gateway pulls them) waits this long at most
+# for the reports of the calls it finished while draining to be fetched, before it exits and they go with it.
+REPORT_HOLD_S = 5.0
 
 # Why a worker stops taking calls: SIGTERM/SIGINT (pod deletion, eviction, rollout), POST /v1/drain (the
 # operator, e.g. for a cordoned node) or its own memory past spec.limits.memoryRecycleMb. Each ends the same way:
@@ -65,6 +69,8 @@ class WorkerProcess:
         self._drained = asyncio.Event()
         self.drain_reason: DrainReason | None = None
         self._drain_requested = asyncio.Event()
+        self._reports_pulled = False  # a gateway has fetched a finished call's report from this worker
+        self._reports_fetched: set[str] = set()  # sessions whose finished report was fetched (bounded: see below)
         self.recycler = MemoryRecycler(config.memory_recycle_mb, interval_seconds=settings.memory_sample_seconds,
                                        recycle=self._recycle)
         self._memory_watch: asyncio.Task | None = None
@@ -138,6 +144,29 @@ class WorkerProcess:
     def session(self, session_id: str) -> SessionState | None:
         session = self.slots.get(session_id)
         return session.state if session else None
+
+    def call_report(self, session_id: str) -> WorkerCallReport | None:
+        """The session's end-of-call report (voxfleet.worker.call_report), while the worker remembers it."""
+        session = self.slots.get(session_id)
+        if session is None:
+            return None
+        report = session.report()
+        if report.complete:
+            self._reports_pulled = True
+            if len(self._reports_fetched) > 10 * self.slots.capacity + 100:
+                self._reports_fetched.clear()  # only the drain's few last calls matter
+            self._reports_fetched.add(session_id)
+        return report
+
+    async def _hold_for_reports(self, sessions: list[Session]) -> None:
+        """Give the gateway REPORT_HOLD_S to fetch the reports of the calls that ended during the drain."""
+        deadline = time.monotonic() + REPORT_HOLD_S
+        waiting = [s.request.session_id for s in sessions]
+        while time.monotonic() < deadline and any(sid not in self._reports_fetched for sid in waiting):
+            await asyncio.sleep(0.1)
+        missed = [sid for sid in waiting if sid not in self._reports_fetched]
+        if missed:
+            log.info("exiting with reports not fetched", sessions=len(missed), waited_s=REPORT_HOLD_S)
 
     async def end_session(self, session_id: str) -> SessionState | None:
         session = self.slots.get(session_id)
@@ -214,6 +243,8 @@ class WorkerProcess:
                 for session in self.slots.live():
                     await session.end("drained")
                 await asyncio.gather(*(s.wait(DRAIN_CANCEL_WAIT_S) for s in self.slots.live()))
+            if self._reports_pulled:
+                await self._hold_for_reports(live)
         if self.resources is not None:
             await self.resources.tool_runner.aclose()
             try:

@@ -28,10 +28,11 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from voxfleet.worker.telemetry import metrics
-from voxfleet.worker.telemetry.turn_outcomes import MAX_WORDS, TurnJudge, TurnOutcome
+from voxfleet.worker.telemetry.turn_outcomes import MAX_WORDS, TurnJudge, TurnOutcome, words_of
 
 MAX_TRANSCRIPT_LINES = 500
 MAX_LINE_CHARS = 1000
+MAX_TURN_LOG = 2000  # voxfleet.api.call_report.MAX_REPORT_TURNS
 
 
 @dataclass
@@ -53,6 +54,16 @@ class TurnFigures:
     turn_outcomes: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class TurnEntry:
+    """One caller turn, for the end-of-call report (voxfleet.worker.call_report)."""
+
+    ended_at: float  # monotonic: when the caller stopped for an answer
+    ttfa: float | None = None  # the TTFA the histogram recorded for this turn's answer
+    interrupted: bool = False  # the caller barged in while the agent answered it
+    outcome: TurnOutcome | None = None
+
+
 class ConversationObserver(BaseObserver):
     def __init__(self, *, labels: dict[str, str], vad: Any, stt_name: str, llm_name: str, tts_name: str,
                  record_transcripts: bool):
@@ -63,7 +74,12 @@ class ConversationObserver(BaseObserver):
         self._record = record_transcripts
         self.usage = Usage()
         self.figures = TurnFigures()
-        self.transcript: list[dict[str, str]] = []
+        self.transcript: list[dict[str, Any]] = []
+        # Per caller turn, in order: what the end-of-call report says of each (bounded; turns_truncated says so).
+        self.turn_log: list[TurnEntry] = []
+        self.turns_truncated = False
+        self._speech_end_turn: TurnEntry | None = None  # the turn _speech_end belongs to
+        self._unjudged: list[TurnEntry] = []  # turns with words, oldest first: TurnJudge judges them in this order
         self.last_activity = time.monotonic()
         self._bot_speaking = False
         self._speech_end: float | None = None  # last voiced audio of the turn awaiting its answer
@@ -93,6 +109,9 @@ class ConversationObserver(BaseObserver):
                 self._speech_end = None
                 self.figures.ttfa.append(ttfa)
                 self._observe(metrics.TTFA, ttfa)
+                if self._speech_end_turn is not None:
+                    self._speech_end_turn.ttfa = ttfa
+                self._speech_end_turn = None
         elif isinstance(frame, BotStoppedSpeakingFrame):
             if data.direction == FrameDirection.DOWNSTREAM:
                 self._bot_speaking = False
@@ -110,6 +129,8 @@ class ConversationObserver(BaseObserver):
             if self._interrupted_turn:
                 self.figures.interruptions += 1
                 metrics.INTERRUPTIONS.labels(**self._labels).inc()
+                if self.turn_log:  # the agent was answering the latest turn (not the greeting before any)
+                    self.turn_log[-1].interrupted = True
         elif isinstance(frame, TranscriptionFrame):
             self.last_activity = now
             if frame.text.strip():
@@ -127,13 +148,17 @@ class ConversationObserver(BaseObserver):
                 metrics.FALSE_INTERRUPTIONS.labels(**self._labels).inc()
             self._interrupted_turn = False
             voiced = getattr(self._vad, "last_voiced_at", 0.0)
+            entry = self._log_turn(now)
             if voiced:
                 self._observe(metrics.TURN_DETECTION, now - voiced)
                 self._speech_end = voiced
+                self._speech_end_turn = entry
             self.figures.turns += 1
             metrics.TURNS.labels(**self._labels).inc()
             text, self._turn_text = " ".join(self._turn_text), []
             self._judge.caller_turn_ended(text)
+            if entry is not None and words_of(text):
+                self._unjudged.append(entry)
         elif isinstance(frame, MetricsFrame):
             self._metrics(frame)
 
@@ -155,7 +180,18 @@ class ConversationObserver(BaseObserver):
         """Judge the turn still waiting for its outcome (the session calls this once, as it ends)."""
         self._judge.call_ended(caller_hung_up=end_reason == "caller-left")
 
+    def _log_turn(self, ended_at: float) -> TurnEntry | None:
+        if len(self.turn_log) >= MAX_TURN_LOG:
+            self.turns_truncated = True
+            return None
+        entry = TurnEntry(ended_at=ended_at)
+        self.turn_log.append(entry)
+        return entry
+
     def _count_outcome(self, outcome: TurnOutcome) -> None:
+        # The judge speaks of the oldest turn it holds, before (caller_turn_ended) the new one is queued.
+        if self._unjudged:
+            self._unjudged.pop(0).outcome = outcome
         self.figures.turn_outcomes[outcome] = self.figures.turn_outcomes.get(outcome, 0) + 1
         metrics.TURN_OUTCOME.labels(**self._labels, outcome=outcome).inc()
 
@@ -164,7 +200,7 @@ class ConversationObserver(BaseObserver):
 
     def _remember(self, who: str, text: str) -> None:
         if self._record and len(self.transcript) < MAX_TRANSCRIPT_LINES:
-            self.transcript.append({"who": who, "text": text[:MAX_LINE_CHARS]})
+            self.transcript.append({"who": who, "text": text[:MAX_LINE_CHARS], "at": time.monotonic()})
 
 
 def _pushed_at(data: FramePushed) -> float:

@@ -1,0 +1,143 @@
+"""The worker's end-of-call report (voxfleet.worker.call_report), built from the Pipecat frames a session pipeline
+pushes through its real observers: one entry per caller turn with the TTFA the histogram recorded for its answer,
+whether the caller barged in on that answer, its judged outcome; tool calls once each with status and latency;
+provider usage from Pipecat's usage metrics; the transcript only when the agent records transcripts; bounds.
+The realtime acceptance (a real call, the report against what the caller heard) is tests/e2e/test_call_report_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
+    MetricsFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.metrics.metrics import (
+    LLMTokenUsage,
+    LLMUsageMetricsData,
+    STTUsage,
+    STTUsageMetricsData,
+    TTSUsageMetricsData,
+)
+from pipecat.observers.base_observer import FramePushed
+from pipecat.processors.frame_processor import FrameDirection
+
+from voxfleet.api.call_report import MAX_REPORT_TURNS, WorkerCallReport
+from voxfleet.api.wire import SessionState
+from voxfleet.worker.call_report import ToolCallTimes, build_report
+from voxfleet.worker.telemetry.conversation_observer import ConversationObserver
+
+DOWN, UP = FrameDirection.DOWNSTREAM, FrameDirection.UPSTREAM
+LABELS = {"tenant": "t", "agent": "call-report", "region": "us-east"}
+
+
+async def push(observers, frame, direction=DOWN) -> None:
+    for observer in observers:
+        await observer.on_push_frame(FramePushed(source=None, destination=None, frame=frame, direction=direction,
+                                                 timestamp=0))
+
+
+def _observer(record: bool = True):
+    vad = SimpleNamespace(last_voiced_at=0.0)
+    return vad, ConversationObserver(labels=LABELS, vad=vad, stt_name="stt", llm_name="llm", tts_name="tts",
+                                     record_transcripts=record)
+
+
+async def _caller_turn(observers, vad, words: str, *, answer_after: float | None) -> None:
+    await push(observers, UserStartedSpeakingFrame())
+    await push(observers, TranscriptionFrame(words, "caller", "now"))
+    vad.last_voiced_at = time.monotonic()
+    await push(observers, UserStoppedSpeakingFrame())
+    if answer_after is not None:
+        await asyncio.sleep(answer_after)
+        await push(observers, BotStartedSpeakingFrame())
+
+
+def _state(phase: str = "ended", reason: str | None = "caller-left") -> SessionState:
+    now = datetime.now(UTC)
+    return SessionState(session_id="sess-12345678", tenant="t", agent="a", region="us-east", room="r", phase=phase,
+                        started_at=now, ended_at=now if phase == "ended" else None,
+                        end_reason=reason if phase == "ended" else None)
+
+
+async def test_each_caller_turn_has_its_answers_ttfa_its_barge_in_and_its_outcome():
+    started = time.monotonic()
+    vad, conversation = _observer()
+    tools = ToolCallTimes()
+    observers = [conversation, tools]
+    await push(observers, BotStartedSpeakingFrame())  # the greeting: no caller turn before it
+    await push(observers, BotStoppedSpeakingFrame())
+    await _caller_turn(observers, vad, "what are your opening hours", answer_after=0.05)
+    # The caller barges in on that answer with other words: turn 0 was answered and interrupted.
+    await _caller_turn(observers, vad, "and where is the shop", answer_after=None)
+    call = dict(function_name="find_shop", tool_call_id="call-1", arguments={})
+    await push(observers, FunctionCallInProgressFrame(**call), DOWN)
+    await push(observers, FunctionCallInProgressFrame(**call), UP)  # broadcast both ways: one call
+    await asyncio.sleep(0.02)
+    await push(observers, FunctionCallResultFrame(**call, result={"ok": True}), DOWN)
+    await push(observers, BotStartedSpeakingFrame())
+    await push(observers, BotStoppedSpeakingFrame())
+    conversation.call_ended("caller-left")  # judges the last turn: its answer finished
+
+    report = build_report(session_id="sess-12345678", worker="pod-1", state=_state(), started_monotonic=started,
+                          observer=conversation, tool_calls=tools, record_transcripts=True)
+    print(f"turns {[t.to_wire() for t in report.turns]} tool calls {[c.to_wire() for c in report.tool_calls]}")
+    assert [t.index for t in report.turns] == [0, 1]
+    assert [round(t.ttfa_ms) for t in report.turns if t.ttfa_ms is not None] == [
+        round(v * 1000) for v in conversation.figures.ttfa]  # the histogram's own figures, per turn
+    assert report.turns[0].ttfa_ms >= 50 and report.turns[1].ttfa_ms is not None
+    assert [t.interrupted for t in report.turns] == [True, False]
+    assert [t.outcome for t in report.turns] == ["answered", "answered"]
+    assert report.interruptions == 1 and report.turns[0].at_ms <= report.turns[1].at_ms
+    assert len(report.tool_calls) == 1 and report.tool_calls[0].status == "ok"
+    assert report.tool_calls[0].latency_ms >= 20
+    assert [(line.role, line.text) for line in report.transcript] == [
+        ("caller", "what are your opening hours"), ("caller", "and where is the shop")]
+    assert report.complete and report.end_reason == "caller-left" and report.worker == "pod-1"
+    # What goes on the wire parses back as the contract (the gateway validates it so).
+    assert WorkerCallReport.model_validate_json(report.model_dump_json(by_alias=True)) == report
+
+
+async def test_provider_usage_comes_from_pipecats_usage_metrics():
+    _, conversation = _observer(record=False)
+    for frame in [MetricsFrame(data=[STTUsageMetricsData(processor="stt", value=STTUsage(audio_seconds=1.25))]),
+                  MetricsFrame(data=[LLMUsageMetricsData(processor="llm", value=LLMTokenUsage(
+                      prompt_tokens=40, completion_tokens=12, total_tokens=52))]),
+                  MetricsFrame(data=[TTSUsageMetricsData(processor="tts", value=57)])]:
+        await push([conversation], frame)
+    report = build_report(session_id="sess-12345678", worker="pod-1", state=_state(), started_monotonic=0.0,
+                          observer=conversation, tool_calls=ToolCallTimes(), record_transcripts=False)
+    print(f"usage {report.usage.to_wire()}")
+    assert report.usage.to_wire() == {"sttMs": 1250, "llmPromptTokens": 40, "llmCompletionTokens": 12,
+                                      "ttsCharacters": 57}
+    assert report.transcript is None  # the agent does not record transcripts: not even an empty list
+
+
+async def test_a_live_session_reports_as_far_as_it_went_and_says_it_is_not_complete():
+    report = build_report(session_id="sess-12345678", worker="pod-1", state=_state("active"),
+                          started_monotonic=time.monotonic(), observer=None, tool_calls=None,
+                          record_transcripts=False)
+    assert not report.complete and report.end_reason is None and report.turns == []
+
+
+async def test_turns_are_bounded():
+    vad, conversation = _observer(record=False)
+    for n in range(MAX_REPORT_TURNS + 5):
+        await push([conversation], UserStartedSpeakingFrame())
+        vad.last_voiced_at = time.monotonic()
+        await push([conversation], UserStoppedSpeakingFrame())
+    report = build_report(session_id="sess-12345678", worker="pod-1", state=_state(), started_monotonic=0.0,
+                          observer=conversation, tool_calls=ToolCallTimes(), record_transcripts=False)
+    print(f"turns kept {len(report.turns)} of {MAX_REPORT_TURNS + 5}, truncated {report.truncated}")
+    assert len(report.turns) == MAX_REPORT_TURNS and report.truncated
+    assert conversation.figures.turns == MAX_REPORT_TURNS + 5  # the metrics still count every turn
