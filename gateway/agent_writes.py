@@ -88,6 +88,7 @@ def _details(error: ValidationError) -> list[dict[str, Any]]:
         problem = field_problem_of(item)
         if problem is not None:
             detail["field"], detail["message"] = problem.field, problem.message[:500]
+            detail.pop("pointer", None)  # pydantic's location was the check's, not the field's
     return details
 
 

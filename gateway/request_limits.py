@@ -3,14 +3,13 @@ record each request's route, status and latency (route templates, never raw path
 
 from __future__ import annotations
 
-import json
 import time
 
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voxfleet.api.wire import ErrorBody
+from voxfleet.gateway.api_errors import problem_bytes
 from voxfleet.gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger(__name__)
@@ -24,9 +23,8 @@ class _TooLarge(HTTPException):
 
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps(ErrorBody(code=code, message=message).to_wire()).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body, headers = problem_bytes(status, code, message)  # a problem like every other error
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

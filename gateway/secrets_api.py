@@ -17,6 +17,7 @@ from voxfleet.api.spec_secrets import secret_references
 from voxfleet.gateway import tenant_secrets
 from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.openapi_links import AFTER_SECRET_WRITE
+from voxfleet.gateway.resource_locations import set_location
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
 from voxfleet.gateway.tenant_secrets import SecretList, SecretView, SecretWrite
@@ -68,7 +69,7 @@ async def put_secret(request: Request, response: Response, name: SecretName, bod
         if existing is None:
             created = await runtime.kube.create(
                 tenant_secrets.manifest(tenant.namespace, name, tenant.name, body.data))
-            response.status_code = 201
+            set_location(request, response, "v1", "secrets", name)  # 201 Created, and where to read it
             return tenant_secrets.view(created)
         if not tenant_secrets.is_tenant_secret(existing, tenant.name):
             raise _taken(name)

@@ -2,7 +2,8 @@
 
 401 when there is no valid key (missing, malformed, unknown and revoked keys get the same answer, so the
 answer tells an attacker nothing about which key ids exist); 403 when the key is valid but its Tenant is
-gone or unusable; 429 when the tenant is over its request rate. The key itself is never logged or echoed.
+gone or unusable; 429 when the tenant is over its request rate (every answer says where the tenant
+stands: RateLimit-* headers). The key itself is never logged or echoed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from voxfleet.api.tenant import TenantSpec
+from voxfleet.gateway import rate_limits
 from voxfleet.gateway.api_errors import ApiError
 from voxfleet.gateway.rate_limits import TenantRateLimiter
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
@@ -51,6 +53,8 @@ async def require_tenant(request: Request,
         raise ApiError(403, "tenant_unavailable", f"The key {stored.key_id} belongs to a tenant the gateway does not"
                                                   f" serve: {why}; ask your platform team.")
     wait = runtime.rate_limiter.try_acquire(tenant.name)
+    # RateLimit-* headers on this request's answer, whatever answers it (rate_limits.RateLimitHeaders)
+    setattr(request.state, rate_limits.STATE_KEY, runtime.rate_limiter.status(tenant.name))
     if wait > 0:
         runtime.metrics.rate_limited.labels(tenant=tenant.name).inc()
         raise ApiError(429, "rate_limited", "Too many requests for this tenant; slow down and retry after the"

@@ -1,7 +1,8 @@
 """Property-based tests of the whole HTTP API with schemathesis, generated from the gateway's own OpenAPI
 document and sent to a real gateway process (tenant key attached; a stand-in worker behind the agent):
 valid and invalid input alike never gets a 5xx (except a documented 503 with Retry-After), every error is an
-ErrorBody, every answer matches its documented schema, and no answer echoes the API key."""
+RFC 9457 problem (application/problem+json, keeping code/message/details), every answer matches its documented
+schema, and no answer echoes the API key."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from tests.gateway import worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env, start_gateway
 from tests.gateway.tenant_setup import create_tenant, delete_tenant
-from voxfleet.api.wire import ErrorBody
+from voxfleet.gateway.api_errors import PROBLEM_MEDIA_TYPE, ProblemDetails
 
 pytestmark = pytest.mark.world
 
@@ -54,8 +55,10 @@ def _check(case, response, tenant) -> None:
         allowed = DOCUMENTED_5XX.get(status, set())
         assert body is not None and body.get("code") in allowed, label
         assert "retry-after" in {k.lower() for k in response.headers}, label
-    if status >= 400:
-        ErrorBody.model_validate(body)  # every error is an ErrorBody
+    if status >= 400:  # every error is a problem
+        assert response.headers["content-type"].split(";")[0] == PROBLEM_MEDIA_TYPE, label
+        ProblemDetails.model_validate(body)
+        assert body["status"] == status and body["type"].endswith(":" + body["code"]), label
     assert tenant.key not in response.text, label
     case.validate_response(response, checks=[response_schema_conformance])
 

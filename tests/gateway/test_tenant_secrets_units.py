@@ -55,7 +55,7 @@ def test_validation_details_carry_no_input_not_even_a_refused_key():
         SecretWrite.model_validate({"data": {"bad key": "v"}})
     assert validation_details(list(caught.value.errors())) == [
         {"field": "data", "message": "a key name is not valid: String should match pattern '^[-._a-zA-Z0-9]+$'",
-         "reason": "string_pattern_mismatch"}]
+         "reason": "string_pattern_mismatch", "pointer": "/data"}]
 
 
 def _spec_with_references() -> VoiceAgentSpec:
