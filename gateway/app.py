@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voxfleet.api.wire import ErrorBody
-from voxfleet.gateway import api_errors
+from voxfleet.gateway import api_errors, openapi_document
 from voxfleet.gateway.agents_api import router as agents_router
 from voxfleet.gateway.eval_results import router as eval_results_router
 from voxfleet.gateway.livekit_webhooks import router as webhooks_router
@@ -21,12 +21,17 @@ from voxfleet.gateway.playground_files import mount_playground
 from voxfleet.gateway.secrets_api import router as secrets_router
 from voxfleet.gateway.sessions_api import router as sessions_router
 from voxfleet.gateway.usage_api import router as usage_router
+from voxfleet.gateway.rate_limits import RateLimitHeaders
 from voxfleet.gateway.request_limits import BodySizeLimit, RequestRecorder
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 from voxfleet.gateway.settings import GatewaySettings
 
 DESCRIPTION = """The voxfleet tenant API. Authenticate with `Authorization: Bearer <API key>`.
-Every error is a JSON body `{"code", "message", "details"}`; 429 and 503 carry Retry-After."""
+Every error is an RFC 9457 problem (`application/problem+json`: type, title, status, detail, instance) that also
+carries `code` (stable), `message` and `details` (one per field: dotted path and JSON pointer). 429 and 503 carry
+Retry-After; every answer to a request with a key carries RateLimit-Limit, -Remaining, -Reset and -Policy.
+Agents have ETags: send If-Match on PUT, PATCH and DELETE to change only the version you read (else 412), and
+If-None-Match: * on PUT to create only. A 201 says where the new resource is (Location)."""
 
 
 def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None) -> FastAPI:
@@ -43,6 +48,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     app = FastAPI(title="voxfleet gateway", version="v1", description=DESCRIPTION, lifespan=lifespan)
     app.state.runtime = runtime
     api_errors.install(app)
+    openapi_document.install(app)  # stable operationIds; problems documented as application/problem+json
     app.include_router(agents_router)
     app.include_router(secrets_router)  # write-only: names and keys come back, values never
     app.include_router(sessions_router)
@@ -57,7 +63,12 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     if settings.cors_allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "traceparent"], max_age=600)
+                           allow_headers=["Authorization", "Content-Type", "traceparent", "If-Match",
+                                          "If-None-Match", "Idempotency-Key"],
+                           expose_headers=["ETag", "Location", "Retry-After", "RateLimit-Limit",
+                                           "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"],
+                           max_age=600)
+    app.add_middleware(RateLimitHeaders)  # on every answer to a request with a tenant's key
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestRecorder, metrics=runtime.metrics, access_log=settings.access_log)
     return app
