@@ -14,7 +14,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxfleet gateway",
         description="Run the voxfleet REST gateway (tenant API, sessions, LiveKit webhooks). Settings come from"
-                    " VOXFLEET_* environment variables; the options below override them.")
+                    " VOXFLEET_* environment variables; the options below override them. `voxfleet gateway openapi`"
+                    " prints the tenant API's OpenAPI document instead.")
     parser.add_argument("--host", default=None, help="address to listen on (VOXFLEET_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port of the tenant API (VOXFLEET_PORT, default 8000)")
     parser.add_argument("--operational-port", type=int, default=None,
@@ -27,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    command = sys.argv[1:] if argv is None else argv
+    if command[:1] == ["openapi"]:  # `voxfleet gateway openapi > docs/openapi.json`: the published document
+        from voxfleet.gateway.openapi_document import main as print_openapi
+
+        return print_openapi(command[1:])
     args = _parser().parse_args(argv)
     import uvicorn
 
