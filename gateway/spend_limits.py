@@ -148,4 +148,7 @@ def refusal(reached: list[LimitUse], month: Month, *, now: datetime | None = Non
         details=[{"field": use.field, "reason": "MonthlyLimitReached",
                   "message": f"{use.used:g} of {use.limit} {units[use.field]} used this month",
                   "limit": use.limit, "used": use.used, "resetsAt": resets_at} for use in reached],
+        # The first limit reached as top-level members of the problem, so a client needs no digging in details.
+        extensions={"limit": reached[0].field, "used": reached[0].used, "limitValue": reached[0].limit,
+                    "resetsAt": resets_at},
         headers={"Retry-After": str(wait)})

@@ -287,6 +287,8 @@ def test_a_tenant_over_its_monthly_minutes_gets_429_naming_the_limit_while_anoth
         month = Month.containing(datetime.now(UTC))
         resets_at = month.resets_at.isoformat().replace("+00:00", "Z")
         assert body["code"] == "monthly_limit_reached"
+        assert (body["limit"], body["limitValue"], body["resetsAt"]) == (MINUTES_FIELD, 2, resets_at)
+        assert refused.headers["content-type"].startswith("application/problem+json")
         assert MINUTES_FIELD in body["message"] and resets_at in body["message"]
         # (at least 2.0: the session created above may count its second or so once its end is recorded)
         assert [(d["field"], d["limit"], d["resetsAt"]) for d in body["details"]] == [(MINUTES_FIELD, 2, resets_at)]
@@ -323,6 +325,7 @@ def test_a_tenant_over_its_monthly_spend_gets_429_naming_the_spend_limit(gateway
         refused = http.post(f"/v1/agents/{AGENT}/sessions", json={})
         assert refused.status_code == 429, refused.text
         assert [(d["field"], d["limit"], d["used"]) for d in refused.json()["details"]] == [(SPEND_FIELD, 1, 1.0)]
+        assert (refused.json()["limit"], refused.json()["used"]) == (SPEND_FIELD, 1.0)
         assert int(refused.headers["retry-after"]) >= 1
     print(f"spender: {refused.json()['message']}")
 
