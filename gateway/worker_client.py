@@ -113,7 +113,14 @@ class WorkerClient:
         try:
             async with share, self.http.request(method, self.url(ip, path), data=body, headers=headers,
                                                 timeout=request_timeout) as response:
-                content = await response.content.read(max_bytes + 1)
+                # read(n) answers what has arrived so far (one chunk), not n bytes: read until the end or the cap,
+                # or a body larger than a chunk comes back cut short (a long call report, refused as not JSON).
+                content = b""
+                while len(content) <= max_bytes:
+                    chunk = await response.content.read(max_bytes + 1 - len(content))
+                    if not chunk:
+                        break
+                    content += chunk
                 return WorkerAnswer(response.status, content)
         except ShareExhausted:
             raise WorkerUnreachable("the tenant's share of worker connections stayed full") from None
