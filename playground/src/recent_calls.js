@@ -97,7 +97,8 @@ export function monthLine(usageReport) {
   const month = usageReport && usageReport.month;
   if (!month) return '';
   const totals = month.totals || {};
-  const parts = [`This month: ${totals.sessions ?? 0} calls, ${totals.minutes ?? 0} min,`
+  const calls = totals.sessions ?? 0;
+  const parts = [`This month: ${calls} call${calls === 1 ? '' : 's'}, ${totals.minutes ?? 0} min,`
     + ` ${formatCost(totals.costMicros, usageReport.currency)}`];
   for (const limit of month.limits || []) {
     if (limit.limit === null || limit.limit === undefined) continue;
