@@ -14,6 +14,9 @@
   test's slots recycle without a DELETE per session.
 - --hang: every control-API call (/v1/...) is accepted and never answered (a stuck worker): the gateway's
   call times out while holding its connection.
+- GET /v1/sessions/{id}/report: an end-of-call report (voxfleet.api.call_report.WorkerCallReport) with no turns
+  and no usage, complete once the session ended; POST /test/report/{id} sets the raw body served instead (a
+  worker made to forge its report: another session's id, an oversized body, negative usage).
 - GET /test/calls: how many control-API calls (/v1/...) arrived, with or without a valid token.
 - GET /test/dispatches: what the gateway sent (without the LiveKit token): for trace-context assertions.
 - POST /test/crash: exit at once (a crashed worker); POST /test/leave/{id}: the agent participant leaves its
@@ -55,6 +58,7 @@ class StandIn:
         self.idle_since = time.monotonic()
         self.rooms: dict[str, asyncio.Task] = {}
         self.stop = asyncio.Event()
+        self.forged_reports: dict[str, bytes] = {}
 
     def active(self) -> int:
         return len(self.active_ids)
@@ -158,6 +162,27 @@ def build_app(standin: StandIn) -> FastAPI:
         if state is None:
             return _error(404, "session_not_found", "no such session on this worker")
         return JSONResponse(state.to_wire())
+
+    @app.get("/v1/sessions/{session_id}/report")
+    async def get_report(session_id: str):
+        from fastapi import Response
+
+        from voxfleet.api.call_report import WorkerCallReport
+
+        if session_id in standin.forged_reports:
+            return Response(standin.forged_reports[session_id], media_type="application/json")
+        state = standin.sessions.get(session_id)
+        if state is None:
+            return _error(404, "session_not_found", "no such session on this worker")
+        report = WorkerCallReport(session_id=session_id, worker=standin.args.pod, complete=state.phase == "ended",
+                                  started_at=state.started_at, ended_at=state.ended_at, end_reason=state.end_reason,
+                                  recovered=state.recovery)
+        return JSONResponse(report.to_wire())
+
+    @app.post("/test/report/{session_id}")
+    async def forge_report(session_id: str, request: Request):
+        standin.forged_reports[session_id] = await request.body()
+        return {"status": "forged"}
 
     @app.get("/v1/load")
     async def load():
