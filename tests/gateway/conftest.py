@@ -21,6 +21,22 @@ def platform_namespace(kube: Cluster, installed_crds: None) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def module_database(postgres) -> Iterator[str]:
+    """A fresh database with every migration applied, for a module's gateway (`database` is one per test): the
+    tenant API's history, webhooks and usage answer from it instead of 503 database_not_configured."""
+    from voxfleet.store import migrations_runner
+    from voxfleet.world import postgres as pg
+
+    name = f"m_{uuid.uuid4().hex[:16]}"
+    url = pg.create_database(postgres.admin_url, name)
+    try:
+        migrations_runner.upgrade(url)
+        yield url
+    finally:
+        pg.drop_database(postgres.admin_url, name)
+
+
+@pytest.fixture(scope="module")
 def gateway_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gateway-logs")
 
