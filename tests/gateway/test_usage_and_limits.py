@@ -142,25 +142,10 @@ def _call(tenant: str, agent: str, day: date, call_ms: int, **units: int) -> dic
 
 
 @pytest.fixture(scope="module")
-def usage_database(postgres):
-    """A database for this module's gateway, migrated to every head (the `database` fixture is per test)."""
-    from voxfleet.store import migrations_runner
-    from voxfleet.world import postgres as pg
-
-    name = f"t_usage_{uuid.uuid4().hex[:12]}"
-    url = pg.create_database(postgres.admin_url, name)
-    try:
-        migrations_runner.upgrade(url)
-        yield url
-    finally:
-        pg.drop_database(postgres.admin_url, name)
-
-
-@pytest.fixture(scope="module")
-def gateway(kube, platform_namespace, gateway_logs, livekit, usage_database):
+def gateway(kube, platform_namespace, gateway_logs, livekit, module_database):
     env = session_gateway_env(VOXFLEET_PRICES=PRICES.model_dump_json(by_alias=True))
     process = start_gateway(kube, platform_namespace, gateway_logs, regions=livekit_regions(livekit),
-                            extra_env=env, database_url=usage_database)
+                            extra_env=env, database_url=module_database)
     yield process
     process.stop()
 
@@ -219,7 +204,7 @@ needs_world = pytest.mark.world  # the tests above need no server
 
 @needs_world
 def test_usage_written_through_add_call_reads_back_by_agent_and_day_and_never_another_tenants(
-        gateway, tenants, usage_database):
+        gateway, tenants, module_database):
     reader, other = tenants["reader"], tenants["neighbour"]
     today = _today()
     month = Month.containing(datetime.now(UTC))
@@ -231,7 +216,7 @@ def test_usage_written_through_add_call_reads_back_by_agent_and_day_and_never_an
              # another tenant, same agent name and day: never in reader's answer
              _call(other.name, "support", today, 1, stt_ms=0),
              _call(other.name, "hidden-agent", today, 5_000)]
-    _run(_add_calls(usage_database, calls))
+    _run(_add_calls(module_database, calls))
 
     with _client(gateway, reader) as http:
         answer = http.get("/v1/usage", params={"from": earlier.isoformat(), "to": today.isoformat()})
@@ -271,7 +256,7 @@ def test_usage_written_through_add_call_reads_back_by_agent_and_day_and_never_an
 
 @needs_world
 def test_a_tenant_over_its_monthly_minutes_gets_429_naming_the_limit_while_another_tenant_creates_sessions(
-        gateway, workers, usage_database):
+        gateway, workers, module_database):
     capped, free = workers["capped"], workers["free"]
     with _client(gateway, capped) as capped_http, _client(gateway, free) as free_http:
         first = _create(capped_http)  # 0 of 2 minutes used: admitted
@@ -279,7 +264,7 @@ def test_a_tenant_over_its_monthly_minutes_gets_429_naming_the_limit_while_anoth
         assert capped_http.delete(f"/v1/sessions/{first.json()['sessionId']}").status_code == 204
 
         # Its calls of this month reach the limit (as the gateway records ended calls: add_call).
-        _run(_add_calls(usage_database, [_call(capped.name, AGENT, _today(), 75_000),
+        _run(_add_calls(module_database, [_call(capped.name, AGENT, _today(), 75_000),
                                          _call(capped.name, AGENT, _today(), 45_000)]))
         refused = capped_http.post(f"/v1/agents/{AGENT}/sessions", json={})
         assert refused.status_code == 429, refused.text
@@ -298,7 +283,7 @@ def test_a_tenant_over_its_monthly_minutes_gets_429_naming_the_limit_while_anoth
         assert abs(retry_after - to_reset) < 120, (retry_after, to_reset)
 
         # Another tenant, with traffic of its own, is unaffected.
-        _run(_add_calls(usage_database, [_call(free.name, AGENT, _today(), 3_600_000)]))
+        _run(_add_calls(module_database, [_call(free.name, AGENT, _today(), 3_600_000)]))
         admitted = [_create(free_http) for _ in range(2)]
         assert [r.status_code for r in admitted] == [201, 201], [r.text for r in admitted]
         for response in admitted:
@@ -315,12 +300,12 @@ def test_a_tenant_over_its_monthly_minutes_gets_429_naming_the_limit_while_anoth
 
 
 @needs_world
-def test_a_tenant_over_its_monthly_spend_gets_429_naming_the_spend_limit(gateway, workers, usage_database):
+def test_a_tenant_over_its_monthly_spend_gets_429_naming_the_spend_limit(gateway, workers, module_database):
     spender = workers["spender"]
     with _client(gateway, spender) as http:
         before = http.post(f"/v1/agents/{AGENT}/sessions", json={})
         assert before.status_code == 503 and before.json()["code"] == "no_capacity"  # not refused by its limit
-        _run(_add_calls(usage_database, [{"tenant": spender.name, "agent": AGENT, "day": _today(), "call_ms": 1_000,
+        _run(_add_calls(module_database, [{"tenant": spender.name, "agent": AGENT, "day": _today(), "call_ms": 1_000,
                                           "usage": CallUsage(), "cost_micros": 10_000}]))  # one cent
         refused = http.post(f"/v1/agents/{AGENT}/sessions", json={})
         assert refused.status_code == 429, refused.text
@@ -365,11 +350,11 @@ def test_usage_needs_a_valid_key(gateway):
 
 @needs_world
 def test_a_year_of_many_agents_is_refused_with_what_to_narrow_and_one_agents_year_is_answered(
-        gateway, tenants, usage_database):
+        gateway, tenants, module_database):
     neighbour = tenants["neighbour"]
 
     async def many_agent_days() -> None:  # 14 agents x 365 days of 2025: 5,110 rows, beyond the 5,000 answered
-        database = await Database.connect(usage_database)
+        database = await Database.connect(module_database)
         try:
             async with database.transaction() as conn:
                 await conn.execute(text(
