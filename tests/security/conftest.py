@@ -6,12 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.gateway.conftest import module_database  # noqa: F401 (a fixture: the platform's gateway's database)
 from tests.security.hostile_platform import HostilePlatform, started
 
 
 @pytest.fixture(scope="module")
-def platform(kube, pods, livekit, installed_crds, tmp_path_factory) -> Iterator[HostilePlatform]:
-    with started(kube, pods, livekit, tmp_path_factory.mktemp("security-platform")) as running:
+def platform(kube, pods, livekit, installed_crds, tmp_path_factory,
+             module_database) -> Iterator[HostilePlatform]:  # noqa: F811
+    with started(kube, pods, livekit, tmp_path_factory.mktemp("security-platform"),
+                 database_url=module_database) as running:
         yield running
 
 

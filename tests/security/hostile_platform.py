@@ -123,7 +123,7 @@ class HostilePlatform:
 
     @classmethod
     def start(cls, kube: Cluster, pods: RunnerPool, livekit: dict, logs: Path,
-              gateway_env: dict[str, str] | None = None) -> "HostilePlatform":
+              gateway_env: dict[str, str] | None = None, database_url: str | None = None) -> "HostilePlatform":
         platform_namespace = kube.new_namespace("vfsec")
         root_token = secret_ledger.record(secrets.token_urlsafe(32), "worker root token of a security platform")
         api_client = kube.api_client()
@@ -134,7 +134,7 @@ class HostilePlatform:
         listener.server.start()
         gateway = GatewayProcess(
             kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace, log_path=logs / "gateway.log",
-            regions=livekit_regions(livekit),
+            regions=livekit_regions(livekit), database_url=database_url,  # history, webhooks, usage attacked too
             extra_env=session_gateway_env(
                 VOXFLEET_WORKER_TOKEN=root_token, VOXFLEET_OUTBOUND_ALLOWED_CIDRS=json.dumps(TEST_ALLOWED_CIDRS),
                 VOXFLEET_RATE_LIMIT_PER_SECOND="100000", VOXFLEET_RATE_LIMIT_BURST="100000",

@@ -1,7 +1,7 @@
 """Cross-tenant access on every endpoint, and the operational endpoints, tried with a tenant's API key:
 
 - tenant B, with its own valid key, asks for each of tenant A's resources (agents, sessions, eval results,
-  secrets) on every authenticated operation of the gateway's OpenAPI document (a new endpoint fails this test
+  secrets, webhook endpoints; also with A's agent ETag in If-Match) on every authenticated operation of the gateway's OpenAPI document (a new endpoint fails this test
   until it is covered): always 404, never 403 (which would confirm the name exists) and never A's data; B's
   writes land in B's own namespace and leave A's objects byte-for-byte unchanged;
 - `GET /metrics` on the tenant API port: 404 (every tenant's and agent's name and traffic was there).
@@ -40,7 +40,10 @@ def a_and_b(platform):
             assert time.monotonic() < deadline, session.text
             time.sleep(0.5)
         assert session.status_code == 201, session.text
-    return a, b, session.json(), value
+        # A webhook endpoint of A's (127.0.0.1 is in the test platform's outbound allow-list; nothing listens).
+        hook = http.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/a-hook", "events": ["agent.degraded"]})
+        assert hook.status_code == 201, hook.text
+    return a, b, {**session.json(), "webhookId": hook.json()["id"]}, value
 
 
 def _a_objects(platform, a) -> dict:
@@ -61,7 +64,7 @@ def _not_found(response: httpx.Response, *private: str) -> None:
 
 def test_tenant_b_gets_404_for_every_resource_of_tenant_a_on_every_operation(platform, a_and_b):
     a, b, session, value = a_and_b
-    sid = session["sessionId"]
+    sid, hook = session["sessionId"], session["webhookId"]
     before = _a_objects(platform, a)
     private = (a.name, a.namespace, value, session["room"])
 
@@ -84,8 +87,36 @@ def test_tenant_b_gets_404_for_every_resource_of_tenant_a_on_every_operation(pla
 
         return attack
 
+    def own_usage(http: httpx.Client) -> None:  # B's own usage: none of A's agents or figures
+        response = http.get("/v1/usage")
+        assert response.status_code == 200, response.text
+        assert response.json()["items"] == []
+        for text in (*private, AGENT, SECRET):
+            assert text not in response.text
+
+    def webhook_lands_in_own_list(http: httpx.Client) -> None:
+        response = http.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/b-hook", "events": ["agent.ready"]})
+        assert response.status_code == 201, response.text
+        mine = response.json()["id"]
+        assert [item["id"] for item in http.get("/v1/webhooks").json()["items"]] == [mine]
+        assert http.delete(f"/v1/webhooks/{mine}").status_code == 204
+
     core = client.CoreV1Api(platform.api_client)
     attacks = {
+        ("GET", "/v1/sessions"): own_listing("/v1/sessions"),
+        ("GET", "/v1/usage"): own_usage,
+        ("GET", "/v1/webhooks"): own_listing("/v1/webhooks"),
+        ("POST", "/v1/webhooks"): webhook_lands_in_own_list,
+        ("GET", "/v1/webhooks/{endpoint_id}"): lambda http: _not_found(http.get(f"/v1/webhooks/{hook}"), *private),
+        ("DELETE", "/v1/webhooks/{endpoint_id}"): lambda http: _not_found(http.delete(f"/v1/webhooks/{hook}"),
+                                                                          *private),
+        ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): lambda http: _not_found(
+            http.get(f"/v1/webhooks/{hook}/deliveries"), *private),
+        # With A's ETag in If-Match: still B's own namespace, where no such agent is (404, no precondition judged).
+        ("PATCH", "/v1/agents/{agent}", "If-Match"): lambda http: _not_found(
+            http.patch(f"/v1/agents/{AGENT}", json={"greeting": "pwned"}, headers={"If-Match": a_etag}), *private),
+        ("DELETE", "/v1/agents/{agent}", "If-Match"): lambda http: _not_found(
+            http.delete(f"/v1/agents/{AGENT}", headers={"If-Match": a_etag}), *private),
         ("GET", "/v1/agents"): own_listing("/v1/agents"),
         ("GET", "/v1/agents/{agent}"): lambda http: _not_found(http.get(f"/v1/agents/{AGENT}"), *private),
         ("PATCH", "/v1/agents/{agent}"): lambda http: _not_found(
@@ -113,15 +144,20 @@ def test_tenant_b_gets_404_for_every_resource_of_tenant_a_on_every_operation(pla
                for method, operation in operations.items() if operation.get("security")}
     assert secured <= set(attacks), f"operations this test does not cover yet: {sorted(secured - set(attacks))}"
 
+    with platform.api(a) as http:
+        a_etag = http.get(f"/v1/agents/{AGENT}").headers["ETag"]
+        a_hooks = http.get("/v1/webhooks").json()["items"]
     with platform.api(b) as http:
-        for (method, path), attack in attacks.items():
+        for (method, path, *_), attack in attacks.items():
             if (method, path) in secured:
                 attack(http)
-    print(f"tenant B tried {len(secured)} operations on tenant A's agent, session, eval record and secret")
+    print(f"tenant B tried {len(secured)} operations (and {len(attacks) - len(secured)} more ways) on tenant A's agent,"
+          " session, eval record, secret and webhook endpoint")
 
     assert _a_objects(platform, a) == before, "tenant A's objects changed"
     with platform.api(a) as http:
         assert http.get(f"/v1/sessions/{sid}").json()["phase"] in ("starting", "active")
+        assert http.get("/v1/webhooks").json()["items"] == a_hooks and [h["id"] for h in a_hooks] == [hook]
         assert http.get(f"/v1/secrets/{SECRET}").status_code == 200
 
 

@@ -53,9 +53,10 @@ def platform_namespace(kube, installed_crds):
 
 
 @pytest.fixture(scope="module")
-def target(kube, pods, platform_namespace, livekit, tmp_path_factory):
+def target(kube, pods, platform_namespace, livekit, tmp_path_factory, module_database):
     gateway = start_gateway(kube, platform_namespace, tmp_path_factory.mktemp("fuzz-gateway"),
                             regions=livekit_regions(livekit),
+                            database_url=module_database,  # history, webhooks, usage, Idempotency-Key fuzzed too
                             extra_env=session_gateway_env(VOXFLEET_RATE_LIMIT_PER_SECOND="100000",
                                                           VOXFLEET_RATE_LIMIT_BURST="100000",
                                                           VOXFLEET_LOG_LEVEL="info"))
