@@ -13,9 +13,9 @@ PYTEST_WORKERS ?= auto
 LOCK   := requirements/dev.lock
 UV_VERSION := 0.13.9
 
-.PHONY: setup servers playground chromium dev test test-fast crds bench lock clean
+.PHONY: setup servers playground chromium postgresql dev test test-fast crds bench lock clean
 
-setup: $(STAMP) servers playground
+setup: $(STAMP) servers playground postgresql
 
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "voxfleet needs Python 3.11+; found " + sys.version)'
@@ -63,6 +63,13 @@ $(PLAYGROUND_BUNDLE): playground/package.json playground/package-lock.json $(wil
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "==> installing Debian's chromium for the browser test"; \
 		$(APT_INSTALL) chromium chromium-driver; }
+
+# Debian's PostgreSQL server: the store's database in the test world and in `voxfleet dev` (world/postgres.py runs
+# its binaries itself, in the world's folder; the package's own cluster is never used). Skipped when installed.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ echo "==> installing Debian's PostgreSQL server (the store's database in the test world)"; \
+		  $(APT_INSTALL) postgresql; }
 
 dev: setup
 	$(BIN)/voxfleet dev

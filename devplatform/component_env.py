@@ -19,6 +19,7 @@ PLATFORM_NAMESPACE = "voxfleet-system"
 # The demo tool server listens on loopback; tenant URLs may reach nothing private unless the platform allows it.
 OUTBOUND_ALLOWED_CIDRS = ["127.0.0.1/32"]
 DEFAULT_CALLER_REGION = "us-east"
+DATABASE_NAME = "voxfleet"  # the store's database on the world's PostgreSQL
 # Round trips between the world's regions (ms): enough for the gateway to order regions by distance.
 LATENCY_MS = {
     "us-east": {"us-east": 5, "eu-west": 80, "ap-south": 190},
@@ -67,9 +68,12 @@ def gateway_regions(world: WorldInfo) -> dict[str, dict[str, str]]:
             for region in world.livekit}
 
 
-def gateway_env(world: WorldInfo, dev_secrets: DevSecrets, *, port: int, operational_port: int) -> dict[str, str]:
+def gateway_env(world: WorldInfo, dev_secrets: DevSecrets, *, port: int, operational_port: int,
+                database_url: str | None = None) -> dict[str, str]:
     regions = gateway_regions(world)
+    store = {f"{ENV_PREFIX}DATABASE_URL": database_url} if database_url else {}
     return {
+        **store,
         **platform_env(world, dev_secrets),
         f"{ENV_PREFIX}HOST": "127.0.0.1",
         f"{ENV_PREFIX}PORT": str(port),

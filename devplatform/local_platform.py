@@ -207,11 +207,13 @@ class LocalPlatform:
             raise DevFailed(f"port {port} on 127.0.0.1 is in use; stop what uses it or pass --gateway-port")
         url = f"http://127.0.0.1:{port}"
         operational_port = processes.free_port()
+        database_url = self._prepare_database()
         self._step(f"gateway on {url} (LiveKit regions: {', '.join(r['region'] for r in self.info.livekit)};"
                    f" /metrics on 127.0.0.1:{operational_port})")
         server = self._start("gateway", [sys.executable, "-m", "voxfleet.cli", "gateway"],
                              component_env.gateway_env(self.info, secrets_, port=port,
-                                                       operational_port=operational_port))
+                                                       operational_port=operational_port,
+                                                       database_url=database_url))
         processes.wait_until("gateway /readyz", lambda: _http_ok(f"{url}/readyz"), timeout=90, servers=[server],
                              interval=0.2)
         self.state.gateway_url = url
@@ -222,6 +224,23 @@ class LocalPlatform:
                               f"`make playground`)")
         self.state.save()
         return True
+
+    def _prepare_database(self) -> str | None:
+        """The store: database `voxfleet` on the world's PostgreSQL, migrated (the gateway never migrates at start;
+        in a cluster the chart's Job does it). None for a world from before worlds had PostgreSQL."""
+        assert self.info is not None
+        admin_url = self.info.postgres_admin_url
+        if admin_url is None:
+            self.notes.append("the world has no PostgreSQL: no call history, webhooks or usage (restart voxfleet dev)")
+            return None
+        from voxfleet.store import migrations_runner
+        from voxfleet.world import postgres
+
+        self._step(f"the store: database {component_env.DATABASE_NAME} on the world's PostgreSQL"
+                   f" (127.0.0.1:{self.info.postgres['port']}), migrations applied")
+        url = postgres.ensure_database(admin_url, component_env.DATABASE_NAME)
+        migrations_runner.upgrade(url)
+        return url
 
     def _not_yet(self, component: str, consequence: str) -> None:
         line = f"{component}: not yet available in this build ({consequence})"

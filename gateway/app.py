@@ -47,6 +47,9 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
 
     app = FastAPI(title="voxfleet gateway", version="v1", description=DESCRIPTION, lifespan=lifespan)
     app.state.runtime = runtime
+    # The store (voxfleet.store.database.Database) or None; its pool opens connections on first use.
+    # gateway/store_access.py require_database answers 503 database_not_configured when it is None.
+    app.state.database = runtime.database
     api_errors.install(app)
     openapi_document.install(app)  # stable operationIds; problems documented as application/problem+json
     app.include_router(agents_router)

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = GatewaySettings(**overrides)
         settings.load_session_keys()
         settings.load_worker_token()
+        settings.load_database_url()
     except (ValidationError, RuntimeError, OSError) as error:
         print(f"voxfleet gateway: invalid settings: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from fastapi import Request
 
 from voxfleet.gateway.agent_directory import AgentDirectory
 from voxfleet.gateway.allocation import Allocator
+from voxfleet.gateway.database_health import DatabaseHealth
 from voxfleet.gateway.key_store import KeyStore
 from voxfleet.gateway.livekit_health import LiveKitHealth
 from voxfleet.gateway.livekit_rooms import LiveKitRooms
@@ -36,6 +37,7 @@ from voxfleet.gateway.worker_registry import WorkerRegistry
 from voxfleet.kube.backoff import Backoff
 from voxfleet.kube.client import KubeClient
 from voxfleet.kube.informer import Informer
+from voxfleet.store.database import Database
 from voxfleet.telemetry.resource_attributes import SERVICE_GATEWAY
 from voxfleet.telemetry.tracing import Tracing, set_up_tracing
 
@@ -78,6 +80,8 @@ class GatewayRuntime:
     webhook_replays: ReplayGuard
     spec_checker: SpecChecker
     livekit_health: LiveKitHealth
+    database_health: DatabaseHealth
+    database: Database | None = None  # the store; None when no VOXFLEET_DATABASE_URL is set
     background: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -103,6 +107,13 @@ class GatewayRuntime:
                                        timeout=settings.livekit_probe_timeout_seconds,
                                        down_after=settings.livekit_down_after_failures)
         session_keys = settings.load_session_keys()
+        database_url = settings.load_database_url()
+        # The pool only: nothing connects until the first probe or query, so a database outage delays no start.
+        database = Database.from_url(
+            database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow,
+            pool_timeout=settings.database_pool_timeout_seconds,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+            application_name="voxfleet-gateway") if database_url else None
         tracing = gateway_tracing()
         allocator = Allocator(settings, workers, client, tokens, SessionQuota(workers, agents, client), metrics,
                               session_keys, tracing.tracer("voxfleet.gateway"))
@@ -116,7 +127,8 @@ class GatewayRuntime:
                    session_keys=session_keys, tracing=tracing, recovery=recovery,
                    room_events=RoomEvents(workers, agents, tenants, allocator, client, rooms, recovery),
                    webhook_replays=ReplayGuard(settings.webhook_max_age_seconds + 60), spec_checker=SpecChecker(),
-                   livekit_health=livekit_health)
+                   livekit_health=livekit_health, database=database,
+                   database_health=DatabaseHealth(database, metrics.registry, period=settings.database_probe_seconds))
 
     @property
     def watches(self) -> list[Informer]:
@@ -127,7 +139,7 @@ class GatewayRuntime:
             watch.start()
         # The spec-checking process loads its models meanwhile, so the first agent write does not wait for it.
         await asyncio.gather(*(watch.wait_synced(sync_timeout) for watch in self.watches), self.spec_checker.start(),
-                             self.livekit_health.start())
+                             self.livekit_health.start(), self.database_health.start())
         self.background.append(asyncio.create_task(
             self.workers.poll_loads(self.worker_client, self.settings.load_poll_seconds), name="load hints"))
 
@@ -138,7 +150,8 @@ class GatewayRuntime:
         """(ready, what /readyz shows). Ready once every watch has listed, while no watch has been broken for
         longer than stale_watch_ready_seconds (through a shorter apiserver outage sessions are placed from the
         cached copies: every replica leaving the rotation at once would cut the API instead), and while at least
-        one region's LiveKit answers (down regions are skipped; none left means no call can be placed)."""
+        one region's LiveKit answers (down regions are skipped; none left means no call can be placed). A database
+        that does not answer makes it "degraded", never unready: calls need no database (database_health.py)."""
         now = time.monotonic()
         watches: dict[str, dict[str, Any]] = {}
         problems: list[str] = []
@@ -153,12 +166,15 @@ class GatewayRuntime:
         regions = self.livekit_health.detail()
         if not self.livekit_health.any_up():
             problems.append("no_livekit")
+        database = self.database_health.status()
         if problems:
-            return False, {"status": sorted(set(problems))[0], "regions": regions, "watches": watches}
+            return False, {"status": sorted(set(problems))[0], "regions": regions, "database": database,
+                           "watches": watches}
         # Still taking requests, from cached copies or in the regions whose LiveKit works: "degraded" says so.
         degraded = any(not w["healthy"] for w in watches.values()) or any(
-            region["livekit"] == "down" for region in regions.values())
-        return True, {"status": "degraded" if degraded else "ready", "regions": regions, "watches": watches}
+            region["livekit"] == "down" for region in regions.values()) or database == "down"
+        return True, {"status": "degraded" if degraded else "ready", "regions": regions, "database": database,
+                      "watches": watches}
 
     async def close_room(self, region: str, room: str) -> None:
         """Best effort: the caller is dropped from a session that was ended (the worker already left)."""
@@ -177,6 +193,9 @@ class GatewayRuntime:
         for watch in self.watches:
             await watch.stop()
         await self.livekit_health.stop()
+        await self.database_health.stop()
+        if self.database is not None:
+            await self.database.close()
         self.spec_checker.stop()
         await self.worker_client.aclose()
         await self.rooms.aclose()

@@ -99,6 +99,31 @@ class GatewaySettings(PlatformSettings):
         description="The platform's price list (JSON, camelCase names; the chart's gateway.prices): what a call costs"
                     " the tenant, in micro-units of one currency (gateway/pricing.py). Cost in reports and"
                     " GET /v1/usage, and quotas.monthlySpendCents, are priced with it.")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="The store (call history, webhook outbox, usage): postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB"
+                    " (VOXFLEET_DATABASE_URL; the chart takes it from a Secret). Unset: every endpoint that needs it"
+                    " answers 503 database_not_configured, everything else works as without it. Never logged.")
+    database_pool_size: int = Field(default=10, ge=1, le=200, description="Connections each replica keeps open.")
+    database_max_overflow: int = Field(default=10, ge=0, le=200,
+                                       description="Connections opened beyond the pool under load, then closed.")
+    database_pool_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="How long a request waits for a free connection before its 503.")
+    database_statement_timeout_ms: int = Field(default=30_000, ge=100, le=600_000,
+                                               description="No statement of the gateway runs longer.")
+    database_probe_seconds: float = Field(default=2.0, gt=0, description="How often the database is probed for"
+                                                                         " /readyz and voxfleet_gateway_database_up.")
+    history_sweep_seconds: float = Field(
+        default=300.0, gt=0, description="How often a gateway tries to sweep call records past their tenant's"
+                                         " retention (one replica at a time: an advisory lock).")
+    history_sweep_batch: int = Field(default=1000, ge=1, le=100000,
+                                     description="Records deleted per transaction by the retention sweeper.")
+    call_report_sweep_seconds: float = Field(
+        default=15.0, gt=0, description="How often each gateway walks the live call records for calls that ended"
+                                        " (their worker's report is pulled) or whose worker is gone.")
+    call_report_lost_after_seconds: float = Field(
+        default=150.0, gt=0, description="A live call no worker has known for this long, with no recovery running,"
+                                         " is ended as worker-lost (longer than any recovery deadline).")
     playground_dir: Path | None = Field(
         default_factory=lambda: _SOURCE_PLAYGROUND if _SOURCE_PLAYGROUND.is_dir() else None,
         description="The built browser playground, served at /playground/ (default: playground/dist of a source"
@@ -133,6 +158,18 @@ class GatewaySettings(PlatformSettings):
             raise ValueError(f"default_caller_region {self.default_caller_region!r} is neither a served region"
                              " nor a row of latency_ms")
         return self
+
+    def load_database_url(self) -> str | None:
+        """The store's URL, checked; None when none is configured. Checked here rather than by a validator: a
+        pydantic ValidationError repeats the input value, and this one holds the password."""
+        if self.database_url is None or not self.database_url.get_secret_value():
+            return None
+        from voxfleet.store.database import DatabaseUrlError, parse_url
+
+        try:
+            return parse_url(self.database_url.get_secret_value()).render_as_string(hide_password=False)
+        except DatabaseUrlError as error:
+            raise RuntimeError(f"VOXFLEET_DATABASE_URL: {error}") from None
 
     def load_session_keys(self) -> list[bytes]:
         """The signing key first, then the older ones that still verify."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
@@ -55,12 +56,18 @@ class Database:
         self.last_problem = ""  # the kind of the last failed ping (an exception class name), never its message
 
     @classmethod
-    async def connect(cls, url: str | URL, *, pool_size: int = 10, max_overflow: int = 10,
-                      pool_timeout: float = 5.0, connect_timeout: float = 5.0,
-                      statement_timeout_ms: int = 30_000, application_name: str = "voxfleet") -> "Database":
-        """The pool (no connection is opened yet). Bounded: at most pool_size + max_overflow connections per
-        process, a request waits at most pool_timeout for one, and no statement runs longer than
-        statement_timeout_ms (a tenant's costly query cannot hold a connection for long)."""
+    async def connect(cls, url: str | URL, **pool: Any) -> "Database":
+        """The pool (no connection is opened yet); the options are from_url's."""
+        return cls.from_url(url, **pool)
+
+    @classmethod
+    def from_url(cls, url: str | URL, *, pool_size: int = 10, max_overflow: int = 10,
+                 pool_timeout: float = 5.0, connect_timeout: float = 5.0,
+                 statement_timeout_ms: int = 30_000, application_name: str = "voxfleet") -> "Database":
+        """connect() for code outside an event loop (the gateway builds its runtime before the loop runs).
+        Bounded: at most pool_size + max_overflow connections per process, a request waits at most pool_timeout
+        for one, and no statement runs longer than statement_timeout_ms (a tenant's costly query cannot hold a
+        connection for long)."""
         engine = create_async_engine(
             parse_url(url), pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
             pool_timeout=pool_timeout, pool_recycle=1800,

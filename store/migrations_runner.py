@@ -8,7 +8,8 @@ start: with several replicas rolling, the schema change is the deploy's step, be
 
 Migrations live in store/migrations/versions/ with fixed revision ids; branches are fine (several may depend on
 0001_sessions), which is why this applies "heads", not "head". Concurrent runs are safe: env.py takes a
-PostgreSQL advisory lock before reading the version table, so a second run waits and then finds nothing to do.
+PostgreSQL advisory lock before reading the version table, so a second process's run waits and then finds nothing
+to do (within one process, runs take turns on a lock: Alembic's context is process-global).
 """
 
 from __future__ import annotations
@@ -54,9 +55,18 @@ def _in_own_thread(work) -> None:
         raise failure[0]
 
 
+# Alembic's `context` (what env.py imports) is one global proxy per process: two upgrades in threads of one process
+# would run each other's migrations. Within a process they take turns here; across processes the advisory lock.
+_ONE_AT_A_TIME = threading.Lock()
+
+
 def upgrade(url: str | URL) -> None:
     """Apply every migration not yet applied (to all heads). A no-op on an up-to-date database."""
-    _in_own_thread(lambda: command.upgrade(alembic_config(url), "heads"))
+    def run() -> None:
+        with _ONE_AT_A_TIME:
+            command.upgrade(alembic_config(url), "heads")
+
+    _in_own_thread(run)
 
 
 async def upgrade_async(url: str | URL) -> None:

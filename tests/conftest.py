@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.security import secret_ledger
 from voxfleet.world.access import Cluster, RunnerPool
 from voxfleet.world.livekit import LiveKitRegion
 from voxfleet.world.postgres import PostgresInfo
@@ -117,11 +118,15 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresInfo]
     if configured and World(Path(configured)).running():
         info = WorldInfo.load(Path(configured))
         if info.postgres:
-            yield PostgresInfo(**info.postgres)  # the world's: used, never stopped
+            shared = PostgresInfo(**info.postgres)
+            secret_ledger.record(shared.password, "PostgreSQL admin password (the world's)")
+            yield shared  # the world's: used, never stopped
             return
     state = tmp_path_factory.mktemp("postgres")
     server = pg.PostgresServer(state, log_dir=state / "logs").start()
     try:
+        # Its password is in every database URL a test hands a gateway: the run's log scan looks for it too.
+        secret_ledger.record(server.info.password, "PostgreSQL admin password")
         yield server.info
     finally:
         server.stop()

@@ -26,12 +26,14 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, str]] = {
     "eval": ("voxfleet.evaluation.eval_cli:main", "eval",
              "run scenario tests of an agent as real calls (JUnit, JSON, baseline)"),
     "cluster": ("voxfleet.world.cli:cluster_main", "all", "start/stop the local test world of real servers"),
+    "db": ("voxfleet.store.db_cli:main", "gateway",
+           "apply the store's database migrations (upgrade) or show its revision (current)"),
     "crds": ("voxfleet.crds_cli:main", None, "regenerate crds/ from the API models (or --check that it is current)"),
 }
 
 # Commands a person runs in a terminal: their own log lines (the LiveKit SDK's, a caller's warning) are readable
 # lines on stderr, so stdout carries only what the command answers. The services configure their own logging.
-TERMINAL_COMMANDS = {"keys", "call", "dev", "eval", "cluster", "crds"}
+TERMINAL_COMMANDS = {"keys", "call", "dev", "eval", "cluster", "crds", "db"}
 
 # Commands that end with LiveKit's native runtime (tokio threads) still alive. Python's interpreter teardown can
 # race those threads, which then abort the process ("panic in a function that cannot unwind", SIGABRT) after

@@ -20,7 +20,7 @@ def _progress(message: str) -> None:
 def cluster_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="voxfleet cluster",
                                      description="Run the local test world: Kubernetes control plane, kwok nodes in "
-                                                 "three regions, the pod runner and two livekit-servers.")
+                                                 "three regions, the pod runner, two livekit-servers and PostgreSQL.")
     parser.add_argument("--state-dir", type=Path, default=None,
                         help=f"world folder (default: $VOXFLEET_WORLD_DIR or {default_state_dir()})")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +48,9 @@ def _up(world: World, args) -> int:
     print(f"export KUBECONFIG={info.kubeconfig}")
     for region in info.livekit:
         print(f"# livekit {region['region']}: {region['url']} key={region['api_key']} secret={region['api_secret']}")
+    if info.postgres:  # the URL holds the password: say where it is, not what it is
+        print(f"# postgresql: 127.0.0.1:{info.postgres['port']} user {info.postgres['user']}; admin URL with its"
+              f" password: {info.state_dir}/postgres/postgres.json")
     print(f"# pod logs: {info.pods_dir}/<namespace>/<pod>/<container>.log; server logs: {info.logs_dir}")
     if not args.foreground:
         print(f"# stop with: voxfleet cluster down --state-dir {info.state_dir}")

@@ -7,7 +7,7 @@
 
 `initdb` into the data folder (password authentication on TCP with a generated password, kept in the folder so a
 restart or another process finds it), then `postgres` on 127.0.0.1 on a free port with its Unix socket in the
-state folder, ready once it accepts a query. Tuned for throwaway test data: no fsync, no synchronous commit.
+state folder, ready once it accepts a query. Tuned for throwaway test data: no fsync.
 
 PostgreSQL refuses to run as root. When this process is root (CI, containers), the server runs as Debian's
 `postgres` user, and its data folder lives in a folder of its own under /tmp (the state folder of a root-owned
@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import processes
@@ -66,7 +66,7 @@ class PostgresInfo:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)  # a failing test's traceback may show this object
     data_dir: str
     socket_dir: str
     bin_dir: str
@@ -115,8 +115,10 @@ class PostgresServer:
             str(Path(self.info.bin_dir) / "postgres"), "-D", self.info.data_dir,
             "-h", self.info.host, "-p", str(self.info.port), "-k", self.info.socket_dir,
             "-c", f"max_connections={self.max_connections}",
-            # Test data is throwaway: durability costs time on a busy 2-core machine and buys nothing here.
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            # Test data is throwaway: flushing to disk costs time on a busy 2-core machine and buys nothing here.
+            # Commits still reach the OS before they return (synchronous_commit stays on), so a killed server
+            # (a crash test) recovers every committed row; only a crash of the machine would lose them.
+            "-c", "fsync=off", "-c", "full_page_writes=off",
             "-c", "log_min_messages=warning", "-c", "log_connections=off", "-c", "log_statement=none",
         ], log_dir=self.log_dir, world_id=self.world_id, user=user, cwd=Path("/") if user else None)
         processes.wait_until(f"PostgreSQL on {self.info.host}:{self.info.port}", self.accepts_queries,
@@ -134,7 +136,8 @@ class PostgresServer:
             return PostgresInfo(**json.loads(saved.read_text()))
         bin_dir = self.bin_dir or find_bin_dir()
         user = _run_as()
-        # Root's test folders are 0700: a non-root server gets a folder of its own (removed by remove_data()).
+        # Root's test folders are 0700: a server run as another user gets a folder of its own under /tmp (removed
+        # by remove_data()).
         home = Path(tempfile.mkdtemp(prefix="voxfleet-pg-")) if user else self.state_dir
         data_dir, socket_dir = home / "data", home / "socket"
         if len(str(socket_dir)) > SOCKET_PATH_LIMIT:
@@ -142,6 +145,7 @@ class PostgresServer:
         socket_dir.mkdir(parents=True, exist_ok=True)
         password = secrets.token_urlsafe(24)
         password_file = home / "initdb-password"
+        password_file.touch(mode=0o600)
         password_file.write_text(password + "\n")
         if user:
             for path in (home, socket_dir, password_file):
@@ -174,7 +178,9 @@ class PostgresServer:
         if self.server is not None:
             with _suppress_gone():
                 os.killpg(self.server.pid, signal.SIGKILL)
-            processes.stop_group(self.server.pid, timeout=5)
+            if self.server.popen is not None:
+                self.server.popen.wait(timeout=10)
+            processes.stop_group(self.server.pid, timeout=5)  # waits until no backend of the group is left
 
     def remove_data(self) -> None:
         """After stop(): the data folder (and the separate socket folder) go; the state folder stays."""

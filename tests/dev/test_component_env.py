@@ -73,3 +73,16 @@ def test_the_default_caller_region_is_one_the_gateway_serves(monkeypatch, region
     world = WorldInfo(**{**WORLD.__dict__, "livekit": [r for r in WORLD.livekit if r["region"] in regions]})
     env = component_env.gateway_env(world, DevSecrets.generate(), port=8000, operational_port=8001)
     assert env["VOXFLEET_DEFAULT_CALLER_REGION"] == (regions[0] if regions else "us-east")
+
+
+def test_the_gateway_gets_the_store_s_url_when_the_world_has_one(monkeypatch):
+    from voxfleet.gateway.settings import GatewaySettings
+
+    url = "postgresql+asyncpg://voxfleet:dev-password-0123456789@127.0.0.1:5544/voxfleet"
+    _apply(monkeypatch, component_env.gateway_env(WORLD, DevSecrets.generate(), port=8123, operational_port=8124,
+                                                  database_url=url))
+    with_store = GatewaySettings()
+    assert with_store.load_database_url() == url
+    assert "dev-password" not in repr(with_store)  # a SecretStr: settings printed never show it
+    _apply(monkeypatch, component_env.gateway_env(WORLD, DevSecrets.generate(), port=8123, operational_port=8124))
+    assert GatewaySettings().load_database_url() is None

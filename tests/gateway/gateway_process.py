@@ -23,7 +23,8 @@ WORKER_TOKEN = "test-worker-token-0123456789"
 
 class GatewayProcess:
     def __init__(self, *, kubeconfig: Path, platform_namespace: str, log_path: Path,
-                 regions: dict[str, dict[str, Any]] | None = None, extra_env: dict[str, str] | None = None):
+                 regions: dict[str, dict[str, Any]] | None = None, extra_env: dict[str, str] | None = None,
+                 database_url: str | None = None):
         self.port = processes.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.operational_port = processes.free_port()
@@ -38,6 +39,9 @@ class GatewayProcess:
             "VOXFLEET_LOG_FORMAT": "json",
             "VOXFLEET_LOG_LEVEL": "debug",
             "VOXFLEET_ACCESS_LOG": "true",
+            # The store (the `database` fixture's URL); without it the gateway answers history, webhooks and
+            # usage with 503 database_not_configured. Not inherited from the test process's environment.
+            "VOXFLEET_DATABASE_URL": database_url or "",
             **(extra_env or {}),
         }
         self.argv = [sys.executable, "-m", "voxfleet.gateway.main", "--host", "127.0.0.1", "--port", str(self.port),
