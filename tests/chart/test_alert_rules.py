@@ -100,8 +100,13 @@ def _exported_names() -> set[str]:
     from voxfleet.operator.metrics import OperatorMetrics
     from voxfleet.worker.telemetry import metrics as worker_metrics
 
+    from voxfleet.gateway.database_health import DatabaseHealth
+    from voxfleet.store.database import Database
+
     gateway = GatewayMetrics()
     LiveKitHealth({}, gateway.registry)  # the LiveKit probe's metrics live on the gateway's registry too
+    # ... and the store's probe, with a database configured (the pool connects to nothing until used)
+    DatabaseHealth(Database.from_url("postgresql+asyncpg://voxfleet@127.0.0.1:1/voxfleet"), gateway.registry)
     names: set[str] = set()
     for registry in (gateway.registry, OperatorMetrics().registry, worker_metrics.REGISTRY):
         for family in registry.collect():

@@ -107,7 +107,7 @@ def test_chart_tenant_deletion_policy_is_the_operators():
 def _pod_specs(manifests: list[dict]) -> list[tuple[str, dict]]:
     specs = []
     for m in manifests:
-        if m["kind"] in ("Deployment", "Job"):
+        if m["kind"] in ("Deployment", "Job", "StatefulSet"):
             specs.append((m["metadata"]["name"], m["spec"]["template"]["spec"]))
         elif m["kind"] == "Pod":
             specs.append((m["metadata"]["name"], m["spec"]))
@@ -118,7 +118,10 @@ def _pod_specs(manifests: list[dict]) -> list[tuple[str, dict]]:
 def test_every_pod_is_non_root_read_only_without_capabilities(name):
     manifests = render(values=VALUE_SETS[name], api_versions=MONITORING_API_VERSIONS)
     specs = _pod_specs(manifests)
-    assert len(specs) == 4  # operator, gateway, the secrets hook Job, helm test
+    store = _values(name).get("database", {})
+    bundled = not store.get("existingSecret") and store.get("bundled", {}).get("enabled", True)
+    # operator, gateway, the secrets hook Job, helm test; the store's migration Job; the bundled PostgreSQL
+    assert len(specs) == 5 + bundled, [pod_name for pod_name, _ in specs]
     for pod_name, spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True, pod_name
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, pod_name
@@ -127,8 +130,10 @@ def test_every_pod_is_non_root_read_only_without_capabilities(name):
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, pod_name
             assert sc["capabilities"] == {"drop": ["ALL"]}, pod_name
             assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, pod_name
-            # The test world (and the image) run the container's command: it must be the voxfleet entry point.
-            assert container["command"][0] in ("voxfleet", "python"), pod_name
+            # The test world (and the image) run the container's command: it must be the voxfleet entry point
+            # (the bundled PostgreSQL runs its own image's).
+            expected = ("docker-entrypoint.sh",) if pod_name.endswith("-postgres") else ("voxfleet", "python")
+            assert container["command"][0] in expected, pod_name
             assert container["resources"]["limits"]["memory"], pod_name
 
 
@@ -235,7 +240,7 @@ def test_operator_env_parses_as_operator_and_platform_settings(name, monkeypatch
     assert platform.allowed_worker_images == workers.get("allowedImages", [])
     image = values.get("image", {})
     assert platform.worker_image == f"{image.get('repository', 'voxfleet/voxfleet')}:{image.get('tag', '0.1.0')}"
-    secrets_job = find(manifests, "Job")["spec"]["template"]["spec"]["containers"][0]
+    secrets_job = find(manifests, "Job", "voxfleet-secrets")["spec"]["template"]["spec"]["containers"][0]
     assert f"--secret={platform.worker_token_secret}/token" in secrets_job["args"]
     assert platform.outbound_allowed_cidrs == values.get("platform", {}).get("outboundAllowedCidrs", [])
 
@@ -316,7 +321,10 @@ def test_two_renders_are_identical_and_carry_no_generated_secret(name):
     job = find(manifests, "Job", "voxfleet-secrets")
     created = {arg.removeprefix("--secret=").split("/")[0]
                for arg in job["spec"]["template"]["spec"]["containers"][0]["args"] if arg.startswith("--secret=")}
-    assert created == {"voxfleet-worker-token", "voxfleet-session-key"}
+    store = _values(name).get("database", {})
+    bundled = not store.get("existingSecret") and store.get("bundled", {}).get("enabled", True)
+    # The bundled PostgreSQL's password is made by the same hook, never rendered.
+    assert created == {"voxfleet-worker-token", "voxfleet-session-key"} | ({"voxfleet-database"} if bundled else set())
     assert ("voxfleet-gateway", "voxfleet-session-key") in references
     assert ("voxfleet-operator", "voxfleet-worker-token") in references
     assert ("voxfleet-gateway", "voxfleet-worker-token") in references
@@ -337,7 +345,8 @@ def test_the_secrets_job_is_a_pre_install_and_pre_upgrade_hook_with_rights_on_it
     assert weights["ServiceAccount"] < weights["RoleBinding"] < weights["Job"] and weights["Role"] < weights["Job"]
     rules = find(manifests, "Role", "voxfleet-secrets")["rules"]
     assert rules == [{"apiGroups": [""], "resources": ["secrets"],
-                      "resourceNames": ["voxfleet-worker-token", "voxfleet-session-key"], "verbs": ["get", "patch"]},
+                      "resourceNames": ["voxfleet-worker-token", "voxfleet-session-key", "voxfleet-database"],
+                      "verbs": ["get", "patch"]},
                      {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
     spec = find(manifests, "Job", "voxfleet-secrets")["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "voxfleet-secrets" and spec["restartPolicy"] == "Never"
@@ -351,10 +360,11 @@ def test_the_secrets_job_is_a_pre_install_and_pre_upgrade_hook_with_rights_on_it
     (("platform.workerToken.create=false", "gateway.sessionSigningKey.existingSecret=my-key"), set(), "my-key"),
 ])
 def test_an_existing_secret_is_used_and_never_generated(assignments, generated, mounted):
-    manifests = render(set_values=assignments)
+    # The store's own Secret (database.*) has its test below; here the platform team brings its database's URL.
+    manifests = render(set_values=(*assignments, "database.existingSecret=my-database"))
     jobs = [m for m in manifests if m["kind"] == "Job"]
     args = {a.removeprefix("--secret=") for job in jobs
-            for a in job["spec"]["template"]["spec"]["containers"][0]["args"] if a.startswith("--secret=")}
+            for a in job["spec"]["template"]["spec"]["containers"][0].get("args", []) if a.startswith("--secret=")}
     assert args == generated
     if not generated:  # nothing to create: no hook, no ServiceAccount that may create Secrets
         assert not [m for m in manifests if m["metadata"]["name"] == "voxfleet-secrets"]
@@ -391,3 +401,56 @@ def test_crds_enabled_false_renders_no_crd_and_keep_false_drops_the_annotation()
     assert "CustomResourceDefinition" not in render_text(set_values=("crds.enabled=false",), include_crds=True)
     for crd in _crds(render(set_values=("crds.keep=false",))).values():
         assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+
+
+# --- the store (database.*) ---------------------------------------------------------------------------------
+
+def _database_env(manifests: list[dict], kind: str, name: str) -> dict[str, dict]:
+    return container_env(find(manifests, kind, name))
+
+
+@pytest.mark.parametrize("assignments, mode", [
+    ((), "bundled"), (("database.existingSecret=my-database",), "existing"),
+    (("database.existingSecret=my-database", "database.bundled.enabled=false"), "existing"),
+    (("database.bundled.enabled=false",), "none")])
+def test_the_store_comes_from_the_users_secret_the_bundled_server_or_nowhere(assignments, mode, monkeypatch):
+    from voxfleet.gateway.settings import GatewaySettings
+
+    manifests = render(set_values=assignments)
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    gateway_env = _database_env(manifests, "Deployment", "voxfleet-gateway")
+    jobs = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Job"}
+    secrets_job_args = jobs["voxfleet-secrets"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (("StatefulSet", "voxfleet-postgres") in kinds) == (mode == "bundled")
+    assert ("--secret=voxfleet-database/password" in secrets_job_args) == (mode == "bundled")
+    assert ("voxfleet-migrations" in jobs) == (mode != "none")
+    assert ("VOXFLEET_DATABASE_URL" in gateway_env) == (mode != "none")
+    print(f"{mode}: {sorted(name for kind, name in kinds if 'postgres' in name or 'migrations' in name)}")
+    if mode == "none":
+        return
+    migrations = jobs["voxfleet-migrations"]
+    container = migrations["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:3] == ["voxfleet", "db", "upgrade"]
+    # The Job and the gateway read the same URL, and never from a literal in values.
+    job_env = container_env(migrations)
+    assert job_env and all(job_env[name] == gateway_env[name] for name in job_env), job_env
+    hook = migrations["metadata"]["annotations"]["helm.sh/hook"]
+    if mode == "existing":
+        assert gateway_env["VOXFLEET_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "my-database",
+                                                                                    "key": "url"}
+        assert hook == "pre-install,pre-upgrade"
+    else:
+        # Built by the kubelet from the generated password; the server is a release object, so post-install.
+        assert gateway_env["DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "voxfleet-database",
+                                                                                 "key": "password"}
+        assert hook == "post-install,pre-upgrade"
+        env = _literal_env(find(manifests, "Deployment", "voxfleet-gateway"))
+        monkeypatch.setenv("VOXFLEET_DATABASE_URL", env["VOXFLEET_DATABASE_URL"])
+        url = GatewaySettings(session_signing_key="k" * 32).load_database_url()
+        assert url == ("postgresql+asyncpg://voxfleet:database_password-value@"
+                       "voxfleet-postgres.voxfleet-system.svc:5432/voxfleet")
+        policy = find(manifests, "NetworkPolicy", "voxfleet-postgres")
+        peers = [peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                 for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+        assert peers == ["gateway", "migrations"]  # workers and tenants never reach the store
+    assert int(migrations["metadata"]["annotations"]["helm.sh/hook-weight"]) > -5  # after the secrets Job

@@ -190,3 +190,29 @@ namespace. */}}
 - namespaceSelector: {}
 {{- end -}}
 {{- end -}}
+
+{{/* The store's mode: "existing" (database.existingSecret), "bundled" (database.bundled.enabled) or "" (none). */}}
+{{- define "voxfleet.databaseMode" -}}
+{{- if .Values.database.existingSecret -}}existing{{- else if .Values.database.bundled.enabled -}}bundled{{- end -}}
+{{- end -}}
+
+{{- define "voxfleet.databaseName" -}}{{ include "voxfleet.fullname" . }}-postgres{{- end -}}
+{{- define "voxfleet.databaseSecretName" -}}{{ include "voxfleet.fullname" . }}-database{{- end -}}
+
+{{/* VOXFLEET_DATABASE_URL for the gateway and the migration Job, never a literal value: from the user's Secret, or
+built by the kubelet from the bundled server's generated password ($(VAR) expansion of an earlier env entry; the
+password is alphanumeric, so it needs no URL encoding). Nothing when there is no store. */}}
+{{- define "voxfleet.databaseEnv" -}}
+{{- $mode := include "voxfleet.databaseMode" . -}}
+{{- if eq $mode "existing" }}
+- name: VOXFLEET_DATABASE_URL
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.database.existingSecret | quote }}, key: {{ .Values.database.existingSecretKey | quote }}}
+{{- else if eq $mode "bundled" }}
+- name: DATABASE_PASSWORD  # not a VOXFLEET_ setting: only the URL below reads it
+  valueFrom:
+    secretKeyRef: {name: {{ include "voxfleet.databaseSecretName" . | quote }}, key: password}
+- name: VOXFLEET_DATABASE_URL
+  value: "postgresql+asyncpg://voxfleet:$(DATABASE_PASSWORD)@{{ include "voxfleet.databaseName" . }}.{{ .Release.Namespace }}.svc:5432/voxfleet"
+{{- end }}
+{{- end -}}
