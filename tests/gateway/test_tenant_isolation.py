@@ -21,9 +21,11 @@ SPEC = {"greeting": "Hi.", "regions": [{"name": "us-east", "minWorkers": 0}]}
 
 
 @pytest.fixture(scope="module")
-def gateway(kube, platform_namespace, gateway_logs, livekit):
+def gateway(kube, platform_namespace, gateway_logs, livekit, module_database):
     process = start_gateway(kube, platform_namespace, gateway_logs, regions=livekit_regions(livekit),
-                            extra_env=session_gateway_env())
+                            database_url=module_database,  # history, usage and webhooks are attacked too
+                            # tenants' webhook endpoints on 127.0.0.1 (nothing listens there)
+                            extra_env=session_gateway_env(VOXFLEET_OUTBOUND_ALLOWED_CIDRS='["127.0.0.1/32"]'))
     yield process
     process.stop()
 
@@ -64,7 +66,21 @@ def test_tenant_a_reaches_nothing_of_tenant_b_over_any_operation(gateway, kube, 
     b_before = _b_agent_object(kube, b.namespace)
     b_secret_before = _b_secret(kube, b.namespace)
     b_sid = b_session["sessionId"]
+    with httpx.Client(base_url=gateway.url, headers=b.headers(), timeout=15) as http:
+        hook = http.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/b-hook", "events": ["agent.degraded"]})
+        assert hook.status_code == 201, hook.text
+    b_hook = hook.json()["id"]
     attacks = {
+        ("GET", "/v1/sessions"): lambda http: _history_shows_only_own(http, a_session, b, b_sid),
+        ("GET", "/v1/usage"): lambda http: _usage_shows_nothing_of(http, b),
+        ("GET", "/v1/webhooks"): lambda http: _webhooks_show_none_of(http, b_hook),
+        ("POST", "/v1/webhooks"): lambda http: _webhook_lands_in_own_list(http, b_hook),
+        ("GET", "/v1/webhooks/{endpoint_id}"): lambda http: _is_404(http.get(f"/v1/webhooks/{b_hook}"),
+                                                                    "webhook_not_found"),
+        ("DELETE", "/v1/webhooks/{endpoint_id}"): lambda http: _is_404(http.delete(f"/v1/webhooks/{b_hook}"),
+                                                                       "webhook_not_found"),
+        ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): lambda http: _is_404(
+            http.get(f"/v1/webhooks/{b_hook}/deliveries"), "webhook_not_found"),
         ("GET", "/v1/agents"): lambda http: _list_shows_only_own(http, b),
         ("GET", "/v1/agents/{agent}"): lambda http: _is_404(http.get("/v1/agents/beta-agent"), "agent_not_found"),
         ("PATCH", "/v1/agents/{agent}"): lambda http: _is_404(
@@ -105,6 +121,7 @@ def test_tenant_a_reaches_nothing_of_tenant_b_over_any_operation(gateway, kube, 
     with httpx.Client(base_url=gateway.url, headers=b.headers(), timeout=15) as http:
         assert http.get(f"/v1/sessions/{b_sid}").json()["phase"] == "active"  # still running
         assert http.get("/v1/agents/beta-agent").status_code == 200
+        assert [item["id"] for item in http.get("/v1/webhooks").json()["items"]] == [b_hook]
     dispatches = httpx.get(f"http://{b_worker_ip}:8080/test/dispatches",
                            headers=worker_pods.worker_headers(b.namespace)).json()
     assert {d["tenant"] for d in dispatches} == {b.name} and len(dispatches) == 1  # A dispatched nothing to B
@@ -137,6 +154,33 @@ def _put_secret_lands_in_own_namespace(http: httpx.Client, kube, a) -> None:
         own = client.CoreV1Api(api).read_namespaced_secret("beta-agent-keys", a.namespace)
     assert set(own.data) == {"token"}
     assert http.delete("/v1/secrets/beta-agent-keys").status_code == 204
+
+
+def _history_shows_only_own(http: httpx.Client, a_session: dict, b, b_sid: str) -> None:
+    response = http.get("/v1/sessions")
+    assert response.status_code == 200, response.text
+    assert [item["sessionId"] for item in response.json()["items"]] == [a_session["sessionId"]]
+    assert b_sid not in response.text and b.name not in response.text and "beta-agent" not in response.text
+
+
+def _usage_shows_nothing_of(http: httpx.Client, b) -> None:
+    response = http.get("/v1/usage")
+    assert response.status_code == 200, response.text
+    assert b.name not in response.text and "beta-agent" not in response.text
+
+
+def _webhooks_show_none_of(http: httpx.Client, b_hook: str) -> None:
+    response = http.get("/v1/webhooks")
+    assert response.status_code == 200, response.text
+    assert b_hook not in response.text
+
+
+def _webhook_lands_in_own_list(http: httpx.Client, b_hook: str) -> None:
+    created = http.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/a-hook", "events": ["agent.ready"]})
+    assert created.status_code == 201, created.text
+    mine = created.json()["id"]
+    assert mine != b_hook and [item["id"] for item in http.get("/v1/webhooks").json()["items"]] == [mine]
+    assert http.delete(f"/v1/webhooks/{mine}").status_code == 204
 
 
 def _is_404(response: httpx.Response, code: str) -> None:
