@@ -16,6 +16,7 @@ from voxfleet.api.wire import ErrorBody
 from voxfleet.gateway import api_errors, openapi_document
 from voxfleet.gateway.agents_api import router as agents_router
 from voxfleet.gateway.eval_results import router as eval_results_router
+from voxfleet.gateway.history_retention import RetentionSweeper
 from voxfleet.gateway.livekit_webhooks import router as webhooks_router
 from voxfleet.gateway.playground_files import mount_playground
 from voxfleet.gateway.secrets_api import router as secrets_router
@@ -40,9 +41,15 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        sweeper = None
+        if runtime.database is not None:  # records past their tenant's retention go (history_retention.py)
+            sweeper = RetentionSweeper(runtime.database, runtime.tenants, settings, registry=runtime.metrics.registry)
+            sweeper.start()
         try:
             yield
         finally:
+            if sweeper is not None:
+                await sweeper.stop()
             await runtime.stop()
 
     app = FastAPI(title="voxfleet gateway", version="v1", description=DESCRIPTION, lifespan=lifespan)
