@@ -22,7 +22,9 @@ from livekit import api
 from livekit.protocol import webhook as webhook_proto
 
 from voxfleet.api.model_base import DNS_LABEL
+from voxfleet.api import room_names
 from voxfleet.gateway.api_errors import ApiError, documented
+from voxfleet.gateway.call_reports import call_reports_of
 from voxfleet.gateway.runtime import GatewayRuntime, runtime_of
 
 log = structlog.get_logger(__name__)
@@ -127,7 +129,21 @@ async def _handle(request: Request, region: str | None) -> dict:
         result = await events.room_finished(event.room)
     else:
         result = "ignored"
+    _look_for_call_report(request, event)
     runtime.metrics.webhooks.labels(event.event, result).inc()
     log.info("livekit event", livekit_event=event.event, room=event.room.name if event.HasField("room") else "",
              result=result, region=livekit_region)
     return {"event": event.event, "result": result}
+
+
+def _look_for_call_report(request: Request, event: webhook_proto.WebhookEvent) -> None:
+    """The room closed or its caller left: the call has ended or is ending; its report is pulled from its worker
+    soon (gateway/call_reports.py; the sweeper catches what this misses)."""
+    reports = call_reports_of(request.app)
+    if reports is None or not event.HasField("room"):
+        return
+    if event.event == "room_finished":
+        reports.room_ended(event.room)
+    elif event.event in ("participant_left", "participant_connection_aborted") \
+            and not room_names.is_agent_identity(event.participant.identity):
+        reports.room_ended(event.room, event.participant)

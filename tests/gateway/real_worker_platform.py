@@ -43,14 +43,17 @@ def platform_namespace(kube, prefix: str) -> Iterator[str]:
 
 
 @contextmanager
-def gateway_and_operator(kube, namespace: str, livekit, world, logs: Path
+def gateway_and_operator(kube, namespace: str, livekit, world, logs: Path, *, database_url: str | None = None,
+                         gateway_env: dict[str, str] | None = None
                          ) -> Iterator[tuple[GatewayProcess, webhook_livekit.WebhookLiveKit, Fleet]]:
-    gateway = GatewayProcess(kubeconfig=kube.kubeconfig, platform_namespace=namespace, log_path=logs / "gateway.log")
+    """``database_url``: the gateway's store (call history, reports, webhooks); ``gateway_env``: more settings."""
+    gateway = GatewayProcess(kubeconfig=kube.kubeconfig, platform_namespace=namespace, log_path=logs / "gateway.log",
+                             database_url=database_url)
     lk = webhook_livekit.start(webhook_url=f"{gateway.url}/livekit/webhook/us-east", state_dir=logs,
                                world_id=world.world_id)
     regions = livekit_regions(livekit)
     regions["us-east"] = {"url": lk.url, "apiUrl": lk.http_url, "apiKey": lk.api_key, "apiSecret": lk.api_secret}
-    gateway.env.update(session_gateway_env(VOXFLEET_REGIONS=json.dumps(regions)))
+    gateway.env.update(session_gateway_env(VOXFLEET_REGIONS=json.dumps(regions), **(gateway_env or {})))
     gateway.start()
     shard = f"s{uuid.uuid4().hex[:8]}"
     operator = OperatorProcess(
