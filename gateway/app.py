@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voxfleet.api.wire import ErrorBody
 from voxfleet.gateway import api_errors, openapi_document
 from voxfleet.gateway.agents_api import router as agents_router
+from voxfleet.gateway.call_reports import router as call_reports_router
 from voxfleet.gateway.eval_results import router as eval_results_router
 from voxfleet.gateway.history_retention import RetentionSweeper
 from voxfleet.gateway.livekit_webhooks import router as webhooks_router
@@ -63,6 +64,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     app.include_router(secrets_router)  # write-only: names and keys come back, values never
     app.include_router(sessions_router)
     app.include_router(eval_results_router)  # GET /v1/sessions/{id}/eval (voxfleet eval)
+    app.include_router(call_reports_router)  # no routes: its lifespan runs the end-of-call report sweeper
     app.include_router(usage_router)  # GET /v1/usage: by agent and day, and the month's limits
     app.include_router(webhooks_router)
 
