@@ -6,7 +6,7 @@ is still ended, from the gateway's own facts (`worker-lost`, source `gateway`, n
 that dies without reporting ends its calls the same way; an erased call is never brought back by its report.
 
 The realtime acceptance (a real call, turns and TTFA as the caller heard them, the signed `session.ended`
-webhook) is tests/e2e/test_call_report_e2e.py.
+webhook) is tests/gateway/test_call_report_e2e.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 pushes through its real observers: one entry per caller turn with the TTFA the histogram recorded for its answer,
 whether the caller barged in on that answer, its judged outcome; tool calls once each with status and latency;
 provider usage from Pipecat's usage metrics; the transcript only when the agent records transcripts; bounds.
-The realtime acceptance (a real call, the report against what the caller heard) is tests/e2e/test_call_report_e2e.py.
+The realtime acceptance (a real call, the report against what the caller heard) is
+tests/gateway/test_call_report_e2e.py; the control API endpoint is checked on a real worker process at the end.
 """
 
 from __future__ import annotations
@@ -141,3 +142,37 @@ async def test_turns_are_bounded():
     print(f"turns kept {len(report.turns)} of {MAX_REPORT_TURNS + 5}, truncated {report.truncated}")
     assert len(report.turns) == MAX_REPORT_TURNS and report.truncated
     assert conversation.figures.turns == MAX_REPORT_TURNS + 5  # the metrics still count every turn
+
+
+# -- the control API endpoint, on a real `voxfleet worker` process -------------------------------------------------
+
+NO_LIVEKIT = SimpleNamespace(url="ws://127.0.0.1:9", api_key="unused", api_secret="unused" * 6)
+
+
+async def test_a_real_worker_serves_a_finished_calls_report_only_with_its_token(tmp_path):
+    """A call whose room cannot be joined ends at once (`error`); its report is complete, names this pod, and is
+    served only with the worker's own token (another namespace's token, or none, is a 401; so a gateway holding
+    tenant B's token learns nothing of tenant A's calls)."""
+    import httpx
+
+    from tests.worker.worker_harness import WorkerUnderTest, offline_spec
+
+    worker = WorkerUnderTest.start(tmp_path, offline_spec(), livekit=NO_LIVEKIT)
+    try:
+        sid = worker.dispatch(room="unreachable-room").json()["session"]["sessionId"]
+        deadline = time.monotonic() + 30
+        while (report := worker.get(f"/v1/sessions/{sid}/report").json()).get("complete") is not True:
+            assert time.monotonic() < deadline, report
+            await asyncio.sleep(0.2)
+        parsed = WorkerCallReport.model_validate(report)
+        print(f"report of a call that could not join its room: {report}")
+        assert parsed.session_id == sid and parsed.end_reason == "error" and parsed.worker.startswith("worker-")
+        assert parsed.transcript is None and parsed.usage.stt_ms == 0
+        others = {"none": {}, "another namespace's": {"Authorization": "Bearer " + "y" * 43}}
+        for name, headers in others.items():
+            refused = httpx.get(f"{worker.url}/v1/sessions/{sid}/report", headers=headers, timeout=10)
+            assert refused.status_code == 401 and sid not in refused.text, name
+        unknown = worker.get("/v1/sessions/no-such-session-123/report")
+        assert unknown.status_code == 404 and unknown.json()["code"] == "session_not_found"
+    finally:
+        worker.stop()
