@@ -26,8 +26,10 @@ from voxfleet.gateway.api_errors import ApiError, documented
 from voxfleet.gateway.pricing import PriceList, decimal_amount
 from voxfleet.gateway.runtime import runtime_of
 from voxfleet.gateway.spend_limits import LimitUse, Month
+from voxfleet.gateway.store_access import require_database
 from voxfleet.gateway.tenant_auth import TenantContext, require_tenant
 from voxfleet.store import usage
+from voxfleet.store.database import Database
 from voxfleet.store.usage import UsageFigures
 
 MAX_RANGE_DAYS = 366
@@ -99,10 +101,12 @@ class UsageReport(ApiModel):
 
 router = APIRouter(tags=["usage"])
 
+
 @router.get("/v1/usage", response_model=UsageReport, response_model_by_alias=True,
             summary="Usage and cost by agent and day, and the month's limits",
             responses=documented(401, 403, 422, 429, 503))
 async def get_usage(request: Request, tenant: TenantContext = Depends(require_tenant),
+                    database: Database = Depends(require_database),
                     first: str | None = Query(None, alias="from", max_length=40,
                                              description="First UTC date, YYYY-MM-DD (default: the month's first)."),
                     last: str | None = Query(None, alias="to", max_length=40,
@@ -110,9 +114,6 @@ async def get_usage(request: Request, tenant: TenantContext = Depends(require_te
                     agent: Annotated[str | None, Query(min_length=1, max_length=63, pattern=DNS_LABEL,
                                                        description="Only this agent's usage.")] = None,
                     ) -> UsageReport:
-    database = getattr(request.app.state, "database", None)
-    if database is None:
-        raise ApiError(503, "database_not_configured", "This gateway has no database, so it keeps no usage.")
     now = datetime.now(UTC)
     month = Month.containing(now)
     last_day = _date("to", last) if last else now.date()
