@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from pydantic import TypeAdapter, ValidationError, create_model
 
 from voxfleet.api import labels
@@ -20,7 +21,10 @@ from voxfleet.api.model_base import ApiModel
 from voxfleet.api.voiceagent import GROUP, KIND, STORED_SPEC_FOR_ROUTING, VERSION, Region, VoiceAgentSpec
 from voxfleet.gateway.api_errors import ApiError, validation_details
 from voxfleet.gateway.tenant_auth import TenantContext
+from voxfleet.kube.client import KubeClient
 from voxfleet.kube.errors import KubeApiError
+
+log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "voxfleet-gateway"
 TENANT_WRITABLE_FIELDS = ("greeting", "system_prompt", "pipeline", "turn_detection", "interruptions", "tools",
@@ -167,6 +171,36 @@ def apply_body(tenant: TenantContext, name: str, spec: dict[str, Any]) -> dict[s
         "metadata": {"name": name, "namespace": tenant.namespace, "labels": {labels.TENANT: tenant.name}},
         "spec": spec,
     }
+
+
+async def create_as_applied(kube: KubeClient, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create the VoiceAgent only if it does not exist (kube Conflict if it does), owned as a server-side apply.
+
+    Server-side apply has no create-only precondition, so a create-only PUT (If-None-Match: *) is a POST; its
+    field ownership is then an "Update" of the gateway's field manager, which a later apply would not remove
+    fields from (the fields a later PUT leaves out would stay). So the entry becomes the manager's "Apply", the
+    way `kubectl apply --server-side` takes over what client-side apply wrote: a JSON patch of managedFields,
+    tested against the resourceVersion it was computed from, retried a few times if something (the operator's
+    finalizer) moved the object meanwhile."""
+    created = await kube.create(manifest, field_manager=FIELD_MANAGER)
+    meta = manifest["metadata"]
+    current = created
+    for _ in range(3):
+        entries = (current.get("metadata") or {}).get("managedFields") or []
+        index = next((i for i, entry in enumerate(entries)
+                      if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Update"), None)
+        if index is None:
+            return current
+        try:
+            return await kube.patch(KIND, meta["name"], [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": current["metadata"]["resourceVersion"]},
+                {"op": "replace", "path": f"/metadata/managedFields/{index}/operation", "value": "Apply"},
+            ], meta["namespace"], patch_type="json")
+        except KubeApiError as error:
+            log.warning("create-only agent: taking over its field ownership failed; retrying",
+                        agent=meta["name"], namespace=meta["namespace"], status=error.status)
+            current = await kube.get(KIND, meta["name"], meta["namespace"])
+    return current
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

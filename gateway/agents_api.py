@@ -7,7 +7,8 @@ No silent lost updates: every read answers the agent's ETag (header, and `etag` 
 and DELETE take `If-Match`: the write goes ahead only onto the spec version the client read, else 412. The
 check and the write are one step on the apiserver (the write carries the resourceVersion that was checked; when
 the object moved meanwhile, only a status update by the operator, the check runs again). `If-None-Match: *` on
-PUT creates only (412 when the agent exists). Without the headers, writes are last-writer-wins as before.
+PUT creates only (412 when the agent exists): a create, not an apply, so two racing creates make one agent
+(agent_writes.create_as_applied). Without the headers, writes are last-writer-wins as before.
 """
 
 from __future__ import annotations
@@ -135,9 +136,11 @@ async def put_agent(request: Request, agent: AgentName, spec: AgentSpecInput, if
     body = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     async def write(current: dict[str, Any] | None) -> dict[str, Any]:
-        # Conditional: onto exactly the version checked (a Conflict when it moved). Otherwise last writer wins.
+        # Conditional: onto exactly the version checked (a Conflict when it moved), or only as a new agent (a
+        # Conflict when one appeared meanwhile: then the check runs again and answers 412). Else last writer wins.
         version = (current or {}).get("metadata", {}).get("resourceVersion") if must_match else None
-        return await _apply(request, tenant, agent, body, resource_version=version)
+        create_only = current is None and must_not_match is not None and must_not_match.any
+        return await _apply(request, tenant, agent, body, resource_version=version, create_only=create_only)
 
     current, applied = await _conditional_write(request, tenant, agent, must_match, must_not_match, write,
                                                 creates=True)
@@ -268,9 +271,10 @@ async def _read_or_none(request: Request, tenant: TenantContext, agent: str) -> 
 
 
 async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict[str, Any],
-                 resource_version: str | None = None) -> dict[str, Any]:
+                 resource_version: str | None = None, create_only: bool = False) -> dict[str, Any]:
     """Check and server-side apply the spec; the applied object. With resource_version, only onto that version
-    (kube Conflict when the object moved since)."""
+    (kube Conflict when the object moved since); create_only: only if it does not exist (kube Conflict if it
+    does)."""
     runtime = runtime_of(request)
     # Costly (RE2 budget, schema meta-validation): in the checking process, cached by content.
     wire, parsed, cross_field_problems = await runtime.spec_checker.check(body, owner=tenant.name)
@@ -287,7 +291,10 @@ async def _apply(request: Request, tenant: TenantContext, agent: str, body: dict
             await _refuse_cross_field(runtime, manifest, cross_field_problems)
         listing = await runtime.kube.list("VoiceAgent", tenant.namespace)
         agent_writes.check_tenant_limits(tenant, parsed, agent, listing.get("items") or [])
-        applied = await runtime.kube.apply(manifest, field_manager=agent_writes.FIELD_MANAGER)
+        if create_only:
+            applied = await agent_writes.create_as_applied(runtime.kube, manifest)
+        else:
+            applied = await runtime.kube.apply(manifest, field_manager=agent_writes.FIELD_MANAGER)
     except NotFound:
         raise ApiError(503, "tenant_not_ready", f"The tenant's namespace {tenant.namespace!r} does not exist"
                                                 " yet; try again shortly.",

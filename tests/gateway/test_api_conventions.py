@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -173,14 +174,25 @@ def test_the_etag_names_the_spec_so_the_operators_status_updates_do_not_break_if
 
 
 @pytest.mark.world
-def test_if_none_match_star_creates_only_and_get_answers_304_for_a_known_etag(api):
-    first = api.put("/v1/agents/create-once", json=SPEC, headers={"If-None-Match": "*"})
+def test_if_none_match_star_creates_only_and_get_answers_304_for_a_known_etag(api, kube, tenant):
+    first = api.put("/v1/agents/create-once", json={**SPEC, "systemPrompt": "Be brief."},
+                    headers={"If-None-Match": "*"})
     assert first.status_code == 201, first.text
     again = api.put("/v1/agents/create-once", json={**SPEC, "greeting": "Overwritten?"},
                     headers={"If-None-Match": "*"})
     _problem(again, 412, "precondition_failed")
     assert api.get("/v1/agents/create-once").json()["spec"]["greeting"] == SPEC["greeting"]
+    replaced = api.put("/v1/agents/create-once", json=SPEC)  # no systemPrompt now
+    assert replaced.status_code == 200 and replaced.json()["spec"]["systemPrompt"] == ""
+    first = replaced
 
+    # Created by the gateway's field manager as a server-side apply owns it: a later PUT that leaves a field out
+    # removes it (the CRD default comes back), as for agents created without the header.
+    with kube.api_client() as api_client:
+        stored = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+            GROUP, VERSION, tenant.namespace, PLURAL, "create-once")
+    assert {(m["manager"], m["operation"]) for m in stored["metadata"]["managedFields"]} == \
+        {("voxfleet-gateway", "Apply")}
     etag = first.headers["ETag"]
     not_modified = api.get("/v1/agents/create-once", headers={"If-None-Match": etag})
     assert not_modified.status_code == 304 and not_modified.content == b"" and not_modified.headers["ETag"] == etag
@@ -188,6 +200,24 @@ def test_if_none_match_star_creates_only_and_get_answers_304_for_a_known_etag(ap
     # If-Match on an agent a PUT would create cannot hold (PATCH and DELETE answer 404 as without it).
     _problem(api.put("/v1/agents/never-made", json=SPEC, headers={"If-Match": etag}), 412, "precondition_failed")
     _problem(api.put("/v1/agents/never-made", json=SPEC, headers={"If-Match": "*"}), 412, "precondition_failed")
+
+
+@pytest.mark.world
+def test_racing_create_only_puts_create_once(gateway, tenant, api):
+    racers = 6
+
+    def create(index: int) -> httpx.Response:
+        with httpx.Client(base_url=gateway.url, headers=tenant.headers(), timeout=30) as http:
+            return http.put("/v1/agents/raced", json={**SPEC, "greeting": f"Racer {index}."},
+                            headers={"If-None-Match": "*"})
+
+    with ThreadPoolExecutor(racers) as pool:
+        answers = list(pool.map(create, range(racers)))
+    statuses = sorted(answer.status_code for answer in answers)
+    print(f"{racers} racing create-only PUTs: {statuses}")
+    assert statuses == [201] + [412] * (racers - 1), [a.text[:200] for a in answers]
+    winner = next(answer for answer in answers if answer.status_code == 201)
+    assert api.get("/v1/agents/raced").json()["spec"]["greeting"] == winner.json()["spec"]["greeting"]
 
 
 @pytest.mark.world
