@@ -585,3 +585,50 @@ def test_without_a_database_the_history_is_503_and_keyed_creates_are_refused(kub
             assert http.delete(f"/v1/sessions/{plain.json()['sessionId']}").status_code == 204
     finally:
         bare.stop()
+
+
+# --- a database that stops answering --------------------------------------------------------------------------
+
+def test_a_call_the_database_cannot_record_is_ended_and_answered_503(kube, platform_namespace, gateway_logs, livekit,
+                                                                      caller, workers, tmp_path):
+    """A PostgreSQL of the test's own, stopped under a running gateway: a create whose call a worker took but the
+    history cannot record ends that call (no unrecorded, unbilled call goes on) and answers 503; a keyed create
+    places nothing; the history answers 503. Never a 500."""
+    from tests.security import secret_ledger
+    from voxfleet.store import migrations_runner
+
+    server = pg.PostgresServer(tmp_path / "pg", log_dir=tmp_path / "pg-logs").start()
+    secret_ledger.record(server.info.password, "PostgreSQL admin password (a private one)")
+    url = pg.create_database(server.admin_url, "calls")
+    migrations_runner.upgrade(url)
+    gateway = start_gateway(kube, platform_namespace, gateway_logs, regions=livekit_regions(livekit),
+                            database_url=url, extra_env=session_gateway_env())
+    try:
+        with httpx.Client(base_url=gateway.url, headers=caller.headers(), timeout=30) as http:
+            wait_until_served(http)
+            placed = _start(http, json={})
+            assert placed.status_code == 201, placed.text
+            assert http.delete(f"/v1/sessions/{placed.json()['sessionId']}").status_code == 204
+            before = {d["sessionId"] for d in _dispatched(caller.namespace, workers)}
+            server.stop()
+            refused = http.post(f"/v1/agents/{AGENT}/sessions", json={})
+            new = [d["sessionId"] for d in _dispatched(caller.namespace, workers) if d["sessionId"] not in before]
+            headers = worker_pods.worker_headers(caller.namespace)
+            phases = [httpx.get(f"http://{ip}:8080/v1/sessions/{sid}", headers=headers).json()["phase"]
+                      for sid in new for ip in workers
+                      if httpx.get(f"http://{ip}:8080/v1/sessions/{sid}", headers=headers).status_code == 200]
+            print(f"create with the database down: {refused.status_code} {refused.json()['code']}; calls a worker"
+                  f" took meanwhile: {len(new)}, their phases at the workers: {phases}")
+            assert refused.status_code == 503 and refused.json()["code"] == "database_unavailable", refused.text
+            assert len(new) == 1 and phases == ["ended"]
+            keyed = http.post(f"/v1/agents/{AGENT}/sessions", json={}, headers={"Idempotency-Key": "while-down"})
+            assert keyed.status_code == 503 and keyed.json()["code"] == "database_unavailable", keyed.text
+            after = {d["sessionId"] for d in _dispatched(caller.namespace, workers)}
+            assert after == before | set(new)  # the keyed create placed nothing
+            listed = http.get("/v1/sessions")
+            assert listed.status_code == 503 and listed.json()["code"] == "database_unavailable"
+            assert server.info.password not in refused.text + keyed.text + listed.text
+    finally:
+        gateway.stop()
+        server.stop()
+        server.remove_data()
