@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 import structlog
 from livekit.protocol import models
 
 from voxfleet.api import room_names
 from voxfleet.gateway.agent_directory import AgentDirectory
-from voxfleet.gateway.allocation import Allocator
+from voxfleet.gateway.allocation import Allocation, Allocator
 from voxfleet.gateway.api_errors import ApiError
 from voxfleet.gateway.livekit_rooms import LiveKitRooms
 from voxfleet.gateway.recovery import Incarnation, Loss, SessionRecovery, incarnation
@@ -28,6 +29,10 @@ from voxfleet.gateway.worker_client import WorkerClient
 from voxfleet.gateway.worker_registry import WorkerRegistry
 
 log = structlog.get_logger(__name__)
+
+# (tenant, agent, allocation) of a call placed for a room started outside the API: its call-history row (app.py sets
+# it when the gateway has a database).
+Dispatched = Callable[[str, str, Allocation], Awaitable[None]]
 
 ROOM_START_RETRY_SECONDS = 10.0  # a SIP caller waits this long for a worker before the room is closed
 REJOIN_SKEW_SECONDS = 1.0  # clock skew allowed between a worker and LiveKit (join times are whole seconds)
@@ -44,6 +49,7 @@ class RoomEvents:
         self.rooms = rooms
         self.recovery = recovery
         self._started_rooms: dict[str, None] = {}  # room sids this replica dispatched (LiveKit may retry)
+        self.on_dispatched: Dispatched | None = None
 
     async def room_started(self, region: str, room: models.Room) -> str:
         found = self.recovery.room_session(room)
@@ -89,6 +95,12 @@ class RoomEvents:
             log.warning("room metadata not updated", room=room.name, error=type(error).__name__)
         log.info("room dispatched", session_id=allocation.session_id, room=room.name, pod=allocation.worker.name,
                  region=allocation.region)
+        if self.on_dispatched is not None:
+            try:
+                await self.on_dispatched(tenant.name, agent.name, allocation)
+            except Exception as error:  # noqa: BLE001 - a caller is in the room: a history blip must not drop it
+                log.warning("a room's call is not in the history", session_id=allocation.session_id,
+                            error_type=type(error).__name__)
         return "dispatched"
 
     async def participant_left(self, region: str, room: models.Room, participant: models.ParticipantInfo) -> str:

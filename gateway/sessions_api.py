@@ -126,6 +126,7 @@ class SessionView(ApiModel):
 
 router = APIRouter(tags=["sessions"])
 
+ROOM_CHANNEL = "room"  # how a call joined when its room was started outside the API (an inbound SIP call)
 ERASE_MEMORY = timedelta(hours=1)  # tombstones outlive the session id's expiry by this much
 IdempotencyKey = Annotated[str | None, Header(alias=session_idempotency.HEADER, description=(
     "Any 1-255 visible ASCII characters (e.g. a UUID): a retry with the same key and request answers the same"
@@ -270,30 +271,41 @@ async def _place(runtime: GatewayRuntime, request: Request, tenant: TenantContex
     return allocation
 
 
+async def record_started(database: Database, *, tenant: str, agent: str, allocation: Allocation,
+                         channel: str) -> None:
+    """A placed call's history row and its session.started event, in one transaction."""
+    started_at = datetime.now(timezone.utc)
+    async with database.transaction() as conn:
+        await session_records.insert_live(conn, tenant=tenant, session_id=allocation.session_id, agent=agent,
+                                          region=allocation.region, room=allocation.room,
+                                          worker=allocation.worker.name, channel=channel, started_at=started_at)
+        await _announce_start(conn, tenant, agent, allocation, started_at, channel=channel)
+
+
+async def record_room_call(database: Database, tenant: str, agent: str, allocation: Allocation) -> None:
+    """room_events' hook: a call placed for a room started outside the API (SIP, or a LiveKit client)."""
+    await record_started(database, tenant=tenant, agent=agent, allocation=allocation, channel=ROOM_CHANNEL)
+
+
 async def _record(runtime: GatewayRuntime, database: Database, tenant: TenantContext, agent: str,
                   allocation: Allocation) -> None:
-    """The call's history row and its session.started event, in one transaction. A call the history cannot record
-    is ended at once (503): an unrecorded call would be unbilled and invisible to the tenant's history."""
-    started_at = datetime.now(timezone.utc)
+    """The call's history row and event. A call the history cannot record is ended at once (503): an unrecorded
+    call would be unbilled and invisible to the tenant's history."""
     try:
-        async with database.transaction() as conn:
-            await session_records.insert_live(conn, tenant=tenant.name, session_id=allocation.session_id,
-                                              agent=agent, region=allocation.region,
-                                              room=allocation.room, worker=allocation.worker.name, channel="web",
-                                              started_at=started_at)
-            await _announce_start(conn, tenant.name, agent, allocation, started_at)
+        await record_started(database, tenant=tenant.name, agent=agent, allocation=allocation, channel="web")
     except (SQLAlchemyError, OSError):
         await runtime.worker_client.end_session(allocation.worker.ip or "", allocation.session_id)
         with _database_answers(runtime):
             raise
 
 
-async def _announce_start(conn: Any, tenant: str, agent: str, allocation: Allocation, started_at: datetime) -> None:
+async def _announce_start(conn: Any, tenant: str, agent: str, allocation: Allocation, started_at: datetime, *,
+                          channel: str = "web") -> None:
     event_id = "evt_" + hashlib.sha256(f"session.started|{tenant}|{allocation.session_id}".encode()).hexdigest()[:32]
     await webhook_outbox.enqueue(conn, tenant=tenant, event_type="session.started", event_id=event_id,
                                  occurred_at=started_at, payload={
                                      "sessionId": allocation.session_id, "agent": agent,
-                                     "region": allocation.region, "room": allocation.room, "channel": "web",
+                                     "region": allocation.region, "room": allocation.room, "channel": channel,
                                      "startedAt": started_at.isoformat().replace("+00:00", "Z")})
 
 

@@ -632,3 +632,46 @@ def test_a_call_the_database_cannot_record_is_ended_and_answered_503(kube, platf
         gateway.stop()
         server.stop()
         server.remove_data()
+
+
+# --- rooms started outside the API ----------------------------------------------------------------------------
+
+async def test_a_room_started_outside_the_api_joins_the_history(kube, platform_namespace, gateway_logs, livekit,
+                                                                world, tmp_path, caller, workers, module_database):
+    """An inbound SIP call's room (`<tenant>.<agent>.<rest>`, created by LiveKit, no REST call): the gateway places
+    its call from LiveKit's room_started webhook, and the call gets its history row (channel `room`)."""
+    from livekit import api as lk_api
+
+    from tests.gateway import webhook_livekit
+    from tests.gateway.gateway_process import GatewayProcess
+
+    gateway = GatewayProcess(kubeconfig=kube.kubeconfig, platform_namespace=platform_namespace,
+                             log_path=gateway_logs / f"room-gateway-{uuid.uuid4().hex[:6]}.log", regions={},
+                             database_url=module_database)
+    lk = webhook_livekit.start(webhook_url=f"{gateway.url}/livekit/webhook/us-east", state_dir=tmp_path,
+                               world_id=world.world_id)
+    regions = livekit_regions(livekit)
+    regions["us-east"] = {"url": lk.url, "apiUrl": lk.http_url, "apiKey": lk.api_key, "apiSecret": lk.api_secret}
+    gateway.env.update(session_gateway_env(VOXFLEET_REGIONS=json.dumps(regions)))
+    room_name = f"{caller.name}.{AGENT}.sip-{uuid.uuid4().hex[:6]}"
+    try:
+        gateway.start()
+        with httpx.Client(base_url=gateway.url, headers=caller.headers(), timeout=30) as http:
+            wait_until_served(http)
+        async with lk_api.LiveKitAPI(lk.http_url, lk.api_key, lk.api_secret) as server:
+            await server.room.create_room(lk_api.CreateRoomRequest(name=room_name, empty_timeout=60))
+        deadline, row = time.monotonic() + 30, None
+        while row is None and time.monotonic() < deadline:
+            row = _sql(module_database, "SELECT * FROM sessions WHERE tenant = $1 AND room = $2", caller.name,
+                       room_name, fetch="fetchrow")
+            await asyncio.sleep(0.2)
+        assert row is not None, "the room's call never reached the history"
+        print(f"room started outside the API: row {row['status']}, channel {row['channel']}, worker {row['worker']}")
+        assert row["status"] == "live" and row["channel"] == "room" and row["agent"] == AGENT and row["worker"]
+        async with httpx.AsyncClient(base_url=gateway.url, headers=caller.headers(), timeout=30) as http:
+            listed = (await http.get("/v1/sessions", params={"status": "live", "limit": 200})).json()["items"]
+            assert any(i["sessionId"] == row["session_id"] and i["channel"] == "room" for i in listed)
+            assert (await http.delete(f"/v1/sessions/{row['session_id']}")).status_code == 204
+    finally:
+        gateway.stop()
+        lk.stop()
