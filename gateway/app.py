@@ -5,6 +5,7 @@ tenant and agent and their traffic, so it is for the platform's scraper, not for
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
@@ -21,7 +22,7 @@ from voxfleet.gateway.history_retention import RetentionSweeper
 from voxfleet.gateway.livekit_webhooks import router as webhooks_router
 from voxfleet.gateway.playground_files import mount_playground
 from voxfleet.gateway.secrets_api import router as secrets_router
-from voxfleet.gateway.sessions_api import router as sessions_router
+from voxfleet.gateway.sessions_api import record_room_call, router as sessions_router
 from voxfleet.gateway.usage_api import router as usage_router
 from voxfleet.gateway.rate_limits import RateLimitHeaders
 from voxfleet.gateway.request_limits import BodySizeLimit, RequestRecorder
@@ -46,6 +47,8 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
         if runtime.database is not None:  # records past their tenant's retention go (history_retention.py)
             sweeper = RetentionSweeper(runtime.database, runtime.tenants, settings, registry=runtime.metrics.registry)
             sweeper.start()
+            # Calls placed for rooms started outside the API (an inbound SIP call) join the history too.
+            runtime.room_events.on_dispatched = functools.partial(record_room_call, runtime.database)
         try:
             yield
         finally:
