@@ -262,6 +262,7 @@ class CallReports:
         elif report is not None and not report.complete:
             report = None  # it has not finished writing it: the call is ending right now
         if problem:
+            self.runtime.metrics.call_reports.labels(tenant=tenant, outcome="refused").inc()
             log.warning("worker report refused", problem=problem[:300], pod=worker.name, namespace=worker.namespace,
                         session_id=session_id)
         return report
@@ -368,10 +369,10 @@ class CallReports:
             data = report.model_dump(mode="json", by_alias=True, exclude_none=False)
             await webhook_outbox.enqueue(conn, tenant=tenant, event_type="session.ended", payload=data,
                                          event_id=ended_event_id(tenant, session_id), occurred_at=report.ended_at)
-        count = getattr(self.runtime.metrics, "count_call_usage", None)  # voxfleet_gateway_call_*_total (S5)
-        if count is not None:
-            count(tenant=tenant, agent=row["agent"], call_ms=report.duration_ms, cost_micros=report.cost_micros)
+        self.runtime.metrics.count_call_usage(tenant=tenant, agent=row["agent"], call_ms=report.duration_ms,
+                                              cost_micros=report.cost_micros)
         outcome = "worker_lost" if report.end_reason == "worker-lost" else "ended"
+        self.runtime.metrics.call_reports.labels(tenant=tenant, outcome=outcome).inc()
         log.info("call report stored", outcome=outcome, session_id=session_id, tenant=tenant, agent=row["agent"],
                  end_reason=report.end_reason, duration_ms=report.duration_ms, turns=len(report.turns),
                  cost_micros=report.cost_micros)

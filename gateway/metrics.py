@@ -61,6 +61,13 @@ class GatewayMetrics:
             "voxfleet_gateway_call_cost_micros",
             "Cost of ended sessions in micro-units of the price list's currency, by tenant and agent.",
             ["tenant", "agent"], registry=r)
+        # What became of the end of each call (gateway/call_reports.py): stored from its worker's report, ended from
+        # the gateway's own facts (no worker had a usable report), or a worker's report refused by the checks.
+        self.call_reports = Counter(
+            "voxfleet_gateway_call_reports",
+            "Ends of calls recorded, by tenant and outcome: ended (the worker's report stored), worker_lost (no"
+            " usable report: ended from the gateway's facts), refused (a worker's report failed the checks).",
+            ["tenant", "outcome"], registry=r)
         self.monthly_limit_refusals = Counter(
             "voxfleet_gateway_monthly_limit_refusals",
             "Session creates refused because the tenant reached a monthly limit (quotas.monthlyMinutes or"

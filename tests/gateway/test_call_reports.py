@@ -122,6 +122,16 @@ async def _usage(db: Database, tenant: str) -> dict:
     return dict(row)
 
 
+def _counter(exposition: str, tenant: str) -> dict[str, float]:
+    """voxfleet_gateway_call_reports_total of one tenant, by outcome."""
+    found = {}
+    for line in exposition.splitlines():
+        if line.startswith("voxfleet_gateway_call_reports_total{") and f'tenant="{tenant}"' in line:
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            found[outcome] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
 @contextlib.asynccontextmanager
 async def _store(url: str) -> AsyncIterator[Database]:
     """The test's own pool, opened on the test's event loop (asyncpg connections belong to one loop)."""
@@ -216,6 +226,9 @@ async def test_forged_reports_are_refused_and_nothing_of_them_is_written(gateway
         problems = {entry["problem"].split(":")[0] for entry in refused}
         print(f"refusals logged: {sorted(problems)}")
         assert {"another_session", "another_worker", "too_large", "invalid"} <= problems
+        counted = _counter(gateway.metrics(), tenant.name)
+        print(f"voxfleet_gateway_call_reports_total of the tenant: {counted}")
+        assert counted.get("refused", 0) >= len(cases) and counted.get("worker_lost", 0) >= len(cases)
 
 
 async def test_a_worker_that_dies_without_reporting_ends_its_calls_as_worker_lost(gateway, tenant, workers,
