@@ -4,7 +4,9 @@ runner brings the operator and gateway up as the chart configured them (their co
 bound to their pod IPs); the operator reconciles a Tenant and a VoiceAgent into a running worker; the gateway
 starts a session whose worker joins the LiveKit room; `helm test` passes; `helm upgrade` with a changed value rolls
 only what changed and keeps both Secrets (the hook runs again and keeps them); `helm uninstall` leaves nothing
-behind but the CRDs and those two Secrets, which a second install finds and keeps.
+behind but the CRDs and those two Secrets, which a second install finds and keeps. The store is the platform
+team's own PostgreSQL (database.existingSecret, a real server): the pre-install migration Job runs `voxfleet db
+upgrade` as a real process, and the gateway's /readyz says its database is up.
 
 One test, because the steps are one story on one release (xdist would split separate tests across workers).
 """
@@ -31,7 +33,9 @@ from kubernetes import client
 
 from tests.world.waiting import wait_for
 from voxfleet.api.worker_credentials import token_for_namespace
+from voxfleet.store import migrations_runner
 from voxfleet.world import binaries
+from voxfleet.world import postgres as pg
 
 from .helm_render import CHART
 from .world_release import Release, delete_tenant, tenant_and_agent, world_values
@@ -41,16 +45,33 @@ pytestmark = pytest.mark.world
 VOXFLEET = Path(sys.executable).with_name("voxfleet")
 
 
+DATABASE_SECRET = "voxfleet-database"  # the platform team's own PostgreSQL URL (database.existingSecret)
+
+
 @pytest.fixture(scope="module")
-def release(kube, pods, livekit, tmp_path_factory):
+def release_database(postgres):
+    """An empty database on a real PostgreSQL: the release's migration Job (a pre-install hook) fills it."""
+    name = f"chart_{uuid.uuid4().hex[:10]}"
+    url = pg.create_database(postgres.admin_url, name)
+    yield url
+    pg.drop_database(postgres.admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def release(kube, pods, livekit, tmp_path_factory, release_database):
     suffix = uuid.uuid4().hex[:6]
     namespace = kube.new_namespace("voxfleet-chart")
     shard = f"chart-{suffix}"
     values_file = tmp_path_factory.mktemp("chart") / "world-values.yaml"
-    values_file.write_text(yaml.safe_dump(world_values(pods, livekit, shard, namespace)))
+    values_file.write_text(yaml.safe_dump(world_values(pods, livekit, shard, namespace,
+                                                       database_secret=DATABASE_SECRET)))
     us_east = livekit["us-east"]
     kube.kubectl("-n", namespace, "create", "secret", "generic", "livekit-us-east",
                  f"--from-literal=api-key={us_east.api_key}", f"--from-literal=api-secret={us_east.api_secret}")
+    # Through stdin: a command line (which a failure's message would repeat) never carries the password.
+    kube.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": DATABASE_SECRET},
+        "stringData": {"url": release_database}}))
     rel = Release(name=f"vf-{suffix}", namespace=namespace, shard=shard, values_file=values_file)
     yield rel
     kube.helm("uninstall", rel.name, "-n", namespace, "--wait", "--timeout", "2m", check=False)
@@ -93,7 +114,7 @@ def _gateway_url(kube, rel: Release) -> str:
 
 # --- the steps ----------------------------------------------------------------------------------------------
 
-def _check_install(kube, pods, rel: Release, output: str) -> None:
+def _check_install(kube, pods, rel: Release, output: str, database_url: str) -> None:
     # NOTES.txt tells the platform team what to do next.
     for hint in ("kind: Tenant", f"voxfleet keys --namespace {rel.namespace} create --tenant acme",
                  "/v1/agents/concierge/sessions"):
@@ -109,6 +130,10 @@ def _check_install(kube, pods, rel: Release, output: str) -> None:
         assert f"starting {command.split()!r}" in log, log[-2000:]
     gateway = _ready_pods(kube, rel, "gateway")[0]
     assert httpx.get(f"http://{gateway.status.pod_ip}:8080/healthz", timeout=5).status_code == 200
+    # The pre-install migration Job ran `voxfleet db upgrade` for real, before the gateway, which uses the store.
+    assert migrations_runner.current_revisions(database_url) == migrations_runner.head_revisions()
+    wait_for("the gateway's store up", lambda: httpx.get(f"http://{gateway.status.pod_ip}:8080/readyz", timeout=5)
+             .json().get("database") == "up", timeout=30)
     operator = _ready_pods(kube, rel, "operator")[0]
     assert httpx.get(f"http://{operator.status.pod_ip}:8080/readyz", timeout=5).status_code == 200
     metrics = httpx.get(f"http://{operator.status.pod_ip}:8080/metrics", timeout=5).text
@@ -335,6 +360,7 @@ def _check_uninstall(kube, rel: Release) -> None:
                         "poddisruptionbudgets,ingresses", "-n", rel.namespace, "-o", "name").stdout.split()
     # The platform's Secrets stay: they are not the release's, so a second install finds and keeps them.
     allowed = {"configmap/kube-root-ca.crt", "serviceaccount/default", "secret/livekit-us-east",
+               f"secret/{DATABASE_SECRET}",
                *(f"secret/{name}" for name in _platform_secrets(rel))}
     assert set(left) <= allowed, f"left in {rel.namespace}: {sorted(set(left) - allowed)}"
     cluster_left = kube.kubectl("get", "clusterroles,clusterrolebindings,validatingadmissionpolicies,"
@@ -356,13 +382,13 @@ def _step(name: str, timings: list[tuple[str, float]]):
         print(f"chart install story: {timings}")
 
 
-def test_install_reconcile_session_upgrade_test_uninstall(kube, pods, livekit, release, tmp_path):
+def test_install_reconcile_session_upgrade_test_uninstall(kube, pods, livekit, release, release_database, tmp_path):
     tenant, agent = tenant_and_agent(release)
     tenant_namespace = agent["metadata"]["namespace"]
     timings: list[tuple[str, float]] = []
     with _step("install", timings):
         output = _install(kube, release).stdout
-        _check_install(kube, pods, release, output)
+        _check_install(kube, pods, release, output, release_database)
         secrets = _check_platform_secrets(kube, pods, release, "created")
     with _step("reconcile", timings):
         _check_reconcile(kube, pods, release, tenant, agent)

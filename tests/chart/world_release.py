@@ -37,9 +37,11 @@ def pod_kubeconfig_env(pods, namespace: str) -> dict:
     return {"name": "KUBECONFIG", "value": "/" + str(pods.pod_dir(namespace, "$(HOSTNAME)") / "kubeconfig")}
 
 
-def world_values(pods, livekit, shard: str, namespace: str) -> dict:
+def world_values(pods, livekit, shard: str, namespace: str, *, database_secret: str | None = None) -> dict:
     """What the test world needs on top of the defaults: every pod on the pod runner's nodes (real processes),
-    servers bound to their pod IPs, one gateway replica, the world's LiveKit, and this test's Tenant shard."""
+    servers bound to their pod IPs, one gateway replica, the world's LiveKit, and this test's Tenant shard.
+    The store: the Secret `database_secret` (key url) names a real PostgreSQL, whose migration Job then runs for
+    real; without it, none (the bundled StatefulSet's claim would find no storage provisioner in the world)."""
     placement = pods.placement()
     on_runners = {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"]}
     us_east = livekit["us-east"]
@@ -63,6 +65,8 @@ def world_values(pods, livekit, shard: str, namespace: str) -> dict:
             "regions": {"us-east": {"livekitUrl": us_east.url, "credentialsSecret": "livekit-us-east"}},
             "latencyMs": {"us-east": {"us-east": 1}},
         },
+        "database": {"existingSecret": database_secret, "migrations": on_runners} if database_secret
+        else {"bundled": {"enabled": False}},
         # No Service routing in the test world (EndpointSlices refuse loopback pod IPs): check the pods.
         "tests": {"checkService": False, "checkPods": True, **on_runners},
     }
