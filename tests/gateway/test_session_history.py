@@ -47,6 +47,8 @@ def gateway(kube, platform_namespace, gateway_logs, livekit, module_database):
                             extra_env=session_gateway_env(
                                 VOXFLEET_RATE_LIMIT_BURST="5000", VOXFLEET_RATE_LIMIT_PER_SECOND="5000",
                                 VOXFLEET_HISTORY_SWEEP_SECONDS="1",
+                                # a dispatch that times out leaves its slot taken at a slow worker: not this test's
+                                VOXFLEET_DISPATCH_TIMEOUT_SECONDS="10",
                                 # 300 requests at once share the pool; on 2 loaded cores a request may wait long
                                 VOXFLEET_DATABASE_POOL_TIMEOUT_SECONDS="30"))
     yield process
@@ -234,9 +236,19 @@ async def test_concurrent_keyed_creates_half_retried_at_once_place_each_call_onc
     sent = keys + keys[: CONCURRENT_KEYS // 2]  # half of them twice, all at the same time
     async with httpx.AsyncClient(base_url=gateway.url, headers=caller.headers(), timeout=120,
                                  limits=httpx.Limits(max_connections=len(sent))) as http:
+        async def create(key: str) -> httpx.Response:
+            # What a client does with a key: on a 503 (a worker slow to answer on a loaded machine), the same
+            # request again; the retry must not place a second call either.
+            for _ in range(10):
+                response = await http.post(f"/v1/agents/{AGENT}/sessions", json={"metadata": {"k": key}},
+                                           headers={"Idempotency-Key": key})
+                if response.status_code != 503:
+                    return response
+                await asyncio.sleep(0.5)
+            return response
+
         began = time.monotonic()
-        responses = await asyncio.gather(*(http.post(f"/v1/agents/{AGENT}/sessions", json={"metadata": {"k": k}},
-                                                     headers={"Idempotency-Key": k}) for k in sent))
+        responses = await asyncio.gather(*(create(k) for k in sent))
         took = time.monotonic() - began
         statuses = sorted({r.status_code for r in responses})
         by_key: dict[str, set[str]] = {}
@@ -258,7 +270,7 @@ async def test_concurrent_keyed_creates_half_retried_at_once_place_each_call_onc
             assert statuses == [201], [r.text for r in responses if r.status_code != 201][:3]
             assert all(len(ids) == 1 for ids in by_key.values()) and len(by_key) == CONCURRENT_KEYS
             assert all(len(names) == 1 for names in rooms.values())
-            assert len(session_ids) == CONCURRENT_KEYS and replayed == CONCURRENT_KEYS // 2
+            assert len(session_ids) == CONCURRENT_KEYS and replayed >= CONCURRENT_KEYS // 2
             assert len(dispatched) == CONCURRENT_KEYS  # each call placed at a worker once
             assert sorted(d["sessionId"] for d in dispatched) == sorted(session_ids)
             assert len(rows) == CONCURRENT_KEYS and {r["session_id"] for r in rows} == session_ids
