@@ -87,6 +87,14 @@ MAX_PENDING = 2000  # room-event lookups in flight per replica; more are left to
 
 
 @dataclass(frozen=True)
+class ReportPart:
+    """One worker's report of (its part of) a call, and the region that worker runs in."""
+
+    report: WorkerCallReport
+    region: str
+
+
+@dataclass(frozen=True)
 class Settled:
     outcome: str  # ended | worker_lost | live | not_found_yet | no_record | already_ended | erased | refused
     report: CallReport | None = None
@@ -226,12 +234,12 @@ class CallReports:
         self._missing_since.pop(key, None)
         return await self._write(row, self._lost_report(row))
 
-    async def _reports(self, tenant: str, session_id: str, ended: list[Located]) -> list[WorkerCallReport]:
+    async def _reports(self, tenant: str, session_id: str, ended: list[Located]) -> list[ReportPart]:
         reports = []
         for located in ended:
             report = await self._fetch(tenant, session_id, located)
             if report is not None:
-                reports.append(report)
+                reports.append(ReportPart(report, located.worker.region))
         return reports
 
     async def _fetch(self, tenant: str, session_id: str, located: Located) -> WorkerCallReport | None:
@@ -269,10 +277,11 @@ class CallReports:
 
     # -- building the stored report -------------------------------------------------------------------------
 
-    def _report_from(self, row: Any, reports: list[WorkerCallReport]) -> CallReport:
+    def _report_from(self, row: Any, parts: list[ReportPart]) -> CallReport:
         """One report of the whole call from its workers' parts (a recovered call has one per worker that ran
         it), in the order they ran; the gateway's own facts around them."""
-        reports = sorted(reports, key=lambda r: r.started_at)
+        parts = sorted(parts, key=lambda p: p.report.started_at)
+        reports = [p.report for p in parts]
         last = reports[-1]
         started_at: datetime = row["started_at"]
         ended_at = min(max(last.ended_at or datetime.now(UTC), started_at), datetime.now(UTC))
@@ -283,13 +292,14 @@ class CallReports:
         usage_sum = {"stt_ms": 0, "llm_prompt_tokens": 0, "llm_completion_tokens": 0, "tts_characters": 0}
         truncated = False
         previous_worker = row["worker"]
-        for part in reports:
+        for part, region in ((p.report, p.region) for p in parts):
             offset_ms = max(0, int((part.started_at - started_at).total_seconds() * 1000))
             for turn in part.turns:
                 if len(turns) >= MAX_REPORT_TURNS:
                     truncated = True
                     break
-                turns.append(turn.model_copy(update={"index": len(turns), "at_ms": turn.at_ms + offset_ms}))
+                turns.append(turn.model_copy(update={"index": len(turns),
+                                                     "at_ms": min(turn.at_ms + offset_ms, MAX_USAGE_MS)}))
             tool_calls += part.tool_calls[:MAX_REPORT_TOOL_CALLS - len(tool_calls)]
             interruptions += part.interruptions
             false_interruptions += part.false_interruptions
@@ -297,13 +307,14 @@ class CallReports:
                 usage_sum[name] += getattr(part.usage, name)
             if transcript is not None and part.transcript:
                 room = max(0, MAX_TRANSCRIPT_LINES - len(transcript))
-                transcript += [line.model_copy(update={"at_ms": line.at_ms + offset_ms})
+                transcript += [line.model_copy(update={"at_ms": min(line.at_ms + offset_ms, MAX_USAGE_MS)})
                                for line in part.transcript[:room]]
             if part.recovered and len(recoveries) < MAX_REPORT_RECOVERIES:
                 recoveries.append(ReportRecovery(
                     at=part.started_at, to_worker=part.worker,
                     from_worker=previous_worker if previous_worker != part.worker else None,
-                    outcome="restarted_worker" if previous_worker == part.worker else "same_region"))
+                    outcome="restarted_worker" if previous_worker == part.worker
+                    else "same_region" if region == row["region"] else "other_region"))
             previous_worker = part.worker
             truncated = truncated or part.truncated
         # No more caller audio was transcribed than the call lasted: a report saying otherwise is clipped to it.
