@@ -159,6 +159,7 @@ REALTIME_MODULES = {
     "tests/eval/test_example_suite.py",
     "tests/eval/test_broken_agent.py",
     "tests/gateway/test_e2e_with_operator.py",
+    "tests/gateway/test_call_report_e2e.py",  # turns and TTFA of a real call, against what the caller measured
 }
 
 
