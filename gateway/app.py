@@ -20,6 +20,7 @@ from voxfleet.gateway.call_reports import router as call_reports_router
 from voxfleet.gateway.eval_results import router as eval_results_router
 from voxfleet.gateway.history_retention import RetentionSweeper
 from voxfleet.gateway.livekit_webhooks import router as webhooks_router
+from voxfleet.gateway.webhooks_api import router as tenant_webhooks_router
 from voxfleet.gateway.playground_files import mount_playground
 from voxfleet.gateway.secrets_api import router as secrets_router
 from voxfleet.gateway.sessions_api import record_room_call, router as sessions_router
@@ -70,6 +71,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     app.include_router(call_reports_router)  # no routes: its lifespan runs the end-of-call report sweeper
     app.include_router(usage_router)  # GET /v1/usage: by agent and day, and the month's limits
     app.include_router(webhooks_router)
+    app.include_router(tenant_webhooks_router)  # /v1/webhooks; its lifespan runs the webhook delivery
 
     _add_health(app)  # load balancers probe the port they send traffic to
 

@@ -22,9 +22,9 @@ from sqlalchemy import and_, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from voxfleet.api.webhooks import EVENT_TYPES
 from voxfleet.store.webhook_tables import webhook_deliveries, webhook_endpoints
 
-EVENT_TYPES = ("session.started", "session.ended", "agent.ready", "agent.degraded")
 MAX_EVENT_ID_LENGTH = 200
 MAX_BODY_BYTES = 1024 * 1024  # a report with a long transcript fits; anything larger is a bug upstream
 
