@@ -9,10 +9,13 @@ tests/gateway/test_call_report_e2e.py; the control API endpoint is checked on a 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import pytest
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -174,5 +177,42 @@ async def test_a_real_worker_serves_a_finished_calls_report_only_with_its_token(
             assert refused.status_code == 401 and sid not in refused.text, name
         unknown = worker.get("/v1/sessions/no-such-session-123/report")
         assert unknown.status_code == 404 and unknown.json()["code"] == "session_not_found"
+    finally:
+        worker.stop()
+
+
+@pytest.mark.world
+async def test_a_draining_worker_waits_for_its_last_calls_report_to_be_fetched(livekit, tmp_path):
+    """A worker whose reports a gateway pulls (it has served one) does not exit with the report of a call it
+    finished while draining unfetched: it holds (at most REPORT_HOLD_S) until that report is fetched."""
+    from tests.worker.worker_harness import WorkerUnderTest, offline_spec
+    from voxfleet.worker.worker_process import REPORT_HOLD_S
+
+    worker = WorkerUnderTest.start(tmp_path, offline_spec(), livekit=livekit["us-east"])
+    try:
+        first = worker.dispatch(room=f"hold-{uuid.uuid4().hex[:8]}").json()["session"]["sessionId"]
+        worker.delete(f"/v1/sessions/{first}")
+        assert worker.get(f"/v1/sessions/{first}/report").json()["complete"]  # this worker's reports are pulled
+        last = worker.dispatch(room=f"hold-{uuid.uuid4().hex[:8]}").json()["session"]["sessionId"]
+        deadline = time.monotonic() + 20
+        while worker.get(f"/v1/sessions/{last}").json()["phase"] != "active":
+            assert time.monotonic() < deadline, worker.log_tail()
+            await asyncio.sleep(0.1)
+        worker.terminate()  # drain: the live call goes on
+        await asyncio.sleep(0.5)
+        worker.delete(f"/v1/sessions/{last}")  # ... and ends: the worker is drained
+        ended = time.time()
+        await asyncio.sleep(REPORT_HOLD_S / 3)
+        report = worker.get(f"/v1/sessions/{last}/report").json()
+        fetched = time.time()
+        code = worker.wait(60)  # the process's own exit includes LiveKit's FFI shutdown (seconds, here)
+        lines = [json.loads(line) for line in worker.log_tail(400).splitlines() if '"drained"' in line]
+        assert lines, "the worker never logged that it drained"
+        drained = datetime.fromisoformat(lines[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
+        print(f"last call ended, its report fetched {fetched - ended:.1f} s later; the worker drained"
+              f" {drained - ended:.1f} s after the call ended (hold at most {REPORT_HOLD_S} s); exit code {code}")
+        # It held on until the fetch (not before it), and no longer than the hold.
+        assert fetched - 0.3 <= drained <= ended + REPORT_HOLD_S + 2.0
+        assert report["complete"] and report["endReason"] == "deleted" and code == 0
     finally:
         worker.stop()
