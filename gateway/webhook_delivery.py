@@ -135,17 +135,21 @@ class WebhookDispatcher:
         await self._client.aclose()
 
     async def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 handled = await self.run_once()
                 await self._prune_if_due()
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - a database outage: keep polling, it comes back
-                log.warning("webhook dispatcher poll failed", error_type=type(error).__name__)
+                failures += 1
+                log.warning("webhook dispatcher poll failed", error_type=type(error).__name__, failures=failures)
                 handled = 0
             if handled < self.settings.batch_size:  # a full batch: more may be due right now
-                await asyncio.sleep(self.settings.poll_seconds)
+                # Through an outage, back off to one poll (and one log line) per 30 s at most.
+                await asyncio.sleep(min(self.settings.poll_seconds * 2 ** min(failures, 10), 30.0))
 
     async def run_once(self) -> int:
         """Claim what is due and deliver it; returns how many were claimed."""
