@@ -221,10 +221,16 @@ class CallReports:
         if any(x.state.phase != "ended" for x in located):
             self._missing_since.pop(key, None)
             return Settled("live")
-        reports = await self._reports(tenant, session_id, [x for x in located if x.state.phase == "ended"])
+        reports, refused = await self._reports(tenant, session_id,
+                                               [x for x in located if x.state.phase == "ended"])
         if reports:
             self._missing_since.pop(key, None)
             return await self._write(row, self._report_from(row, reports))
+        if refused and not self.runtime.recovery.recovering(session_id):
+            # Its worker ended the call and will never say anything else (a report is frozen at the end): end it
+            # from the gateway's facts now rather than asking again and again.
+            self._missing_since.pop(key, None)
+            return await self._write(row, self._lost_report(row))
         if not sweeping or self.runtime.recovery.recovering(session_id):
             return Settled("not_found_yet")
         now = time.monotonic()
@@ -234,26 +240,29 @@ class CallReports:
         self._missing_since.pop(key, None)
         return await self._write(row, self._lost_report(row))
 
-    async def _reports(self, tenant: str, session_id: str, ended: list[Located]) -> list[ReportPart]:
-        reports = []
+    async def _reports(self, tenant: str, session_id: str, ended: list[Located]) -> tuple[list[ReportPart], bool]:
+        """The usable reports of the workers that ended the call, and whether any worker's report was refused."""
+        reports, refused = [], False
         for located in ended:
-            report = await self._fetch(tenant, session_id, located)
+            report, problem = await self._fetch(tenant, session_id, located)
             if report is not None:
                 reports.append(ReportPart(report, located.worker.region))
-        return reports
+            refused = refused or problem
+        return reports, refused
 
-    async def _fetch(self, tenant: str, session_id: str, located: Located) -> WorkerCallReport | None:
-        """The worker's report, or None when it has none or says something it must not (logged, never written)."""
+    async def _fetch(self, tenant: str, session_id: str, located: Located) -> tuple[WorkerCallReport | None, bool]:
+        """(the worker's report or None when it has none yet, True when what it said was refused: logged, counted,
+        never written)."""
         worker = located.worker
         if worker.tenant != tenant or not worker.ip:
-            return None
+            return None, False
         try:
             answer = await self.runtime.worker_client.raw("GET", worker.ip, f"/v1/sessions/{session_id}/report",
                                                           max_bytes=MAX_REPORT_BYTES)
         except WorkerUnreachable:
-            return None
+            return None, False
         if answer.status != 200:
-            return None
+            return None, False
         problem = None
         report = None
         if len(answer.body) > MAX_REPORT_BYTES:
@@ -273,7 +282,7 @@ class CallReports:
             self.runtime.metrics.call_reports.labels(tenant=tenant, outcome="refused").inc()
             log.warning("worker report refused", problem=problem[:300], pod=worker.name, namespace=worker.namespace,
                         session_id=session_id)
-        return report
+        return report, problem is not None
 
     # -- building the stored report -------------------------------------------------------------------------
 
