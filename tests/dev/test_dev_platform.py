@@ -207,9 +207,11 @@ def _check_playground(printed: dict[str, str], tmp_path: Path) -> None:
                 page.screenshot(path=str(ARTIFACTS / "playground-call.png"), full_page=True, timeout=120000)
             lines = page.evaluate("window.voxfleetPlayground.transcript()")
             print(f"playground transcript: {[(line['role'], line['text'][:60]) for line in lines]}")
+            session_id = page.evaluate("window.voxfleetPlayground.session().sessionId")
             page.click("#hangup")
             page.wait_for_function("document.querySelector('#status').textContent === 'You hung up.'", timeout=10000)
             assert page.is_enabled("#call")
+            _check_recent_calls(page, session_id)
 
             _add_agent_without_workers(printed)
             page.click("#refresh")
@@ -235,13 +237,35 @@ def _check_playground(printed: dict[str, str], tmp_path: Path) -> None:
             browser.close()
 
 
+def _check_recent_calls(page, session_id: str) -> None:
+    """The browser's call is in Recent calls once the gateway recorded its end (the page looks again 1.5 s and 6 s
+    after a hang-up; Refresh here in case the report comes later), and its report, with the turns the worker
+    timed, opens on click."""
+    def this_call() -> dict | None:
+        rows = page.evaluate("window.voxfleetPlayground.recentCalls()")
+        return next((row for row in rows if row["sessionId"] == session_id), None)
+
+    deadline = time.monotonic() + 45
+    while not ((row := this_call()) and not row["live"] and row["endReason"] != "\u2014"):
+        assert time.monotonic() < deadline, f"the call never ended in Recent calls: {_page_state(page)}"
+        page.click("#recent-refresh")
+        page.wait_for_timeout(1500)
+    print(f"playground recent calls, this call: {row}; month: {page.inner_text('#month-usage')}")
+    page.click(f"#recent-calls tr[data-session-id='{session_id}']")
+    page.wait_for_selector("#call-report:not([hidden])", timeout=10000)
+    shown = page.evaluate("window.voxfleetPlayground.shownReport()")
+    assert shown["turns"] and shown["turns"][0]["ttfa"].endswith(" ms"), shown
+    page.screenshot(path=str(ARTIFACTS / "playground-recent-calls.png"), full_page=True, timeout=120000)
+
+
 def _page_state(page) -> dict:
     return page.evaluate("({status: document.querySelector('#status').textContent,"
                          " message: document.querySelector('#message').textContent,"
                          " levels: window.voxfleetPlayground.levels(), audio: window.voxfleetPlayground.audioState(),"
                          " session: (s => s && {room: s.room, region: s.region})(window.voxfleetPlayground.session()),"
                          " turns: window.voxfleetPlayground.turns(),"
-                         " transcript: window.voxfleetPlayground.transcript()})")
+                         " transcript: window.voxfleetPlayground.transcript(),"
+                         " recent: window.voxfleetPlayground.recentCalls && window.voxfleetPlayground.recentCalls()})")
 
 
 def _add_agent_without_workers(printed: dict[str, str]) -> None:
