@@ -14,7 +14,6 @@ import asyncio
 import json
 import statistics
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
