@@ -12,7 +12,7 @@ from kubernetes import client
 
 from tests.gateway import worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env, start_gateway
-from tests.gateway.tenant_setup import create_tenant, delete_tenant
+from tests.gateway.tenant_setup import create_tenant, delete_tenant, wait_until_served
 from voxfleet.api.voiceagent import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.world
@@ -33,6 +33,7 @@ def gateway(kube, platform_namespace, gateway_logs, livekit, module_database):
 def _tenant_with_agent(kube, pods, platform_namespace, gateway, agent: str, prefix: str):
     tenant = create_tenant(kube, platform_namespace, allowed_regions=["us-east"], prefix=prefix)
     with httpx.Client(base_url=gateway.url, headers=tenant.headers(), timeout=15) as http:
+        wait_until_served(http)  # the new key and Tenant reach the gateway through its informers
         assert http.put(f"/v1/agents/{agent}", json=SPEC).status_code == 201
         assert http.put(f"/v1/secrets/{agent}-keys", json={"data": {"token": f"{prefix}-value"}}).status_code == 201
         names = worker_pods.create(kube, tenant.namespace, [worker_pods.standin_pod(
