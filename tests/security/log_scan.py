@@ -34,6 +34,7 @@ from voxfleet.api.worker_credentials import token_for_namespace
 STARTED_MARKER = "started"
 ROOT_TOKEN_WHAT = "worker root token"  # what harnesses record the platform's root worker token as
 CHUNK_BYTES = 8 << 20
+BATCH_BYTES = 64 << 10  # of alternation per compiled pattern: small enough for RE2 to keep its DFA
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def pod_namespaces(roots: Iterable[Path]) -> set[str]:
     return found
 
 
-def scan_file(path: Path, pattern: "re2._Regexp", forms: dict[bytes, str], longest: int) -> list[Finding]:
+def scan_file(path: Path, patterns: list["re2._Regexp"], forms: dict[bytes, str], longest: int) -> list[Finding]:
     findings: list[Finding] = []
     line = 1
     carry = b""
@@ -114,16 +115,34 @@ def scan_file(path: Path, pattern: "re2._Regexp", forms: dict[bytes, str], longe
         with path.open("rb") as handle:
             while chunk := handle.read(CHUNK_BYTES):
                 data = carry + chunk
-                for match in pattern.finditer(data):
-                    if match.end() <= len(carry):
-                        continue  # found in the previous round already
-                    findings.append(Finding(path, line + data.count(b"\n", 0, match.start()) - carry.count(b"\n"),
-                                            forms[match.group(0)]))
+                for pattern in patterns:
+                    for match in pattern.finditer(data):
+                        if match.end() <= len(carry):
+                            continue  # found in the previous round already
+                        findings.append(Finding(path, line + data.count(b"\n", 0, match.start())
+                                                - carry.count(b"\n"), forms[match.group(0)]))
                 line += chunk.count(b"\n")
                 carry = data[-longest:] if longest else b""
     except OSError:
         return findings
     return findings
+
+
+def compiled_batches(ordered: list[bytes]) -> list["re2._Regexp"]:
+    """The forms as a few alternations of at most BATCH_BYTES each. One alternation of every form (tens of
+    thousands of derived tokens in a full run) outgrows RE2's DFA memory, and RE2 then falls back to a matcher
+    that took minutes per run; a few DFAs scan the same bytes in seconds."""
+    options = re2.Options()
+    options.max_mem = 256 << 20
+    batches: list[list[bytes]] = [[]]
+    size = 0
+    for form in ordered:
+        if batches[-1] and size + len(form) > BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(form)
+        size += len(form) + 1
+    return [re2.compile(b"|".join(re2.escape(form) for form in batch), options) for batch in batches]
 
 
 def scan(secrets: dict[str, str], files: Iterable[Path]) -> tuple[list[Finding], int, int]:
@@ -132,13 +151,11 @@ def scan(secrets: dict[str, str], files: Iterable[Path]) -> tuple[list[Finding],
     if not forms:
         return [], 0, 0
     ordered = sorted(forms, key=len, reverse=True)  # the longest form first, so a value wins over a prefix
-    options = re2.Options()
-    options.max_mem = 256 << 20
-    pattern = re2.compile(b"|".join(re2.escape(form) for form in ordered), options)
+    patterns = compiled_batches(ordered)
     longest = max(len(form) for form in ordered) - 1
     findings, count, size = [], 0, 0
     for path in files:
-        findings += scan_file(path, pattern, forms, longest)
+        findings += scan_file(path, patterns, forms, longest)
         count += 1
         try:
             size += path.stat().st_size
