@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fresh_database import fresh_database
 from tests.security import secret_ledger
 from voxfleet.world.access import Cluster, RunnerPool
 from voxfleet.world.livekit import LiveKitRegion
@@ -135,16 +136,8 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresInfo]
 
 @pytest.fixture
 def database(postgres: PostgresInfo) -> Iterator[str]:
-    from voxfleet.store import migrations_runner
-    from voxfleet.world import postgres as pg
-
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    url = pg.create_database(postgres.admin_url, name)
-    try:
-        migrations_runner.upgrade(url)
+    with fresh_database(postgres.admin_url, "t") as url:
         yield url
-    finally:
-        pg.drop_database(postgres.admin_url, name)
 
 
 # Modules whose assertions are timings heard in a LiveKit room (TTFA, barge-in, silence gaps). On a 2-core machine a

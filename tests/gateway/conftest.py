@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fresh_database import fresh_database
 from tests.gateway.gateway_process import GatewayProcess
 from voxfleet.world.access import Cluster
 
@@ -24,16 +25,8 @@ def platform_namespace(kube: Cluster, installed_crds: None) -> Iterator[str]:
 def module_database(postgres) -> Iterator[str]:
     """A fresh database with every migration applied, for a module's gateway (`database` is one per test): the
     tenant API's history, webhooks and usage answer from it instead of 503 database_not_configured."""
-    from voxfleet.store import migrations_runner
-    from voxfleet.world import postgres as pg
-
-    name = f"m_{uuid.uuid4().hex[:16]}"
-    url = pg.create_database(postgres.admin_url, name)
-    try:
-        migrations_runner.upgrade(url)
+    with fresh_database(postgres.admin_url, "m") as url:
         yield url
-    finally:
-        pg.drop_database(postgres.admin_url, name)
 
 
 @pytest.fixture(scope="module")
