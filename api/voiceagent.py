@@ -167,6 +167,23 @@ class Interruptions(ApiModel):
     enabled: bool = Field(default=True, description="Callers may interrupt the agent while it speaks.")
     min_words: int = Field(default=0, ge=0, le=20,
                            description="Words the caller must say before the agent stops (0: voice alone).")
+    backchannels: list[str] | None = Field(
+        default=None, max_length=32,
+        description="Short words a caller says while listening (\"mhm\", \"okay\", \"yeah\") that keep the agent"
+                    " talking. Unset: the defaults of the STT language; empty: every word interrupts.",
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 40}})
+    false_interruption_timeout_ms: int = Field(
+        default=2000, ge=0, le=10000,
+        description="When the agent paused for a sound and no words followed within this long, it resumes its"
+                    " reply where it paused (0: a pause always ends the reply).")
+
+    @field_validator("backchannels")
+    @classmethod
+    def _backchannel_lengths(cls, value: list[str] | None) -> list[str] | None:
+        for phrase in value or []:
+            if not 1 <= len(phrase) <= 40:
+                raise ValueError("each backchannel must have 1 to 40 characters")
+        return value
 
 
 class ToolHeader(ApiModel):
@@ -403,6 +420,27 @@ class Recovery(ApiModel):
                                          " region by latency joining the same room.")
 
 
+class ReplyFiller(ApiModel):
+    """What the agent says when its language model is slow to start answering (as tools have their filler)."""
+
+    after_ms: int = Field(default=1500, ge=0, le=10000,
+                          description="Say the filler once the caller's turn ended this long ago and the model has"
+                                      " not started its answer (0: never).")
+    say: str = Field(default="One moment.", min_length=1, max_length=300, description="The filler phrase.")
+
+
+class NoMatch(ApiModel):
+    """For the offline `scripted` LLM: what the agent says when no intent matches the caller's words, or the
+    recogniser was unsure of them."""
+
+    retry: str = Field(default="Sorry, could you say that again?", min_length=1, max_length=1000,
+                       description="Said after a turn the agent did not understand.")
+    max_retries: int = Field(default=1, ge=0, le=5,
+                             description="Turns in a row not understood before the handoff line is said instead.")
+    handoff: str = Field(default="Sorry, I can't help with that. Let me get someone who can.", min_length=1,
+                         max_length=1000, description="Said when the retries are used up.")
+
+
 class Observability(ApiModel):
     record_transcripts: bool = Field(default=False, description="Log and return transcripts (off: never stored).")
 
@@ -446,6 +484,9 @@ class VoiceAgentSpec(ApiModel):
     limits: Limits = Field(default_factory=Limits, description="Per-session limits.")
     recovery: Recovery = Field(default_factory=Recovery, description="Continuing calls whose worker is lost.")
     observability: Observability = Field(default_factory=Observability, description="Transcripts and telemetry.")
+    reply_filler: ReplyFiller = Field(default_factory=ReplyFiller, description="Filler for a slow language model.")
+    no_match: NoMatch = Field(default_factory=NoMatch,
+                              description="The scripted LLM's answers to turns it did not understand.")
 
     @model_validator(mode="after")
     def _cross_field(self) -> "VoiceAgentSpec":
