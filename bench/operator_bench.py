@@ -13,9 +13,14 @@ Measured, each against a baseline taken in the same run on the same world:
   sweep of GET /v1/load over the same pod IPs.
 - the operator's CPU seconds and peak RSS (its own process, from /proc).
 
-The scale run (`--scale --agents 5000`): only the every-object floor and the apply phase, with enough simulated
-nodes for one pod per pool (500 pods a node), progress every 15 s, and the goal that all agents are Ready within
-15% of that floor. Its per-tenant Secret watches (500 Tenants) are what a connection-capped client cannot carry.
+The scale run (`--scale --agents 5000`): only the every-object floor and the apply phase, each in a fresh world
+of its own (an empty etcd for both; deleting the floor's 55,000 objects would take longer than making them), with
+enough simulated nodes for one pod per pool (500 pods a node), progress every 15 s, and the goal that all agents
+are Ready within 15% of that floor. Its per-tenant Secret watches (500 Tenants) are what a connection-capped
+client cannot carry. The floor's objects sit in namespaces of `--agents-per-tenant` agents, as the Tenants'
+do, each with the Tenant's quota, limits and Pod Security labels: the controller-manager's work per pod grows
+with the PDBs and Services of its namespace, so one big namespace would be a floor hours slower than the
+operator's own layout.
 
 How 1,000+ fake workers report load: kwok pods have loopback IPs (127.x.y.z: Linux routes all of 127/8 to lo), so
 ONE load-server process bound to 0.0.0.0:<worker port> receives every pod IP's connection, tells pods apart by the
@@ -48,8 +53,11 @@ ROOT = Path(__file__).resolve().parents[1]
 REGIONS = ["us-east", "eu-west", "ap-south"]
 TOKEN = "bench-worker-token-0123456789abcdef"
 SHARD = "voxfleet.dev/bench-shard"
+BASELINE = "voxfleet.dev/bench-baseline"  # marks the baseline's Deployments, watched across its namespaces
 PLATFORM_NS = "voxfleet-bench"
 PER_WORKER = 4
+TENANT_SPEC = {"allowedRegions": REGIONS, "quotas": {"maxAgents": 100, "maxWorkers": 1000, "cpu": "1000",
+                                                     "memory": "2000Gi"}}
 
 
 # --- the load server (a subprocess: `operator_bench.py --serve-load PORT`) -------------------------------------
@@ -178,17 +186,20 @@ class Bench:
             self._progress_at = now
             self.say(f"{message} ({now - since:.0f} s)")
 
-    async def run(self, kubeconfig: Path) -> None:
+    async def run(self, kubeconfig: Path, *, baselines: bool = True, operator: bool = True) -> None:
         from voxfleet.kube.client import KubeClient
 
         self.client = KubeClient.from_kubeconfig(str(kubeconfig), max_connections=64)
         self.kubeconfig = kubeconfig
         try:
             await self._setup()
-            if not self.args.scale:
+            if baselines and not self.args.scale:
                 await self._baseline_ready(every_object=False)
-            await self._baseline_ready(every_object=True)
-            await self._operator_phases()
+            if baselines:
+                # The scale run gives each phase a world of its own instead of cleaning up between them.
+                await self._baseline_ready(every_object=True, clean_up=not self.args.scale)
+            if operator:
+                await self._operator_phases()
         finally:
             if getattr(self, "load_server", None) is not None:
                 self.load_server.terminate()  # also when a phase fails or the run is interrupted
@@ -249,7 +260,7 @@ class Bench:
                 "regions": [{"name": r, "minWorkers": 1, "maxWorkers": 4} for r in REGIONS],
                 "scaling": {"sessionsPerWorker": PER_WORKER, "bufferSessions": 2, "scaleDownDelaySeconds": 300}}
 
-    async def _baseline_ready(self, *, every_object: bool) -> None:
+    async def _baseline_ready(self, *, every_object: bool, clean_up: bool = True) -> None:
         """The pools' Deployments created directly, until all are available. With ``every_object``, also every
         other object the operator writes for them (per agent a ConfigMap and a Service, per region a
         PodDisruptionBudget, whose status the disruption controller keeps writing): the same apiserver work
@@ -258,17 +269,34 @@ class Bench:
         from voxfleet.operator.agent_builder import build_config_map, build_service
         from voxfleet.operator.ownership import Owner
         from voxfleet.operator.pool_builder import build_deployment, build_pod_disruption_budget
+        from voxfleet.operator.tenant_builder import build_limit_range, build_namespace, build_resource_quota
+        from voxfleet.api.tenant import TenantSpec
 
         kind = "every object" if every_object else "Deployments only"
-        namespace = "bench-baseline-all" if every_object else "bench-baseline"
-        await self.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        await self.client.create({"apiVersion": "v1", "kind": "ServiceAccount",
-                                  "metadata": {"name": "voxfleet-worker", "namespace": namespace}})
+        # Spread over namespaces exactly as the operator phase's tenants are (agents_per_tenant each): the
+        # controller-manager's per-namespace work (each pod event matched against every PDB and Service of its
+        # namespace) grows with the square of a namespace's size, so one namespace of 5,000 agents would make a
+        # floor hours slower than the operator's own layout, and a meaningless yardstick.
+        prefix = "bench-baseline-all" if every_object else "bench-baseline"
+        per = self.args.agents_per_tenant
+        namespaces = [f"{prefix}-{t:03d}" for t in range(math.ceil(self.args.agents / per))]
+        # Each namespace as a Tenant's: Pod Security "restricted", the tenant's quota and limits (every pod
+        # create is checked against them), the workers' ServiceAccount. Made before the clock starts, as the
+        # operator phase's Tenants are Ready before its agents are applied.
+        tenant = Owner("Tenant", "x", "x")
+        tenant_spec = TenantSpec.model_validate(TENANT_SPEC)
+        await self._gather([self._create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": name, "labels": {k: v for k, v in build_namespace(tenant, name)["metadata"]["labels"].items()
+                                     if k.startswith("pod-security")}}}) for name in namespaces])
+        await self._gather([self._create(manifest) for name in namespaces for manifest in (
+            build_resource_quota(tenant, name, tenant_spec), build_limit_range(tenant, name, tenant_spec),
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "voxfleet-worker",
+                                                                        "namespace": name}})])
         platform = PlatformSettings(_env_file=None, worker_port=self.port)
         owner = Owner("VoiceAgent", "x", "x")
         manifests = []
         for index in range(self.args.agents):
-            config = self._config(index, namespace)
+            config = self._config(index, namespaces[index // per])
             if every_object:
                 manifests += [build_config_map(owner, config), build_service(owner, config, platform)]
             for region in REGIONS:
@@ -277,6 +305,7 @@ class Bench:
                     manifests.append(build_pod_disruption_budget(owner, config, region))
         for manifest in manifests:
             del manifest["metadata"]["ownerReferences"]  # no owner: nothing would ever garbage-collect them
+            manifest["metadata"].setdefault("labels", {})[BASELINE] = prefix
         deployments = sum(1 for m in manifests if m["kind"] == "Deployment")
         available: dict[tuple[str, str], float] = {}
 
@@ -285,7 +314,7 @@ class Bench:
                 available[key] = time.monotonic()
 
         watch = watched(self.client, "Deployment", lambda d: (d.get("status") or {}).get("availableReplicas", 0)
-                        >= 1 or None, changed, namespace=namespace)
+                        >= 1 or None, changed, label_selector=f"{BASELINE}={prefix}")
         await watch.wait_synced()
         self.say(f"baseline ({kind}): creating {len(manifests)} objects directly (no operator)")
         started = time.monotonic()
@@ -302,17 +331,21 @@ class Bench:
         key = "baseline_every_object" if every_object else "baseline"
         self.results[f"{key}_deployments_available_s"] = round(done - started, 2)
         self.results[f"{key}_create_s"] = round(created - started, 2)
+        self.results[f"{key}_load_average_at_end"] = round(os.getloadavg()[0], 1)  # the machine is shared
         self.say(f"baseline ({kind}): {len(manifests)} objects created in {created - started:.1f} s, all"
                  f" {deployments} Deployments available after {done - started:.1f} s")
-        await self.client.delete("Namespace", namespace)
-        # Wait for the whole namespace to be gone, not just its pods: its 1,500 Deployments and ReplicaSets are
-        # deleted after the pods, and while that goes on it loads the apiserver during the next phase (and the
+        if not clean_up:
+            return
+        await self._gather([self.client.delete("Namespace", name) for name in namespaces])
+        # Wait for the namespaces to be gone, not just their pods: their Deployments and ReplicaSets are deleted
+        # after the pods, and while that goes on it loads the apiserver during the next phase (and the
         # operator-phase Deployment watch, which selects by the same managed-by label, would count them).
         deadline = time.monotonic() + limit
-        while await self.client.get_or_none("Namespace", namespace) is not None:
+        while left := [n for n in (await self.client.list("Namespace"))["items"]
+                       if n["metadata"]["name"].startswith(prefix + "-")]:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"baseline: its namespace still exists {limit:.0f} s after its deletion")
-            self.progress(f"baseline ({kind}): waiting for namespace {namespace} to be deleted", done)
+                raise RuntimeError(f"baseline: {len(left)} namespaces still exist {limit:.0f} s after their deletion")
+            self.progress(f"baseline ({kind}): waiting for {len(left)} namespaces to be deleted", done)
             await asyncio.sleep(1)
         self.say(f"baseline ({kind}): cleaned up in {time.monotonic() - done:.1f} s")
 
@@ -367,8 +400,7 @@ class Bench:
             await self._gather([self._create({
                 "apiVersion": "voxfleet.dev/v1alpha1", "kind": "Tenant",
                 "metadata": {"name": f"bench-{t:03d}", "labels": {SHARD: "yes"}},
-                "spec": {"allowedRegions": REGIONS, "quotas": {"maxAgents": 100, "maxWorkers": 1000, "cpu": "1000",
-                                                               "memory": "2000Gi"}}})
+                "spec": TENANT_SPEC})
                 for t in range(tenants)])
             await self._wait_tenants(tenants)
             self.say(f"{tenants} Tenants ready")
@@ -481,7 +513,8 @@ class Bench:
         self.results.update(apply_create_s=round(applied - started, 2), apply_all_ready_s=round(done - started, 2),
                             apply_p50_ready_s=round(percentile(times, 50), 2),
                             apply_all_deployments_written_s=round(made, 2),
-                            apply_all_deployments_available_s=round(available, 2))
+                            apply_all_deployments_available_s=round(available, 2),
+                            apply_load_average_at_end=round(os.getloadavg()[0], 1))
         self.say(f"{n} agents created in {applied - started:.1f} s; all {len(created_at)} Deployments written after"
                  f" {made:.1f} s, available after {available:.1f} s; all agents Ready after {done - started:.1f} s"
                  f" (p50 {percentile(times, 50):.1f} s)")
@@ -619,19 +652,24 @@ def main(argv: list[str] | None = None) -> int:
     # The world's defaults (200/400) are already 10x client-go's; at 1,500 Deployments the controller-manager
     # still queues on its own client limiter, which the baseline shows. Raise it, and say so.
     control_plane.CLIENT_QPS, control_plane.CLIENT_BURST = args.cm_qps, 2 * args.cm_qps
-    world = World(Path(tempfile.mkdtemp(prefix="voxfleet-bench-world-")),
-                  simulated_per_zone=args.simulated_nodes_per_zone)
     bench = Bench(args)
     bench.results["load_average_at_start"] = round(os.getloadavg()[0], 1)
     started = time.monotonic()
-    info = world.start(progress=bench.say)
-    try:
-        cluster = Cluster.of(info)
-        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
-        asyncio.run(bench.run(cluster.kubeconfig))
-    finally:
-        world.stop()
+    # The scale run: the floor and the operator each in a fresh world (an empty etcd for both, and no hour of
+    # deleting 55,000 objects between them); the default run: all phases in one world, as before.
+    phases = [dict(baselines=True, operator=False), dict(baselines=False, operator=True)] if args.scale \
+        else [dict(baselines=True, operator=True)]
+    for phase in phases:
+        world = World(Path(tempfile.mkdtemp(prefix="voxfleet-bench-world-")),
+                      simulated_per_zone=args.simulated_nodes_per_zone)
+        info = world.start(progress=bench.say)
+        try:
+            cluster = Cluster.of(info)
+            cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+            cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+            asyncio.run(bench.run(cluster.kubeconfig, **phase))
+        finally:
+            world.stop()
     results = bench.results
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["load_average_at_end"] = round(os.getloadavg()[0], 1)  # 2 cores shared with other work: context
