@@ -39,6 +39,7 @@ from voxfleet.worker.eval_record import recorder_for
 from voxfleet.worker.input_audio_stop import InputAudioStop
 from voxfleet.worker.livekit_input import INPUT_SAMPLE_RATE, FramedLiveKitTransport
 from voxfleet.worker.providers.registry import ProviderContext, build_llm, build_stt, build_tts
+from voxfleet.worker.reply_filler import ReplyFillerProcessor
 from voxfleet.worker.room_transcripts import RoomTranscriptPublisher
 from voxfleet.worker.shared_models import SharedModels, SharedSileroVAD
 from voxfleet.worker.telemetry.conversation_observer import ConversationObserver
@@ -107,8 +108,9 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
     observer = ConversationObserver(labels=labels, vad=vad, stt_name=stt.name, llm_name=llm.name,
                                     tts_name=tts.name, record_transcripts=spec.observability.record_transcripts)
     tool_calls = ToolCallTimes()
-    pipeline = Pipeline([transport.input(), stt, aggregators.user(), InputAudioStop(), llm, tts, transport.output(),
-                         aggregators.assistant()])
+    pipeline = Pipeline([transport.input(), stt, aggregators.user(), InputAudioStop(), llm,
+                         ReplyFillerProcessor(spec.reply_filler, session_id=request.session_id), tts,
+                         transport.output(), aggregators.assistant()])
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=INPUT_SAMPLE_RATE, audio_out_sample_rate=OUTPUT_SAMPLE_RATE,
