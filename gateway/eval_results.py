@@ -30,7 +30,7 @@ router = APIRouter(tags=["sessions"])
 
 @router.get("/v1/sessions/{session_id}/eval", response_model=SessionEvalRecord,
             summary="Tool calls and transcript of an eval-mode session",
-            responses=documented(401, 403, 404, 422, 429, 502))
+            responses=documented(401, 403, 404, 422, 429, 502, 503))
 async def get_session_eval(request: Request, session_id: SessionId,
                        tenant: TenantContext = Depends(require_tenant)) -> JSONResponse:
     runtime = runtime_of(request)

@@ -371,7 +371,7 @@ async def list_sessions(
 
 
 @router.get("/v1/sessions/{session_id}", response_model=SessionView, response_model_exclude_none=False,
-            summary="Read a session", responses=documented(401, 403, 404, 422, 429))
+            summary="Read a session", responses=documented(401, 403, 404, 422, 429, 503))
 async def get_session(request: Request, session_id: SessionId,
                       tenant: TenantContext = Depends(require_tenant)) -> SessionView:
     runtime = runtime_of(request)

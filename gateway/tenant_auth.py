@@ -1,9 +1,10 @@
 """Who is calling: the FastAPI dependency that turns `Authorization: Bearer <API key>` into a tenant.
 
 401 when there is no valid key (missing, malformed, unknown and revoked keys get the same answer, so the
-answer tells an attacker nothing about which key ids exist); 403 when the key is valid but its Tenant is
-gone or unusable; 429 when the tenant is over its request rate (every answer says where the tenant
-stands: RateLimit-* headers). The key itself is never logged or echoed.
+answer tells an attacker nothing about which key ids exist); a key made a moment ago, before this replica's
+watch showed it, is read through from the apiserver (key_store.py); 403 when the key is valid but its Tenant is
+gone or unusable, 503 with Retry-After when its Tenant was made a moment ago and is not loaded yet; 429 when the
+tenant is over its request rate (every answer says where the tenant stands: RateLimit-* headers). The key itself is never logged or echoed.
 """
 
 from __future__ import annotations
@@ -40,13 +41,18 @@ async def require_tenant(request: Request,
         runtime.metrics.auth_failures.labels(reason="missing").inc()
         raise ApiError(401, "missing_api_key", "Send your API key as `Authorization: Bearer <key>`.",
                        headers=_CHALLENGE)
-    stored = runtime.keys.authenticate(credentials.credentials.strip())
+    stored = await runtime.keys.authenticate(credentials.credentials.strip())
     if stored is None:
         runtime.metrics.auth_failures.labels(reason="invalid").inc()
         raise ApiError(401, "invalid_api_key", "The API key is not valid: it is malformed, unknown or revoked."
                                                " Ask your platform team for a key (`voxfleet keys create`).",
                        headers=_CHALLENGE)
     tenant = runtime.tenants.get(stored.tenant)
+    if tenant is None and await runtime.tenants.exists_unseen(stored.tenant):
+        runtime.metrics.auth_failures.labels(reason="tenant_loading").inc()
+        raise ApiError(503, "tenant_loading", f"The tenant of key {stored.key_id} was created a moment ago and this"
+                                              " gateway has not loaded it yet; retry after the Retry-After seconds.",
+                       headers={"Retry-After": "1"})
     if tenant is None:
         runtime.metrics.auth_failures.labels(reason="tenant").inc()
         why = runtime.tenants.refusal(stored.tenant) or "it no longer exists"

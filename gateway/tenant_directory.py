@@ -22,6 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from voxfleet.api.tenant import TenantSpec
+from voxfleet.gateway.read_through import ReadThroughBudget
 from voxfleet.kube.client import KubeClient
 from voxfleet.kube.informer import DELETED, Informer, InformerEvent
 
@@ -42,6 +43,8 @@ class TenantInfo:
 
 class TenantDirectory:
     def __init__(self, kube: KubeClient, *, platform_namespace: str = ""):
+        self._kube = kube
+        self._read_through = ReadThroughBudget()
         self.cache: Informer[dict[str, Any]] = Informer(kube, "Tenant", name="tenants")
         self.cache.add_handler(self._on_change)
         self._reserved = {platform_namespace} if platform_namespace else set()
@@ -58,6 +61,20 @@ class TenantDirectory:
         if info is None or self._owners.get(info.namespace) != name:
             return None
         return info
+
+    async def exists_unseen(self, name: str) -> bool:
+        """True when the Tenant exists in the apiserver but the watch has not shown it yet (made a moment ago):
+        its key holders are asked to retry rather than told it does not exist. Within a budget
+        (gateway/read_through.py); False when over it or when the apiserver cannot say."""
+        if self.cache.get("", name) is not None or not self._read_through.may_ask(name):
+            return False
+        try:
+            found = await self._kube.get_or_none("Tenant", name)
+        except Exception:  # noqa: BLE001 - cannot tell: the answer stays "not served"
+            return False
+        if found is None:
+            self._read_through.missing(name)
+        return found is not None
 
     def owner_of(self, namespace: str) -> str | None:
         """The Tenant whose namespace this is, or None (not a tenant namespace)."""
