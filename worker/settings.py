@@ -54,6 +54,12 @@ class WorkerSettings(BaseSettings):
                                     description="LiveKit audio source queue; cleared on barge-in.")
     input_frame_ms: int = Field(default=32, ge=10, le=64,
                                 description="Caller audio frame size read from LiveKit (32 ms = one Silero window).")
+    vad_batched: bool = Field(default=True,
+                              description="Score every session's Silero window of one event-loop tick in one batched"
+                                          " inference (issue 19); false: one inference per session and window.")
+    stt_websocket_compression: bool = Field(default=False,
+                                            description="Offer permessage-deflate on the Deepgram websocket (raw PCM"
+                                                        " barely compresses; deflating it costs CPU per frame).")
     memory_sample_seconds: float = Field(default=5.0, gt=0, le=300,
                                          description="How often the worker reads its resident memory for the"
                                                      " recycle limit (one /proc read).")

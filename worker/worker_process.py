@@ -86,7 +86,8 @@ class WorkerProcess:
     async def warm_up(self) -> None:
         spec = self.config.spec
         load_providers()
-        models = await asyncio.to_thread(SharedModels, with_smart_turn=spec.turn_detection.detector == "smart-turn")
+        models = await asyncio.to_thread(SharedModels, with_smart_turn=spec.turn_detection.detector == "smart-turn",
+                                         batched_vad=self.settings.vad_batched)
         await asyncio.to_thread(models.warm_up)
         providers = ProviderContext(config=self.config, settings=self.settings, platform=self.platform)
         if spec.pipeline.stt.provider == "pocketsphinx":
