@@ -20,6 +20,7 @@ Options (spec `pipeline.<stage>.options`, strings; unknown names are refused):
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from pipecat.services.anthropic.llm import AnthropicLLMService
@@ -166,12 +167,40 @@ class PinnedElevenLabsTTSService(_PinnedWebsocket, ElevenLabsTTSService):
         super().__init__(**kwargs)
 
 
-class CheckedDeepgramSTTService(DeepgramSTTService):
-    """DeepgramSTTService that checks a tenant's baseUrl before every (re)connect; a refusal is a fatal error."""
+# Whether the Deepgram connection being opened (in this task's context) offers permessage-deflate.
+_DEEPGRAM_COMPRESSION: ContextVar[bool] = ContextVar("deepgram_websocket_compression", default=True)
 
-    def __init__(self, *, outbound_policy: OutboundPolicy | None, **kwargs: Any) -> None:
+
+def _deepgram_connect_as_configured() -> None:
+    """Deepgram's SDK opens its websocket with the websockets library's defaults, permessage-deflate offered: on
+    raw PCM that saves next to nothing and was half of the worker's websocket send time (issue 19's profile). The
+    SDK has no option for it, so its connect function is wrapped once per process to pass `compression=None`
+    when the connecting service asked for that (a context variable the connection task inherits)."""
+    from deepgram.listen.v1 import client
+
+    connect = client.websockets_client_connect
+    if getattr(connect, "voxfleet_wrapped", False):
+        return
+
+    def connect_as_configured(*args: Any, **kwargs: Any) -> Any:
+        if not _DEEPGRAM_COMPRESSION.get():
+            kwargs["compression"] = None
+        return connect(*args, **kwargs)
+
+    connect_as_configured.voxfleet_wrapped = True  # type: ignore[attr-defined]
+    client.websockets_client_connect = connect_as_configured
+
+
+class CheckedDeepgramSTTService(DeepgramSTTService):
+    """DeepgramSTTService that checks a tenant's baseUrl before every (re)connect (a refusal is a fatal error),
+    its websocket without permessage-deflate unless `websocket_compression`."""
+
+    def __init__(self, *, outbound_policy: OutboundPolicy | None, websocket_compression: bool = True,
+                 **kwargs: Any) -> None:
         self._outbound_policy = outbound_policy
         self._checked_url = kwargs.get("base_url") or ""
+        self._websocket_compression = websocket_compression
+        _deepgram_connect_as_configured()
         super().__init__(**kwargs)
 
     async def _connect(self) -> None:
@@ -181,7 +210,12 @@ class CheckedDeepgramSTTService(DeepgramSTTService):
             except OutboundURLRefused as refused:
                 await self.push_error(error_msg=str(refused), exception=refused, fatal=True)
                 return
-        await super()._connect()
+        # The connection task started inside super()._connect() copies this context, reconnects included.
+        compression = _DEEPGRAM_COMPRESSION.set(self._websocket_compression)
+        try:
+            await super()._connect()
+        finally:
+            _DEEPGRAM_COMPRESSION.reset(compression)
 
 
 # -- STT -----------------------------------------------------------------------------------------------------------
@@ -198,6 +232,7 @@ def deepgram_stt(stage: Any, context: ProviderContext) -> DeepgramSTTService:
             setattr(settings, field_name, options[option])
     return CheckedDeepgramSTTService(api_key=_api_key(stage) or "", base_url=base_url or "",
                                      outbound_policy=outbound_policy(context) if base_url else None,
+                                     websocket_compression=context.settings.stt_websocket_compression,
                                      sample_rate=context.audio_in_sample_rate, settings=settings)
 
 
