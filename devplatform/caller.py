@@ -34,6 +34,7 @@ from livekit import rtc
 from voxfleet.devplatform import speech
 from voxfleet.devplatform.heard_audio import (
     FRAME_MS,
+    MAX_RECORD_SECONDS,
     SAMPLE_RATE,
     VOICED_RMS,
     HeardAudio,
@@ -73,6 +74,8 @@ class Caller:
         self.agent_left = asyncio.Event()
         self._source: rtc.AudioSource | None = None
         self._queue: deque[tuple[np.ndarray, SpokenTiming]] = deque()
+        # Each frame of a line with the time it began to play out: the caller's side of a recording (eval --save-audio).
+        self.sent: deque[tuple[float, np.ndarray]] = deque(maxlen=MAX_RECORD_SECONDS * 1000 // frame_ms)
         self._tasks: list[asyncio.Task] = []
         self._streams: list[rtc.AudioStream] = []
         self._agents: set[str] = set()
@@ -180,6 +183,7 @@ class Caller:
                 # This frame ends leaving once the source's queue ahead of it (and it) has played out.
                 sent_until = time.monotonic() + self._source.queued_duration
                 frame_start = sent_until - self.frame_samples / SAMPLE_RATE
+                self.sent.append((frame_start, chunk))
                 if offset == 0:
                     timing.started = frame_start
                 if offset <= voiced_from < offset + self.frame_samples:

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                              " does (default 0)")
     parser.add_argument("--report", type=Path, default=None, metavar="JSON", help="write the JSON report here")
     parser.add_argument("--junit", type=Path, default=None, metavar="XML", help="write JUnit XML here")
+    parser.add_argument("--save-audio", type=Path, default=None, metavar="DIR",
+                        help="write each scenario's call as DIR/<scenario>.wav: the caller left, the agent as heard"
+                             " right, from the agent's join (the report's timeline zero)")
     parser.add_argument("--baseline", type=Path, default=None, metavar="JSON",
                         help="a saved report to compare with; regressions beyond the tolerances fail the run")
     parser.add_argument("--save-baseline", type=Path, default=None, metavar="JSON",
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     progress = ProgressBar(len(chosen), sum(len(s.turns) for s in chosen), enabled=not args.no_progress)
     try:
         report = asyncio.run(run_suite(loaded, gateway=gateway, api_key=key, concurrency=args.concurrency,
-                                       only=args.scenario or None, retries=args.retries, progress=progress))
+                                       only=args.scenario or None, retries=args.retries, progress=progress,
+                                       save_audio=args.save_audio))
     except KeyboardInterrupt:
         return 130
     if baseline is not None:

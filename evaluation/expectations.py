@@ -2,7 +2,7 @@
 
 Every result says, in one sentence, what was expected and what happened instead, e.g.
 "expected a call of lookup_order with {"order_id": "1234"}; this turn called no tool", or
-"the agent kept talking for 2900 ms after the barge-in began; expected it to stop within 1500 ms".
+"the agent kept talking for 2900 ms after the caller's voice began; expected it to stop within 300 ms".
 Each turn also expects an answer at all ("answered"); a scenario that broke off fails its remaining turns with
 the reason.
 """
@@ -103,7 +103,7 @@ def _timeline(timeline: CallTimeline, measured: TurnTimeline) -> dict[str, float
     points = {"spoke": measured.started, "voiceEnded": measured.voice_ended, "reply": measured.reply_start,
               "replyEnd": measured.reply_end, "ended": measured.ended}
     if measured.barge_in is not None:
-        points.update(bargeIn=measured.barge_in.started, agentStopped=measured.barge_in.agent_last_voice)
+        points.update(bargeIn=measured.barge_in.voice_started, agentStopped=measured.barge_in.agent_last_voice)
     return {name: round(at - timeline.joined, 3) for name, at in points.items() if at}
 
 
@@ -203,14 +203,15 @@ def _ttfa_within(measured: TurnTimeline, bound_ms: int) -> ExpectationResult:
 def _barge_in_result(timeline: CallTimeline, measured: TurnTimeline, turn: CallerTurn) -> BargeInResult:
     barge = measured.barge_in
     assert barge is not None and turn.barge_in is not None and measured.reply_start is not None
-    stopped_after = (barge.agent_last_voice - barge.started) * 1000 if barge.agent_last_voice is not None else None
+    onset = barge.voice_started  # the caller's voice onset, as sent
+    stopped_after = (barge.agent_last_voice - onset) * 1000 if barge.agent_last_voice is not None else None
     saw = None
     record = timeline.results.record if timeline.results else None
     if record is not None:
-        start, end = timeline.wall(barge.started), timeline.wall(barge.started + turn.barge_in.stop_within_ms / 1000)
+        start, end = timeline.wall(onset), timeline.wall(onset + turn.barge_in.stop_within_ms / 1000)
         saw = any(start - 0.5 <= at <= end for at in record.interruptions)
     return BargeInResult(said=barge.said, at_ms=turn.barge_in.at_ms,
-                         started_after_reply_ms=round((barge.started - measured.reply_start) * 1000, 1),
+                         started_after_reply_ms=round((onset - measured.reply_start) * 1000, 1),
                          agent_was_speaking=barge.agent_was_speaking,
                          agent_stopped_after_ms=round(max(0.0, stopped_after), 1) if stopped_after is not None
                          else None, worker_saw_interruption=saw)
@@ -231,10 +232,10 @@ def _stopped(barge: BargeInResult, must_stop: bool, within_ms: int) -> Expectati
         else "; the session recorded no interruption")
     if stopped:
         actual = f"stopped after {after:.0f} ms"
-        message = f"the agent stopped {after:.0f} ms after the barge-in began{worker}"
+        message = f"the agent stopped {after:.0f} ms after the caller's voice began{worker}"
     else:
         actual = f"kept talking {after:.0f} ms"
-        message = f"the agent kept talking for {after:.0f} ms after the barge-in began{worker}"
+        message = f"the agent kept talking for {after:.0f} ms after the caller's voice began{worker}"
     if stopped == must_stop:
         return ExpectationResult(kind="stopsWhenInterrupted", passed=True, expected=expected, actual=actual,
                                  message=message)

@@ -37,10 +37,12 @@ class ToolCallSeen(ApiModel):
 class BargeInResult(ApiModel):
     said: str
     at_ms: int = Field(description="Planned: this far into the agent's reply.")
-    started_after_reply_ms: float = Field(description="Measured: when the barge-in really began.")
+    started_after_reply_ms: float = Field(description="Measured: when the caller's voice really began, after the"
+                                                      " reply's first audio heard.")
     agent_was_speaking: bool = Field(description="The agent was still talking when the barge-in began.")
     agent_stopped_after_ms: float | None = Field(
-        default=None, description="From the barge-in's start to the agent's last audio before it paused.")
+        default=None, description="From the caller's voice onset (as sent) to the agent's last audio before it"
+                                  " went quiet (as heard).")
     worker_saw_interruption: bool | None = Field(
         default=None, description="The session's eval record shows the agent stopped for the caller (none:"
                                   " no eval results).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ class BargeInTimeline:
     said: str
     planned: float  # reply start + atMs
     started: float = 0.0  # the barge-in's first frame went out
+    voice_started: float = 0.0  # its first voiced sample went out: where the barge-in begins, for the caller
     voice_ended: float = 0.0
     agent_was_speaking: bool = False  # agent audio was still coming when the barge-in began
     agent_last_voice: float | None = None  # the agent's last voiced frame before a STOP_GAP_S pause
@@ -67,6 +69,7 @@ class CallTimeline:
     error: str | None = None  # the call could not be placed or broke off: every unfinished turn fails with it
     results: EvalResults | None = None
     heard: HeardAudio | None = None  # everything the caller heard (for local recognition)
+    sent: deque | None = None  # the caller's lines as sent, frame by frame with play-out times (for --save-audio)
     room_lines: list = field(default_factory=list)  # transcripts the agent published in the room, if any
 
     def wall(self, monotonic: float) -> float:
@@ -88,7 +91,7 @@ async def run_scenario(loaded: LoadedSuite, scenario: Scenario, sessions: EvalSe
         timeline.error = f"cannot reach the gateway: {type(error).__name__}: {error}"
         return timeline
     caller = Caller(timeline.grant.url, timeline.grant.token, voice=defaults.voice, rate=defaults.rate)
-    timeline.heard = caller.heard
+    timeline.heard, timeline.sent = caller.heard, caller.sent
     tools = PendingTools(sessions, timeline)
     try:
         await caller.join()
@@ -179,14 +182,17 @@ async def _turn(caller: Caller, loaded: LoadedSuite, index: int, turn: CallerTur
         await asyncio.sleep(max(0.0, barge.planned - time.monotonic()))
         timing = await caller.play(loaded.audio_for(turn.barge_in), wait=False, text=barge.said)
         await timing.done
-        barge.started, barge.voice_ended = timing.started, timing.voice_ended
-        barge.agent_was_speaking = any(barge.started - STOP_GAP_S < at <= barge.started + 0.05
+        barge.started, barge.voice_started, barge.voice_ended = timing.started, timing.voice_started, timing.voice_ended
+        # Timed from the caller's voice onset (a WAV may open with silence): that is when a person hears an
+        # interruption begin, and what the agent's VAD can react to.
+        onset = barge.voice_started
+        barge.agent_was_speaking = any(onset - STOP_GAP_S < at <= onset + 0.05
                                        for at in heard.voiced_times(record.reply_start))
         if barge.agent_was_speaking:
-            barge.agent_last_voice = await quiet_after(heard, barge.started, STOP_GAP_S, timeout=answer_s * 3)
-        record.reply_end = barge.agent_last_voice or _last_voice_before(heard, barge.started)
+            barge.agent_last_voice = await quiet_after(heard, onset, STOP_GAP_S, timeout=answer_s * 3)
+        record.reply_end = barge.agent_last_voice or _last_voice_before(heard, onset)
         # The answer to the barge-in line starts after the agent stopped (or finished) the interrupted reply.
-        answer_after = max(barge.voice_ended, (barge.agent_last_voice or barge.started) + 0.01)
+        answer_after = max(barge.voice_ended, (barge.agent_last_voice or onset) + 0.01)
         try:
             last_speech = await first_voice_after(heard, answer_after, answer_s)
         except TimeoutError:

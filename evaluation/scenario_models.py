@@ -65,9 +65,10 @@ class BargeIn(Utterance):
 
     at_ms: int = Field(ge=0, le=30000, description="How far into the agent's reply (as the caller hears it) the"
                                                    " caller starts speaking.")
-    stop_within_ms: int = Field(default=1500, ge=100, le=10000,
-                                description="The agent counts as having stopped when its audio goes quiet within"
-                                            " this long after the barge-in began.")
+    stop_within_ms: int = Field(default=300, ge=100, le=10000,
+                                description="The agent counts as having stopped when its audio, as the caller"
+                                            " hears it, goes quiet within this long after the caller's voice"
+                                            " began (300: the platform's barge-in goal, issue 20).")
 
 
 class ToolCallExpectation(ApiModel):

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
+from voxfleet.evaluation.call_recording import write_recording
 from voxfleet.evaluation.eval_sessions import EvalSessions
 from voxfleet.evaluation.expectations import judge
 from voxfleet.evaluation.report_models import RunReport, ScenarioResult, summarise
@@ -23,7 +25,8 @@ MAX_CONCURRENCY = 100
 
 async def run_suite(loaded: LoadedSuite, *, gateway: str, api_key: str, concurrency: int = DEFAULT_CONCURRENCY,
                     only: list[str] | None = None, retries: int = 0,
-                    progress: ProgressBar | None = None) -> RunReport:
+                    progress: ProgressBar | None = None, save_audio: Path | None = None) -> RunReport:
+    """`save_audio`: a folder for each scenario's recording (call_recording.py; a retried one keeps its last)."""
     scenarios = [s for s in loaded.suite.scenarios if not only or s.name in only]
     progress = progress or ProgressBar(len(scenarios), sum(len(s.turns) for s in scenarios), enabled=False)
     started_at, started = datetime.now(timezone.utc), time.monotonic()
@@ -38,6 +41,8 @@ async def run_suite(loaded: LoadedSuite, *, gateway: str, api_key: str, concurre
         async with gate:
             progress.scenario_started()
             timeline = await run_scenario(loaded, scenario, sessions, on_turn=on_turn)
+        if save_audio is not None:
+            await asyncio.to_thread(write_recording, timeline, save_audio, scenario.name)
         result = await asyncio.to_thread(judge, timeline, loaded.suite.defaults)
         failed = sum(1 for _, e in result.expectations() if not e.passed)
         progress.scenario_done(scenario.name, timeline.error or ("passed" if result.passed else f"{failed} failed"))

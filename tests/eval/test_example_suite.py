@@ -11,10 +11,12 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from tests.eval.eval_platform import REPO, offline_demo_spec, read_report
+from voxfleet.evaluation.scenario_models import BargeIn
 
 pytestmark = pytest.mark.world
 
 SUITE = REPO / "examples" / "scenarios" / "offline-demo.yaml"
+STOP_WITHIN_MS = BargeIn.model_fields["stop_within_ms"].default  # the suite's barge-in sets no bound
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,9 @@ def test_the_report_says_what_each_side_said_and_when(demo_run):
     assert "nine in the morning" in recorded["agentText"].lower(), recorded
     barge = scenarios["barge-in"]["turns"][0]["bargeIn"]
     assert barge["agentWasSpeaking"] and barge["workerSawInterruption"]
-    assert 0 <= barge["agentStoppedAfterMs"] <= 1500
+    print(f"barge-in: the agent went quiet {barge['agentStoppedAfterMs']:.0f} ms after the caller's voice began"
+          f" (bound {STOP_WITHIN_MS} ms), {barge['startedAfterReplyMs']:.0f} ms into its reply")
+    assert 0 <= barge["agentStoppedAfterMs"] <= STOP_WITHIN_MS
     assert abs(barge["startedAfterReplyMs"] - 700) < 150  # spoken where the scenario said, as the caller heard it
 
 
