@@ -16,15 +16,20 @@ Everything is measured as a caller hears it, through a real livekit-server on lo
 5. dispatch -> greeting audio heard: a warm worker (goal p95 <= 300 ms) next to a cold process started now, and
    beside the floor: a bare LiveKit participant (connect, listen to the caller, publish, wait for the caller's
    subscription, play pre-rendered audio) given its token the same way (`--only-dispatch` runs just this).
-6. density: worker CPU seconds per session-second, peak RSS per session, and the highest concurrency with neither
-   audio underruns nor TTFA growth over 20 % (goal: <= 4 % of a core per session), with the providers at a
-   distance (cloud fakes: the platform's own cost, the goal's measure), with the offline models computing in the
-   worker, and with larger caller frames (--density-frame-ms).
+6. density (issue 19): a ladder of concurrent calls (--levels, default 1,4,8,16,24,32,50; it stops at the first
+   level that broke), the callers in processes of their own (never charged to the agent), the agent's whole
+   process tree read from /proc: CPU % of a core per call, RSS per call, TTFA p50/p95 and barge-in stop p50/p95 as
+   the callers heard them, underruns; the highest level meeting the latency rule (TTFA p95 and barge-in stop p95
+   within 20 % of the one-call level, no failed turn). The same ladder first for a bare LiveKit participant floor
+   (run_floor_agents), then for each --variants of the worker (VARIANTS: issue 19's switches off/on), so every
+   change is measured against the same run's baseline. Providers at a distance (cloud fakes: the goal's measure,
+   goal <= 4 % of a core per call) or --providers offline.
 
 Callers, livekit-server and the worker share this machine (and, on a shared box, other people's work): the
 worker's own CPU is read from /proc. Prints the figures and one JSON line (prefix `BENCH_JSON `).
 
-    .venv/bin/python bench/worker_bench.py [--turns 50] [--density 1,2,4,8] [--quick]
+    .venv/bin/python bench/worker_bench.py [--turns 50] [--quick]
+    .venv/bin/python bench/worker_bench.py --only-density --levels 1,4,8 --variants before,after
 """
 
 from __future__ import annotations
@@ -34,11 +39,15 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,16 +387,361 @@ async def measure_dispatch(region, state: Path, count: int) -> dict:
     return {"warm": warm, "cold": cold}
 
 
-async def measure_density(region, state: Path, levels: list[int], turns: int, *, providers: str,
-                          input_frame_ms: int = 32) -> dict:
-    """N concurrent sessions on one worker: CPU/session-second, RSS/session, TTFA growth, underruns.
+# -- density: a ladder of concurrent calls, callers in their own processes ----------------------------------------
+#
+# Callers run in child processes of their own (CALLERS_PER_PROCESS calls each), so their CPU is never charged to
+# the agent under test; the agent's CPU and memory are read from /proc for its whole process tree. The same ladder
+# runs against a bare LiveKit participant floor (run_floor_agents: publish/subscribe exactly like the worker, an
+# energy detector instead of Pipecat), so what LiveKit's native stack costs per call is measured beside it.
 
-    providers "offline": PocketSphinx and eSpeak NG decode and synthesise inside the worker (the test default,
-    model compute on the worker's CPU); "cloud": the Deepgram, OpenAI and Cartesia services talk to local fakes
-    over their wire protocols, as a production worker talks to its providers, so the worker's CPU is the
-    platform's own: transport, resampling, VAD, turn taking, the provider clients. input_frame_ms is the caller
-    audio frame the worker reads (VOXFLEET_INPUT_FRAME_MS): larger frames mean fewer trips through the pipeline
-    per second, at up to one frame of added end-of-speech latency."""
+CALLERS_PER_PROCESS = 8
+BARGE_IN = "no stop"
+BARGE_AFTER_S = 0.6  # into the answer: the caller interrupts while the agent speaks
+FLOOR_VOICED_RMS = 300.0  # int16 RMS: the floor's whole "VAD" (as the worker's loudness floor)
+FLOOR_START_S = 0.2  # voiced this long starts a barge-in (the spec's default vad.startMs)
+# A level broke (the ladder stops there): calls failed or latency more than doubled against one call.
+BROKEN_FAILURES = 0.2
+BROKEN_RATIO = 2.0
+# The bare LiveKit floors (run_floor_agents' arguments): answering like an agent, and only listening.
+FLOORS = {"floor": [], "floor-listen": ["listen-only"], "floor-mute": ["mute-when-silent"]}
+# Each switch of issue 19's density work, off: the bench's A/B variants (worker/settings.py has the switches).
+VARIANTS = {
+    "before": {"VOXFLEET_VAD_BATCHED": "false", "VOXFLEET_STT_WEBSOCKET_COMPRESSION": "true"},
+    "no-deflate": {"VOXFLEET_VAD_BATCHED": "false", "VOXFLEET_STT_WEBSOCKET_COMPRESSION": "false"},
+    "batched-vad": {"VOXFLEET_VAD_BATCHED": "true", "VOXFLEET_STT_WEBSOCKET_COMPRESSION": "true"},
+    "after": {},  # the worker's defaults: every change on
+}
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it (the agent's own helpers would count as its CPU too)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_sum(root: int, reading) -> float:
+    """`reading(pid)` (cpu_seconds, rss_mib) summed over the tree; a process that just ended counts 0."""
+    total = 0.0
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError):
+            total += reading(pid)
+    return total
+
+
+def tree_cpu_seconds(root: int) -> float:
+    return tree_sum(root, cpu_seconds)
+
+
+def tree_rss_mib(root: int) -> float:
+    return tree_sum(root, rss_mib)
+
+
+async def call_cycles(caller: CallerBot, cycles: int) -> dict:
+    """One caller's part of a level: per cycle a question heard to its end (TTFA, underruns), then a question
+    interrupted BARGE_AFTER_S into its answer (TTFA, and the barge-in stop: the caller's first voiced audio to the
+    agent's last audio heard)."""
+    ttfas, barge_ins, underruns, failures = [], [], 0, 0
+    await asyncio.sleep(random.uniform(0, 1.0))  # calls do not all speak on the same tick
+    for _ in range(cycles):
+        try:
+            spoken = await caller.say(QUESTION)
+            answer = await caller.wait_for_agent_speech(after=spoken.voice_ended, timeout=10, silence_s=0.5)
+            ttfas.append(answer.start - spoken.voice_ended)
+            underruns += count_gaps(caller, answer.start, answer.end)
+            await asyncio.sleep(0.4)
+            spoken = await caller.say(QUESTION)
+            started = await caller.heard.wait_for(
+                lambda: (caller.voiced_frames(spoken.voice_ended) or [None])[0], timeout=10, what="the answer")
+            ttfas.append(started - spoken.voice_ended)
+            await asyncio.sleep(max(0.0, started + BARGE_AFTER_S - time.monotonic()))
+            interruption = await caller.say(BARGE_IN)
+            stopped = await caller.wait_for_agent_silence(after=interruption.voice_started, silence_s=0.15,
+                                                          timeout=5)
+            barge_ins.append(stopped - interruption.voice_started)
+            # The agent answers the interruption too: let that answer end before the next cycle.
+            with contextlib.suppress(TimeoutError):
+                await caller.wait_for_agent_speech(after=interruption.voice_ended, timeout=10, silence_s=0.5)
+            await asyncio.sleep(0.4)
+        except TimeoutError:
+            failures += 1
+    return {"ttfa": ttfas, "barge_in": barge_ins, "underruns": underruns, "failures": failures}
+
+
+async def monologue(caller: CallerBot, cycles: int) -> dict:
+    """For a floor that only listens: the caller speaks as in call_cycles, pausing where it would hear answers."""
+    await asyncio.sleep(random.uniform(0, 1.0))
+    for _ in range(cycles):
+        for line in (QUESTION, QUESTION, BARGE_IN):
+            await caller.say(line)
+            await asyncio.sleep(2.5)
+    return {"ttfa": [], "barge_in": [], "underruns": 0, "failures": 0}
+
+
+async def agent_present(caller: CallerBot, *, answers: bool) -> None:
+    if answers:  # its track is subscribed
+        await caller.agent_joined.wait()
+        return
+    while not caller.room.remote_participants:
+        await asyncio.sleep(0.05)
+
+
+def run_callers(url: str) -> None:
+    """Child process (`worker_bench.py --callers URL`): stdin gives one JSON line {"tokens": [...], "cycles": n,
+    "answers": bool}; it joins every call, says `ready` once each has its agent in the room, runs the cycles on
+    `go` (a monologue where the agent does not answer), then prints `result {json}` (per-call figures) and
+    leaves."""
+
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        job = json.loads(await reader.readline())
+        callers = [CallerBot(url, token) for token in job["tokens"]]
+        async with contextlib.AsyncExitStack() as stack:
+            for caller in callers:
+                await stack.enter_async_context(caller)
+            await asyncio.wait_for(asyncio.gather(*(agent_present(c, answers=job["answers"]) for c in callers)), 60)
+            print("ready", flush=True)
+            await reader.readline()
+            script = call_cycles if job["answers"] else monologue
+            results = await asyncio.gather(*(script(caller, job["cycles"]) for caller in callers))
+            print("result " + json.dumps(results), flush=True)
+
+    asyncio.run(main())
+
+
+def run_floor_agents(url: str, mode: str = "") -> None:
+    """Child process (`worker_bench.py --floor-agents URL`), one agent token a line on stdin: a bare LiveKit
+    participant per call that does what the worker does with LiveKit and nothing else. It subscribes to the caller
+    at 16 kHz in 32 ms frames, publishes a 24 kHz track through an AudioSource (200 ms queue), answers the end of
+    each utterance (FLOOR_VOICED_RMS, then VAD_STOP_S quiet) with pre-rendered audio in 40 ms chunks, and stops
+    it (clears the queue) after FLOOR_START_S of caller voice. No Pipecat, no VAD model, no providers.
+    Modes (FLOORS): `listen-only` only listens, so the floor's cost splits into receiving (decode, resample,
+    frames up through the FFI) and sending (the published track, encoded even when silent); `mute-when-silent`
+    mutes its track whenever it has nothing to say (unmuted for each answer): what not encoding silence would
+    save, and what it does to the answer's onset and underruns as the caller hears them."""
+    publish, mute = mode != "listen-only", mode == "mute-when-silent"
+    import numpy as np
+    import soxr
+    from livekit import rtc
+
+    reply = soxr.resample(synthesize(REPLY), 16000, 24000).astype(np.int16)
+    chunk = 24000 * 40 // 1000
+    frame_s = 0.032
+
+    async def agent(token: str) -> None:
+        room = rtc.Room()
+        caller_gone = asyncio.Event()
+        room.on("participant_disconnected", lambda _p: caller_gone.set())
+        tracks: asyncio.Queue = asyncio.Queue()
+        room.on("track_subscribed", lambda track, *_: track.kind == rtc.TrackKind.KIND_AUDIO and
+                tracks.put_nowait(track))
+        await room.connect(url, token, options=rtc.RoomOptions(auto_subscribe=True))
+        source = rtc.AudioSource(24000, 1, queue_size_ms=200)
+        track = rtc.LocalAudioTrack.create_audio_track("agent", source)
+        if publish:
+            options = rtc.TrackPublishOptions()
+            options.source = rtc.TrackSource.SOURCE_MICROPHONE
+            await room.local_participant.publish_track(track, options)
+            if mute:
+                track.mute()
+        playing: asyncio.Task | None = None
+
+        async def play() -> None:
+            if mute:
+                track.unmute()
+            try:
+                for offset in range(0, len(reply), chunk):
+                    part = reply[offset:offset + chunk]
+                    await source.capture_frame(rtc.AudioFrame(part.tobytes(), 24000, 1, len(part)))
+                await source.wait_for_playout()
+            finally:
+                if mute:
+                    track.mute()
+
+        async def listen() -> None:
+            nonlocal playing
+            stream = rtc.AudioStream(await tracks.get(), sample_rate=16000, num_channels=1, frame_size_ms=32)
+            voiced_s = quiet_s = 0.0
+            async for event in stream:
+                samples = np.frombuffer(event.frame.data, dtype=np.int16).astype(np.float32)
+                if float(np.sqrt(np.mean(samples ** 2))) >= FLOOR_VOICED_RMS:
+                    voiced_s, quiet_s = voiced_s + frame_s, 0.0
+                    if voiced_s >= FLOOR_START_S and playing is not None and not playing.done():
+                        playing.cancel()
+                        source.clear_queue()
+                    continue
+                quiet_s += frame_s
+                if voiced_s and quiet_s >= VAD_STOP_S:
+                    voiced_s = 0.0
+                    if publish and (playing is None or playing.done()):
+                        playing = asyncio.create_task(play())
+
+        listening = asyncio.create_task(listen())
+        await caller_gone.wait()
+        listening.cancel()
+        if playing is not None:
+            playing.cancel()
+        await room.disconnect()
+
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        agents: set[asyncio.Task] = set()
+        print("ready", flush=True)
+        while line := (await reader.readline()).decode().strip():
+            task = asyncio.create_task(agent(line))
+            agents.add(task)
+            task.add_done_callback(agents.discard)
+        for task in list(agents):
+            task.cancel()
+
+    asyncio.run(main())
+
+
+async def run_level(region, tokens: list[str], cycles: int, agent_root: int, *, answers: bool = True) -> dict:
+    """One level: callers join (in their own processes), then the agent's tree CPU is read around the cycles."""
+    children = []
+    for start in range(0, len(tokens), CALLERS_PER_PROCESS):
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--callers", region.url, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=1 << 24)
+        child.stdin.write(json.dumps({"tokens": tokens[start:start + CALLERS_PER_PROCESS], "cycles": cycles,
+                                      "answers": answers}).encode() + b"\n")
+        await child.stdin.drain()
+        children.append(child)
+    try:
+        for child in children:
+            line = await asyncio.wait_for(child.stdout.readline(), 90)
+            assert line.strip() == b"ready", f"caller process: {line[:200]!r}"
+        cpu0, wall0 = tree_cpu_seconds(agent_root), time.monotonic()
+        for child in children:
+            child.stdin.write(b"go\n")
+            await child.stdin.drain()
+        callers_cpu0 = sum(tree_cpu_seconds(child.pid) for child in children)
+        results, callers_cpu = [], 0.0
+        for child in children:
+            status, _, body = (await asyncio.wait_for(child.stdout.readline(), 60 + 40 * cycles)).decode().partition(" ")
+            assert status == "result", status
+            results.extend(json.loads(body))
+            callers_cpu += tree_cpu_seconds(child.pid)  # read before it leaves its rooms (~1 s)
+        cpu1, wall1 = tree_cpu_seconds(agent_root), time.monotonic()
+        rss = tree_rss_mib(agent_root)
+    finally:
+        for child in children:
+            with contextlib.suppress(Exception):
+                child.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.wait(), 20)
+            if child.returncode is None:
+                child.kill()
+    level = len(tokens)
+    ttfas = [t for r in results for t in r["ttfa"]]
+    barge = [t for r in results for t in r["barge_in"]]
+    row = {"calls": level, "cpu_per_call_pct": round(100 * (cpu1 - cpu0) / (level * (wall1 - wall0)), 2),
+            "cpu_total_pct": round(100 * (cpu1 - cpu0) / (wall1 - wall0), 1), "rss_mib": round(rss, 1),
+            "callers_cpu_total_pct": round(100 * (callers_cpu - callers_cpu0) / (wall1 - wall0), 1),
+            "ttfa_p50_ms": ms(pct(ttfas, 50)), "ttfa_p95_ms": ms(pct(ttfas, 95)),
+            "barge_in_p50_ms": ms(pct(barge, 50)), "barge_in_p95_ms": ms(pct(barge, 95)),
+            "underruns": sum(r["underruns"] for r in results), "failures": sum(r["failures"] for r in results),
+            "samples": len(ttfas), "seconds": round(wall1 - wall0, 1), "load_avg": os.getloadavg()[0]}
+    return {key: None if isinstance(value, float) and value != value else value  # no samples: null, not NaN
+            for key, value in row.items()}
+
+
+def judge_ladder(rows: list[dict], idle_rss: float) -> dict:
+    """The latency rule: TTFA p95 and barge-in stop p95 within 20 % of the one-call level, no failed turn."""
+    for row in rows:
+        row["rss_per_call_mib"] = round((row["rss_mib"] - idle_rss) / row["calls"], 1)
+        # Beyond the first level (LiveKit's runtime and buffers start with the first room): what one more call adds.
+        if row is not rows[0]:
+            row["rss_marginal_per_call_mib"] = round((row["rss_mib"] - rows[0]["rss_mib"])
+                                                     / (row["calls"] - rows[0]["calls"]), 1)
+    base = rows[0] if rows else None
+    sustained = None
+    for row in rows:
+        if not row["samples"] or not base["samples"]:  # a floor that only listens: cost, no latency
+            row["meets_latency_rule"] = None
+            continue
+        row["meets_latency_rule"] = bool(row["failures"] == 0
+                                         and row["ttfa_p95_ms"] <= 1.2 * base["ttfa_p95_ms"]
+                                         and row["barge_in_p95_ms"] is not None
+                                         and row["barge_in_p95_ms"] <= 1.2 * (base["barge_in_p95_ms"] or 0))
+        if row["meets_latency_rule"]:
+            sustained = row
+    return {"levels": rows, "idle_rss_mib": round(idle_rss, 1), "baseline_calls": base["calls"] if base else None,
+            "highest_sustained_calls": sustained["calls"] if sustained else 0,
+            "cpu_per_call_pct_at_highest": sustained["cpu_per_call_pct"] if sustained else None}
+
+
+def broke(row: dict, base: dict) -> bool:
+    return (row["failures"] > BROKEN_FAILURES * row["calls"] * 2
+            or bool(row["samples"] and base["samples"] and row["ttfa_p95_ms"] > BROKEN_RATIO * base["ttfa_p95_ms"]))
+
+
+@dataclass
+class DensityAgent:
+    """One agent under the ladder: a floor process (FLOORS) or a voxfleet worker (VARIANTS), up for the whole run."""
+    name: str
+    root: int  # the pid whose process tree is measured
+    worker: WorkerUnderTest | None = None
+    floor: subprocess.Popen | None = None
+    fakes: object = None
+    idle_rss: float = 0.0
+    rows: list = dataclass_field(default_factory=list)
+    broken: bool = False
+
+    def take(self, region, rooms: list[str]) -> None:
+        for room in rooms:
+            if self.worker is not None:
+                assert self.worker.dispatch(room=room).status_code == 201, self.worker.log_tail()
+            else:
+                self.floor.stdin.write(mint_token(region, room=room, identity=f"agent-{uuid.uuid4().hex[:6]}")
+                                       .encode() + b"\n")
+                self.floor.stdin.flush()
+
+    async def settle(self) -> None:
+        """The level's calls end (callers left) before anything else is measured."""
+        if self.worker is None:
+            await asyncio.sleep(1.0)
+            return
+        deadline = time.monotonic() + 40
+        while self.worker.get("/v1/load").json()["active"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        if self.floor is not None:
+            with contextlib.suppress(Exception):
+                self.floor.stdin.close()
+            try:
+                self.floor.wait(10)
+            except subprocess.TimeoutExpired:
+                self.floor.kill()
+        if self.fakes is not None:
+            self.fakes.stop()
+
+
+def start_density_agent(region, state: Path, name: str, *, max_calls: int, providers: str) -> DensityAgent:
+    if name in FLOORS:
+        floor = subprocess.Popen([sys.executable, __file__, "--floor-agents", region.url, *FLOORS[name]],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        assert floor.stdout.readline().strip() == b"ready"
+        return DensityAgent(name, floor.pid, floor=floor)
     fakes = None
     if providers == "cloud":
         from tests.fakes.openai_server import Script
@@ -395,58 +749,74 @@ async def measure_density(region, state: Path, levels: list[int], turns: int, *,
 
         fakes = start_fake_providers(transcripts=[QUESTION], script=Script(reply=REPLY))
         spec = provider_spec(fakes, detector="speech-timeout", speech_timeout=0.0)
-        env = fakes.secret_env()
+        env = {**fakes.secret_env(), **VARIANTS[name]}
     else:
-        spec, env = offline_spec(greeting=""), {}
-    env["VOXFLEET_INPUT_FRAME_MS"] = str(input_frame_ms)
-    spec["scaling"] = {"sessionsPerWorker": max(levels)}
+        spec, env = offline_spec(greeting=""), dict(VARIANTS[name])
+    spec["scaling"] = {"sessionsPerWorker": max_calls}
     spec["limits"] = {"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600}
     worker = WorkerUnderTest.start(state, spec, livekit=region, env=env)
-    pid = worker.process.pid
-    rows = []
-    try:
-        idle_rss = rss_mib(pid)
-        for level in levels:
-            rooms = [f"dense-{level}-{i}-{uuid.uuid4().hex[:6]}" for i in range(level)]
-            for room in rooms:
-                assert worker.dispatch(room=room).status_code == 201, worker.log_tail()
-            cpu0, wall0 = cpu_seconds(pid), time.monotonic()
-            results = await asyncio.gather(*(ask_turns(region, room, turns, greeting=False, gap_s=1.0)
-                                             for room in rooms))
-            cpu1, wall1 = cpu_seconds(pid), time.monotonic()
-            ttfas = [t for r in results for t in r["ttfa"]]
-            session_seconds = level * (wall1 - wall0)
-            rows.append({"sessions": level, "cpu_per_session_pct": round(100 * (cpu1 - cpu0) / session_seconds, 2),
-                         "ttfa_p50_ms": ms(pct(ttfas, 50)), "ttfa_p95_ms": ms(pct(ttfas, 95)),
-                         "underruns": sum(r["underruns"] for r in results),
-                         "failures": sum(r["failures"] for r in results),
-                         "rss_per_session_mib": round((rss_mib(pid, "VmHWM") - idle_rss) / level, 1)})
-            print(f"  density {level:>3} sessions: {rows[-1]}", flush=True)
-            deadline = time.monotonic() + 30
-            while worker.get("/v1/load").json()["active"] and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-    finally:
-        worker.stop()
-        if fakes:
-            fakes.stop()
-    base = rows[0]["ttfa_p50_ms"] if rows else float("nan")
-    sustained = max((r["sessions"] for r in rows if r["underruns"] == 0 and r["failures"] == 0
-                     and r["ttfa_p50_ms"] <= 1.2 * base), default=0)
-    return {"levels": rows, "idle_rss_mib": round(idle_rss, 1), "max_sustained_sessions": sustained}
+    return DensityAgent(name, worker.process.pid, worker=worker, fakes=fakes)
 
 
 async def density_figures(region, state: Path, args) -> dict:
-    """Density with the providers at a distance (the goal's measure: what the platform itself costs per call),
-    with the offline models computing inside the worker, and with each --density-frame-ms caller frame size."""
-    figures = {}
-    for providers in ("cloud", "offline"):
-        print(f"density ({providers} providers)...", flush=True)
-        figures[providers] = await measure_density(region, state, args.density, args.density_turns,
-                                                   providers=providers)
-    for frame_ms in args.density_frame_ms:
-        print(f"density (cloud providers, {frame_ms} ms caller frames)...", flush=True)
-        figures[f"cloud_{frame_ms}ms_frames"] = await measure_density(
-            region, state, args.density, args.density_turns, providers="cloud", input_frame_ms=frame_ms)
+    """Every ladder in this run, interleaved: all agents (the floors, then one worker per variant of issue 19's
+    switches) are up from the start, and each level runs on each agent in turn, so a change of the shared
+    machine's load falls on all of them alike. An agent's ladder stops at its first level that broke. Ratios to
+    the floor and to the `before` variant, level by level."""
+    names = [*args.floors, *args.variants]
+    started = time.monotonic()
+    agents = []
+    try:
+        for name in names:
+            agents.append(start_density_agent(region, state, name, max_calls=max(args.levels),
+                                              providers=args.providers))
+        await asyncio.sleep(2.0)  # the warm starts' last allocations settle before the idle readings
+        for agent in agents:
+            agent.idle_rss = tree_rss_mib(agent.root)
+        for level in args.levels:
+            for agent in agents:
+                if agent.broken:
+                    continue
+                began = time.monotonic()
+                rooms = [f"dense-{agent.name}-{level}-{i}-{uuid.uuid4().hex[:6]}" for i in range(level)]
+                agent.take(region, rooms)
+                tokens = [mint_token(region, room=room, identity=f"caller-{uuid.uuid4().hex[:6]}") for room in rooms]
+                # Levels under 4 calls run more cycles: the latency rule's baseline is their p95.
+                row = await run_level(region, tokens, args.density_cycles * max(1, 4 // level), agent.root,
+                                      answers=agent.name != "floor-listen")
+                agent.rows.append(row)
+                print(f"  {agent.name:<12} {level:>3} calls: cpu/call {row['cpu_per_call_pct']:5.2f} % "
+                      f"(total {row['cpu_total_pct']} %), ttfa p50/p95 {row['ttfa_p50_ms']}/{row['ttfa_p95_ms']} ms, "
+                      f"barge-in p50/p95 {row['barge_in_p50_ms']}/{row['barge_in_p95_ms']} ms, "
+                      f"underruns {row['underruns']}, failures {row['failures']}, rss {row['rss_mib']} MiB, "
+                      f"callers' own cpu {row['callers_cpu_total_pct']} %, load {row['load_avg']:.1f}, "
+                      f"level took {time.monotonic() - began:.0f} s", flush=True)
+                await agent.settle()
+                if broke(row, agent.rows[0]):
+                    agent.broken = True
+                    print(f"  {agent.name}: broke at {level} calls; its ladder stops here", flush=True)
+    finally:
+        for agent in agents:
+            agent.stop()
+    ladders = {agent.name: judge_ladder(agent.rows, agent.idle_rss) for agent in agents}
+    comparison = {}
+    for name, ladder in ladders.items():
+        comparison[name] = {}
+        for row in ladder["levels"]:
+            same = {other: next((r for r in ladders[other]["levels"] if r["calls"] == row["calls"]), None)
+                    for other in ("floor", "before") if other in ladders and other != name}
+            comparison[name][row["calls"]] = {
+                f"cpu_ratio_to_{other}": round(row["cpu_per_call_pct"] / r["cpu_per_call_pct"], 2)
+                for other, r in same.items() if r and r["cpu_per_call_pct"]}
+    best = ladders.get("after") or (ladders[args.variants[-1]] if args.variants else None)
+    figures = {"levels": args.levels, "cycles": args.density_cycles, "ladders": ladders, "cpu_ratios": comparison,
+               "goal_le_4pct_per_call_at_highest_sustained": bool(
+                   best and best["cpu_per_call_pct_at_highest"] is not None
+                   and best["cpu_per_call_pct_at_highest"] <= 4.0),
+               "seconds": round(time.monotonic() - started, 1)}
+    print(f"density: highest sustained calls {({n: l['highest_sustained_calls'] for n, l in ladders.items()})}, "
+          f"cpu/call there {({n: l['cpu_per_call_pct_at_highest'] for n, l in ladders.items()})} %, "
+          f"ladders took {figures['seconds']} s", flush=True)
     return figures
 
 
@@ -568,8 +938,7 @@ async def main(args) -> dict:
         "goals": {"overhead_p95_le_50ms": pct(overhead, 95) <= 0.05,
                   "adds_le_10ms_p50": pct(zero["ttfa"], 50) - floor_p50 <= 0.010,
                   "warm_p95_le_300ms": dispatch["goal_warm_p95_le_300ms"],
-                  "le_4pct_core_per_session": all(r["cpu_per_session_pct"] <= 4.0
-                                                  for r in density["cloud"]["levels"])},
+                  "le_4pct_core_per_call": density["goal_le_4pct_per_call_at_highest_sustained"]},
     }
     return result
 
@@ -578,27 +947,43 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=50, help="turns per latency measurement (>= 50 for p95)")
     parser.add_argument("--dispatches", type=int, default=20)
-    parser.add_argument("--density", default="1,2,4,8", help="concurrent sessions to try, comma-separated")
-    parser.add_argument("--density-turns", type=int, default=6)
+    parser.add_argument("--levels", "--density", dest="levels", default="1,4,8,16,24,32,50",
+                        help="density ladder: concurrent calls per level, comma-separated, ascending")
+    parser.add_argument("--density-cycles", type=int, default=2,
+                        help="per call and level: a question heard to its end, then one interrupted")
+    parser.add_argument("--variants", default="before,after",
+                        help=f"worker variants to ladder after the floor, comma-separated, of {','.join(VARIANTS)}")
+    parser.add_argument("--floors", default="floor", help=f"floor ladders first, of {','.join(FLOORS)} ('' none)")
+    parser.add_argument("--providers", default="cloud", choices=["cloud", "offline"],
+                        help="density: providers at a distance (the goal's measure) or offline models in the worker")
+    parser.add_argument("--density-turns", type=int, default=6, help="turns per call of --process-per-call")
     parser.add_argument("--process-per-call", default="1,2,4",
                         help="also measure one warm process per call at these concurrencies ('' to skip)")
     parser.add_argument("--quick", action="store_true", help="fewer turns, no smart-turn run")
     parser.add_argument("--only-dispatch", action="store_true", help="just dispatch -> greeting, beside its floor")
-    parser.add_argument("--density-frame-ms", default="64",
-                        help="also measure cloud density with these caller frame sizes in ms ('' to skip)")
-    parser.add_argument("--only-density", action="store_true", help="just density, cloud and offline providers")
+    parser.add_argument("--only-density", action="store_true", help="just the density ladders")
     args = parser.parse_args(argv)
-    args.density = [int(level) for level in args.density.split(",")]
-    args.density_frame_ms = [int(size) for size in args.density_frame_ms.split(",") if size]
+    args.levels = [int(level) for level in args.levels.split(",")]
+    args.variants = [name for name in args.variants.split(",") if name]
+    args.floors = [name for name in args.floors.split(",") if name]
+    unknown = sorted(set(args.variants) - set(VARIANTS)) + sorted(set(args.floors) - set(FLOORS))
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {sorted(VARIANTS)}")
     args.process_per_call = [int(level) for level in args.process_per_call.split(",") if level]
     if args.quick:
-        args.turns, args.dispatches, args.density_turns = 12, 6, 3
+        args.turns, args.dispatches, args.density_turns, args.density_cycles = 12, 6, 3, 1
     return args
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--bare-join":
         run_bare_join(sys.argv[2])
+        sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "--callers":
+        run_callers(sys.argv[2])
+        sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "--floor-agents":
+        run_floor_agents(*sys.argv[2:4])
         sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "--bare-agent":
         run_bare_agent(*sys.argv[2:5])
