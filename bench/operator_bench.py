@@ -13,8 +13,10 @@ Measured, each against a baseline taken in the same run on the same world:
   sweep of GET /v1/load over the same pod IPs.
 - the operator's CPU seconds and peak RSS (its own process, from /proc).
 
-The scale run (`--scale --agents 5000`): only the every-object floor and the apply phase, each in a fresh world
-of its own (an empty etcd for both; deleting the floor's 55,000 objects would take longer than making them), with
+The scale run (`--scale --agents 5000`): only the every-object floor and the apply phase, side by side, each in a
+fresh world of its own with their clocks started together (on a shared machine both meet the same load, and no
+hour of deleting the floor's 55,000 objects comes between them; `--workers-per-pool 0` scales the pools to
+zero, leaving out the scheduler's, kwok's and quota admission's work per pod), with
 enough simulated nodes for one pod per pool (500 pods a node), progress every 15 s, and the goal that all agents
 are Ready within 15% of that floor. Its per-tenant Secret watches (500 Tenants) are what a connection-capped
 client cannot carry. The floor's objects sit in namespaces of `--agents-per-tenant` agents, as the Tenants'
@@ -147,6 +149,13 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def deployment_available(deployment: dict[str, Any]) -> bool | None:
+    """All its replicas available, at its generation (a pool scaled to zero counts once the controller saw it)."""
+    status = deployment.get("status") or {}
+    seen = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 1)
+    return (seen and status.get("availableReplicas", 0) >= deployment["spec"].get("replicas", 1)) or None
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -172,12 +181,25 @@ def watched(client, kind: str, transform, on_change=None, **options):
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.results: dict[str, Any] = {"agents": args.agents, "regions": len(REGIONS)}
+        self.results: dict[str, Any] = {"agents": args.agents, "regions": len(REGIONS),
+                                        "workers_per_pool": args.workers_per_pool}
         self.log_dir = Path(tempfile.mkdtemp(prefix="voxfleet-operator-bench-"))
         self.retries = 0  # apiserver refusals the bench itself had to retry (a sign of a starved apiserver)
 
     def say(self, message: str) -> None:
-        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+        tag = f" {self.args.scale_phase}" if self.args.scale_phase else ""
+        print(f"[bench{tag} {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def start_together(self) -> None:
+        """The scale run's two phases start their clocks at the same moment (each waits for the other), so both
+        run beside the same load on this shared machine."""
+        if not self.args.barrier_dir:
+            return
+        barrier = Path(self.args.barrier_dir)
+        (barrier / f"{self.args.scale_phase}.ready").touch()
+        self.say("waiting for the other phase to be ready")
+        while len(list(barrier.glob("*.ready"))) < 2:
+            time.sleep(0.2)
 
     def progress(self, message: str, since: float, every: float = 15.0) -> None:
         """Say `message` at most every `every` seconds (long waits show they are moving)."""
@@ -257,8 +279,10 @@ class Bench:
 
     def _spec(self, index: int, greeting: str = "Hello.") -> dict[str, Any]:
         return {"greeting": greeting,
-                "regions": [{"name": r, "minWorkers": 1, "maxWorkers": 4} for r in REGIONS],
-                "scaling": {"sessionsPerWorker": PER_WORKER, "bufferSessions": 2, "scaleDownDelaySeconds": 300}}
+                "regions": [{"name": r, "minWorkers": self.args.workers_per_pool, "maxWorkers": 4} for r in REGIONS],
+                # A buffer of 2 sessions is one worker of 4 slots; pools scaled to zero keep none.
+                "scaling": {"sessionsPerWorker": PER_WORKER, "bufferSessions": 2 if self.args.workers_per_pool else 0,
+                            "scaleDownDelaySeconds": 300}}
 
     async def _baseline_ready(self, *, every_object: bool, clean_up: bool = True) -> None:
         """The pools' Deployments created directly, until all are available. With ``every_object``, also every
@@ -300,7 +324,7 @@ class Bench:
             if every_object:
                 manifests += [build_config_map(owner, config), build_service(owner, config, platform)]
             for region in REGIONS:
-                manifests.append(build_deployment(owner, config, region, 1, platform))
+                manifests.append(build_deployment(owner, config, region, self.args.workers_per_pool, platform))
                 if every_object:
                     manifests.append(build_pod_disruption_budget(owner, config, region))
         for manifest in manifests:
@@ -313,9 +337,9 @@ class Bench:
             if new and key not in available:
                 available[key] = time.monotonic()
 
-        watch = watched(self.client, "Deployment", lambda d: (d.get("status") or {}).get("availableReplicas", 0)
-                        >= 1 or None, changed, label_selector=f"{BASELINE}={prefix}")
+        watch = watched(self.client, "Deployment", deployment_available, changed, label_selector=f"{BASELINE}={prefix}")
         await watch.wait_synced()
+        self.start_together()
         self.say(f"baseline ({kind}): creating {len(manifests)} objects directly (no operator)")
         started = time.monotonic()
         await self._gather([self._create(m) for m in manifests])
@@ -437,7 +461,7 @@ class Bench:
                 self.client, "Deployment",
                 lambda d: (d["spec"]["template"]["metadata"]["annotations"].get(labels.CONFIG_HASH, ""),
                            d["spec"].get("replicas", 0),
-                           (d.get("status") or {}).get("availableReplicas", 0) >= d["spec"].get("replicas", 0)),
+                           bool(deployment_available(d))),
                 deployment_changed, label_selector="app.kubernetes.io/managed-by=voxfleet-operator")
             watches = [agents_watch, deployments_watch]
             await asyncio.gather(agents_watch.wait_synced(), deployments_watch.wait_synced())
@@ -493,6 +517,7 @@ class Bench:
         bodies = [{"apiVersion": "voxfleet.dev/v1alpha1", "kind": "VoiceAgent",
                    "metadata": {"name": f"agent-{i:04d}", "namespace": f"tenant-bench-{i // per:03d}"},
                    "spec": self._spec(i)} for i in range(n)]
+        self.start_together()
         self.say(f"applying {n} VoiceAgents x {len(REGIONS)} regions")
         started = time.monotonic()
         await self._gather([self._create(b) for b in bodies])
@@ -625,6 +650,26 @@ class Bench:
                  f" {sweep:.2f} s); {len(scaled)}/{len(pools)} pools scaled {done:.1f} s after the load changed")
 
 
+def run_scale_phases_side_by_side(argv: list[str]) -> dict[str, Any]:
+    """The scale run: the floor and the operator phase at the same time, each in a world of its own (its own
+    etcd, apiserver, controller-manager), their clocks started together. On a shared 2-core machine a phase run
+    after the other would meet different load; side by side, both meet the same. Each phase is a child process
+    at this one's priority; their figures are merged."""
+    folder = Path(tempfile.mkdtemp(prefix="voxfleet-operator-scale-"))
+    children = {phase: subprocess.Popen([sys.executable, __file__, *argv, "--scale-phase", phase,
+                                         "--barrier-dir", str(folder), "--results-file",
+                                         str(folder / f"{phase}.json")])
+                for phase in ("floor", "operator")}
+    failed = {phase: child.wait() for phase, child in children.items()}
+    if any(failed.values()):
+        raise RuntimeError(f"scale phases exited with {failed}")
+    merged: dict[str, Any] = {}
+    for phase in children:
+        merged.update({k: v for k, v in json.loads((folder / f"{phase}.json").read_text()).items()
+                       if k not in ("agents", "regions", "workers_per_pool", "load_average_at_start")})
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve-load", type=int, help=argparse.SUPPRESS)
@@ -636,8 +681,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float, default=2.0)
     parser.add_argument("--cm-qps", type=int, default=1000, help="controller-manager and scheduler client QPS")
     parser.add_argument("--simulated-nodes-per-zone", type=int, default=2)
+    parser.add_argument("--workers-per-pool", type=int, default=1, choices=[0, 1],
+                        help="1: one kwok worker pod per pool; 0: pools scaled to zero (no pods: the apiserver,"
+                             " controller-manager and operator work without the scheduler's, kwok's and quota's)")
     parser.add_argument("--scale", action="store_true",
                         help="the scale run: the every-object floor and the apply phase only (e.g. --agents 5000)")
+    parser.add_argument("--scale-phase", choices=["floor", "operator"], help=argparse.SUPPRESS)
+    parser.add_argument("--barrier-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--results-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # One worker pod per pool at first; a simulated node takes 500 pods and a region has two zones.
     args.simulated_nodes_per_zone = max(args.simulated_nodes_per_zone, math.ceil(args.agents / 1000) + 1)
@@ -655,11 +706,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     bench.results["load_average_at_start"] = round(os.getloadavg()[0], 1)
     started = time.monotonic()
-    # The scale run: the floor and the operator each in a fresh world (an empty etcd for both, and no hour of
-    # deleting 55,000 objects between them); the default run: all phases in one world, as before.
-    phases = [dict(baselines=True, operator=False), dict(baselines=False, operator=True)] if args.scale \
-        else [dict(baselines=True, operator=True)]
-    for phase in phases:
+    if args.scale and not args.scale_phase:
+        bench.results.update(run_scale_phases_side_by_side(argv if argv is not None else sys.argv[1:]))
+    else:
+        # The default run: all phases in one world. A scale phase: its own fresh world (an empty etcd).
         world = World(Path(tempfile.mkdtemp(prefix="voxfleet-bench-world-")),
                       simulated_per_zone=args.simulated_nodes_per_zone)
         info = world.start(progress=bench.say)
@@ -667,9 +717,13 @@ def main(argv: list[str] | None = None) -> int:
             cluster = Cluster.of(info)
             cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
             cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
-            asyncio.run(bench.run(cluster.kubeconfig, **phase))
+            asyncio.run(bench.run(cluster.kubeconfig, baselines=args.scale_phase != "operator",
+                                  operator=args.scale_phase != "floor"))
         finally:
             world.stop()
+        if args.scale_phase:
+            Path(args.results_file).write_text(json.dumps(bench.results))
+            return 0
     results = bench.results
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["load_average_at_end"] = round(os.getloadavg()[0], 1)  # 2 cores shared with other work: context
