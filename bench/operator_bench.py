@@ -656,10 +656,14 @@ def run_scale_phases_side_by_side(argv: list[str]) -> dict[str, Any]:
     after the other would meet different load; side by side, both meet the same. Each phase is a child process
     at this one's priority; their figures are merged."""
     folder = Path(tempfile.mkdtemp(prefix="voxfleet-operator-scale-"))
-    children = {phase: subprocess.Popen([sys.executable, __file__, *argv, "--scale-phase", phase,
-                                         "--barrier-dir", str(folder), "--results-file",
-                                         str(folder / f"{phase}.json")])
-                for phase in ("floor", "operator")}
+    children: dict[str, subprocess.Popen] = {}
+    for phase in ("floor", "operator"):
+        children[phase] = subprocess.Popen([sys.executable, __file__, *argv, "--scale-phase", phase,
+                                            "--barrier-dir", str(folder), "--results-file",
+                                            str(folder / f"{phase}.json")])
+        # One world at a time starts: two picking free ports at once can pick the same one.
+        while not (folder / f"{phase}.world").exists() and children[phase].poll() is None:
+            time.sleep(0.2)
     failed = {phase: child.wait() for phase, child in children.items()}
     if any(failed.values()):
         raise RuntimeError(f"scale phases exited with {failed}")
@@ -713,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
         world = World(Path(tempfile.mkdtemp(prefix="voxfleet-bench-world-")),
                       simulated_per_zone=args.simulated_nodes_per_zone)
         info = world.start(progress=bench.say)
+        if args.barrier_dir:
+            (Path(args.barrier_dir) / f"{args.scale_phase}.world").touch()  # the next phase's world may start
         try:
             cluster = Cluster.of(info)
             cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
