@@ -289,10 +289,10 @@ def stage_means(exposition: str) -> dict:
             if sums.get(stage + "_count")}
 
 
-def provider_spec(fakes, *, detector: str, speech_timeout: float, greeting: str = "") -> dict:
+def provider_spec(pipeline: dict, *, detector: str, speech_timeout: float, greeting: str = "") -> dict:
     spec = offline_spec(greeting=greeting, intents=[], scaling={"sessionsPerWorker": 4},
                         limits={"maxSessionSeconds": 3600, "idleTimeoutSeconds": 600})
-    spec["pipeline"] = fakes.pipeline_spec()
+    spec["pipeline"] = pipeline
     spec["turnDetection"] = {"detector": detector, "vad": {"stopMs": round(VAD_STOP_S * 1000)},
                              "timeouts": {"speechTimeoutMs": round(speech_timeout * 1000), "maxTurnWaitMs": 3000}}
     return spec
@@ -305,7 +305,8 @@ async def measure_voxfleet(region, state: Path, turns: int, *, stt_ms: float, tt
 
     fakes = start_fake_providers(llm_ttft_ms=ttft_ms, stt_final_delay_ms=stt_ms, tts_ttfb_ms=ttfb_ms,
                                  transcripts=[QUESTION], script=Script(reply=REPLY))
-    worker = WorkerUnderTest.start(state, provider_spec(fakes, detector=detector, speech_timeout=speech_timeout),
+    worker = WorkerUnderTest.start(state, provider_spec(fakes.pipeline_spec(), detector=detector,
+                                                        speech_timeout=speech_timeout),
                                    livekit=region, env=fakes.secret_env())
     try:
         room = f"vox-{uuid.uuid4().hex[:8]}"
@@ -396,6 +397,7 @@ async def measure_dispatch(region, state: Path, count: int) -> dict:
 
 CALLERS_PER_PROCESS = 8
 BARGE_IN = "no stop"
+IDLE_READING_S = 10.0  # every agent up, no call: its own cost
 BARGE_AFTER_S = 0.6  # into the answer: the caller interrupts while the agent speaks
 FLOOR_VOICED_RMS = 300.0  # int16 RMS: the floor's whole "VAD" (as the worker's loudness floor)
 FLOOR_START_S = 0.2  # voiced this long starts a barge-in (the spec's default vad.startMs)
@@ -410,6 +412,7 @@ VARIANTS = {
     "no-deflate": {"VOXFLEET_VAD_BATCHED": "false", "VOXFLEET_STT_WEBSOCKET_COMPRESSION": "false"},
     "batched-vad": {"VOXFLEET_VAD_BATCHED": "true", "VOXFLEET_STT_WEBSOCKET_COMPRESSION": "true"},
     "after": {},  # the worker's defaults: every change on
+    "frames-64": {"VOXFLEET_INPUT_FRAME_MS": "64"},  # and half the trips per caller frame (up to 32 ms later)
 }
 
 
@@ -606,6 +609,8 @@ def run_floor_agents(url: str, mode: str = "") -> None:
             task = asyncio.create_task(agent(line))
             agents.add(task)
             task.add_done_callback(agents.discard)
+            task.add_done_callback(lambda done: done.cancelled() or not done.exception() or print(
+                f"floor agent failed: {done.exception()!r}", file=sys.stderr, flush=True))
         for task in list(agents):
             task.cancel()
 
@@ -699,8 +704,10 @@ class DensityAgent:
     root: int  # the pid whose process tree is measured
     worker: WorkerUnderTest | None = None
     floor: subprocess.Popen | None = None
-    fakes: object = None
+    fakes: subprocess.Popen | None = None
     idle_rss: float = 0.0
+    idle_cpu_pct: float = 0.0
+    failed_level: dict | None = None
     rows: list = dataclass_field(default_factory=list)
     broken: bool = False
 
@@ -732,8 +739,12 @@ class DensityAgent:
                 self.floor.wait(10)
             except subprocess.TimeoutExpired:
                 self.floor.kill()
-        if self.fakes is not None:
-            self.fakes.stop()
+        if self.fakes is not None:  # the fakes' process serves until its stdin closes
+            self.fakes.stdin.close()
+            try:
+                self.fakes.wait(10)
+            except subprocess.TimeoutExpired:
+                self.fakes.kill()
 
 
 def start_density_agent(region, state: Path, name: str, *, max_calls: int, providers: str) -> DensityAgent:
@@ -744,12 +755,13 @@ def start_density_agent(region, state: Path, name: str, *, max_calls: int, provi
         return DensityAgent(name, floor.pid, floor=floor)
     fakes = None
     if providers == "cloud":
-        from tests.fakes.openai_server import Script
-        from tests.fakes.providers import start_fake_providers
-
-        fakes = start_fake_providers(transcripts=[QUESTION], script=Script(reply=REPLY))
-        spec = provider_spec(fakes, detector="speech-timeout", speech_timeout=0.0)
-        env = {**fakes.secret_env(), **VARIANTS[name]}
+        # The fakes in a process of their own: in this one they would wait for the ladder's own work (and the
+        # GIL), and their delays would count as the worker's TTFA.
+        fakes = subprocess.Popen([sys.executable, "-m", "tests.fakes", "--transcript", QUESTION, "--reply", REPLY],
+                                 cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        served = json.loads(fakes.stdout.readline())
+        spec = provider_spec(served["pipeline"], detector="speech-timeout", speech_timeout=0.0)
+        env = {**served["env"], **VARIANTS[name]}
     else:
         spec, env = offline_spec(greeting=""), dict(VARIANTS[name])
     spec["scaling"] = {"sessionsPerWorker": max_calls}
@@ -771,8 +783,14 @@ async def density_figures(region, state: Path, args) -> dict:
             agents.append(start_density_agent(region, state, name, max_calls=max(args.levels),
                                               providers=args.providers))
         await asyncio.sleep(2.0)  # the warm starts' last allocations settle before the idle readings
-        for agent in agents:
+        idle_cpu0, idle_wall0 = [tree_cpu_seconds(agent.root) for agent in agents], time.monotonic()
+        await asyncio.sleep(IDLE_READING_S)
+        for agent, cpu0 in zip(agents, idle_cpu0):
             agent.idle_rss = tree_rss_mib(agent.root)
+            # What the agent costs with no call at all (its loop, timers, LiveKit's runtime): the part of the
+            # one-call level's CPU that is not the call's.
+            agent.idle_cpu_pct = round(100 * (tree_cpu_seconds(agent.root) - cpu0) / (time.monotonic() - idle_wall0), 2)
+            print(f"  {agent.name:<12} idle: cpu {agent.idle_cpu_pct} %, rss {agent.idle_rss:.1f} MiB", flush=True)
         for level in args.levels:
             for agent in agents:
                 if agent.broken:
@@ -782,8 +800,16 @@ async def density_figures(region, state: Path, args) -> dict:
                 agent.take(region, rooms)
                 tokens = [mint_token(region, room=room, identity=f"caller-{uuid.uuid4().hex[:6]}") for room in rooms]
                 # Levels under 4 calls run more cycles: the latency rule's baseline is their p95.
-                row = await run_level(region, tokens, args.density_cycles * max(1, 4 // level), agent.root,
-                                      answers=agent.name != "floor-listen")
+                try:
+                    row = await run_level(region, tokens, args.density_cycles * max(1, 4 // level), agent.root,
+                                          answers=agent.name != "floor-listen")
+                except (AssertionError, TimeoutError, ValueError) as error:  # callers never got going: it broke
+                    agent.broken = True
+                    agent.failed_level = {"calls": level, "error": f"{type(error).__name__}: {error}"[:300]}
+                    print(f"  {agent.name}: {level} calls did not run ({agent.failed_level['error']}); "
+                          f"its ladder stops here", flush=True)
+                    await agent.settle()
+                    continue
                 agent.rows.append(row)
                 print(f"  {agent.name:<12} {level:>3} calls: cpu/call {row['cpu_per_call_pct']:5.2f} % "
                       f"(total {row['cpu_total_pct']} %), ttfa p50/p95 {row['ttfa_p50_ms']}/{row['ttfa_p95_ms']} ms, "
@@ -798,7 +824,9 @@ async def density_figures(region, state: Path, args) -> dict:
     finally:
         for agent in agents:
             agent.stop()
-    ladders = {agent.name: judge_ladder(agent.rows, agent.idle_rss) for agent in agents}
+    ladders = {agent.name: {**judge_ladder(agent.rows, agent.idle_rss), "idle_cpu_pct": agent.idle_cpu_pct,
+                            "failed_level": agent.failed_level}
+               for agent in agents if agent.rows}
     comparison = {}
     for name, ladder in ladders.items():
         comparison[name] = {}
