@@ -21,6 +21,7 @@ from importlib import resources
 
 import numpy as np
 import onnxruntime
+import structlog
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
@@ -41,6 +42,8 @@ GAP_S = 1.0  # audio this much later than the anchor means the stream paused, no
 VOICED_RMS = 300.0  # int16 RMS (about -40 dBFS): below it a window holds no audible voice
 SILENCE_RMS = 30.0  # about -60 dBFS: line silence; such a window is not scored (Silero would say ~0 anyway)
 SUBBLOCK = 160  # 10 ms at 16 kHz
+
+log = structlog.get_logger("voxfleet.worker.shared_models")
 
 
 class SileroBatch:
@@ -80,7 +83,9 @@ class SileroBatch:
         states = np.concatenate([model._state for model, _, _ in pending], axis=1)
         try:
             confidences, states = self._session.run(None, {"input": rows, "state": states, "sr": self._rate})
-        except Exception as error:  # every waiting session hears of it, as an inline inference would raise
+        except Exception as error:  # every waiting session hears of it (and scores the window 0)
+            log.error("silero batch inference failed", windows=len(pending),
+                      error=f"{type(error).__name__}: {error}"[:300])
             for _, _, future in pending:
                 if not future.done():
                     future.set_exception(error)
@@ -139,7 +144,10 @@ class SharedSileroVAD(SileroVADAnalyzer):
             samples = np.frombuffer(window, dtype=np.int16).astype(np.float32)
             self._window_silent = _line_silence(samples)  # voice_confidence() reads it instead of measuring again
             if not self._window_silent:
-                self._batched_confidence = await self._batch.score(self._model, samples / 32768.0)
+                try:
+                    self._batched_confidence = await self._batch.score(self._model, samples / 32768.0)
+                except Exception:  # as Pipecat's inline Silero does: a failed inference scores 0 (logged once
+                    self._batched_confidence = 0.0  # per batch, in SileroBatch._run)
             self._run_analyzer(window)
             self._batched_confidence = self._window_silent = None
         return self._vad_state

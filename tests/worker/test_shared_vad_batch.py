@@ -11,7 +11,7 @@ import numpy as np
 from pipecat.audio.vad.vad_analyzer import VADParams
 
 from tests.callers.caller_bot import synthesize
-from voxfleet.worker.shared_models import SharedModels
+from voxfleet.worker.shared_models import SharedModels, SharedSileroVAD, SileroBatch
 
 WINDOW_BYTES = 512 * 2
 LINES = ["what are your opening hours", "no stop", "I would like to book a table for two", "goodbye"]
@@ -75,3 +75,15 @@ async def test_a_session_cancelled_while_its_window_waits_leaves_the_others_hear
     await listening
     states = [entry for entry in staying if isinstance(entry, str)]
     assert leaving.cancelled() and "SPEAKING" in states and states[-1] == "QUIET"
+
+
+async def test_a_failed_batch_inference_scores_zero_as_an_inline_one_does() -> None:
+    # A real ONNX failure: the batch runs on smart-turn's session, whose inputs are not Silero's.
+    models = SharedModels(with_smart_turn=True, batched_vad=True)
+    broken = SileroBatch(models.smart_turn_session)
+    vad = SharedSileroVAD(models.silero, params=VADParams(stop_secs=0.2), batch=broken)
+    vad.set_sample_rate(16000)
+    audio = call_audio(LINES[0], 0.0)
+    states = {(await vad.analyze_audio(audio[i:i + WINDOW_BYTES])).name for i in range(0, len(audio), WINDOW_BYTES)}
+    print(f"states heard with every batch failing: {sorted(states)}; inferences {broken.inferences}")
+    assert states == {"QUIET"} and broken.inferences == 0
