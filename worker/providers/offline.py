@@ -3,7 +3,8 @@
 Options (spec `pipeline.<stage>.options`, strings, bounded by the spec):
 - stt `grammar`: `intents` (default when the agent has intents: a JSGF grammar of their phrases) or `none`
   (the full English model).
-- llm `fallback`: what to say when no intent matches; `tokenDelayMs`: pause between streamed tokens.
+- llm `fallback`: the old name of spec.noMatch.retry (used when given); `tokenDelayMs`: pause between streamed
+  tokens.
 - tts `rate`: words per minute (80..450).
 """
 
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from voxfleet.api.voiceagent import NoMatch
 from voxfleet.worker.providers.espeak_tts import ESpeakTTSService
 from voxfleet.worker.providers.pocketsphinx_stt import PocketSphinxSTTService, SphinxDecoderPool
 from voxfleet.worker.providers.registry import ProviderContext, register_llm, register_stt, register_tts
-from voxfleet.worker.providers.scripted_llm import DEFAULT_FALLBACK, ScriptedLLMService
+from voxfleet.worker.providers.scripted_llm import ScriptedLLMService
 from voxfleet.worker.providers.sphinx_grammar import build_grammar, phrases_from_intents
 
 DECODER_POOL = "pocketsphinx.decoders"
@@ -46,9 +48,16 @@ def _pocketsphinx(stage: Any, context: ProviderContext) -> PocketSphinxSTTServic
 def _scripted(stage: Any, context: ProviderContext) -> ScriptedLLMService:
     return ScriptedLLMService(
         context.config.spec.intents,
-        fallback=stage.options.get("fallback", DEFAULT_FALLBACK),
+        no_match=_no_match(stage, context),
         token_delay_s=_int_option(stage.options, "tokenDelayMs", 0, 0, 1000) / 1000,
         fault_injection=context.settings.fault_injection)
+
+
+def _no_match(stage: Any, context: ProviderContext) -> NoMatch:
+    no_match = context.config.spec.no_match
+    if "fallback" in stage.options:
+        no_match = no_match.model_copy(update={"retry": stage.options["fallback"]})
+    return no_match
 
 
 def _espeak(stage: Any, context: ProviderContext) -> ESpeakTTSService:

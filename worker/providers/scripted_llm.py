@@ -4,6 +4,10 @@ It behaves like a real streaming LLM so the rest of the pipeline cannot tell the
 out token by token between LLMFullResponseStart/End frames, a tool call goes through Pipecat's
 run_function_calls (FunctionCallsStarted/InProgress/Result frames, the registered handler, the aggregator
 re-running inference with the result), and token usage is reported the way cloud services report it.
+
+A turn it did not understand (no intent matched, or the match explains too little of what was heard: see
+intent_matcher) gets the spec's noMatch.retry line; after noMatch.maxRetries such turns in a row, its
+noMatch.handoff line. A correctable intent's slots can be corrected on the next turn ("no, I said 7302").
 """
 
 from __future__ import annotations
@@ -28,11 +32,34 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 from pipecat.utils.tracing.service_decorators import traced_llm
 
-from voxfleet.api.voiceagent import Intent
-from voxfleet.worker.providers.intent_matcher import IntentMatch, IntentMatcher, fill, fill_arguments
+from voxfleet.api.voiceagent import Intent, NoMatch
+from voxfleet.worker.providers.intent_matcher import IntentMatch, IntentMatcher, Turn, fill, fill_arguments
 
-DEFAULT_FALLBACK = "Sorry, I did not catch that. Could you say it again?"
 MAX_REPLY_CHARS = 2000
+# Below this share of the heard words explained by the best match, the turn counts as not understood. Tuned on
+# the caller corpus's tuning lines (bench/recognition_bench.py); the held-out figures are in worker/README.md.
+MIN_COVERAGE = 0.5
+
+
+class Understanding:
+    """One call's reading of the caller's turns: the intent (or a correction of the last one), or None.
+
+    Pure and synchronous, so the recognition benchmark judges exactly what the LLM service answers with.
+    """
+
+    def __init__(self, intents: list[Intent], *, min_coverage: float = MIN_COVERAGE):
+        self._matcher = IntentMatcher(intents)
+        self._min_coverage = min_coverage
+        self._last: Turn | None = None
+
+    def understand(self, heard: str) -> IntentMatch | None:
+        match = self._matcher.match(heard) if heard else None
+        if (match is None or match.coverage < self._min_coverage) and self._last is not None:
+            match = self._matcher.correction(heard, self._last) or match
+        if match is None or match.coverage < self._min_coverage:
+            return None
+        self._last = Turn(heard=match.said, match=match) if match.slots and match.intent.correctable else None
+        return match
 
 
 class InjectedFault(RuntimeError):
@@ -40,14 +67,15 @@ class InjectedFault(RuntimeError):
 
 
 class ScriptedLLMService(LLMService):
-    def __init__(self, intents: list[Intent], *, fallback: str = DEFAULT_FALLBACK, token_delay_s: float = 0.0,
+    def __init__(self, intents: list[Intent], *, no_match: NoMatch | None = None, token_delay_s: float = 0.0,
                  fault_injection: bool = False, **kwargs):
         super().__init__(settings=LLMSettings(
             model="scripted", system_instruction=None, temperature=None, max_tokens=None, top_p=None, top_k=None,
             frequency_penalty=None, presence_penalty=None, seed=None, filter_incomplete_user_turns=False,
             user_turn_completion_config=None), **kwargs)
-        self._matcher = IntentMatcher(intents)
-        self._fallback = fallback[:MAX_REPLY_CHARS]
+        self._understanding = Understanding(intents)
+        self._no_match = no_match or NoMatch()
+        self._not_understood = 0  # turns in a row
         self._token_delay_s = token_delay_s
         self._fault_injection = fault_injection
         self._pending_tools: dict[str, IntentMatch] = {}  # tool_call_id -> the intent waiting for the result
@@ -82,10 +110,13 @@ class ScriptedLLMService(LLMService):
             await self._say(fill(match.intent.reply or "{result}", slots), messages)
             return
         heard = last_user_text(messages)
-        match = self._matcher.match(heard) if heard else None
+        match = self._understanding.understand(heard)
         if match is None:
-            await self._say(self._fallback, messages)
+            self._not_understood += 1
+            handoff = self._not_understood > self._no_match.max_retries
+            await self._say(self._no_match.handoff if handoff else self._no_match.retry, messages)
             return
+        self._not_understood = 0
         if self._fault_injection and match.intent.name.startswith("crash"):
             raise InjectedFault(f"intent {match.intent.name!r} crashes this session on purpose")
         if self._fault_injection and match.intent.name.startswith("hang"):
