@@ -288,6 +288,9 @@ class Intent(ApiModel):
     reply: str | None = Field(default=None, max_length=2000,
                               description="What the agent says. After a tool call, `{result}` is its spoken result.")
     tool_call: ToolCall | None = Field(default=None, description="Call this tool, then speak the reply.")
+    correctable: bool = Field(default=False,
+                              description="Right after this intent filled its slots, a turn like \"no, I said 7302\""
+                                          " puts the new value in the slot and runs the intent again.")
 
     @field_validator("keywords")
     @classmethod
