@@ -162,11 +162,15 @@ class TurnDetection(ApiModel):
 
 
 class Interruptions(ApiModel):
-    """Barge-in: whether callers may interrupt the agent, and how much speech it takes."""
+    """Barge-in: the caller's voice pauses the agent at once; the words that follow decide whether the reply is
+    cancelled (an interruption), resumed (only backchannels) or resumed after a timeout (no words: a noise)."""
 
     enabled: bool = Field(default=True, description="Callers may interrupt the agent while it speaks.")
     min_words: int = Field(default=0, ge=0, le=20,
-                           description="Words the caller must say before the agent stops (0: voice alone).")
+                           description="Words, not counting backchannels, the caller must say over the agent before"
+                                       " its reply is cancelled (0 and 1: the first such word; the voice alone"
+                                       " only pauses it). A silent agent's turn starts at the voice when 0, at"
+                                       " the first word otherwise.")
     backchannels: list[str] | None = Field(
         default=None, max_length=32,
         description="Short words a caller says while listening (\"mhm\", \"okay\", \"yeah\") that keep the agent"

@@ -1,7 +1,7 @@
 """One session's Pipecat pipeline, assembled in one place from the agent's spec:
 
     LiveKit input (16 kHz, 32 ms frames) -> STT -> user aggregator (shared Silero VAD, smart-turn v3 or
-    speech-timeout, barge-in start strategies, mute only during non-interruptible tools) -> [caller audio
+    speech-timeout, barge-in as pause-then-decide, mute only during non-interruptible tools) -> [caller audio
     stops here] -> LLM with tools -> TTS -> LiveKit output -> assistant aggregator
 
 Everything per-process (ONNX sessions, decoders, provider registry) is passed in; only light per-stream state
@@ -10,6 +10,7 @@ is created here, so building a session costs milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +35,13 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from voxfleet.api.voiceagent import VoiceAgentSpec
 from voxfleet.api.wire import DispatchRequest
 from voxfleet.telemetry import resource_attributes
+from voxfleet.worker.backchannels import Backchannels
+from voxfleet.worker.barge_in import BargeInOutcome, PausableOutput, PauseThenDecideStrategy
 from voxfleet.worker.call_report import ToolCallTimes
 from voxfleet.worker.eval_record import recorder_for
 from voxfleet.worker.input_audio_stop import InputAudioStop
 from voxfleet.worker.livekit_input import INPUT_SAMPLE_RATE, FramedLiveKitTransport
+from voxfleet.worker.livekit_output import WRITE_TIMEOUT_S
 from voxfleet.worker.providers.registry import ProviderContext, build_llm, build_stt, build_tts
 from voxfleet.worker.reply_filler import ReplyFillerProcessor
 from voxfleet.worker.room_transcripts import RoomTranscriptPublisher
@@ -62,14 +66,19 @@ class SessionPipeline:
     tool_calls: ToolCallTimes = field(default_factory=ToolCallTimes)  # for the end-of-call report
 
 
-def user_turn_strategies(spec: VoiceAgentSpec, models: SharedModels) -> UserTurnStrategies:
+def user_turn_strategies(spec: VoiceAgentSpec, models: SharedModels, *, output: PausableOutput,
+                         on_barge_in: Callable[[BargeInOutcome], None]) -> UserTurnStrategies:
     interruptions = spec.interruptions
-    if interruptions.min_words > 0:
-        start = [MinWordsUserTurnStartStrategy(min_words=interruptions.min_words,
-                                               enable_interruptions=interruptions.enabled)]
+    if interruptions.enabled:  # pause, then decide (worker/barge_in.py)
+        start = [PauseThenDecideStrategy(
+            output=output, min_words=interruptions.min_words, on_outcome=on_barge_in,
+            backchannels=Backchannels.for_agent(interruptions.backchannels, spec.pipeline.stt.language),
+            false_interruption_timeout_s=interruptions.false_interruption_timeout_ms / 1000)]
+    elif interruptions.min_words > 0:
+        start = [MinWordsUserTurnStartStrategy(min_words=interruptions.min_words, enable_interruptions=False)]
     else:
-        start = [VADUserTurnStartStrategy(enable_interruptions=interruptions.enabled),
-                 TranscriptionUserTurnStartStrategy(enable_interruptions=interruptions.enabled)]
+        start = [VADUserTurnStartStrategy(enable_interruptions=False),
+                 TranscriptionUserTurnStartStrategy(enable_interruptions=False)]
     timeouts = spec.turn_detection.timeouts
     if spec.turn_detection.detector == "smart-turn":
         stop = [TurnAnalyzerUserTurnStopStrategy(
@@ -93,20 +102,21 @@ def build_session_pipeline(request: DispatchRequest, *, providers: ProviderConte
     transport = FramedLiveKitTransport(
         request.livekit_url, request.livekit_token, request.room,
         LiveKitParams(audio_in_enabled=True, audio_out_enabled=True, audio_in_sample_rate=INPUT_SAMPLE_RATE,
-                      audio_out_sample_rate=OUTPUT_SAMPLE_RATE, audio_out_queue_size_ms=settings.audio_out_queue_ms),
+                      audio_out_sample_rate=OUTPUT_SAMPLE_RATE, audio_out_queue_size_ms=settings.audio_out_queue_ms,
+                      audio_out_write_timeout_secs=WRITE_TIMEOUT_S),  # above a barge-in pause's limit
         frame_size_ms=settings.input_frame_ms)
 
     mute = [NonInterruptibleToolMuteStrategy({tool.name for tool in spec.tools if not tool.interruptible})]
     messages = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
     schema = tools_schema(spec.tools)
     context = LLMContext(messages=messages, tools=schema) if schema else LLMContext(messages=messages)
-    aggregators = LLMContextAggregatorPair(context, user_params=LLMUserAggregatorParams(
-        vad_analyzer=vad, user_turn_strategies=user_turn_strategies(spec, models), user_mute_strategies=mute))
-
     stt, llm, tts = build_stt(providers), build_llm(providers), build_tts(providers)
 
     observer = ConversationObserver(labels=labels, vad=vad, stt_name=stt.name, llm_name=llm.name,
                                     tts_name=tts.name, record_transcripts=spec.observability.record_transcripts)
+    strategies = user_turn_strategies(spec, models, output=transport.output(), on_barge_in=observer.count_barge_in)
+    aggregators = LLMContextAggregatorPair(context, user_params=LLMUserAggregatorParams(
+        vad_analyzer=vad, user_turn_strategies=strategies, user_mute_strategies=mute))
     tool_calls = ToolCallTimes()
     pipeline = Pipeline([transport.input(), stt, aggregators.user(), InputAudioStop(), llm,
                          ReplyFillerProcessor(spec.reply_filler, session_id=request.session_id), tts,

@@ -7,6 +7,11 @@ audio frame to the LiveKit audio source. TTFA = the second minus the first. It l
 (caller -> worker, worker -> caller), which a caller adds on top; tests check the estimate against the TTFA a
 caller hears minus two one-way legs through livekit-server (a tone from one participant to another, timed on the
 machine's one monotonic clock) measured in the same run.
+
+Barge-ins (worker/barge_in.py) are counted from the barge-in strategy's decisions (`count_barge_in`): every
+pause is an interruption (the agent went quiet for the caller); one that no words followed is a false
+interruption, one that only backchannels followed a backchannel. A turn that starts while the agent speaks
+without a pause before it (interruptions disabled, or words that came before the voice) is counted as one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pipecat.metrics.metrics import LLMUsageMetricsData, STTUsageMetricsData, TT
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
+from voxfleet.worker.barge_in import BargeInOutcome
 from voxfleet.worker.telemetry import metrics
 from voxfleet.worker.telemetry.turn_outcomes import MAX_WORDS, TurnJudge, TurnOutcome, words_of
 
@@ -51,6 +57,7 @@ class TurnFigures:
     turns: int = 0
     interruptions: int = 0
     false_interruptions: int = 0
+    backchannels: int = 0
     turn_outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -84,7 +91,7 @@ class ConversationObserver(BaseObserver):
         self._bot_speaking = False
         self._speech_end: float | None = None  # last voiced audio of the turn awaiting its answer
         self._interrupted_turn = False
-        self._words_in_turn = False
+        self._barge_in_counted = False  # a pause already counted the interruption the next turn start belongs to
         self._in_turn = False  # between the caller's turn start and its end (a session end closes none)
         # Final transcripts since the previous turn ended: the words of the turn ending next (a transcript can
         # reach the observer just before the turn's start frame when a transcript starts the turn).
@@ -124,17 +131,16 @@ class ConversationObserver(BaseObserver):
                 return
             self.last_activity = now
             self._in_turn = True
-            self._words_in_turn = False
-            self._interrupted_turn = self._bot_speaking
+            self._interrupted_turn = self._bot_speaking or self._barge_in_counted
             if self._interrupted_turn:
-                self.figures.interruptions += 1
-                metrics.INTERRUPTIONS.labels(**self._labels).inc()
+                if not self._barge_in_counted:
+                    self._count_interruption()
+                self._barge_in_counted = False
                 if self.turn_log:  # the agent was answering the latest turn (not the greeting before any)
                     self.turn_log[-1].interrupted = True
         elif isinstance(frame, TranscriptionFrame):
             self.last_activity = now
             if frame.text.strip():
-                self._words_in_turn = True
                 if len(self._turn_text) < MAX_WORDS:
                     self._turn_text.append(frame.text)
                 self._remember("caller", frame.text)
@@ -143,9 +149,6 @@ class ConversationObserver(BaseObserver):
                 return
             self._in_turn = False
             self.last_activity = now
-            if self._interrupted_turn and not self._words_in_turn:
-                self.figures.false_interruptions += 1
-                metrics.FALSE_INTERRUPTIONS.labels(**self._labels).inc()
             self._interrupted_turn = False
             voiced = getattr(self._vad, "last_voiced_at", 0.0)
             entry = self._log_turn(now)
@@ -175,6 +178,26 @@ class ConversationObserver(BaseObserver):
                 self.usage.tts_characters += item.value
             elif isinstance(item, STTUsageMetricsData):
                 self.usage.stt_seconds += item.value.audio_seconds
+
+    def count_barge_in(self, outcome: BargeInOutcome) -> None:
+        """The barge-in strategy's decisions, as they are made (worker/barge_in.py)."""
+        self.last_activity = time.monotonic()
+        if outcome == "paused":
+            self._count_interruption()
+            self._barge_in_counted = True
+        elif outcome in ("resumed", "ended"):  # no words: the agent went quiet for a noise
+            self.figures.false_interruptions += 1
+            metrics.FALSE_INTERRUPTIONS.labels(**self._labels).inc()
+            self._barge_in_counted = False
+        elif outcome == "backchannel":
+            self.figures.backchannels += 1
+            metrics.BACKCHANNELS.labels(**self._labels).inc()
+            self._barge_in_counted = False
+        # "interrupted": the turn start that follows is this pause's interruption (counted once, above)
+
+    def _count_interruption(self) -> None:
+        self.figures.interruptions += 1
+        metrics.INTERRUPTIONS.labels(**self._labels).inc()
 
     def call_ended(self, end_reason: str) -> None:
         """Judge the turn still waiting for its outcome (the session calls this once, as it ends)."""

@@ -42,9 +42,13 @@ TURNS = _counter("voxfleet_worker_turns_total", "Caller turns ended (the agent i
 TURN_OUTCOME = _counter("voxfleet_worker_turn_outcomes_total",
                         "Caller turns with words, judged once the next turn or the call's end tells: answered"
                         " (success), repeated, hung_up or unanswered.", extra=("outcome",))
-INTERRUPTIONS = _counter("voxfleet_worker_interruptions_total", "Times the caller barged in on the agent.")
+INTERRUPTIONS = _counter("voxfleet_worker_interruptions_total",
+                         "Times the caller barged in on the agent (its audio paused for the caller's voice).")
 FALSE_INTERRUPTIONS = _counter("voxfleet_worker_false_interruptions_total",
-                               "Barge-ins in which the caller said no words (the agent stopped for noise).")
+                               "Barge-ins in which the caller said no words (the agent paused for noise, then"
+                               " resumed its reply).")
+BACKCHANNELS = _counter("voxfleet_worker_backchannels_total",
+                        "Barge-ins in which the caller said only backchannels (\"mhm\", \"okay\"): the agent resumed.")
 SESSIONS = _counter("voxfleet_worker_sessions_total", "Sessions ended, by how they ended.", extra=("end_reason",))
 SESSION_DURATION = _histogram("voxfleet_worker_session_duration_seconds", "Session duration.",
                               buckets=DURATION_BUCKETS)
@@ -72,8 +76,8 @@ def start_series(labels: dict[str, str]) -> None:
     histogram from its first scrape: a rate() then counts the first event too, and a dashboard or alert reads 0
     instead of "no data" for an agent that simply had no calls yet."""
     for metric in (TTFA, STT_FINAL_LATENCY, LLM_TTFT, TTS_TTFB, TURN_DETECTION, TURNS, INTERRUPTIONS,
-                   FALSE_INTERRUPTIONS, SESSION_DURATION, STT_SECONDS, LLM_INPUT_TOKENS, LLM_OUTPUT_TOKENS,
-                   TTS_CHARACTERS, COST, ACTIVE):
+                   FALSE_INTERRUPTIONS, BACKCHANNELS, SESSION_DURATION, STT_SECONDS, LLM_INPUT_TOKENS,
+                   LLM_OUTPUT_TOKENS, TTS_CHARACTERS, COST, ACTIVE):
         metric.labels(**labels)
     for outcome in TURN_OUTCOMES:
         TURN_OUTCOME.labels(**labels, outcome=outcome)
