@@ -34,6 +34,7 @@ WORD = re.compile(r"[a-z0-9']+")
 # What a caller says before the corrected value ("no, I said 7302", "sorry, I meant ..."); English only for now.
 CORRECTION_CUES = frozenset({"no", "not", "nope", "sorry", "i", "said", "meant", "mean", "it", "is", "it's", "was",
                              "actually", "wrong", "that's", "the", "number", "um", "uh"})
+CORRECTION_OPENERS = ("no", "nope", "not", "sorry", "actually", "i")  # a correction starts with one of these
 
 
 def _number_words(words: list[str], start: int) -> tuple[str, int]:
@@ -170,7 +171,7 @@ class IntentMatcher:
             return None
         words = normalise(text).split()
         value = [word for word in words if word not in CORRECTION_CUES]
-        if not value or len(value) > 3 or len(value) == len(words) and words[0] not in CORRECTION_CUES:
+        if not value or len(value) > 3 or words[0] not in CORRECTION_OPENERS:
             return None
         said = normalise(previous.heard)
         for old in sorted(set(match.slots.values()), key=len, reverse=True):

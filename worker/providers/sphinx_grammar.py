@@ -22,6 +22,7 @@ from voxfleet.api.voiceagent import Intent
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _WORD = re.compile(r"[a-z][a-z']*")
 _WANTS_DIGITS = re.compile(r"\\d|\[0-9|\[\^?[0-9]")
+CORRECTION_PHRASES = ("no", "i said", "i meant", "sorry", "actually")
 MAX_PHRASES = 2048
 MAX_WORDS_PER_PHRASE = 16
 
@@ -53,6 +54,8 @@ def phrases_from_intents(intents: list[Intent]) -> list[str]:
             phrases.extend(_WORD.findall(re.sub(r"\(\?P<[^>]*>", "(", pattern).lower()))
             if _WANTS_DIGITS.search(pattern):
                 phrases.extend(DIGIT_WORDS)
+        if intent.correctable:  # so "no, I said seven three oh two" can be heard at all
+            phrases.extend(CORRECTION_PHRASES)
     return phrases
 
 
