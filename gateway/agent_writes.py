@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "voxfleet-gateway"
 TENANT_WRITABLE_FIELDS = ("greeting", "system_prompt", "pipeline", "turn_detection", "interruptions", "tools",
-                          "intents", "regions", "scaling", "limits", "observability")
+                          "intents", "regions", "scaling", "limits", "observability", "reply_filler", "no_match")
 
 # The request body of PUT /v1/agents/{agent}: VoiceAgentSpec's own field definitions, minus the platform's.
 AgentSpecInput = create_model(

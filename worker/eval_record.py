@@ -34,6 +34,7 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
     TTSTextFrame,
     UserStartedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
@@ -71,6 +72,9 @@ class EvalRecorder(BaseObserver):
         self.interruptions: list[float] = []
         self.truncated = False
         self._bot_speaking = False
+        # Barge-in pauses the agent at the caller's voice and cancels the reply only once words confirm it
+        # (worker/barge_in.py): by the InterruptionFrame the agent is already quiet, yet it was talking over.
+        self._paused_for_caller: float | None = None  # when the caller's voice paused the agent
 
     async def on_push_frame(self, data: FramePushed):
         frame = data.frame
@@ -80,8 +84,12 @@ class EvalRecorder(BaseObserver):
             self._line("agent", frame.text)
         elif isinstance(frame, TranscriptionFrame) and downstream:
             self._line("caller", frame.text)
+        elif isinstance(frame, VADUserStartedSpeakingFrame) and self._bot_speaking:
+            if self._paused_for_caller is None:  # (an observer sees each hop of the frame: the first one counts)
+                self._paused_for_caller = self._at
         elif isinstance(frame, BotStartedSpeakingFrame) and downstream:
             self._bot_speaking = True
+            self._paused_for_caller = None  # it played on: that pause was no interruption
             if self._caller_turn_ended:  # the same rule ConversationObserver times a TTFA by
                 self._caller_turn_ended = False
                 self._bounded(self._answers, self._at)
@@ -92,8 +100,12 @@ class EvalRecorder(BaseObserver):
             self._caller_turn_ended = True
         elif isinstance(frame, BotStoppedSpeakingFrame) and downstream:
             self._bot_speaking = False
-        elif isinstance(frame, InterruptionFrame) and downstream and self._bot_speaking:
-            self._bounded(self.interruptions, self._at)
+        elif isinstance(frame, InterruptionFrame) and downstream and (self._bot_speaking
+                                                                      or self._paused_for_caller is not None):
+            # The agent stopped for the caller when it paused, not when the words confirmed it.
+            at = self._paused_for_caller if self._paused_for_caller is not None else self._at
+            self._paused_for_caller = None
+            self._bounded(self.interruptions, at)
         elif isinstance(frame, FunctionCallInProgressFrame):
             self._call_started(frame)
         elif isinstance(frame, FunctionCallResultFrame):
