@@ -3,7 +3,6 @@ the retry-then-handoff count, corrections, and the cost bound on hostile text.""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
