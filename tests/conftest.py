@@ -149,6 +149,7 @@ REALTIME_MODULES = {
     "tests/worker/test_reply_filler.py",  # when the filler is heard, against the model's delay
     "tests/worker/test_turn_speed.py",  # heard TTFA and premature turn ends, old vs shipped demo settings
     "tests/worker/test_barge_in_heard.py",  # stop times and pauses heard in the room
+    "tests/worker/test_understanding_calls.py",  # answers heard in the room (times nothing, but a room test)
     "tests/dev/test_caller.py",
     "tests/dev/test_dev_platform.py",
     "tests/eval/test_concurrent_run.py",

@@ -22,6 +22,9 @@ from voxfleet.api.voiceagent import Intent
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _WORD = re.compile(r"[a-z][a-z']*")
 _WANTS_DIGITS = re.compile(r"\\d|\[0-9|\[\^?[0-9]")
+# Regex syntax that is not speech: escapes (\D, \s, \b...) and named-group heads. Left in, "\D{0,24}" put a word
+# "d" (D IY) in the grammar, and that short word turned up in transcripts of off-script speech.
+_REGEX_SYNTAX = re.compile(r"\(\?P<[^>]*>|\\[A-Za-z]")
 CORRECTION_PHRASES = ("no", "i said", "i meant", "sorry", "actually")
 MAX_PHRASES = 2048
 MAX_WORDS_PER_PHRASE = 16
@@ -51,7 +54,7 @@ def phrases_from_intents(intents: list[Intent]) -> list[str]:
     for intent in intents:
         phrases.extend(intent.keywords)
         for pattern in intent.patterns:
-            phrases.extend(_WORD.findall(re.sub(r"\(\?P<[^>]*>", "(", pattern).lower()))
+            phrases.extend(_WORD.findall(_REGEX_SYNTAX.sub(" ", pattern).lower()))
             if _WANTS_DIGITS.search(pattern):
                 phrases.extend(DIGIT_WORDS)
         if intent.correctable:  # so "no, I said seven three oh two" can be heard at all
