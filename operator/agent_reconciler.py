@@ -29,7 +29,6 @@ from voxfleet.operator.spec_checks import Problem
 from voxfleet.operator.written_status import WrittenStatus
 
 log = structlog.get_logger("voxfleet.operator.agent")
-SESSION_FIGURES = ("activeSessions", "freeSlots")
 # Rechecked on a timer: nothing tells us when these are fixed (the Secret ones also reconcile on a change of a
 # Secret in the namespace, once its watch runs; the timer covers the time before).
 _UNWATCHABLE = {"SecretMissing", "SecretKeyMissing", "SecretNotAllowed", "NoTenant"}
@@ -293,8 +292,11 @@ class AgentReconciler:
             return
         now = time.monotonic()
         settings = self.rt.settings
-        sessions_only = not agent_status.status_differs(_without_sessions(status), _without_sessions(previous))
-        interval = settings.status_session_interval_seconds if sessions_only else settings.status_min_interval_seconds
+        # What a reader acts on (the conditions, the generation they describe) goes out quickly; figures alone
+        # (workers coming up, sessions) coalesce longer: at 5,000 agents every Deployment status change was
+        # another write to a busy apiserver.
+        figures_only = not agent_status.meaning_differs(status, previous)
+        interval = settings.status_figures_interval_seconds if figures_only else settings.status_min_interval_seconds
         interval *= self.backlog()  # a busy operator coalesces more: fewer writes for a busy apiserver
         wait = memory.status_written_at + interval - now
         if wait > 0:
@@ -342,9 +344,3 @@ async def _apply_all(applier: Any, manifests: list[dict[str, Any]]) -> None:
         if isinstance(result, BaseException):
             raise result
 
-
-def _without_sessions(status: dict[str, Any]) -> dict[str, Any]:
-    trimmed = {k: v for k, v in status.items() if k not in SESSION_FIGURES}
-    trimmed["regions"] = [{k: v for k, v in r.items() if k not in SESSION_FIGURES}
-                          for r in status.get("regions") or []]
-    return trimmed

@@ -91,3 +91,14 @@ def status_differs(new: dict[str, Any], previous: dict[str, Any] | None) -> bool
     """Only the fields we own: anything else a newer CRD adds is not a reason to write."""
     previous = previous or {}
     return any(previous.get(key) != value for key, value in new.items())
+
+
+def meaning_differs(new: dict[str, Any], previous: dict[str, Any] | None) -> bool:
+    """A change a reader acts on: another observed generation, or a condition with another status or reason
+    (not only its message's figures)."""
+    previous = previous or {}
+
+    def meaning(status: dict[str, Any]) -> tuple[Any, ...]:
+        return status.get("observedGeneration"), sorted(
+            (c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or [])
+    return meaning(new) != meaning(previous)

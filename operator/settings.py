@@ -27,8 +27,9 @@ class OperatorSettings(BaseSettings):
         default=10.0, gt=0, description="A worker's last report counts this long after its polls start failing.")
     status_min_interval_seconds: float = Field(
         default=2.0, ge=0, description="At most one status write per agent this often (changes are coalesced).")
-    status_session_interval_seconds: float = Field(
-        default=5.0, ge=0, description="Session figures (active, free) reach status at most this often per agent.")
+    status_figures_interval_seconds: float = Field(
+        default=5.0, ge=0, description="Changes of figures alone (ready workers, sessions, free slots; no condition"
+                                       " changed) reach status at most this often per agent.")
 
     # Scope. Empty: every Tenant. Set: only Tenants with these labels (and the VoiceAgents in their namespaces);
     # other agents are left alone for another operator instance (tests sharing one cluster, canaries).

@@ -57,7 +57,7 @@ def world_values(pods, livekit, shard: str, namespace: str, *, database_secret: 
             "bindAddress": "$(POD_IP)", "tenantSelector": f"{SHARD_LABEL}={shard}", **on_runners,
             # Quicker reactions than production defaults, so the test doesn't wait on timers.
             "extraEnv": [{"name": "VOXFLEET_OPERATOR_POLL_INTERVAL_SECONDS", "value": "1"},
-                         {"name": "VOXFLEET_OPERATOR_STATUS_SESSION_INTERVAL_SECONDS", "value": "1"},
+                         {"name": "VOXFLEET_OPERATOR_STATUS_FIGURES_INTERVAL_SECONDS", "value": "1"},
                          {"name": "VOXFLEET_OPERATOR_RECHECK_SECONDS", "value": "2"}, kubeconfig],
         },
         "gateway": {

@@ -7,7 +7,7 @@ import asyncio
 from voxfleet.api.voiceagent import VoiceAgentSpec, VoiceAgentStatus
 from voxfleet.operator import conditions, spec_checks
 from voxfleet.operator.cluster_view import SecretView
-from voxfleet.operator.agent_status import RegionFigures, build_agent_status, status_differs
+from voxfleet.operator.agent_status import RegionFigures, build_agent_status, meaning_differs, status_differs
 from voxfleet.operator.reconcile_queue import ReconcileQueue
 from tests.operator.specs import AGENT_SPEC, agent_spec, platform
 
@@ -62,6 +62,21 @@ def test_unchanged_picture_keeps_transition_times_and_needs_no_write():
                                first, now="2025-06-01T00:00:00Z")
     assert status_differs(moved, first)
     assert _conditions(moved)["Ready"]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
+
+
+def test_figures_alone_are_not_a_change_of_meaning_but_conditions_and_generations_are():
+    """Figures alone coalesce longer (status_figures_interval_seconds); what a reader acts on goes out quickly."""
+    ready = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 2, ready=2, updated=2)], [], None)
+    busier = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 2, ready=2, updated=2, active=3)], [],
+                                ready)
+    assert status_differs(busier, ready) and not meaning_differs(busier, ready)
+    scaling = build_agent_status(1, ["us-east"], [RegionFigures("us-east", 3, ready=2, updated=2)], [], ready)
+    assert _conditions(scaling)["Ready"]["status"] != _conditions(ready)["Ready"]["status"] or \
+        _conditions(scaling)["Progressing"]["status"] != _conditions(ready)["Progressing"]["status"]
+    assert meaning_differs(scaling, ready)
+    newer = build_agent_status(2, ["us-east"], [RegionFigures("us-east", 2, ready=2, updated=2)], [], ready)
+    assert meaning_differs(newer, ready)
+    assert meaning_differs(ready, None)
 
 
 def test_condition_transition_time_moves_only_with_status():
