@@ -43,6 +43,9 @@ def test_an_order_number_is_heard_and_chatter_is_rejected():
     text, utterance = heard(decoders, "my dog just ran into the garden")
     print(f"chatter: {text!r}, score per frame {utterance.score_per_frame}")
     assert text == REJECTED
+    text, utterance = heard(decoders, "mhm")  # wordless and short: no words, so no interruption over the agent
+    print(f"mhm: {text!r}")
+    assert text == ""
 
 
 def test_silence_alone_is_no_transcript():

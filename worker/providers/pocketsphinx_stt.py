@@ -53,6 +53,11 @@ REJECT_BELOW = -16.0
 # The final transcript of a rejected utterance: no intent keyword, so the scripted LLM says its noMatch lines,
 # and a transcript reader sees that something was said and not understood.
 REJECTED = "[inaudible]"
+# Speech with no path through the grammar is REJECTED only from this long (10 ms blocks louder than VOICED_RMS;
+# the phone loop is no measure of it, it lays SIL over much of such speech): "mhm" or "hmm" is ~0.3 s, an
+# off-script sentence well over a second.
+MIN_REJECTED_BLOCKS = 80
+VOICED_RMS = 300  # ~-40 dBFS; eSpeak's speech through a room is ~3,000
 PHONE_LOOP = os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin")
 
 PREWARM_DECODERS = 4  # built at warm start; more are built (off the event loop) as concurrent calls need them
@@ -115,7 +120,8 @@ class Utterance:
     """One utterance through a slot's decoders, fed as the room hands audio over (any chunk size).
 
     `feed` returns the grammar's hypothesis so far (for interims; "" until decoding began), `finish` the final
-    transcript: the grammar's words, REJECTED when the phone loop explains the audio far better, or "".
+    transcript: the grammar's words, REJECTED when the phone loop explains the audio far better (or the grammar
+    has no path through a sentence of speech), or "" (silence, a short wordless sound).
     The bench runs the corpus through this same class, so its figures are the worker's path.
     """
 
@@ -124,6 +130,7 @@ class Utterance:
         self._opening = bytearray(pre_roll)
         self._window = len(pre_roll) + SAMPLE_RATE * 2 * CMN_WINDOW_MS // 1000
         self._decoding = False
+        self._voiced_blocks = _voiced_blocks(pre_roll)
         self.score_per_frame: float | None = None  # grammar minus phone loop per spoken frame, set by finish
 
     def _all(self) -> list[Decoder]:
@@ -148,6 +155,7 @@ class Utterance:
         self._decoding = True
 
     def feed(self, audio: bytes) -> str:
+        self._voiced_blocks += _voiced_blocks(audio)
         if not self._decoding:
             self._opening += audio
             if len(self._opening) < self._window:
@@ -174,9 +182,10 @@ class Utterance:
         if phones is None:
             return text
         if not text:
-            # No path through the grammar at all, yet the phone loop heard speech: said, and not understood
-            # (silence before would have left the caller's turn unanswered).
-            return REJECTED if any(seg.word != "SIL" for seg in phones.seg()) else ""
+            # No path through the grammar at all. A sentence of it is said-and-not-understood (silence would leave
+            # the caller unanswered); a short sound ("mhm", a cough) stays wordless, so over the agent it is no
+            # interruption (barge_in.py resumes the reply).
+            return REJECTED if self._voiced_blocks >= MIN_REJECTED_BLOCKS else ""
         # Per frame of the words the grammar heard: leading and trailing silence score alike in both decoders
         # and would only dilute the difference by however long the VAD's pre-roll and tail were.
         spoken = sum(seg.end_frame - seg.start_frame + 1 for seg in words.seg() if not seg.word.startswith(("<", "[")))
@@ -194,6 +203,12 @@ class Utterance:
 def _best(decoder: Decoder) -> str:
     hyp = decoder.hyp()
     return hyp.hypstr.strip() if hyp is not None else ""
+
+
+def _voiced_blocks(pcm: bytes) -> int:
+    samples = np.frombuffer(pcm[:len(pcm) // 2 * 2], dtype=np.int16)
+    blocks = samples[:len(samples) // BLOCK * BLOCK].reshape(-1, BLOCK).astype(np.float32)
+    return int(np.count_nonzero(np.einsum("ij,ij->i", blocks, blocks) > VOICED_RMS ** 2 * BLOCK))
 
 
 def _without_digital_silence(pcm: bytes) -> bytes:
