@@ -388,6 +388,9 @@ class Bench:
             "VOXFLEET_OPERATOR_HTTP_PORT": str(self.http_port),
             "VOXFLEET_OPERATOR_IDENTITY": "bench",
         })
+        for setting in self.args.operator_setting:  # e.g. reconcile_workers=96 -> VOXFLEET_OPERATOR_RECONCILE_WORKERS
+            name, _, value = setting.partition("=")
+            env[f"VOXFLEET_OPERATOR_{name.upper()}"] = value
         self.operator_log = self.log_dir / "operator.log"
         with self.operator_log.open("ab") as log:
             return subprocess.Popen([sys.executable, "-m", "voxfleet.cli", "operator", "--kubeconfig",
@@ -467,6 +470,14 @@ class Bench:
             await asyncio.gather(agents_watch.wait_synced(), deployments_watch.wait_synced())
 
             await self._apply_phase(ready_at, created_at, available_at)
+            # What the operator sent and how long its reconciles took (they mostly wait on the apiserver).
+            reconciles = await self._metric("voxfleet_operator_reconcile_duration_seconds_count")
+            self.results.update(
+                operator_reconciles=int(reconciles),
+                operator_reconcile_mean_s=round(
+                    await self._metric("voxfleet_operator_reconcile_duration_seconds_sum") / max(reconciles, 1), 3),
+                operator_applies=int(await self._metric("voxfleet_operator_applies_total")),
+                operator_status_writes=int(await self._metric("voxfleet_operator_status_writes_total")))
             self.results["operator_cpu_s_apply"] = round(cpu_seconds(operator.pid) - cpu_start, 1)
             self.results["operator_peak_rss_mb_apply"] = round(peak_rss_mb(operator.pid), 1)
             if self.args.scale:  # the scale run: all-Ready against the floor, RSS and CPU; nothing else
@@ -520,7 +531,12 @@ class Bench:
         self.start_together()
         self.say(f"applying {n} VoiceAgents x {len(REGIONS)} regions")
         started = time.monotonic()
-        await self._gather([self._create(b) for b in bodies])
+        agent_created: dict[tuple[str, str], float] = {}
+
+        async def create(body: dict[str, Any]) -> None:
+            await self._create(body)
+            agent_created[(body["metadata"]["namespace"], body["metadata"]["name"])] = time.monotonic()
+        await self._gather([create(b) for b in bodies])
         applied = time.monotonic()
         limit = max(900.0, 0.6 * n)
         while len(ready_at) < n:
@@ -535,6 +551,15 @@ class Bench:
         # Where the time went: the operator writing the Deployments, Kubernetes making them available (the
         # baseline's part), the operator reporting Ready.
         made, available = max(created_at.values()) - started, max(available_at.values()) - started
+        # Whether the operator keeps up with the creates: each agent's create answered -> its last Deployment seen.
+        written_at: dict[tuple[str, str], float] = {}
+        for (namespace, deployment), seen in created_at.items():
+            agent = (namespace, next(deployment[: -len(r) - 1] for r in REGIONS if deployment.endswith(f"-{r}")))
+            written_at[agent] = max(seen, written_at.get(agent, 0.0))
+        lags = sorted(written_at[key] - at for key, at in agent_created.items() if key in written_at)
+        self.results.update(apply_agent_to_deployments_p50_s=round(percentile(lags, 50), 2),
+                            apply_agent_to_deployments_p95_s=round(percentile(lags, 95), 2),
+                            apply_agent_to_deployments_max_s=round(lags[-1], 2))
         self.results.update(apply_create_s=round(applied - started, 2), apply_all_ready_s=round(done - started, 2),
                             apply_p50_ready_s=round(percentile(times, 50), 2),
                             apply_all_deployments_written_s=round(made, 2),
@@ -542,7 +567,8 @@ class Bench:
                             apply_load_average_at_end=round(os.getloadavg()[0], 1))
         self.say(f"{n} agents created in {applied - started:.1f} s; all {len(created_at)} Deployments written after"
                  f" {made:.1f} s, available after {available:.1f} s; all agents Ready after {done - started:.1f} s"
-                 f" (p50 {percentile(times, 50):.1f} s)")
+                 f" (p50 {percentile(times, 50):.1f} s); an agent's Deployments were written p50"
+                 f" {percentile(lags, 50):.1f} s, p95 {percentile(lags, 95):.1f} s after its create")
 
     async def _write_watch_baseline(self) -> None:
         """The floor for change -> Deployment: one write and its echo on a watch, through the same apiserver."""
@@ -688,6 +714,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers-per-pool", type=int, default=1, choices=[0, 1],
                         help="1: one kwok worker pod per pool; 0: pools scaled to zero (no pods: the apiserver,"
                              " controller-manager and operator work without the scheduler's, kwok's and quota's)")
+    parser.add_argument("--operator-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an operator setting for this run (operator/settings.py), e.g. reconcile_workers=96")
     parser.add_argument("--scale", action="store_true",
                         help="the scale run: the every-object floor and the apply phase only (e.g. --agents 5000)")
     parser.add_argument("--scale-phase", choices=["floor", "operator"], help=argparse.SUPPRESS)
