@@ -30,6 +30,8 @@ HANDOFF = "Sorry, I can't help with that. Let me get someone who can."
 def spec(tool_url: str) -> dict:
     return offline_spec(
         greeting=GREETING,
+        pipeline={"stt": {"provider": "pocketsphinx", "options": {"rejection": "phone-loop"}},
+                  "llm": {"provider": "scripted"}, "tts": {"provider": "espeak", "voice": "en-us"}},
         tools=[{"name": "lookup_order", "description": "Look up an order.",
                 "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
                                "required": ["order_id"]},

@@ -31,12 +31,16 @@ def _int_option(options: dict[str, str], name: str, default: int, low: int, high
 
 
 def prepare_pocketsphinx(context: ProviderContext, slots: int) -> None:
-    """Warm start: the agent's grammar and one decoder per slot."""
+    """Warm start: the agent's grammar and one decoder per slot (with `options.rejection: phone-loop`, a phone-loop
+    decoder beside each, so speech the grammar can only force its words onto becomes the noMatch path)."""
     spec = context.config.spec
     grammar = None
     if spec.pipeline.stt.options.get("grammar", "intents") == "intents" and spec.intents:
         grammar = build_grammar(phrases_from_intents(spec.intents))
-    context.shared[DECODER_POOL] = SphinxDecoderPool(grammar, slots)
+    rejection = spec.pipeline.stt.options.get("rejection", "off")
+    if rejection not in ("off", "phone-loop"):
+        raise ValueError(f"option 'rejection' must be 'off' or 'phone-loop', got {rejection!r}")
+    context.shared[DECODER_POOL] = SphinxDecoderPool(grammar, slots, reject_off_script=rejection == "phone-loop")
 
 
 def _pocketsphinx(stage: Any, context: ProviderContext) -> PocketSphinxSTTService:
