@@ -3,7 +3,9 @@ keys; a token without roomAdmin of the room (the caller's) is refused, and the w
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 
 import pytest
@@ -43,9 +45,11 @@ async def test_the_worker_writes_its_checkpoint_beside_the_gateways_keys_and_a_c
             store = RoomCheckpoint(livekit_url=region.url, token=agent.jwt, room=room, session_id=session_id,
                                    key=key, snapshot=lambda: checkpoint, room_metadata=lambda: seen["metadata"])
             assert await store.write_now()
-            written = (await admin.room.list_rooms(lkapi.ListRoomsRequest(names=[room]))).rooms[0].metadata
+            # LiveKit answers the update before the room applies it: a list right after can still show the old
+            # metadata (seen once in a full run), so read until the checkpoint is there.
+            written, waited = await _metadata_once(admin, room, lambda metadata: room_names.METADATA_CHECKPOINT in metadata)
             print(f"room metadata with the checkpoint: {len(written)} bytes; write took"
-                  f" {store.figures.write_ms[0]:.1f} ms")
+                  f" {store.figures.write_ms[0]:.1f} ms, listed {waited * 1000:.0f} ms after it was answered")
             data = json.loads(written)
             assert {k: data[k] for k in gateways} == gateways  # the gateway's keys are kept
             restored = store.read(written)
@@ -68,3 +72,13 @@ async def test_the_worker_writes_its_checkpoint_beside_the_gateways_keys_and_a_c
 
 def caller_token(tokens: LiveKitTokens, room: str) -> str:
     return tokens.caller("us-east", room=room, identity="caller-2", name="c", ttl_seconds=120).jwt
+
+
+async def _metadata_once(admin: lkapi.LiveKitAPI, room: str, done, timeout: float = 5.0) -> tuple[str, float]:
+    """The room's metadata once `done(metadata)` holds (the last one read if it never does), and how long that took."""
+    started = time.monotonic()
+    while True:
+        metadata = (await admin.room.list_rooms(lkapi.ListRoomsRequest(names=[room]))).rooms[0].metadata
+        if done(metadata) or time.monotonic() - started > timeout:
+            return metadata, time.monotonic() - started
+        await asyncio.sleep(0.05)
