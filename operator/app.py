@@ -56,10 +56,14 @@ class OperatorApp:
         self.rt = Runtime.build(platform, settings, self.client, self.watch_client)
         self.queue = ReconcileQueue(self._reconcile, workers=settings.reconcile_workers,
                                     retry_min=settings.retry_min_seconds, retry_max=settings.retry_max_seconds)
+
+        def backlog() -> float:  # 1 while the queue keeps up, up to 10 when it is far behind: writes coalesce more
+            return min(10.0, max(1.0, len(self.queue) / settings.reconcile_workers))
         self.agents = AgentReconciler(
             self.rt, lambda ns, name, delay: self.queue.add((AGENT, ns, name), full=False, delay=delay),
-            backlog=lambda: min(10.0, max(1.0, len(self.queue) / settings.reconcile_workers)))
-        self.tenants = TenantReconciler(self.rt)
+            backlog=backlog)
+        self.tenants = TenantReconciler(
+            self.rt, lambda name, delay: self.queue.add((TENANT, name), full=False, delay=delay), backlog=backlog)
         tenant_handlers.register(self.rt, self.queue)
         voiceagent_handlers.register(self.rt, self.queue)
         self.rt.view.listeners.append(Triggers(self.rt, self.queue))

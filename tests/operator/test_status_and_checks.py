@@ -9,6 +9,7 @@ from voxfleet.operator import conditions, spec_checks
 from voxfleet.operator.cluster_view import SecretView
 from voxfleet.operator.agent_status import RegionFigures, build_agent_status, meaning_differs, status_differs
 from voxfleet.operator.reconcile_queue import ReconcileQueue
+from voxfleet.operator.tenant_reconciler import TenantReconciler
 from tests.operator.specs import AGENT_SPEC, agent_spec, platform
 
 
@@ -62,6 +63,17 @@ def test_unchanged_picture_keeps_transition_times_and_needs_no_write():
                                first, now="2025-06-01T00:00:00Z")
     assert status_differs(moved, first)
     assert _conditions(moved)["Ready"]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
+
+
+def test_a_tenants_agent_count_coalesces_only_while_it_stays_above_zero():
+    """The deletion policy reads status.agents: reaching or leaving zero is written at once."""
+    conditions_now = [{"type": "Ready", "status": "True", "reason": "Provisioned"}]
+    status = {"observedGeneration": 1, "namespace": "t", "conditions": conditions_now}
+    assert TenantReconciler._count_only({**status, "agents": 3}, {**status, "agents": 2})
+    assert not TenantReconciler._count_only({**status, "agents": 1}, {**status, "agents": 0})
+    assert not TenantReconciler._count_only({**status, "agents": 0}, {**status, "agents": 1})
+    degraded = [{"type": "Ready", "status": "False", "reason": "InvalidSpec"}]
+    assert not TenantReconciler._count_only({**status, "agents": 3, "conditions": degraded}, {**status, "agents": 2})
 
 
 def test_figures_alone_are_not_a_change_of_meaning_but_conditions_and_generations_are():
