@@ -84,10 +84,20 @@ def _stage(providers: tuple[str, ...], default: str, what: str) -> Any:
                 raise ValueError(f"secretRef is required for the cloud provider {self.provider!r}")
             return self
 
+        @model_validator(mode="after")
+        def _known_rejection(self) -> "Stage":
+            # Read at the worker's warm start: an unknown value must be refused here, never crash a worker.
+            rejection = self.options.get("rejection") if what == "stt" else None
+            if rejection is not None and rejection not in STT_REJECTIONS:
+                raise ValueError(f"options.rejection must be one of {', '.join(STT_REJECTIONS)}, got {rejection[:40]!r}")
+            return self
+
     Stage.__name__ = Stage.__qualname__ = f"{what.upper()}Stage"
     return Stage
 
 
+# pocketsphinx: "phone-loop" turns speech the grammar can only force its words onto into the noMatch path.
+STT_REJECTIONS = ("off", "phone-loop")
 SttStage = _stage(STT_PROVIDERS, "pocketsphinx", "stt")
 LlmStage = _stage(LLM_PROVIDERS, "scripted", "llm")
 TtsStage = _stage(TTS_PROVIDERS, "espeak", "tts")

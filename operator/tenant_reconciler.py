@@ -41,7 +41,7 @@ NOT_ITS_NAMESPACE = {"InvalidNamespace", "NamespaceTaken"}
 
 
 class TenantReconciler:
-    def __init__(self, runtime: Runtime, refresh_status_later: Callable[[str, float], None] = lambda *_: None,
+    def __init__(self, runtime: Runtime, refresh_status_later: Callable[[str, float], None],
                  backlog: Callable[[], float] = lambda: 1.0):
         self.rt = runtime
         self.refresh_status_later = refresh_status_later  # (name, delay): a status-only run later

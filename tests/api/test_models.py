@@ -56,6 +56,9 @@ def test_camel_case_round_trip() -> None:
     ({"regions": []}, "at least 1 item"),
     ({"pipeline": {"llm": {"provider": "anthropic"}}}, "secretRef is required"),
     ({"pipeline": {"tts": {"provider": "espeak-ultra"}}}, "Input should be"),
+    # Read at a worker's warm start: refused here, never a worker that cannot start; the echo is cut short.
+    ({"pipeline": {"stt": {"options": {"rejection": "phone-loop" + "x" * 5000}}}},
+     "options.rejection must be one of off, phone-loop, got 'phone-loopxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'"),
     ({"intents": [{"name": "x", "keywords": ["hi"], "toolCall": {"name": "nope"}}]}, "does not declare"),
     ({"intents": [{"name": "x", "patterns": ["(unclosed"], "reply": "hi"}]}, "not valid RE2"),
     ({"intents": [{"name": "x", "patterns": ["(a)\\1"], "reply": "hi"}]}, "not valid RE2"),

@@ -47,7 +47,8 @@ async def test_the_worker_writes_its_checkpoint_beside_the_gateways_keys_and_a_c
             assert await store.write_now()
             # LiveKit answers the update before the room applies it: a list right after can still show the old
             # metadata (seen once in a full run), so read until the checkpoint is there.
-            written, waited = await _metadata_once(admin, room, lambda metadata: room_names.METADATA_CHECKPOINT in metadata)
+            written, waited = await _metadata_once(admin, room,
+                                                   lambda metadata: room_names.METADATA_CHECKPOINT in metadata)
             print(f"room metadata with the checkpoint: {len(written)} bytes; write took"
                   f" {store.figures.write_ms[0]:.1f} ms, listed {waited * 1000:.0f} ms after it was answered")
             data = json.loads(written)
