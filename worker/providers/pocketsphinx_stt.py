@@ -196,7 +196,11 @@ class Utterance:
         # and would only dilute the difference by however long the VAD's pre-roll and tail were.
         spoken = sum(seg.end_frame - seg.start_frame + 1 for seg in words.seg() if not seg.word.startswith(("<", "[")))
         self.score_per_frame = (_path_score(words) - _path_score(phones)) / max(1, spoken)
-        return REJECTED if self.score_per_frame < REJECT_BELOW else text
+        if self.score_per_frame >= REJECT_BELOW:
+            return text
+        # Forced words: a sentence of them is said-and-not-understood; a short sound stays wordless, as above
+        # (a "mhm" whose few frames the grammar forced a word onto must not interrupt the agent either).
+        return REJECTED if self._voiced_blocks >= MIN_REJECTED_BLOCKS else ""
 
     def abandon(self) -> None:
         """A call ending mid-utterance: leave the decoders ready for the next call."""
