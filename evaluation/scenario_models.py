@@ -16,13 +16,16 @@
             bargeIn: {atMs: 500, say: goodbye}        # spoken 500 ms into the agent's reply
             expect: {stopsWhenInterrupted: true}
 
+A scenario may also have (instead of, or after, its turns) a `caller:` that reacts to what the agent says, a
+persona script or an LLM, until its goal's rules hold (evaluation/README.md, Simulated callers).
+
 These models are the documented contract: scenario-suite.schema.json is generated from them (editors use it
 for completion), and `voxfleet eval` validates every file with them before it places a single call.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
@@ -133,15 +136,113 @@ class GreetingExpectations(ApiModel):
     mentions: list[Phrase] = _words_field("Words or phrases the greeting must contain.")
 
 
+MAX_CALLER_TURNS = 20
+MAX_SCRIPT_RULES = 30
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class ScriptRule(ApiModel):
+    """A branch of a persona script: when the agent's last words mention one of `whenAgentSays`, say `say`."""
+
+    when_agent_says: list[Phrase] = Field(min_length=1, max_length=10,
+                                          description="Words or phrases (case-insensitive, whole words, digits as"
+                                                      " spoken or written); any one of them picks this rule. Plain"
+                                                      " phrases, not patterns: matching stays linear.")
+    say: str = Field(min_length=1, max_length=MAX_LINE_CHARS, description="The caller's answer.")
+    hang_up: bool = Field(default=False, description="Hang up once the agent has answered this line.")
+
+
+class ScriptedBrain(ApiModel):
+    """A persona script that needs no keys: an opening line, rules that branch on what the agent just said (the
+    first matching rule wins), a fallback when none matches, and a line to end the call with."""
+
+    kind: Literal["scripted"] = Field(description="The offline caller.")
+    opening: str = Field(min_length=1, max_length=MAX_LINE_CHARS, description="The caller's first line.")
+    rules: list[ScriptRule] = Field(default_factory=list, max_length=MAX_SCRIPT_RULES,
+                                    description="Answers to what the agent says, tried in order.")
+    fallback: str | None = Field(default=None, min_length=1, max_length=MAX_LINE_CHARS,
+                                 description="Said when no rule matches (none: the caller hangs up instead).")
+    hang_up: str | None = Field(default=None, min_length=1, max_length=MAX_LINE_CHARS, description=(
+        "Said once the goal is reached, before hanging up (none: the caller just leaves)."))
+
+
+class OpenAIBrain(ApiModel):
+    """An LLM plays the caller through an OpenAI-compatible Chat Completions endpoint. The key is read from an
+    environment variable or a file when the run starts; it never appears in the scenario file or the report."""
+
+    kind: Literal["openai"] = Field(description="An LLM as the caller.")
+    base_url: str = Field(max_length=500, pattern=r"^https?://[^\s]+$",
+                          description="The endpoint's base URL, e.g. https://api.openai.com/v1.")
+    model: str = Field(min_length=1, max_length=200, pattern=r"^\S+$", description="The model to ask.")
+    api_key_env: str | None = Field(default=None, pattern=ENV_NAME,
+                                    description="Environment variable holding the API key.")
+    api_key_file: str | None = Field(default=None, min_length=1, max_length=1024,
+                                     description="File holding the API key (relative to the scenario file).")
+    temperature: float = Field(default=0.3, ge=0, le=2, description="Sampling temperature of the caller's lines.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_the_file(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in ("apiKey", "api_key", "key", "token")):
+            # Said without echoing the value: validation messages end up in CI logs.
+            raise ValueError("an API key does not belong in a scenario file: name it with apiKeyEnv or apiKeyFile")
+        return data
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "OpenAIBrain":
+        if (self.api_key_env is None) == (self.api_key_file is None):
+            raise ValueError("give exactly one of apiKeyEnv and apiKeyFile")
+        return self
+
+
+class CallerGoal(ApiModel):
+    """What success is. `description` tells an LLM caller what it wants; the rules decide whether it got it,
+    over everything the agent said and called while the simulated caller talked."""
+
+    description: str = Field(min_length=1, max_length=1000, description="The goal in words.")
+    tool_calls: list[ToolCallExpectation] = Field(default_factory=list, max_length=10,
+                                                  description="Tools the agent must have called, with arguments.")
+    mentions: list[Phrase] = _words_field("Words or phrases the agent must have said (whole words).")
+
+    @model_validator(mode="after")
+    def _judgeable(self) -> "CallerGoal":
+        if not self.tool_calls and not self.mentions:
+            raise ValueError("a goal needs at least one rule to judge it by: toolCalls or mentions")
+        return self
+
+
+class SimulatedCaller(ApiModel):
+    """A caller that reacts to the agent, one turn at a time, until the goal is reached, the agent leaves, the
+    caller hangs up, or `maxTurns` lines have been said."""
+
+    persona: str = Field(min_length=1, max_length=2000, description="Who the caller is and how they talk.")
+    goal: CallerGoal
+    max_turns: int = Field(default=6, ge=1, le=MAX_CALLER_TURNS,
+                           description="The most lines the caller says; the goal not reached by then fails.")
+    patience_ms: int | None = Field(default=None, ge=1000, le=120000, description=(
+        "Silence after a line that the caller sits through before hanging up, as a person would"
+        " (default: the suite's answerTimeoutMs)."))
+    brain: Annotated[ScriptedBrain | OpenAIBrain, Field(discriminator="kind")] = Field(
+        description="What decides the caller's next line.")
+
+
 class Scenario(ApiModel):
-    """One scripted call."""
+    """One call: fixed turns, a simulated caller, or fixed turns then a simulated caller."""
 
     name: str = Field(min_length=1, max_length=100, pattern=SCENARIO_NAME,
                       description="Unique in the suite; names the JUnit test cases and the report entries.")
     description: str = Field(default="", max_length=1000, description="What the scenario checks.")
     wait_for_greeting: bool = Field(default=True, description="Let the agent greet before the first turn.")
     greeting: GreetingExpectations | None = Field(default=None, description="What the greeting must contain.")
-    turns: list[CallerTurn] = Field(min_length=1, max_length=50, description="The caller's turns, in order.")
+    turns: list[CallerTurn] = Field(default_factory=list, max_length=50, description="The caller's turns, in order.")
+    caller: SimulatedCaller | None = Field(default=None, description="A caller that reacts to the agent, after"
+                                                                     " the fixed turns (if any).")
+
+    @model_validator(mode="after")
+    def _something_to_say(self) -> "Scenario":
+        if not self.turns and self.caller is None:
+            raise ValueError("a scenario needs turns, a caller, or both")
+        return self
 
 
 class RunDefaults(ApiModel):

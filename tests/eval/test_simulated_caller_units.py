@@ -1,0 +1,211 @@
+"""Simulated callers without a call: the persona script's branching, the LLM caller against the local
+OpenAI-compatible fake (the real client and wire protocol), and scenario files refused with the field named."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fakes.openai_server import Script, start_fake_openai
+from voxfleet.evaluation.caller_script import CallerLine, Exchange, ScriptedCaller
+from voxfleet.evaluation.llm_caller import (
+    CallerLLMError,
+    CallerSetupError,
+    LLMCaller,
+    chat_messages,
+    parse_reply,
+    read_api_key,
+)
+from voxfleet.evaluation.scenario_models import ScriptedBrain, SimulatedCaller
+from voxfleet.evaluation.suite_loader import SuiteError, load_suite
+
+SCRIPT = {"kind": "scripted", "opening": "where is my order",
+          "rules": [{"whenAgentSays": ["details", "order number"], "say": "my order is one two three four"},
+                    {"whenAgentSays": ["goodbye"], "say": "bye", "hangUp": True}],
+          "fallback": "sorry?", "hangUp": "thank you goodbye"}
+CALLER = {"persona": "A customer in a hurry.",
+          "goal": {"description": "Learn the status of order 1234.",
+                   "toolCalls": [{"name": "lookup_order", "arguments": {"order_id": "1234"}}]},
+          "brain": SCRIPT}
+KEY = "sk-unit-test-key-9876543210"
+
+
+def _line(brain: dict, *conversation: tuple[str, str]) -> CallerLine | None:
+    caller = ScriptedCaller(ScriptedBrain.model_validate(brain))
+    heard = [Exchange(role, text) for role, text in conversation]  # type: ignore[arg-type]
+    return asyncio.run(caller.next_line(heard))
+
+
+def test_the_script_opens_then_branches_on_what_the_agent_just_said():
+    assert _line(SCRIPT) == CallerLine("where is my order", because="opening line")
+    assert _line(SCRIPT, ("agent", "Hello, this is the demo line.")).text == "where is my order"  # greeting only
+    asked = _line(SCRIPT, ("caller", "where is my order"),
+                  ("agent", "Sorry, I didn't get all the DETAILS I need for that."))
+    assert asked == CallerLine("my order is one two three four", because="rule 1: the agent said 'details'")
+    # Phrases are whole words in order: "order numbers" is not "order number", "detailsx" is not "details".
+    assert _line(SCRIPT, ("caller", "x"), ("agent", "detailsx and order numbers")).text == "sorry?"
+    assert _line(SCRIPT, ("caller", "x"), ("agent", "what is your order number?")).because.startswith("rule 1")
+    # Only the agent's last words count: an earlier 'details' does not answer a later 'goodbye'.
+    bye = _line(SCRIPT, ("caller", "x"), ("agent", "details"), ("caller", "y"), ("agent", "Goodbye!"))
+    assert bye == CallerLine("bye", hang_up_after=True, because="rule 2: the agent said 'goodbye'")
+
+
+def test_the_first_matching_rule_wins_and_no_fallback_means_hanging_up():
+    brain = {**SCRIPT, "fallback": None,
+             "rules": [{"whenAgentSays": ["order"], "say": "first"}, {"whenAgentSays": ["order"], "say": "second"}]}
+    assert _line(brain, ("caller", "x"), ("agent", "your order")).text == "first"
+    assert _line(brain, ("caller", "x"), ("agent", "something else")) is None
+    assert asyncio.run(ScriptedCaller(ScriptedBrain.model_validate(SCRIPT)).closing_line()) == "thank you goodbye"
+
+
+def test_digits_match_as_spoken_or_written_and_patterns_are_plain_words():
+    brain = {**SCRIPT, "rules": [{"whenAgentSays": ["order 1234"], "say": "yes"},
+                                 {"whenAgentSays": ["(a+)+$"], "say": "regex"}]}
+    assert _line(brain, ("caller", "x"), ("agent", "your order one two three four ships")).text == "yes"
+    # A regex-looking phrase is its words ("a"), never a pattern run against the agent's speech.
+    assert _line(brain, ("caller", "x"), ("agent", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!")).text == "sorry?"
+    assert _line(brain, ("caller", "x"), ("agent", "a")).text == "regex"
+
+
+@pytest.mark.parametrize("text, line", [
+    ("Where is my order 1234?", CallerLine("Where is my order 1234?", because="the LLM's next line")),
+    ("DONE", None),
+    ("  done. ", None),
+    ("", None),
+    ("Thanks, that is all. DONE", CallerLine("Thanks, that is all.", hang_up_after=True,
+                                             because="the LLM said its goal is reached")),
+    ("x" * 900, CallerLine("x" * 500, because="the LLM's next line")),
+])
+def test_the_llms_reply_becomes_a_line_or_a_hang_up(text, line):
+    assert parse_reply(text) == line
+
+
+def _llm_caller(fake_url: str) -> SimulatedCaller:
+    return SimulatedCaller.model_validate({**CALLER, "brain": {"kind": "openai", "baseUrl": fake_url,
+                                                               "model": "caller-model", "apiKeyEnv": "CALLER_KEY"}})
+
+
+def test_the_llm_caller_speaks_the_real_protocol_with_persona_goal_and_conversation():
+    fake = start_fake_openai(script=Script(reply="My order number is 1234."), api_key=KEY)
+    try:
+        caller = LLMCaller(_llm_caller(fake.url), KEY)
+
+        async def talk():
+            try:
+                return await caller.next_line([Exchange("agent", "Hello, how can I help?"),
+                                               Exchange("caller", "where is my order"),
+                                               Exchange("agent", "Which order number?")])
+            finally:
+                await caller.aclose()
+
+        line = asyncio.run(talk())
+    finally:
+        fake.stop()
+    assert line == CallerLine("My order number is 1234.", because="the LLM's next line")
+    [request] = fake.requests
+    assert request["model"] == "caller-model" and request["temperature"] == 0.3
+    system, *rest = request["messages"]
+    assert "A customer in a hurry." in system["content"] and "Learn the status of order 1234." in system["content"]
+    assert "DONE" in system["content"]
+    assert [(m["role"], m["content"]) for m in rest] == [
+        ("user", "Hello, how can I help?"), ("assistant", "where is my order"), ("user", "Which order number?")]
+    assert fake.headers[0]["Authorization"] == f"Bearer {KEY}"
+
+
+def test_a_refused_key_is_reported_without_the_key():
+    fake = start_fake_openai(api_key="sk-the-right-one")
+    try:
+        caller = LLMCaller(_llm_caller(fake.url), KEY)
+
+        async def talk():
+            try:
+                return await caller.next_line([])
+            finally:
+                await caller.aclose()
+
+        with pytest.raises(CallerLLMError) as failed:
+            asyncio.run(talk())
+    finally:
+        fake.stop()
+    assert "HTTP 401" in str(failed.value) and KEY not in str(failed.value)
+
+
+def test_without_a_greeting_the_llm_is_told_the_call_connected():
+    messages = chat_messages(_llm_caller("http://127.0.0.1:1/v1"), [])
+    assert [m["role"] for m in messages] == ["system", "user"] and "connected" in messages[1]["content"]
+
+
+def test_the_key_comes_from_the_named_variable_or_file(tmp_path, monkeypatch):
+    caller = _llm_caller("http://127.0.0.1:1/v1")
+    monkeypatch.delenv("CALLER_KEY", raising=False)
+    with pytest.raises(CallerSetupError, match="apiKeyEnv: the environment variable CALLER_KEY is not set"):
+        read_api_key(caller.brain, tmp_path)
+    monkeypatch.setenv("CALLER_KEY", f" {KEY}\n")
+    assert read_api_key(caller.brain, tmp_path) == KEY
+    (tmp_path / "key.txt").write_text(KEY + "\n")
+    from_file = caller.brain.model_copy(update={"api_key_env": None, "api_key_file": "key.txt"})
+    assert read_api_key(from_file, tmp_path) == KEY
+    with pytest.raises(CallerSetupError, match="caller.brain.apiKeyFile: cannot read"):
+        read_api_key(from_file.model_copy(update={"api_key_file": "missing.txt"}), tmp_path)
+
+
+def _suite(tmp_path: Path, caller: dict, **scenario) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"agent": "concierge", "scenarios": [{"name": "s", "caller": caller, **scenario}]}))
+    return path
+
+
+OPENAI = {"kind": "openai", "baseUrl": "https://api.example.com/v1", "model": "m", "apiKeyEnv": "K"}
+
+
+@pytest.mark.parametrize("caller, where, problem", [
+    ({**CALLER, "maxTurns": 21}, "scenarios[0].caller.maxTurns", "less than or equal to 20"),
+    ({**CALLER, "maxTurns": 0}, "scenarios[0].caller.maxTurns", "greater than or equal to 1"),
+    ({**CALLER, "brain": {**SCRIPT, "rules": [{"whenAgentSays": ["a"], "say": "b"}] * 31}},
+     "scenarios[0].caller.brain.scripted.rules", "at most 30 items"),
+    ({**CALLER, "brain": {**SCRIPT, "rules": [{"whenAgentSays": ["x" * 101], "say": "b"}]}},
+     "scenarios[0].caller.brain.scripted.rules[0].whenAgentSays[0]", "at most 100 characters"),
+    ({**CALLER, "brain": {**SCRIPT, "rules": [{"whenAgentSays": [], "say": "b"}]}},
+     "scenarios[0].caller.brain.scripted.rules[0].whenAgentSays", "at least 1 item"),
+    ({**CALLER, "brain": {**SCRIPT, "opening": "x" * 501}}, "scenarios[0].caller.brain.scripted.opening",
+     "at most 500 characters"),
+    ({**CALLER, "brain": {**SCRIPT, "kind": "telepathy"}}, "scenarios[0].caller.brain",
+     "'scripted', 'openai'"),
+    ({**CALLER, "goal": {"description": "be happy"}}, "scenarios[0].caller.goal", "at least one rule"),
+    ({**CALLER, "persona": "p" * 2001}, "scenarios[0].caller.persona", "at most 2000 characters"),
+    ({**CALLER, "patienceMs": 10}, "scenarios[0].caller.patienceMs", "greater than or equal to 1000"),
+    ({**CALLER, "brain": {**OPENAI, "apiKeyEnv": None}}, "scenarios[0].caller.brain.openai",
+     "exactly one of apiKeyEnv and apiKeyFile"),
+    ({**CALLER, "brain": {**OPENAI, "apiKeyFile": "k.txt"}}, "scenarios[0].caller.brain.openai",
+     "exactly one of apiKeyEnv and apiKeyFile"),
+    ({**CALLER, "brain": {**OPENAI, "baseUrl": "file:///etc/passwd"}}, "scenarios[0].caller.brain.openai.baseUrl",
+     "should match pattern"),
+    ({**CALLER, "brain": {**OPENAI, "apiKeyEnv": "NOT-A-NAME"}}, "scenarios[0].caller.brain.openai.apiKeyEnv",
+     "should match pattern"),
+])
+def test_bad_callers_are_refused_naming_the_field(tmp_path, caller, where, problem):
+    with pytest.raises(SuiteError) as refused:
+        load_suite(_suite(tmp_path, caller))
+    message = str(refused.value)
+    assert f"{where}: " in message and problem in message, message
+
+
+def test_a_key_in_the_scenario_file_is_refused_without_echoing_it(tmp_path):
+    with pytest.raises(SuiteError) as refused:
+        load_suite(_suite(tmp_path, {**CALLER, "brain": {**OPENAI, "apiKey": KEY}}))
+    message = str(refused.value)
+    assert "scenarios[0].caller.brain.openai: " in message and "apiKeyEnv or apiKeyFile" in message, message
+    assert KEY not in message
+
+
+def test_a_scenario_needs_turns_or_a_caller_and_may_have_both(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"agent": "concierge", "scenarios": [{"name": "s"}]}))
+    with pytest.raises(SuiteError, match=r"scenarios\[0\]: Value error, a scenario needs turns, a caller, or both"):
+        load_suite(path)
+    both = load_suite(_suite(tmp_path, CALLER, turns=[{"say": "opening hours"}])).suite.scenarios[0]
+    assert len(both.turns) == 1 and both.caller is not None and both.caller.max_turns == 6
+
