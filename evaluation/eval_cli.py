@@ -103,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from voxfleet.evaluation.junit_report import write_junit
-    from voxfleet.evaluation.suite_runner import run_suite
+    from voxfleet.evaluation.suite_runner import planned_turns, run_suite
     from voxfleet.evaluation.terminal_output import ProgressBar, render_report
 
     chosen = [s for s in loaded.suite.scenarios if not args.scenario or s.name in args.scenario]
-    progress = ProgressBar(len(chosen), sum(len(s.turns) for s in chosen), enabled=not args.no_progress)
+    progress = ProgressBar(len(chosen), sum(planned_turns(s) for s in chosen), enabled=not args.no_progress)
     try:
         report = asyncio.run(run_suite(loaded, gateway=gateway, api_key=key, concurrency=args.concurrency,
                                        only=args.scenario or None, retries=args.retries, progress=progress,

@@ -19,12 +19,13 @@ from voxfleet.evaluation.report_models import (
     BargeInResult,
     ExpectationResult,
     ScenarioResult,
+    SimulatedCallerResult,
     TimedLine,
     ToolCallSeen,
     TurnResult,
 )
 from voxfleet.evaluation.scenario_call import CallTimeline, TurnTimeline, first_pause
-from voxfleet.evaluation.scenario_models import CallerTurn, RunDefaults, ToolCallExpectation
+from voxfleet.evaluation.scenario_models import CallerGoal, CallerTurn, RunDefaults, ToolCallExpectation
 
 WINDOW_MARGIN_S = 0.05
 CLOCK_MARGIN_S = 0.05  # the caller's and the worker's clocks agree to about this (same host, or NTP)
@@ -55,6 +56,15 @@ def judge(timeline: CallTimeline, defaults: RunDefaults, *, recognise: bool = Tr
             result.turns.append(_judge_turn(timeline, timeline.turns[index], turn, window, defaults, recognise))
         else:
             result.turns.append(_unreached(index + 1, turn, timeline.error or "the call ended early"))
+    for index in range(len(scenario.turns), len(timeline.turns)):
+        # The simulated caller's lines: each must be answered (and within the suite's TTFA bound), like any turn.
+        measured = timeline.turns[index]
+        window = Window(starts[index] - WINDOW_MARGIN_S, starts[index + 1] - WINDOW_MARGIN_S)
+        turn = _judge_turn(timeline, measured, CallerTurn(say=measured.said), window, defaults, recognise)
+        turn.simulated, turn.because = True, measured.because
+        result.turns.append(turn)
+    if scenario.caller is not None:
+        result.caller = _judge_caller(timeline, recognise)
     record = timeline.results.record if timeline.results else None
     if record is not None:
         result.agent_ttfa_ms = [round(latency.seconds * 1000, 1) for latency in record.agent_ttfa]
@@ -63,7 +73,8 @@ def judge(timeline: CallTimeline, defaults: RunDefaults, *, recognise: bool = Tr
         result.transcript = [TimedLine(role=line.role, text=line.text, at_s=round(line.at - joined, 3))
                              for line in record.transcript]
     result.passed = (timeline.error is None and all(t.passed for t in result.turns)
-                     and all(e.passed for e in result.greeting_expectations))
+                     and all(e.passed for e in result.greeting_expectations)
+                     and (result.caller is None or result.caller.goal_reached))
     return result
 
 
@@ -105,6 +116,42 @@ def _timeline(timeline: CallTimeline, measured: TurnTimeline) -> dict[str, float
     if measured.barge_in is not None:
         points.update(bargeIn=measured.barge_in.voice_started, agentStopped=measured.barge_in.agent_last_voice)
     return {name: round(at - timeline.joined, 3) for name, at in points.items() if at}
+
+
+def _judge_caller(timeline: CallTimeline, recognise: bool) -> SimulatedCallerResult:
+    """The goal's rules over what the agent said and called from the simulated caller's first line to the end."""
+    simulated = timeline.scenario.caller
+    assert simulated is not None
+    measured = timeline.caller
+    result = SimulatedCallerResult(brain=simulated.brain.kind, goal=simulated.goal.description,
+                                   max_turns=simulated.max_turns, ended_by="not-started",
+                                   lines=measured.lines if measured else 0)
+    if measured is None:
+        result.reason = f"the simulated caller never spoke: {timeline.error or 'the call ended first'}"
+        return result
+    window = Window(measured.started - WINDOW_MARGIN_S, timeline.ended + 1.0)
+    speech = speech_in(timeline, window, recognise=recognise and bool(simulated.goal.mentions))
+    result.expectations = goal_checks(simulated.goal, speech, _tool_calls_in(timeline, window), timeline)
+    result.goal_reached = all(e.passed for e in result.expectations)
+    result.ended_by = measured.ended_by  # type: ignore[assignment]
+    missed = [e.message for e in result.expectations if not e.passed]
+    result.reason = measured.reason + ("" if not missed else "; goal not reached: " + "; ".join(missed))
+    if result.goal_reached:
+        result.expectations.append(ExpectationResult(kind="goalReached", passed=True, expected="goal reached",
+                                                     actual=measured.ended_by, message=measured.reason))
+    else:
+        result.expectations.append(ExpectationResult(kind="goalReached", passed=False, expected="goal reached",
+                                                     actual=measured.ended_by, message=result.reason))
+    return result
+
+
+def goal_checks(goal: CallerGoal, speech: SpeechInWindow, calls: list[EvalToolCall] | None,
+                timeline: CallTimeline) -> list[ExpectationResult]:
+    """The goal's rules; also what the simulated caller asks after each line to know whether it is done."""
+    checks = [_tool_called(wanted, calls, timeline, kind="goalToolCall", during="the call")
+              for wanted in goal.tool_calls]
+    checks += [_mentioned(phrase, speech, "goalMentions", "the agent") for phrase in goal.mentions]
+    return checks
 
 
 def _unreached(index: int, turn: CallerTurn, reason: str) -> TurnResult:
@@ -152,26 +199,26 @@ def _not_mentioned(phrase: str, speech: SpeechInWindow) -> ExpectationResult:
                              message=f"the agent did not say {phrase!r}")
 
 
-def _tool_called(wanted: ToolCallExpectation, calls: list[EvalToolCall] | None,
-                 timeline: CallTimeline) -> ExpectationResult:
+def _tool_called(wanted: ToolCallExpectation, calls: list[EvalToolCall] | None, timeline: CallTimeline, *,
+                 kind: str = "toolCall", during: str = "this turn") -> ExpectationResult:
     expected = f"{wanted.name}({_json(wanted.arguments)})"
     if calls is None:
-        return ExpectationResult(kind="toolCall", passed=False, expected=expected, actual="unknown",
+        return ExpectationResult(kind=kind, passed=False, expected=expected, actual="unknown",
                                  message=f"cannot check the call of {wanted.name}: {_no_results(timeline)}")
     same_name = [c for c in calls if c.name == wanted.name]
     matching = [c for c in same_name if _includes(c.arguments, wanted.arguments)]
     if matching:
         call = matching[0]
-        return ExpectationResult(kind="toolCall", passed=True, expected=expected, actual=_call_text(call),
+        return ExpectationResult(kind=kind, passed=True, expected=expected, actual=_call_text(call),
                                  message=f"called {_call_text(call)} ({call.outcome})")
     if same_name:
         shown = "; ".join(_call_text(c) for c in same_name)
         differences = "; ".join(_differences(same_name[0].arguments, wanted.arguments))
-        return ExpectationResult(kind="toolCall", passed=False, expected=expected, actual=shown,
+        return ExpectationResult(kind=kind, passed=False, expected=expected, actual=shown,
                                  message=f"{wanted.name} was called with other arguments: {differences}")
     others = ", ".join(_call_text(c) for c in calls) or "no tool"
-    return ExpectationResult(kind="toolCall", passed=False, expected=expected, actual=others,
-                             message=f"expected a call of {expected}; this turn called {others}")
+    return ExpectationResult(kind=kind, passed=False, expected=expected, actual=others,
+                             message=f"expected a call of {expected}; {during} called {others}")
 
 
 def _no_tool_calls(calls: list[EvalToolCall] | None, timeline: CallTimeline) -> ExpectationResult:

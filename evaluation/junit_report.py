@@ -23,6 +23,12 @@ def junit_xml(report: RunReport) -> str:
                   f"agent said: {scenario.greeting or '(no transcript)'}")
         for turn in scenario.turns:
             _turn_case(suite, report.agent, scenario, turn)
+        if scenario.caller is not None:
+            caller = scenario.caller
+            failed = [e for e in caller.expectations if not e.passed]
+            _case(suite, report.agent, scenario, f"caller goal: {caller.goal}", scenario.duration_s, failed,
+                  f"simulated caller ({caller.brain}): {caller.lines}/{caller.max_turns}"
+                  f" lines, ended by {caller.ended_by}: {caller.reason}")
     if report.baseline is not None:
         case = ElementTree.SubElement(suite, "testcase", classname=f"{report.agent}.baseline",
                                       name=f"compared with {Path(report.baseline.baseline).name}", time="0")
@@ -46,7 +52,8 @@ def junit_xml(report: RunReport) -> str:
 def _turn_case(suite: ElementTree.Element, agent: str, scenario: ScenarioResult, turn: TurnResult) -> None:
     name = f"turn {turn.index}: {turn.said}"
     ttfa = f"{turn.ttfa_ms:.0f} ms" if turn.ttfa_ms is not None else "no answer"
-    out = (f"caller said: {turn.said}\nagent heard: {turn.heard_as or '-'}\n"
+    simulated = f" (simulated: {turn.because})" if turn.simulated else ""
+    out = (f"caller said{simulated}: {turn.said}\nagent heard: {turn.heard_as or '-'}\n"
            f"agent said ({turn.text_source}): {turn.agent_text or '-'}\nTTFA: {ttfa}")
     if turn.tool_calls:
         out += "\ntool calls: " + ", ".join(f"{c.name}({c.arguments}) {c.outcome}" for c in turn.tool_calls)

@@ -15,7 +15,7 @@ from voxfleet.api.model_base import ApiModel
 REPORT_FORMAT = "voxfleet-eval-report/v1"
 
 ExpectationKind = Literal["answered", "mentions", "notMentions", "toolCall", "noToolCalls", "stopsWhenInterrupted",
-                          "ttfaMax", "greetingMentions"]
+                          "ttfaMax", "greetingMentions", "goalToolCall", "goalMentions", "goalReached"]
 TextSource = Literal["transcript", "room", "recognised", "none"]
 
 
@@ -78,6 +78,24 @@ class TurnResult(ApiModel):
     passed: bool = False
     timeline: dict[str, float] = Field(default_factory=dict, description="Seconds since the agent joined: when the"
                                                                          " caller spoke and the agent answered.")
+    simulated: bool = Field(default=False, description="The simulated caller chose this line.")
+    because: str = Field(default="", description="Why the simulated caller said it (script rule, LLM).")
+
+
+class SimulatedCallerResult(ApiModel):
+    """The simulated caller's part of the call, judged against its goal."""
+
+    brain: Literal["scripted", "openai"]
+    goal: str = Field(description="The goal in words.")
+    lines: int = Field(description="Lines the caller said.")
+    max_turns: int
+    ended_by: Literal["goal", "hung-up", "gave-up", "agent-left", "turn-limit", "error", "not-started"] = Field(
+        description="goal: its rules were met during the call; hung-up: the caller left (script or LLM);"
+                    " gave-up: the agent was silent past the caller's patience; agent-left; turn-limit.")
+    reason: str = Field(default="", description="How the call ended, in words.")
+    goal_reached: bool = False
+    expectations: list[ExpectationResult] = Field(default_factory=list,
+                                                  description="The goal's rules over the caller's part of the call.")
 
 
 class FailedExpectation(ApiModel):
@@ -110,6 +128,7 @@ class ScenarioResult(ApiModel):
     greeting_heard: bool = False
     greeting_expectations: list[ExpectationResult] = Field(default_factory=list)
     turns: list[TurnResult] = Field(default_factory=list)
+    caller: SimulatedCallerResult | None = None
     transcript: list[TimedLine] = Field(default_factory=list, description="The session's eval transcript, timed"
                                                                           " like the turns' timelines.")
     agent_ttfa_ms: list[float] = Field(default_factory=list, description="Every answer's TTFA as the worker"
@@ -120,6 +139,8 @@ class ScenarioResult(ApiModel):
         found = [(f"{self.name}/greeting/{e.expected}", e) for e in self.greeting_expectations]
         for turn in self.turns:
             found += [(f"{self.name}/turn {turn.index}/{e.expected}", e) for e in turn.expectations]
+        if self.caller is not None:
+            found += [(f"{self.name}/caller goal/{e.expected}", e) for e in self.caller.expectations]
         return found
 
     def as_earlier_attempt(self) -> EarlierAttempt:

@@ -50,10 +50,22 @@ class TurnTimeline:
     barge_in: BargeInTimeline | None = None
     agent_was_talking: bool = False  # agent audio was still coming when the caller's line ended
     ended: float = 0.0  # the agent had been quiet for replyQuietMs (or the turn gave up)
+    simulated: bool = False  # the simulated caller chose this line
+    because: str = ""  # why it did (the script rule, or the LLM)
 
     @property
     def ttfa_s(self) -> float | None:
         return None if self.reply_start is None else self.reply_start - self.voice_ended
+
+
+@dataclass
+class SimulatedCallerTimeline:
+    """How the simulated caller's part of the call went; judged afterwards against the caller's goal."""
+
+    started: float  # its first line was about to be chosen
+    ended_by: str = "error"  # goal, hung-up, gave-up, agent-left, turn-limit, error
+    reason: str = ""  # in words, for the report
+    lines: int = 0
 
 
 @dataclass
@@ -71,6 +83,7 @@ class CallTimeline:
     heard: HeardAudio | None = None  # everything the caller heard (for local recognition)
     sent: deque | None = None  # the caller's lines as sent, frame by frame with play-out times (for --save-audio)
     room_lines: list = field(default_factory=list)  # transcripts the agent published in the room, if any
+    caller: SimulatedCallerTimeline | None = None  # the scenario's simulated caller, once it started
 
     def wall(self, monotonic: float) -> float:
         return monotonic + self.wall_offset
@@ -95,7 +108,7 @@ async def run_scenario(loaded: LoadedSuite, scenario: Scenario, sessions: EvalSe
     tools = PendingTools(sessions, timeline)
     try:
         await caller.join()
-        await _converse(caller, loaded, timeline, defaults, tools, on_turn)
+        await _converse(caller, loaded, timeline, defaults, tools, sessions, on_turn)
     except TimeoutError as error:
         timeline.error = str(error)
     except Exception as error:  # noqa: BLE001 - a broken call is a failed scenario, not a crashed run
@@ -132,7 +145,8 @@ class PendingTools:
 
 
 async def _converse(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline, defaults: RunDefaults,
-                    tools: PendingTools, on_turn: Callable[[CallTimeline, TurnTimeline], None] | None) -> None:
+                    tools: PendingTools, sessions: EvalSessions,
+                    on_turn: Callable[[CallTimeline, TurnTimeline], None] | None) -> None:
     try:
         await asyncio.wait_for(caller.agent_joined.wait(), JOIN_TIMEOUT_S)
     except TimeoutError:
@@ -152,15 +166,21 @@ async def _converse(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline,
     for index, turn in enumerate(timeline.scenario.turns, start=1):
         # Speak only into silence: a line said over the agent would be a barge-in, not a turn.
         await quiet_after(caller.heard, heard_until, quiet_s, timeout=answer_s * 3)
-        record = await _turn(caller, loaded, index, turn, answer_s, quiet_s, tools)
+        record = await play_turn(caller, loaded, index, turn, answer_s, quiet_s, tools)
         timeline.turns.append(record)
         heard_until = record.ended - quiet_s
         if on_turn is not None:
             on_turn(timeline, record)
+    if timeline.scenario.caller is not None:
+        # Imported here: the simulated caller listens through agent_speech, which reads this module's timeline.
+        from voxfleet.evaluation.simulated_caller import simulate
+
+        await simulate(caller, loaded, timeline, tools, sessions, heard_until, on_turn)
 
 
-async def _turn(caller: Caller, loaded: LoadedSuite, index: int, turn: CallerTurn, answer_s: float,
-                quiet_s: float, tools: PendingTools) -> TurnTimeline:
+async def play_turn(caller: Caller, loaded: LoadedSuite, index: int, turn: CallerTurn, answer_s: float,
+                    quiet_s: float, tools: PendingTools) -> TurnTimeline:
+    """One turn: the line into silence, then the agent's whole answer (``answer_s``: how long to wait for it)."""
     spoken = await caller.play(loaded.audio_for(turn), text=turn.shown())
     record = TurnTimeline(index=index, said=turn.shown(), started=spoken.started, voice_ended=spoken.voice_ended)
     heard = caller.heard

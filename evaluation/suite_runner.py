@@ -16,6 +16,7 @@ from voxfleet.evaluation.eval_sessions import EvalSessions
 from voxfleet.evaluation.expectations import judge
 from voxfleet.evaluation.report_models import RunReport, ScenarioResult, summarise
 from voxfleet.evaluation.scenario_call import CallTimeline, TurnTimeline, run_scenario
+from voxfleet.evaluation.scenario_models import Scenario
 from voxfleet.evaluation.suite_loader import LoadedSuite
 from voxfleet.evaluation.terminal_output import ProgressBar
 
@@ -23,12 +24,17 @@ DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 100
 
 
+def planned_turns(scenario: Scenario) -> int:
+    """Turns the scenario may take: its fixed turns and, at most, its simulated caller's lines and closing line."""
+    return len(scenario.turns) + (scenario.caller.max_turns + 1 if scenario.caller is not None else 0)
+
+
 async def run_suite(loaded: LoadedSuite, *, gateway: str, api_key: str, concurrency: int = DEFAULT_CONCURRENCY,
                     only: list[str] | None = None, retries: int = 0,
                     progress: ProgressBar | None = None, save_audio: Path | None = None) -> RunReport:
     """`save_audio`: a folder for each scenario's recording (call_recording.py; a retried one keeps its last)."""
     scenarios = [s for s in loaded.suite.scenarios if not only or s.name in only]
-    progress = progress or ProgressBar(len(scenarios), sum(len(s.turns) for s in scenarios), enabled=False)
+    progress = progress or ProgressBar(len(scenarios), sum(planned_turns(s) for s in scenarios), enabled=False)
     started_at, started = datetime.now(timezone.utc), time.monotonic()
     concurrency = max(1, min(concurrency, MAX_CONCURRENCY))
     gate = asyncio.Semaphore(concurrency)
@@ -53,7 +59,7 @@ async def run_suite(loaded: LoadedSuite, *, gateway: str, api_key: str, concurre
         result = await attempt(scenario)
         while not result.passed and len(earlier) < retries:
             earlier.append(result)
-            progress.retrying(len(scenario.turns))
+            progress.retrying(planned_turns(scenario))
             result = await attempt(scenario)
         result.earlier_attempts = [r.as_earlier_attempt() for r in earlier]
         result.flaky = result.passed and bool(earlier)

@@ -124,6 +124,8 @@ def _scenario_table(scenario: ScenarioResult, paint) -> list[str]:
         agent = _clip(turn.agent_text, 70) if turn.agent_text else ("(spoke; no transcript)" if turn.ttfa_ms
                                                                     is not None else "(silence)")
         lines.append(f"  {turn.index:>2}  {result}  {ttfa:>8}  {said:<{SAID_WIDTH}}  {agent}")
+        if turn.simulated:
+            lines.append(f"      simulated caller: {_clip(turn.because, 80)}")
         if turn.agent_was_talking:
             lines.append("      note: the agent was still talking when the caller finished this line")
         if turn.barge_in is not None:
@@ -134,6 +136,13 @@ def _scenario_table(scenario: ScenarioResult, paint) -> list[str]:
         for call in turn.tool_calls:
             lines.append(f"      tool {call.name}({_clip(str(call.arguments), 60)}) {call.outcome}")
         for failed in (e for e in turn.expectations if not e.passed):
+            lines.append(paint("red", f"      x {failed.kind}: {failed.message}"))
+    if scenario.caller is not None:
+        caller = scenario.caller
+        verdict = paint("green", "goal reached") if caller.goal_reached else paint("red", "goal NOT reached")
+        lines.append(f"  caller ({caller.brain}, {caller.lines}/{caller.max_turns} lines): {verdict}, ended by"
+                     f" {caller.ended_by}: {_clip(caller.reason, 200)}")
+        for failed in (e for e in caller.expectations if not e.passed and e.kind != "goalReached"):
             lines.append(paint("red", f"      x {failed.kind}: {failed.message}"))
     return lines
 

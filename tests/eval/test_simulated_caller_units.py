@@ -19,6 +19,7 @@ from voxfleet.evaluation.llm_caller import (
     parse_reply,
     read_api_key,
 )
+from voxfleet.evaluation.report_models import RunReport, ScenarioResult, SimulatedCallerResult, summarise
 from voxfleet.evaluation.scenario_models import ScriptedBrain, SimulatedCaller
 from voxfleet.evaluation.suite_loader import SuiteError, load_suite
 
@@ -209,3 +210,27 @@ def test_a_scenario_needs_turns_or_a_caller_and_may_have_both(tmp_path):
     both = load_suite(_suite(tmp_path, CALLER, turns=[{"say": "opening hours"}])).suite.scenarios[0]
     assert len(both.turns) == 1 and both.caller is not None and both.caller.max_turns == 6
 
+
+def test_the_table_and_junit_say_how_the_caller_ended_and_why():
+    from datetime import datetime, timezone
+
+    from voxfleet.evaluation.expectations import ExpectationResult
+    from voxfleet.evaluation.junit_report import junit_xml
+    from voxfleet.evaluation.terminal_output import render_report
+
+    reason = "the agent said nothing for 4 s after 'where is my order 1234' (line 2): the caller hung up"
+    failed = ExpectationResult(kind="goalMentions", passed=False, expected="mentions 'ships tomorrow'",
+                               actual="", message="expected the agent to mention 'ships tomorrow'; it said: ''")
+    scenario = ScenarioResult(name="s", caller=SimulatedCallerResult(
+        brain="scripted", goal="Learn the status of order 1234.", lines=2, max_turns=4, ended_by="gave-up",
+        reason=reason, expectations=[failed, ExpectationResult(kind="goalReached", passed=False,
+                                                               expected="goal reached", actual="gave-up",
+                                                               message=reason)]))
+    report = RunReport(suite="s.yaml", agent="concierge", gateway="http://g", started_at=datetime.now(timezone.utc),
+                       duration_s=1.0, concurrency=1, summary=summarise([scenario]), scenarios=[scenario])
+    table = render_report(report)
+    assert "caller (scripted, 2/4 lines): goal NOT reached, ended by gave-up: the agent said nothing" in table
+    assert "x goalMentions: expected the agent to mention 'ships tomorrow'" in table
+    assert report.summary.failed_expectations == 2
+    xml = junit_xml(report)
+    assert 'name="caller goal: Learn the status of order 1234."' in xml and "said nothing for 4 s" in xml
