@@ -234,3 +234,45 @@ def test_the_table_and_junit_say_how_the_caller_ended_and_why():
     assert report.summary.failed_expectations == 2
     xml = junit_xml(report)
     assert 'name="caller goal: Learn the status of order 1234."' in xml and "said nothing for 4 s" in xml
+
+
+def _judged_caller(transcript: list[tuple[float, str]], calls: list[tuple[float, dict]], ended_by: str, reason: str):
+    """A simulated caller's part judged from a made-up call: agent lines and tool calls at seconds after the
+    caller's first line (t0), one simulated turn per agent line."""
+    from voxfleet.api.eval_record import EvalToolCall, EvalTranscriptLine, SessionEvalRecord
+    from voxfleet.evaluation.eval_sessions import EvalResults
+    from voxfleet.evaluation.expectations import judge
+    from voxfleet.evaluation.scenario_call import CallTimeline, SimulatedCallerTimeline, TurnTimeline
+    from voxfleet.evaluation.scenario_models import RunDefaults, Scenario
+
+    t0 = 1000.0
+    timeline = CallTimeline(scenario=Scenario(name="s", caller=CALLER), joined=t0 - 5, ended=t0 + 30)
+    timeline.caller = SimulatedCallerTimeline(started=t0, ended_by=ended_by, reason=reason, lines=len(transcript))
+    timeline.turns = [TurnTimeline(index=n, said=f"line {n}", started=t0 + at - 1, voice_ended=t0 + at - 0.5,
+                                   reply_start=t0 + at, reply_end=t0 + at + 1, ended=t0 + at + 2, simulated=True,
+                                   because=f"rule {n}") for n, (at, _) in enumerate(transcript, start=1)]
+    record = SessionEvalRecord(
+        session_id="sess-1", complete=True,
+        transcript=[EvalTranscriptLine(role="agent", text=text, at=timeline.wall(t0 + at)) for at, text in transcript],
+        tool_calls=[EvalToolCall(name="lookup_order", call_id=f"c{n}", arguments=arguments, outcome="ok",
+                                 started_at=timeline.wall(t0 + at), ended_at=timeline.wall(t0 + at + 0.1))
+                    for n, (at, arguments) in enumerate(calls)])
+    timeline.results = EvalResults(record, "returned")
+    return judge(timeline, RunDefaults(), recognise=False)
+
+
+def test_the_goal_is_judged_over_the_callers_part_with_the_reason_in_words():
+    reached = _judged_caller([(1.0, "Sorry, I didn't get all the details."), (5.0, "It ships tomorrow.")],
+                             [(0.5, {"order_id": ""}), (4.0, {"order_id": "1234"})], "goal",
+                             "the goal was reached after 2 lines")
+    assert reached.passed and reached.caller.goal_reached and reached.caller.ended_by == "goal"
+    assert [t.because for t in reached.turns] == ["rule 1", "rule 2"] and all(t.simulated for t in reached.turns)
+    assert ("s/caller goal/lookup_order({\"order_id\": \"1234\"})", True) in [
+        (key, e.passed) for key, e in reached.expectations()]
+
+    missed = _judged_caller([(1.0, "Sorry, could you say that again?")], [(0.5, {"order_id": "12"})],
+                            "turn-limit", "the caller said 1 lines (its maxTurns) without reaching its goal")
+    assert not missed.passed and not missed.caller.goal_reached
+    assert missed.caller.reason == (
+        "the caller said 1 lines (its maxTurns) without reaching its goal; goal not reached: lookup_order was"
+        " called with other arguments: order_id was \"12\", expected \"1234\"")
