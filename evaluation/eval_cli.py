@@ -91,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"{args.suite}: {len(loaded.suite.scenarios)} scenario(s) for agent {loaded.suite.agent}, valid")
         return 0
+    from voxfleet.evaluation.llm_caller import key_problems
+
+    chosen = [s for s in loaded.suite.scenarios if not args.scenario or s.name in args.scenario]
+    missing = key_problems(chosen, loaded.path.parent)
+    if missing:
+        print(f"voxfleet eval: {args.suite}: no key for the simulated callers' LLM:\n" + "\n".join(
+            f"  {problem}" for problem in missing), file=sys.stderr)
+        return 2
     gateway, key = gateway_and_key(args.gateway, args.key, args.dev_dir)
     if not key:
         print("voxfleet eval: no API key: set VOXFLEET_API_KEY (or pass --key; voxfleet dev prints one)",
@@ -106,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     from voxfleet.evaluation.suite_runner import planned_turns, run_suite
     from voxfleet.evaluation.terminal_output import ProgressBar, render_report
 
-    chosen = [s for s in loaded.suite.scenarios if not args.scenario or s.name in args.scenario]
     progress = ProgressBar(len(chosen), sum(planned_turns(s) for s in chosen), enabled=not args.no_progress)
     try:
         report = asyncio.run(run_suite(loaded, gateway=gateway, api_key=key, concurrency=args.concurrency,

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from voxfleet.evaluation.caller_script import CallerLine, Exchange
-from voxfleet.evaluation.scenario_models import MAX_LINE_CHARS, OpenAIBrain, SimulatedCaller
+from voxfleet.evaluation.scenario_models import MAX_LINE_CHARS, OpenAIBrain, Scenario, SimulatedCaller
 
 MAX_KEY_BYTES = 4096
 MAX_REPLY_TOKENS = 150
@@ -47,6 +47,19 @@ def read_api_key(brain: OpenAIBrain, suite_dir: Path) -> str:
     if not key:
         raise CallerSetupError(f"caller.brain.apiKeyFile: {path} is empty")
     return key
+
+
+def key_problems(scenarios: list[Scenario], suite_dir: Path) -> list[str]:
+    """Every LLM caller whose key cannot be read, found before the first call is placed (not in the middle of
+    each call); `voxfleet eval --check` skips this, so a suite can be checked where the keys are not."""
+    problems = []
+    for scenario in scenarios:
+        if scenario.caller is not None and isinstance(scenario.caller.brain, OpenAIBrain):
+            try:
+                read_api_key(scenario.caller.brain, suite_dir)
+            except CallerSetupError as error:
+                problems.append(f"{scenario.name}: {error}")
+    return problems
 
 
 def system_prompt(caller: SimulatedCaller) -> str:

@@ -276,3 +276,15 @@ def test_the_goal_is_judged_over_the_callers_part_with_the_reason_in_words():
     assert missed.caller.reason == (
         "the caller said 1 lines (its maxTurns) without reaching its goal; goal not reached: lookup_order was"
         " called with other arguments: order_id was \"12\", expected \"1234\"")
+
+
+def test_a_missing_llm_key_stops_the_run_before_any_call_but_not_a_check(tmp_path, monkeypatch, capsys):
+    from voxfleet.evaluation import eval_cli
+
+    monkeypatch.delenv("NO_SUCH_CALLER_KEY", raising=False)
+    path = _suite(tmp_path, {**CALLER, "brain": {**OPENAI, "apiKeyEnv": "NO_SUCH_CALLER_KEY"}})
+    assert eval_cli.main(["--check", str(path)]) == 0
+    # No gateway listens on port 9: the run must stop on the missing key before it tries one.
+    assert eval_cli.main([str(path), "--gateway", "http://127.0.0.1:9", "--key", "k", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "s: caller.brain.apiKeyEnv: the environment variable NO_SUCH_CALLER_KEY is not set" in err, err
