@@ -396,13 +396,14 @@ class Bench:
             return subprocess.Popen([sys.executable, "-m", "voxfleet.cli", "operator", "--kubeconfig",
                                      str(self.kubeconfig)], env=env, stdout=log, stderr=subprocess.STDOUT)
 
-    async def _metric(self, name: str) -> float:
+    async def _metric(self, name: str, having: str = "") -> float:
+        """The operator's metric summed over its series; `having`: only series whose labels hold this text."""
         import httpx
         async with httpx.AsyncClient() as http:
             text = (await http.get(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5)).text
         total = 0.0
         for line in text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
+            if (line.startswith(name + " ") or line.startswith(name + "{")) and having in line:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
@@ -477,7 +478,9 @@ class Bench:
                 operator_reconcile_mean_s=round(
                     await self._metric("voxfleet_operator_reconcile_duration_seconds_sum") / max(reconciles, 1), 3),
                 operator_applies=int(await self._metric("voxfleet_operator_applies_total")),
-                operator_status_writes=int(await self._metric("voxfleet_operator_status_writes_total")))
+                operator_status_writes=int(await self._metric("voxfleet_operator_status_writes_total")),
+                operator_status_writes_voiceagent=int(await self._metric("voxfleet_operator_status_writes_total",
+                                                                         'kind="VoiceAgent"')))
             self.results["operator_cpu_s_apply"] = round(cpu_seconds(operator.pid) - cpu_start, 1)
             self.results["operator_peak_rss_mb_apply"] = round(peak_rss_mb(operator.pid), 1)
             if self.args.scale:  # the scale run: all-Ready against the floor, RSS and CPU; nothing else

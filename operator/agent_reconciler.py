@@ -294,9 +294,13 @@ class AgentReconciler:
         settings = self.rt.settings
         # What a reader acts on (the conditions, the generation they describe) goes out quickly; figures alone
         # (workers coming up, sessions) coalesce longer: at 5,000 agents every Deployment status change was
-        # another write to a busy apiserver.
-        figures_only = not agent_status.meaning_differs(status, previous)
-        interval = settings.status_figures_interval_seconds if figures_only else settings.status_min_interval_seconds
+        # another write to a busy apiserver; a condition's wording alone, longest.
+        if agent_status.meaning_differs(status, previous):
+            interval = settings.status_min_interval_seconds
+        elif agent_status.figures_differ(status, previous):
+            interval = settings.status_figures_interval_seconds
+        else:
+            interval = settings.status_wording_interval_seconds
         interval *= self.backlog()  # a busy operator coalesces more: fewer writes for a busy apiserver
         wait = memory.status_written_at + interval - now
         if wait > 0:

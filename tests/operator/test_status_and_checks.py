@@ -7,7 +7,8 @@ import asyncio
 from voxfleet.api.voiceagent import VoiceAgentSpec, VoiceAgentStatus
 from voxfleet.operator import conditions, spec_checks
 from voxfleet.operator.cluster_view import SecretView
-from voxfleet.operator.agent_status import RegionFigures, build_agent_status, meaning_differs, status_differs
+from voxfleet.operator.agent_status import (RegionFigures, build_agent_status, figures_differ, meaning_differs,
+                                            status_differs)
 from voxfleet.operator.reconcile_queue import ReconcileQueue
 from voxfleet.operator.tenant_reconciler import TenantReconciler
 from tests.operator.specs import AGENT_SPEC, agent_spec, platform
@@ -89,6 +90,21 @@ def test_figures_alone_are_not_a_change_of_meaning_but_conditions_and_generation
     newer = build_agent_status(2, ["us-east"], [RegionFigures("us-east", 2, ready=2, updated=2)], [], ready)
     assert meaning_differs(newer, ready)
     assert meaning_differs(ready, None)
+
+
+def test_a_change_of_wording_alone_is_neither_meaning_nor_figures():
+    """Pools settling region by region change only the conditions' messages; that waits longest
+    (status_wording_interval_seconds), while a figure that changes with it goes out at the figures' pace."""
+    regions = ["us-east", "eu-west"]
+    both = build_agent_status(1, regions, [RegionFigures(r, 0, rolled_out=False) for r in regions], [], None)
+    one = build_agent_status(1, regions, [RegionFigures("us-east", 0), RegionFigures("eu-west", 0, rolled_out=False)],
+                             [], both)
+    assert _conditions(one)["Progressing"]["message"] != _conditions(both)["Progressing"]["message"]
+    assert status_differs(one, both) and not meaning_differs(one, both) and not figures_differ(one, both)
+    busier = build_agent_status(1, regions, [RegionFigures("us-east", 0, active=1),
+                                             RegionFigures("eu-west", 0, rolled_out=False)], [], both)
+    assert figures_differ(busier, both) and not meaning_differs(busier, both)
+    assert figures_differ(both, None)
 
 
 def test_condition_transition_time_moves_only_with_status():
