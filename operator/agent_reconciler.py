@@ -289,20 +289,26 @@ class AgentReconciler:
         status = agent_status.build_agent_status(memory.observed_generation, spec_regions, figures, problems,
                                                  previous)
         if not agent_status.status_differs(status, previous):
+            memory.wording_since = None
             return
         now = time.monotonic()
         settings = self.rt.settings
+        backlog = self.backlog()  # a busy operator coalesces more: fewer writes for a busy apiserver
         # What a reader acts on (the conditions, the generation they describe) goes out quickly; figures alone
         # (workers coming up, sessions) coalesce longer: at 5,000 agents every Deployment status change was
-        # another write to a busy apiserver; a condition's wording alone, longest.
+        # another write to a busy apiserver.
         if agent_status.meaning_differs(status, previous):
-            interval = settings.status_min_interval_seconds
+            due = memory.status_written_at + settings.status_min_interval_seconds * backlog
         elif agent_status.figures_differ(status, previous):
-            interval = settings.status_figures_interval_seconds
+            due = memory.status_written_at + settings.status_figures_interval_seconds * backlog
         else:
-            interval = settings.status_wording_interval_seconds
-        interval *= self.backlog()  # a busy operator coalesces more: fewer writes for a busy apiserver
-        wait = memory.status_written_at + interval - now
+            # A condition's wording alone: an agent's regions settle one after another, seconds apart, often
+            # minutes after the last write (a pool's first start), so no interval since that write holds them
+            # together; a short wait from the first such change lets the next one (the agent Ready) carry it.
+            memory.wording_since = memory.wording_since or now
+            due = max(memory.status_written_at + settings.status_min_interval_seconds * backlog,
+                      memory.wording_since + settings.status_wording_delay_seconds * backlog)
+        wait = due - now
         if wait > 0:
             # Coalesce: whatever else changes meanwhile goes out in the same, later write.
             self.refresh_status_later(namespace, name, wait)
@@ -313,7 +319,7 @@ class AgentReconciler:
         except NotFound:
             self.forget(key)
             return
-        memory.status_written_at = now
+        memory.status_written_at, memory.wording_since = now, None
         self.written.wrote(key, body, status)
         self.rt.metrics.status_writes.labels(kind="VoiceAgent").inc()
 

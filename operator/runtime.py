@@ -26,6 +26,7 @@ class AgentMemory:
     problems: list[Problem] = field(default_factory=list)
     observed_generation: int | None = None
     status_written_at: float = 0.0
+    wording_since: float | None = None  # when a change of a condition's message alone was first held back
     # Regions whose pool is rolling out a new worker config: region -> the Deployment generation that carries it
     # (RolledOut is said once that generation is fully rolled out).
     rolling_out: dict[str, int] = field(default_factory=dict)

@@ -30,10 +30,10 @@ class OperatorSettings(BaseSettings):
     status_figures_interval_seconds: float = Field(
         default=5.0, ge=0, description="Changes of figures alone (ready workers, sessions, free slots; no condition"
                                        " changed) reach status at most this often per agent.")
-    status_wording_interval_seconds: float = Field(
-        default=60.0, ge=0, description="Changes of a condition's message alone (no figure, status or reason"
-                                        " changed) reach status at most this often per agent; any other change"
-                                        " carries them sooner.")
+    status_wording_delay_seconds: float = Field(
+        default=10.0, ge=0, description="A change of a condition's message alone (no figure, status or reason"
+                                        " changed) waits this long from when it is first seen, so that the next"
+                                        " change (another region settling, the agent Ready) carries it.")
 
     # Scope. Empty: every Tenant. Set: only Tenants with these labels (and the VoiceAgents in their namespaces);
     # other agents are left alone for another operator instance (tests sharing one cluster, canaries).

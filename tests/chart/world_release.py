@@ -58,7 +58,7 @@ def world_values(pods, livekit, shard: str, namespace: str, *, database_secret: 
             # Quicker reactions than production defaults, so the test doesn't wait on timers.
             "extraEnv": [{"name": "VOXFLEET_OPERATOR_POLL_INTERVAL_SECONDS", "value": "1"},
                          {"name": "VOXFLEET_OPERATOR_STATUS_FIGURES_INTERVAL_SECONDS", "value": "1"},
-                         {"name": "VOXFLEET_OPERATOR_STATUS_WORDING_INTERVAL_SECONDS", "value": "1"},
+                         {"name": "VOXFLEET_OPERATOR_STATUS_WORDING_DELAY_SECONDS", "value": "1"},
                          {"name": "VOXFLEET_OPERATOR_RECHECK_SECONDS", "value": "2"}, kubeconfig],
         },
         "gateway": {

@@ -93,8 +93,9 @@ def test_figures_alone_are_not_a_change_of_meaning_but_conditions_and_generation
 
 
 def test_a_change_of_wording_alone_is_neither_meaning_nor_figures():
-    """Pools settling region by region change only the conditions' messages; that waits longest
-    (status_wording_interval_seconds), while a figure that changes with it goes out at the figures' pace."""
+    """Pools settling region by region change only the conditions' messages: that waits for the next change
+    (status_wording_delay_seconds from when it is first seen), while a figure changed with it goes out at the
+    figures' pace."""
     regions = ["us-east", "eu-west"]
     both = build_agent_status(1, regions, [RegionFigures(r, 0, rolled_out=False) for r in regions], [], None)
     one = build_agent_status(1, regions, [RegionFigures("us-east", 0), RegionFigures("eu-west", 0, rolled_out=False)],
