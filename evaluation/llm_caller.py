@@ -40,6 +40,9 @@ def read_api_key(brain: OpenAIBrain, suite_dir: Path) -> str:
             raise CallerSetupError(f"caller.brain.apiKeyEnv: the environment variable {brain.api_key_env} is not set")
         return key
     path = (suite_dir / (brain.api_key_file or "")).resolve()
+    if not path.is_relative_to(suite_dir.resolve()):  # a link out of the folder: the model checked the text only
+        raise CallerSetupError(f"caller.brain.apiKeyFile: {brain.api_key_file} leads out of the scenario file's"
+                               " folder")
     try:
         key = path.read_bytes()[:MAX_KEY_BYTES].decode("utf-8", "replace").strip()
     except OSError as error:

@@ -25,6 +25,7 @@ for completion), and `voxfleet eval` validates every file with them before it pl
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
@@ -138,7 +139,7 @@ class GreetingExpectations(ApiModel):
 
 MAX_CALLER_TURNS = 20
 MAX_SCRIPT_RULES = 30
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+API_KEY_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,119}_API_KEY$"
 
 
 class ScriptRule(ApiModel):
@@ -174,10 +175,14 @@ class OpenAIBrain(ApiModel):
     base_url: str = Field(max_length=500, pattern=r"^https?://[^\s]+$",
                           description="The endpoint's base URL, e.g. https://api.openai.com/v1.")
     model: str = Field(min_length=1, max_length=200, pattern=r"^\S+$", description="The model to ask.")
-    api_key_env: str | None = Field(default=None, pattern=ENV_NAME,
-                                    description="Environment variable holding the API key.")
+    # A scenario file may come from someone else (a pull request run by CI): what it can name is bounded, so it
+    # cannot send the runner's other secrets (a cloud credential, a token, ~/.ssh) to a baseUrl it chooses.
+    api_key_env: str | None = Field(default=None, pattern=API_KEY_ENV_NAME,
+                                    description="Environment variable holding the API key; its name must end in"
+                                                " _API_KEY (e.g. OPENAI_API_KEY), so no other secret can be named.")
     api_key_file: str | None = Field(default=None, min_length=1, max_length=1024,
-                                     description="File holding the API key (relative to the scenario file).")
+                                     description="File holding the API key, inside the scenario file's folder"
+                                                 " (a relative path without '..').")
     temperature: float = Field(default=0.3, ge=0, le=2, description="Sampling temperature of the caller's lines.")
 
     @model_validator(mode="before")
@@ -187,6 +192,14 @@ class OpenAIBrain(ApiModel):
             # Said without echoing the value: validation messages end up in CI logs.
             raise ValueError("an API key does not belong in a scenario file: name it with apiKeyEnv or apiKeyFile")
         return data
+
+    @field_validator("api_key_file")
+    @classmethod
+    def _inside_the_suite(cls, value: str | None) -> str | None:
+        if value is not None and (PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts
+                                  or "\\" in value):
+            raise ValueError("must be a relative path inside the scenario file's folder, without '..'")
+        return value
 
     @model_validator(mode="after")
     def _one_key_source(self) -> "OpenAIBrain":

@@ -20,7 +20,7 @@ from voxfleet.evaluation.llm_caller import (
     read_api_key,
 )
 from voxfleet.evaluation.report_models import RunReport, ScenarioResult, SimulatedCallerResult, summarise
-from voxfleet.evaluation.scenario_models import ScriptedBrain, SimulatedCaller
+from voxfleet.evaluation.scenario_models import OpenAIBrain, ScriptedBrain, SimulatedCaller
 from voxfleet.evaluation.suite_loader import SuiteError, load_suite
 
 SCRIPT = {"kind": "scripted", "opening": "where is my order",
@@ -86,7 +86,7 @@ def test_the_llms_reply_becomes_a_line_or_a_hang_up(text, line):
 
 def _llm_caller(fake_url: str) -> SimulatedCaller:
     return SimulatedCaller.model_validate({**CALLER, "brain": {"kind": "openai", "baseUrl": fake_url,
-                                                               "model": "caller-model", "apiKeyEnv": "CALLER_KEY"}})
+                                                               "model": "caller-model", "apiKeyEnv": "CALLER_API_KEY"}})
 
 
 def test_the_llm_caller_speaks_the_real_protocol_with_persona_goal_and_conversation():
@@ -141,10 +141,10 @@ def test_without_a_greeting_the_llm_is_told_the_call_connected():
 
 def test_the_key_comes_from_the_named_variable_or_file(tmp_path, monkeypatch):
     caller = _llm_caller("http://127.0.0.1:1/v1")
-    monkeypatch.delenv("CALLER_KEY", raising=False)
-    with pytest.raises(CallerSetupError, match="apiKeyEnv: the environment variable CALLER_KEY is not set"):
+    monkeypatch.delenv("CALLER_API_KEY", raising=False)
+    with pytest.raises(CallerSetupError, match="apiKeyEnv: the environment variable CALLER_API_KEY is not set"):
         read_api_key(caller.brain, tmp_path)
-    monkeypatch.setenv("CALLER_KEY", f" {KEY}\n")
+    monkeypatch.setenv("CALLER_API_KEY", f" {KEY}\n")
     assert read_api_key(caller.brain, tmp_path) == KEY
     (tmp_path / "key.txt").write_text(KEY + "\n")
     from_file = caller.brain.model_copy(update={"api_key_env": None, "api_key_file": "key.txt"})
@@ -159,7 +159,21 @@ def _suite(tmp_path: Path, caller: dict, **scenario) -> Path:
     return path
 
 
-OPENAI = {"kind": "openai", "baseUrl": "https://api.example.com/v1", "model": "m", "apiKeyEnv": "K"}
+OPENAI = {"kind": "openai", "baseUrl": "https://api.example.com/v1", "model": "m", "apiKeyEnv": "K_API_KEY"}
+
+
+def test_a_key_file_linked_out_of_the_suite_folder_is_not_read(tmp_path):
+    secret = tmp_path / "elsewhere" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text("not-for-the-caller")
+    suite_dir = tmp_path / "suite"
+    suite_dir.mkdir()
+    (suite_dir / "key.txt").symlink_to(secret)
+    brain = OpenAIBrain.model_validate({**{k: v for k, v in OPENAI.items() if k != "apiKeyEnv"},
+                                        "apiKeyFile": "key.txt"})
+    with pytest.raises(CallerSetupError, match="leads out of the scenario file's folder") as refused:
+        read_api_key(brain, suite_dir)
+    assert "not-for-the-caller" not in str(refused.value)
 
 
 @pytest.mark.parametrize("caller, where, problem", [
@@ -186,6 +200,15 @@ OPENAI = {"kind": "openai", "baseUrl": "https://api.example.com/v1", "model": "m
      "should match pattern"),
     ({**CALLER, "brain": {**OPENAI, "apiKeyEnv": "NOT-A-NAME"}}, "scenarios[0].caller.brain.openai.apiKeyEnv",
      "should match pattern"),
+    # A scenario from someone else must not send the runner's other secrets to a baseUrl of its choosing.
+    ({**CALLER, "brain": {**OPENAI, "apiKeyEnv": "AWS_SECRET_ACCESS_KEY"}},
+     "scenarios[0].caller.brain.openai.apiKeyEnv", "should match pattern"),
+    ({**CALLER, "brain": {**OPENAI, "apiKeyEnv": "GITHUB_TOKEN"}}, "scenarios[0].caller.brain.openai.apiKeyEnv",
+     "should match pattern"),
+    ({**CALLER, "brain": {**{k: v for k, v in OPENAI.items() if k != "apiKeyEnv"}, "apiKeyFile": "/root/.ssh/id_rsa"}},
+     "scenarios[0].caller.brain.openai.apiKeyFile", "inside the scenario file's folder"),
+    ({**CALLER, "brain": {**{k: v for k, v in OPENAI.items() if k != "apiKeyEnv"}, "apiKeyFile": "keys/../../x"}},
+     "scenarios[0].caller.brain.openai.apiKeyFile", "inside the scenario file's folder"),
 ])
 def test_bad_callers_are_refused_naming_the_field(tmp_path, caller, where, problem):
     with pytest.raises(SuiteError) as refused:
@@ -281,10 +304,10 @@ def test_the_goal_is_judged_over_the_callers_part_with_the_reason_in_words():
 def test_a_missing_llm_key_stops_the_run_before_any_call_but_not_a_check(tmp_path, monkeypatch, capsys):
     from voxfleet.evaluation import eval_cli
 
-    monkeypatch.delenv("NO_SUCH_CALLER_KEY", raising=False)
-    path = _suite(tmp_path, {**CALLER, "brain": {**OPENAI, "apiKeyEnv": "NO_SUCH_CALLER_KEY"}})
+    monkeypatch.delenv("NO_SUCH_CALLER_API_KEY", raising=False)
+    path = _suite(tmp_path, {**CALLER, "brain": {**OPENAI, "apiKeyEnv": "NO_SUCH_CALLER_API_KEY"}})
     assert eval_cli.main(["--check", str(path)]) == 0
     # No gateway listens on port 9: the run must stop on the missing key before it tries one.
     assert eval_cli.main([str(path), "--gateway", "http://127.0.0.1:9", "--key", "k", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "s: caller.brain.apiKeyEnv: the environment variable NO_SUCH_CALLER_KEY is not set" in err, err
+    assert "s: caller.brain.apiKeyEnv: the environment variable NO_SUCH_CALLER_API_KEY is not set" in err, err

@@ -96,11 +96,11 @@ def test_an_llm_plays_the_caller_through_the_openai_client(runs, eval_platform, 
     try:
         suite = yaml.safe_load(SUITE.read_text())
         suite["scenarios"][0]["caller"]["brain"] = {"kind": "openai", "baseUrl": fake.url, "model": "caller-model",
-                                                    "apiKeyEnv": "SIMULATED_CALLER_KEY"}
+                                                    "apiKeyEnv": "SIMULATED_CALLER_API_KEY"}
         path = write_suite(tmp_path / "llm.yaml", suite)
         argv, env = eval_platform.eval_command(path, "--report", str(tmp_path / "llm.json"), "--concurrency", "1",
                                                "--retries", "1")
-        result = subprocess.run(argv, env={**env, "SIMULATED_CALLER_KEY": FAKE_KEY}, capture_output=True,
+        result = subprocess.run(argv, env={**env, "SIMULATED_CALLER_API_KEY": FAKE_KEY}, capture_output=True,
                                 text=True, timeout=300)
     finally:
         fake.stop()
