@@ -206,7 +206,7 @@ class LocalPlatform:
         if not _port_free(port):
             raise DevFailed(f"port {port} on 127.0.0.1 is in use; stop what uses it or pass --gateway-port")
         url = f"http://127.0.0.1:{port}"
-        operational_port = processes.free_port()
+        operational_port = processes.free_port(other_than=(port,))
         database_url = self._prepare_database()
         self._step(f"gateway on {url} (LiveKit regions: {', '.join(r['region'] for r in self.info.livekit)};"
                    f" /metrics on 127.0.0.1:{operational_port})")

@@ -168,6 +168,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.realtime)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failure's report (terminal, JUnit XML, the rerun list) names the secrets it would show instead of showing
+    them: a long traceback prints every fixture's value, and a fixture may hold a URL with a password or a key.
+    The log scan reads the JUnit XML like any log, so this keeps a failing test from also failing the scan."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.longrepr is not None:
+        text = str(report.longrepr)
+        clean = secret_ledger.redacted(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, secret_ledger.redacted(content)) for title, content in report.sections]
+
+
 FIGURE_LINES_PER_TEST = 12
 FIGURE_LINE_CHARS = 400
 

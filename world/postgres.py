@@ -72,12 +72,24 @@ class PostgresInfo:
     bin_dir: str
 
     @property
-    def admin_url(self) -> str:
+    def admin_url(self) -> DatabaseUrl:
         return url_for(self, "postgres")
 
 
-def url_for(info: PostgresInfo, database: str) -> str:
-    return f"postgresql+asyncpg://{info.user}:{info.password}@{info.host}:{info.port}/{database}"
+class DatabaseUrl(str):
+    """A database URL that holds the password but never shows it in repr(): a failing test's traceback prints its
+    fixtures' values (pytest's long tracebacks list every argument), and a JUnit report once carried the admin
+    password that way. str(), f-strings and every client library still see the whole URL."""
+
+    def __repr__(self) -> str:
+        scheme, _, rest = self.partition("://")
+        credentials, at, place = rest.rpartition("@")
+        user = credentials.partition(":")[0]
+        return repr(f"{scheme}://{user}:***@{place}" if at else str(self))
+
+
+def url_for(info: PostgresInfo, database: str) -> DatabaseUrl:
+    return DatabaseUrl(f"postgresql+asyncpg://{info.user}:{info.password}@{info.host}:{info.port}/{database}")
 
 
 class PostgresServer:
@@ -282,12 +294,12 @@ def _quoted(name: str) -> str:
     return f'"{name}"'
 
 
-def database_url(admin_url: str, name: str) -> str:
+def database_url(admin_url: str, name: str) -> DatabaseUrl:
     """The admin URL with another database name."""
-    return admin_url.rsplit("/", 1)[0] + "/" + name
+    return DatabaseUrl(admin_url.rsplit("/", 1)[0] + "/" + name)
 
 
-def create_database(admin_url: str, name: str) -> str:
+def create_database(admin_url: str, name: str) -> DatabaseUrl:
     """CREATE DATABASE name; returns its URL (same user and password as admin_url)."""
     run_sync(_admin(admin_url, f"CREATE DATABASE {_quoted(name)}"))
     return database_url(admin_url, name)

@@ -175,11 +175,16 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port the kernel just handed out on 127.0.0.1 (free for TCP, or UDP with SOCK_DGRAM)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(kind: int = socket.SOCK_STREAM, *, other_than: tuple[int, ...] = ()) -> int:
+    """A port the kernel just handed out on 127.0.0.1 (free for TCP, or UDP with SOCK_DGRAM), never one of
+    `other_than`: a port chosen a moment ago and closed again can come straight back (CI once gave a gateway the
+    same API and /metrics port, and it refused to start)."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in other_than:
+            return port
 
 
 def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:

@@ -35,7 +35,7 @@ from kubernetes import client
 from tests.gateway import real_worker_platform, worker_pods
 from tests.gateway.conftest import livekit_regions, session_gateway_env
 from tests.gateway.gateway_process import GatewayProcess
-from tests.gateway.tenant_setup import create_key, create_tenant, delete_tenant, key_headers
+from tests.gateway.tenant_setup import create_key, create_tenant, delete_tenant, key_headers, wait_until_served
 from tests.operator.fleet import Fleet
 from tests.operator.operator_process import OperatorProcess
 from voxfleet.world.fault_proxy import FaultProxy
@@ -107,6 +107,7 @@ def standin_pool(kube, pods, tenant, regions: dict[str, int], slots: int = 4) ->
 
 def put_agent(gateway: GatewayProcess, tenant, regions: list[str]) -> None:
     with httpx.Client(base_url=gateway.url, headers=tenant.headers(), timeout=30) as http:
+        wait_until_served(http)
         created = http.put(f"/v1/agents/{AGENT}", json={
             "greeting": "Hello!", "regions": [{"name": region, "minWorkers": 0} for region in regions]})
         assert created.status_code in (200, 201), created.text

@@ -27,7 +27,7 @@ class GatewayProcess:
                  database_url: str | None = None):
         self.port = processes.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.operational_port = processes.free_port()
+        self.operational_port = processes.free_port(other_than=(self.port,))
         self.operational_url = f"http://127.0.0.1:{self.operational_port}"
         self.log_path = log_path
         self.env = {

@@ -84,6 +84,7 @@ def delete_tenant(kube: Cluster, tenant: TenantUnderTest) -> None:
 
 def wait_until_served(http, timeout: float = 15.0) -> None:
     """Until the gateway knows the client's key and its Tenant: both arrive through the gateway's informers,
-    a moment after they were written, and a request in between gets 401/403."""
+    a moment after they were written, and a request in between gets 401/403, or 503 tenant_loading once the key
+    was read through but the Tenant has not arrived yet."""
     wait_for("the gateway to serve the new tenant's key",
-             lambda: http.get("/v1/agents").status_code not in (401, 403), timeout=timeout, interval=0.1)
+             lambda: http.get("/v1/agents").status_code not in (401, 403, 503), timeout=timeout, interval=0.1)

@@ -48,6 +48,14 @@ def minted_here() -> dict[str, str]:
         return dict(_minted)
 
 
+def redacted(text: str) -> str:
+    """`text` with every secret this process recorded replaced by what it is (`<API key of tenant x>`)."""
+    for value, what in minted_here().items():
+        if value in text:
+            text = text.replace(value, f"<{what}>")
+    return text
+
+
 def read_ledger(run_dir: Path) -> dict[str, str]:
     """Everything every process of a run recorded: value -> what."""
     found: dict[str, str] = {}
