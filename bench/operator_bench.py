@@ -3,9 +3,10 @@
 Measured, each against a baseline taken in the same run on the same world:
 - apply -> all Ready: N agents created at once until every one is Ready at its generation.
   Baselines: the same number of pool Deployments (same pod template, from the operator's builder) created directly,
-  until all are available: what the controller-manager, scheduler and kwok need without any operator; and every
-  object the operator writes (plus ConfigMaps, Services, PodDisruptionBudgets) created directly: the same apiserver
-  work minus the operator, so all-Ready minus this one is what the operator itself adds.
+  until all are available: what the controller-manager, scheduler and kwok need without any operator; and the
+  user's VoiceAgents plus every object the operator writes for them (ConfigMaps, Services, Deployments,
+  PodDisruptionBudgets) created directly: the same apiserver work minus the operator, so all-Ready minus this one
+  is what the operator itself adds (its reads, its watches, its status writes, its own pace).
 - spec change -> updated Deployments (p50/p95 over K agents, changed one after another): until all of the agent's
   Deployments carry the new config hash. Baseline: write an object and see it come back on a watch.
 - one scaling round with >= 1,000 workers reporting load: the operator's poll round (every worker's GET /v1/load)
@@ -43,6 +44,7 @@ import base64
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -149,6 +151,50 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+# --- what a phase cost the world's servers ----------------------------------------------------------------------
+
+SERVERS_ACCOUNTED = ("kube-apiserver", "etcd", "kube-controller-manager")
+REQUEST_LINE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<count>\S+)$')
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def apiserver_requests(metrics_text: str) -> dict[str, float]:
+    """The apiserver's request counter by "VERB resource[/subresource]" (summed over codes and scopes)."""
+    counts: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if match := REQUEST_LINE.match(line):
+            labels = dict(LABEL.findall(match["labels"]))
+            key = f"{labels.get('verb', '?')} {labels.get('resource', '?')}" + (
+                f"/{labels['subresource']}" if labels.get("subresource") else "")
+            counts[key] = counts.get(key, 0.0) + float(match["count"])
+    return counts
+
+
+class ServerSpend:
+    """The CPU seconds of the world's apiserver, etcd and controller-manager, and the apiserver's requests by verb
+    and resource, between `start()` and `stop()`: where a phase's time went, so floor and operator phase can be
+    compared request by request (the operator phase's extra VoiceAgent writes, its reads, its watches)."""
+
+    def __init__(self, client, pids: dict[str, int]):
+        self.client = client
+        self.pids = {name: pid for name, pid in pids.items() if name in SERVERS_ACCOUNTED}
+
+    async def _snapshot(self) -> tuple[dict[str, float], dict[str, float]]:
+        cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return cpu, apiserver_requests(await self.client.get_text("/metrics"))
+
+    async def start(self) -> None:
+        self.before = await self._snapshot()
+
+    async def stop(self, top: int = 12) -> dict[str, Any]:
+        (cpu_before, requests_before), (cpu_after, requests_after) = self.before, await self._snapshot()
+        requests = {key: int(count - requests_before.get(key, 0.0)) for key, count in requests_after.items()}
+        busiest = sorted(((count, key) for key, count in requests.items() if count), reverse=True)[:top]
+        return {"server_cpu_s": {name: round(cpu_after[name] - cpu_before[name], 1) for name in cpu_after},
+                "apiserver_requests": sum(requests.values()),
+                "apiserver_requests_by_kind": {key: count for count, key in busiest}}
+
+
 def deployment_available(deployment: dict[str, Any]) -> bool | None:
     """All its replicas available, at its generation (a pool scaled to zero counts once the controller saw it)."""
     status = deployment.get("status") or {}
@@ -201,6 +247,11 @@ class Bench:
         while len(list(barrier.glob("*.ready"))) < 2:
             time.sleep(0.2)
 
+    def _spent(self, phase: str, spend: dict[str, Any]) -> None:
+        self.results.update({f"{phase}_{key}": value for key, value in spend.items()})
+        self.say(f"{phase}: servers' CPU {spend['server_cpu_s']} s; {spend['apiserver_requests']} apiserver requests,"
+                 f" the most {spend['apiserver_requests_by_kind']}")
+
     def progress(self, message: str, since: float, every: float = 15.0) -> None:
         """Say `message` at most every `every` seconds (long waits show they are moving)."""
         now = time.monotonic()
@@ -208,11 +259,13 @@ class Bench:
             self._progress_at = now
             self.say(f"{message} ({now - since:.0f} s)")
 
-    async def run(self, kubeconfig: Path, *, baselines: bool = True, operator: bool = True) -> None:
+    async def run(self, kubeconfig: Path, pids: dict[str, int], *, baselines: bool = True,
+                  operator: bool = True) -> None:
         from voxfleet.kube.client import KubeClient
 
         self.client = KubeClient.from_kubeconfig(str(kubeconfig), max_connections=64)
         self.kubeconfig = kubeconfig
+        self.spend = ServerSpend(self.client, pids)
         try:
             await self._setup()
             if baselines and not self.args.scale:
@@ -277,6 +330,36 @@ class Bench:
         return WorkerConfig(tenant=f"bench-{index // self.args.agents_per_tenant:03d}", agent=f"agent-{index:04d}",
                             namespace=namespace, generation=1, spec=VoiceAgentSpec.model_validate(self._spec(index)))
 
+    async def _quotas_counted(self, namespaces: list[str], tenant, tenant_spec) -> None:
+        """Until the quota controller has counted every namespace's quota (the apiserver refuses VoiceAgent creates
+        before), recreating the ones it has not counted after 45 s as the operator does (a quota made before the
+        quota controller discovered the VoiceAgent CRD waits for its next full resync). Before the clock starts,
+        as the operator phase's Tenants are Ready before its agents are applied."""
+        from voxfleet.operator.tenant_builder import QUOTA, build_resource_quota
+
+        started = made = time.monotonic()
+        while True:
+            uncounted = []
+            for namespace in namespaces:
+                quota = await self.client.get("ResourceQuota", QUOTA, namespace)
+                if not set(quota["spec"]["hard"]) <= set((quota.get("status") or {}).get("used") or {}):
+                    uncounted.append(namespace)
+            if not uncounted:
+                return
+            self.progress(f"baseline: {len(uncounted)}/{len(namespaces)} quotas not counted yet", started)
+            if time.monotonic() - made > 45:
+                for namespace in uncounted:
+                    await self.client.delete("ResourceQuota", QUOTA, namespace)
+                    await self._create(build_resource_quota(tenant, namespace, tenant_spec))
+                made = time.monotonic()
+            if time.monotonic() - started > 300:
+                raise RuntimeError(f"baseline: {len(uncounted)} quotas still uncounted after 300 s")
+            await asyncio.sleep(1)
+
+    def _voice_agent(self, index: int, namespace: str) -> dict[str, Any]:
+        return {"apiVersion": "voxfleet.dev/v1alpha1", "kind": "VoiceAgent",
+                "metadata": {"name": f"agent-{index:04d}", "namespace": namespace}, "spec": self._spec(index)}
+
     def _spec(self, index: int, greeting: str = "Hello.") -> dict[str, Any]:
         return {"greeting": greeting,
                 "regions": [{"name": r, "minWorkers": self.args.workers_per_pool, "maxWorkers": 4} for r in REGIONS],
@@ -285,10 +368,12 @@ class Bench:
                             "scaleDownDelaySeconds": 300}}
 
     async def _baseline_ready(self, *, every_object: bool, clean_up: bool = True) -> None:
-        """The pools' Deployments created directly, until all are available. With ``every_object``, also every
-        other object the operator writes for them (per agent a ConfigMap and a Service, per region a
-        PodDisruptionBudget, whose status the disruption controller keeps writing): the same apiserver work
-        minus the operator itself."""
+        """The pools' Deployments created directly, until all are available. With ``every_object``, also the
+        user's VoiceAgents (each created just before its objects, as the user's apply precedes the operator's
+        writes) and every other object the operator writes for them (per agent a ConfigMap and a Service, per
+        region a PodDisruptionBudget, whose status the disruption controller keeps writing): the same apiserver
+        work minus the operator itself. (Until 2026-12 this floor left out the VoiceAgent creates, so the user's
+        own apply counted as operator overhead.)"""
         from voxfleet.api.settings import PlatformSettings
         from voxfleet.operator.agent_builder import build_config_map, build_service
         from voxfleet.operator.ownership import Owner
@@ -322,14 +407,20 @@ class Bench:
         for index in range(self.args.agents):
             config = self._config(index, namespaces[index // per])
             if every_object:
-                manifests += [build_config_map(owner, config), build_service(owner, config, platform)]
+                # The user's apply comes first, as in the operator phase: the same VoiceAgent, stored, checked by
+                # the CRD's schema and CEL rules and counted by the namespace's quota, with nobody acting on it.
+                manifests += [self._voice_agent(index, namespaces[index // per]),
+                              build_config_map(owner, config), build_service(owner, config, platform)]
             for region in REGIONS:
                 manifests.append(build_deployment(owner, config, region, self.args.workers_per_pool, platform))
                 if every_object:
                     manifests.append(build_pod_disruption_budget(owner, config, region))
         for manifest in manifests:
-            del manifest["metadata"]["ownerReferences"]  # no owner: nothing would ever garbage-collect them
-            manifest["metadata"].setdefault("labels", {})[BASELINE] = prefix
+            if manifest["kind"] != "VoiceAgent":  # the user's VoiceAgents go in exactly as in the operator phase
+                del manifest["metadata"]["ownerReferences"]  # no owner: nothing would ever garbage-collect them
+                manifest["metadata"].setdefault("labels", {})[BASELINE] = prefix
+        if every_object:
+            await self._quotas_counted(namespaces, tenant, tenant_spec)
         deployments = sum(1 for m in manifests if m["kind"] == "Deployment")
         available: dict[tuple[str, str], float] = {}
 
@@ -341,6 +432,7 @@ class Bench:
         await watch.wait_synced()
         self.start_together()
         self.say(f"baseline ({kind}): creating {len(manifests)} objects directly (no operator)")
+        await self.spend.start()
         started = time.monotonic()
         await self._gather([self._create(m) for m in manifests])
         created = time.monotonic()
@@ -353,6 +445,7 @@ class Bench:
         done = max(available.values())
         await watch.stop()
         key = "baseline_every_object" if every_object else "baseline"
+        self._spent(key, await self.spend.stop())
         self.results[f"{key}_deployments_available_s"] = round(done - started, 2)
         self.results[f"{key}_create_s"] = round(created - started, 2)
         self.results[f"{key}_load_average_at_end"] = round(os.getloadavg()[0], 1)  # the machine is shared
@@ -528,11 +621,10 @@ class Bench:
     async def _apply_phase(self, ready_at: dict, created_at: dict, available_at: dict) -> None:
         n = self.args.agents
         per = self.args.agents_per_tenant
-        bodies = [{"apiVersion": "voxfleet.dev/v1alpha1", "kind": "VoiceAgent",
-                   "metadata": {"name": f"agent-{i:04d}", "namespace": f"tenant-bench-{i // per:03d}"},
-                   "spec": self._spec(i)} for i in range(n)]
+        bodies = [self._voice_agent(i, f"tenant-bench-{i // per:03d}") for i in range(n)]
         self.start_together()
         self.say(f"applying {n} VoiceAgents x {len(REGIONS)} regions")
+        await self.spend.start()
         started = time.monotonic()
         agent_created: dict[tuple[str, str], float] = {}
 
@@ -550,6 +642,7 @@ class Bench:
             if time.monotonic() - started > limit and len(ready_at) < n:
                 raise RuntimeError(f"only {len(ready_at)}/{n} agents Ready after {limit:.0f} s")
         done = max(ready_at.values())
+        self._spent("apply", await self.spend.stop())
         times = sorted(t - started for t in ready_at.values())
         # Where the time went: the operator writing the Deployments, Kubernetes making them available (the
         # baseline's part), the operator reporting Ready.
@@ -754,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster = Cluster.of(info)
             cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
             cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
-            asyncio.run(bench.run(cluster.kubeconfig, baselines=args.scale_phase != "operator",
+            asyncio.run(bench.run(cluster.kubeconfig, info.pids, baselines=args.scale_phase != "operator",
                                   operator=args.scale_phase != "floor"))
         finally:
             world.stop()

@@ -98,6 +98,12 @@ class KubeClient:
             self.on_write(method, path)
         return json.loads(raw) if raw else {}
 
+    async def get_text(self, path: str) -> str:
+        """A GET whose answer is not JSON (the apiserver's own /metrics)."""
+        async with self._send("GET", path, params=None, data=None, content_type="",
+                              timeout=self._timeout) as response:
+            return (await response.read()).decode()
+
     def _send(self, method: str, path: str, *, params: dict[str, Any] | None, data: bytes | None,
               content_type: str, timeout: aiohttp.ClientTimeout) -> "_Response":
         return _Response(self, method, path, _clean(params), data, content_type, timeout)
