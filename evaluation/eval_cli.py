@@ -7,6 +7,10 @@ Exit codes: 0 all passed (with --baseline: no regression); 1 an expectation fail
 regressed beyond the suite's tolerances, each named); 2 the suite, baseline or options are invalid.
 With --baseline the gate is the comparison, so known failures recorded in the baseline do not fail the build.
 
+Load mode (`--load N --duration D`): N callers place the suite's scenarios back to back for D seconds; prints
+caller-heard TTFA p50/p95/p99, failures and 429/503 refusals over time beside a single-caller run of the same
+scenarios made just before, and writes them with every call to --report. Exit 1 if any call did not pass.
+
 The gateway URL and API key default to a running `voxfleet dev`'s, else $VOXFLEET_GATEWAY_URL and
 $VOXFLEET_API_KEY (prefer the variable to --key: options show in ps).
 """
@@ -53,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="override the suite's allowed fall of the turn success rate (0.05 = 5 points)")
     parser.add_argument("--tolerance-failed-expectations", type=int, default=None, metavar="N",
                         help="override the suite's allowed rise in failed expectations")
+    parser.add_argument("--load", type=int, default=None, metavar="N",
+                        help="load mode: N callers place the suite's scenarios back to back for --duration seconds;"
+                             " reports caller-heard TTFA p50/p95/p99, failures and 429/503 refusals over time, beside"
+                             " the same scenarios placed one at a time just before")
+    parser.add_argument("--duration", type=float, default=60.0, metavar="SECONDS",
+                        help="how long the load callers keep placing calls (default 60; 5 to 3600)")
     parser.add_argument("--check", action="store_true", help="only validate the suite (and its WAV files); no calls")
     parser.add_argument("--schema", action="store_true", help="print the scenario file JSON Schema and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-scenario lines")
@@ -88,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1 or not 0 <= args.retries <= 10:
         print("voxfleet eval: --concurrency must be at least 1 and --retries 0 to 10", file=sys.stderr)
         return 2
+    if args.load is not None:
+        problem = _load_problem(args)
+        if problem:
+            print(f"voxfleet eval: {problem}", file=sys.stderr)
+            return 2
     if args.check:
         print(f"{args.suite}: {len(loaded.suite.scenarios)} scenario(s) for agent {loaded.suite.agent}, valid")
         return 0
@@ -110,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"voxfleet eval: invalid tolerance: {error}", file=sys.stderr)
         return 2
 
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    if args.load is not None:
+        return _run_load(loaded, args, gateway, key, color)
+
     from voxfleet.evaluation.junit_report import write_junit
     from voxfleet.evaluation.suite_runner import planned_turns, run_suite
     from voxfleet.evaluation.terminal_output import ProgressBar, render_report
@@ -123,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if baseline is not None:
         report.baseline = compare(report, baseline, tolerances, baseline_name=str(args.baseline))
-    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     print(render_report(report, color=color), flush=True)
     for path in (args.report, args.save_baseline):
         if path is not None:
@@ -135,6 +153,42 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report.baseline and report.baseline.passed else 1
     return 0 if report.passed else 1
 
+
+
+LOAD_ONLY_WITHOUT = {"baseline": "--baseline", "save_baseline": "--save-baseline", "junit": "--junit",
+                     "save_audio": "--save-audio"}
+
+
+def _load_problem(args) -> str | None:
+    from voxfleet.evaluation.load_run import MAX_CALLERS
+
+    if not 1 <= args.load <= MAX_CALLERS:
+        return f"--load must be 1 to {MAX_CALLERS} callers, not {args.load}"
+    if not 5 <= args.duration <= 3600:
+        return f"--duration must be 5 to 3600 seconds, not {args.duration:g}"
+    clashing = [option for field, option in LOAD_ONLY_WITHOUT.items() if getattr(args, field)]
+    if args.retries:
+        clashing.append("--retries")
+    if clashing:
+        return f"--load does not go with {', '.join(clashing)} (a load run's report is its own; see --report)"
+    return None
+
+
+def _run_load(loaded, args, gateway: str, key: str, color: bool) -> int:
+    from voxfleet.evaluation.load_run import run_load
+    from voxfleet.evaluation.terminal_output import render_load_report
+
+    try:
+        report = asyncio.run(run_load(loaded, gateway=gateway, api_key=key, callers=args.load,
+                                      duration_s=args.duration, only=args.scenario or None,
+                                      progress=not args.no_progress))
+    except KeyboardInterrupt:
+        return 130
+    print(render_load_report(report, color=color), flush=True)
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report.model_dump(mode="json", by_alias=True), indent=2) + "\n")
+    return 0 if report.passed else 1
 
 
 def _tolerances(suite_tolerances, args):

@@ -40,16 +40,21 @@ class EvalResults:
 
 
 class EvalSessions:
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = TIMEOUT_S):
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = TIMEOUT_S,
+                 start_patience_s: float = START_PATIENCE_S):
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout,
                                        headers={"Authorization": f"Bearer {api_key}"})
+        self.start_patience_s = start_patience_s  # how long start() waits out 429/503 unless told otherwise
+        self.refusals: list[tuple[float, str]] = []  # (monotonic time, code) of every 429/503 a start met
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def start(self, agent: str, *, region: str | None = None, metadata: dict[str, Any] | None = None,
-                    patience_s: float = START_PATIENCE_S) -> SessionGrant:
-        """A session in eval mode; waits out 429/503 (as their Retry-After says) up to ``patience_s``."""
+                    patience_s: float | None = None) -> SessionGrant:
+        """A session in eval mode; waits out 429/503 (as their Retry-After says) up to ``patience_s`` (default
+        `start_patience_s`), noting each refusal in `refusals`."""
+        patience_s = self.start_patience_s if patience_s is None else patience_s
         body: dict[str, Any] = {"evalMode": True}
         if region:
             body["region"] = region
@@ -58,6 +63,9 @@ class EvalSessions:
         deadline = time.monotonic() + patience_s
         while True:
             response = await self._http.post(f"/v1/agents/{agent}/sessions", json=body)
+            if response.status_code in RETRYABLE:
+                self.refusals.append((time.monotonic(),
+                                      str(_error_body(response).get("code") or response.status_code)))
             if response.status_code not in RETRYABLE or time.monotonic() > deadline:
                 return SessionGrant.from_body(_json(response))
             await asyncio.sleep(min(_retry_after(response), max(0.1, deadline - time.monotonic())))

@@ -73,6 +73,7 @@ class CallTimeline:
     scenario: Scenario
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
     grant: SessionGrant | None = None
+    granted: float = 0.0  # when the gateway granted the session (after any wait for a free slot)
     joined: float = 0.0
     greeting_start: float | None = None
     greeting_end: float | None = None
@@ -97,6 +98,7 @@ async def run_scenario(loaded: LoadedSuite, scenario: Scenario, sessions: EvalSe
     try:
         timeline.grant = await sessions.start(loaded.suite.agent, region=loaded.suite.region,
                                               metadata={"evalScenario": scenario.name[:100]})
+        timeline.granted = time.monotonic()
     except GatewayRefused as refused:
         timeline.error = f"the gateway refused the session: {refused}"
         return timeline

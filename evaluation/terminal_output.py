@@ -1,5 +1,6 @@
 """What `voxfleet eval` prints: a progress bar while calls run (stderr), then a table per scenario and turn
-(pass/fail, TTFA, what each side said, why a turn failed), the summary and the baseline comparison (stdout).
+(pass/fail, TTFA, what each side said, why a turn failed), the summary and the baseline comparison (stdout);
+for a load run (--load), its figures beside the single-caller run's and the run over time.
 
 The bar redraws in place on a terminal; in CI logs (no TTY) it prints one line per finished scenario instead.
 """
@@ -11,6 +12,7 @@ import sys
 import time
 from typing import TextIO
 
+from voxfleet.evaluation.load_report import LoadReport
 from voxfleet.evaluation.report_models import RunReport, ScenarioResult
 
 BAR_WIDTH = 24
@@ -159,3 +161,44 @@ def _painter(color: bool):
         return f"\033[{codes[style]}m{text}\033[0m" if color else text
 
     return paint
+
+
+def render_load_report(report: LoadReport, *, color: bool = False) -> str:
+    """The load run: its figures beside the single-caller run's, then the run over time and what broke."""
+    paint = _painter(color)
+
+    def shown(value, unit: str = "") -> str:
+        return "-" if value is None else f"{value:.0f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+    rows = [("calls", "calls"), ("passed", "passed"), ("failed", "failed"), ("never admitted", "refused"),
+            ("broke off", "errors"), ("429/503 refusals", "refusals"), ("answers timed", "answers"),
+            ("unanswered turns", "unanswered_turns"), ("TTFA p50 ms", "ttfa_p50_ms"), ("TTFA p95 ms", "ttfa_p95_ms"),
+            ("TTFA p99 ms", "ttfa_p99_ms"), ("TTFA max ms", "ttfa_max_ms"),
+            ("admission wait p95 s", "admission_wait_p95_s"), ("calls per minute", "calls_per_minute")]
+    loaded_title = f"{report.callers} callers"
+    lines = [paint("bold", f"load: {report.callers} callers for {report.duration_s:.0f} s against agent"
+                           f" {report.agent} ({report.ran_s:.0f} s with the last calls)"),
+             f"  {'':22} {'single caller':>14} {loaded_title:>14}"]
+    for title, field in rows:
+        single, loaded = getattr(report.single, field), getattr(report.loaded, field)
+        digits = {"admission_wait_p95_s": 2, "calls_per_minute": 1}.get(field)
+        if digits:
+            single, loaded = (None if v is None else f"{v:.{digits}f}" for v in (single, loaded))
+        lines.append(f"  {title:22} {shown(single):>14} {shown(loaded):>14}")
+    if report.ttfa_p95_vs_single is not None:
+        lines.append(f"  TTFA p95 under load is {report.ttfa_p95_vs_single:.2f}x the single caller's"
+                     f" (caller-heard, end of speech to first audio)")
+    lines += ["", f"  {'from s':>7} {'to s':>6} {'calls':>6} {'passed':>7} {'failed':>7} {'refusals':>9}"
+                  f" {'TTFA p50':>9} {'p95':>6}"]
+    for b in report.over_time:
+        lines.append(f"  {b.from_s:7.0f} {b.to_s:6.0f} {b.calls_started:6d} {b.passed:7d} {b.failed:7d}"
+                     f" {b.refusals:9d} {shown(b.ttfa_p50_ms):>9} {shown(b.ttfa_p95_ms):>6}")
+    broken = [c for c in [*report.single_calls, *report.calls] if c.outcome in ("error", "refused")]
+    for call in broken[:5]:
+        lines.append(paint("red", f"  caller {call.caller}, {call.scenario} at {call.started_s:.0f} s:"
+                                  f" {call.outcome}: {call.error}"))
+    if len(broken) > 5:
+        lines.append(paint("red", f"  ... and {len(broken) - 5} more calls that were refused or broke off"))
+    verdict = "every call passed" if report.passed else "some calls did not pass (see the report's calls)"
+    lines.append(paint("green" if report.passed else "red", verdict))
+    return "\n".join(lines)

@@ -156,6 +156,7 @@ REALTIME_MODULES = {
     "tests/eval/test_example_suite.py",
     "tests/eval/test_broken_agent.py",
     "tests/eval/test_simulated_callers.py",  # a simulated caller gives up on dead air past its patience
+    "tests/eval/test_load_mode.py",  # twenty callers at once: TTFA heard under load
     "tests/gateway/test_e2e_with_operator.py",
     "tests/gateway/test_call_report_e2e.py",  # turns and TTFA of a real call, against what the caller measured
 }
