@@ -139,8 +139,8 @@ class Bench:
             await self._measured("merge patch", len(config_maps), [self.client.merge_patch(
                 "ConfigMap", m["metadata"]["name"], {"metadata": {"annotations": {"bench/round": str(round_index)}}},
                 m["metadata"]["namespace"]) for m in config_maps])
-            # The VoiceAgent's own writes: its schema and CEL rules are checked on each (the operator world makes
-            # 5,000 of these creates and ~3 status writes per agent that the floor has none of).
+            # The VoiceAgent's own writes: its schema and CEL rules are checked on each (both scale-run worlds get
+            # the user's 5,000 creates; the operator's 2 status writes per agent are what the floor has none of).
             namespace = f"bench-create-{round_index}"
             await self._measured("agent create", self.args.agents, [self.client.create(
                 voice_agent(i, namespace)) for i in range(self.args.agents)])
