@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"{args.suite}: {len(loaded.suite.scenarios)} scenario(s) for agent {loaded.suite.agent}, valid")
         return 0
-    from voxfleet.evaluation.llm_caller import key_problems
+    from voxfleet.evaluation.llm_keys import key_problems
 
     chosen = [s for s in loaded.suite.scenarios if not args.scenario or s.name in args.scenario]
     missing = key_problems(chosen, loaded.path.parent)

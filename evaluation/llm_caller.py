@@ -5,64 +5,25 @@ caller's own as the assistant's) and answers with the caller's next line, or DON
 reached or the call can go no further. Whether the goal was really reached is judged by the scenario's rules,
 not by the model.
 
-The API key comes from the environment variable or file the scenario names; it is never logged, and errors
-are reported by type and status only, since some providers echo part of the key in their messages.
+The API key comes from the environment variable or file the scenario names (llm_keys); it is never logged, and
+errors are reported by type and status only, since some providers echo part of the key in their messages.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 from voxfleet.evaluation.caller_script import CallerLine, Exchange
-from voxfleet.evaluation.scenario_models import MAX_LINE_CHARS, OpenAIBrain, Scenario, SimulatedCaller
+from voxfleet.evaluation.scenario_models import MAX_LINE_CHARS, OpenAIBrain, SimulatedCaller
 
-MAX_KEY_BYTES = 4096
 MAX_REPLY_TOKENS = 150
 TIMEOUT_S = 30.0
 DONE = "DONE"
 _DONE_AT_END = re.compile(r"\bDONE\W*$")
 
 
-class CallerSetupError(ValueError):
-    """The caller's LLM cannot be used (no key); the message names the setting, never a secret."""
-
-
 class CallerLLMError(RuntimeError):
     """The endpoint failed to give a line; the message carries no secret."""
-
-
-def read_api_key(brain: OpenAIBrain, suite_dir: Path) -> str:
-    if brain.api_key_env is not None:
-        key = os.environ.get(brain.api_key_env, "").strip()
-        if not key:
-            raise CallerSetupError(f"caller.brain.apiKeyEnv: the environment variable {brain.api_key_env} is not set")
-        return key
-    path = (suite_dir / (brain.api_key_file or "")).resolve()
-    if not path.is_relative_to(suite_dir.resolve()):  # a link out of the folder: the model checked the text only
-        raise CallerSetupError(f"caller.brain.apiKeyFile: {brain.api_key_file} leads out of the scenario file's"
-                               " folder")
-    try:
-        key = path.read_bytes()[:MAX_KEY_BYTES].decode("utf-8", "replace").strip()
-    except OSError as error:
-        raise CallerSetupError(f"caller.brain.apiKeyFile: cannot read {path} ({error.strerror or 'error'})") from None
-    if not key:
-        raise CallerSetupError(f"caller.brain.apiKeyFile: {path} is empty")
-    return key
-
-
-def key_problems(scenarios: list[Scenario], suite_dir: Path) -> list[str]:
-    """Every LLM caller whose key cannot be read, found before the first call is placed (not in the middle of
-    each call); `voxfleet eval --check` skips this, so a suite can be checked where the keys are not."""
-    problems = []
-    for scenario in scenarios:
-        if scenario.caller is not None and isinstance(scenario.caller.brain, OpenAIBrain):
-            try:
-                read_api_key(scenario.caller.brain, suite_dir)
-            except CallerSetupError as error:
-                problems.append(f"{scenario.name}: {error}")
-    return problems
 
 
 def system_prompt(caller: SimulatedCaller) -> str:

@@ -15,7 +15,7 @@ from voxfleet.api.model_base import ApiModel
 REPORT_FORMAT = "voxfleet-eval-report/v1"
 
 ExpectationKind = Literal["answered", "mentions", "notMentions", "toolCall", "noToolCalls", "stopsWhenInterrupted",
-                          "ttfaMax", "greetingMentions", "goalToolCall", "goalMentions", "goalReached"]
+                          "ttfaMax", "greetingMentions", "goalToolCall", "goalMentions", "goalReached", "rubric"]
 TextSource = Literal["transcript", "room", "recognised", "none"]
 
 
@@ -129,6 +129,8 @@ class ScenarioResult(ApiModel):
     greeting_expectations: list[ExpectationResult] = Field(default_factory=list)
     turns: list[TurnResult] = Field(default_factory=list)
     caller: SimulatedCallerResult | None = None
+    rubric: ExpectationResult | None = Field(default=None, description="The rubric's judge: `actual` is its"
+                                                                       " reason in its own words.")
     transcript: list[TimedLine] = Field(default_factory=list, description="The session's eval transcript, timed"
                                                                           " like the turns' timelines.")
     agent_ttfa_ms: list[float] = Field(default_factory=list, description="Every answer's TTFA as the worker"
@@ -141,6 +143,8 @@ class ScenarioResult(ApiModel):
             found += [(f"{self.name}/turn {turn.index}/{e.expected}", e) for e in turn.expectations]
         if self.caller is not None:
             found += [(f"{self.name}/caller goal/{e.expected}", e) for e in self.caller.expectations]
+        if self.rubric is not None:
+            found.append((f"{self.name}/rubric", self.rubric))
         return found
 
     def as_earlier_attempt(self) -> EarlierAttempt:

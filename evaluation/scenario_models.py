@@ -239,6 +239,17 @@ class SimulatedCaller(ApiModel):
         description="What decides the caller's next line.")
 
 
+class Rubric(ApiModel):
+    """An LLM judges the whole call against criteria in words, after the rules: its verdict and its reason join
+    the report as one more expectation (`rubric`), counted by JUnit and baselines like the others."""
+
+    criteria: str = Field(min_length=1, max_length=2000, description=(
+        "What a good call does, in words, e.g. 'The agent asks for the order number before looking anything up"
+        " and never promises a delivery date it was not given.'"))
+    judge: OpenAIBrain = Field(description="The LLM that judges (temperature 0 gives steadier verdicts); it gets"
+                                           " the criteria and the call's transcript, never audio.")
+
+
 class Scenario(ApiModel):
     """One call: fixed turns, a simulated caller, or fixed turns then a simulated caller."""
 
@@ -250,6 +261,7 @@ class Scenario(ApiModel):
     turns: list[CallerTurn] = Field(default_factory=list, max_length=50, description="The caller's turns, in order.")
     caller: SimulatedCaller | None = Field(default=None, description="A caller that reacts to the agent, after"
                                                                      " the fixed turns (if any).")
+    rubric: Rubric | None = Field(default=None, description="An LLM's verdict on the whole call (not in load runs).")
 
     @model_validator(mode="after")
     def _something_to_say(self) -> "Scenario":

@@ -146,6 +146,9 @@ def _scenario_table(scenario: ScenarioResult, paint) -> list[str]:
                      f" {caller.ended_by}: {_clip(caller.reason, 200)}")
         for failed in (e for e in caller.expectations if not e.passed and e.kind != "goalReached"):
             lines.append(paint("red", f"      x {failed.kind}: {failed.message}"))
+    if scenario.rubric is not None:
+        verdict = paint("green", "PASS") if scenario.rubric.passed else paint("red", "FAIL")
+        lines.append(f"  rubric: {verdict}, {_clip(scenario.rubric.message, 200)}")
     return lines
 
 

@@ -11,14 +11,8 @@ import yaml
 
 from tests.fakes.openai_server import Script, start_fake_openai
 from voxfleet.evaluation.caller_script import CallerLine, Exchange, ScriptedCaller
-from voxfleet.evaluation.llm_caller import (
-    CallerLLMError,
-    CallerSetupError,
-    LLMCaller,
-    chat_messages,
-    parse_reply,
-    read_api_key,
-)
+from voxfleet.evaluation.llm_caller import CallerLLMError, LLMCaller, chat_messages, parse_reply
+from voxfleet.evaluation.llm_keys import CallerSetupError, read_api_key
 from voxfleet.evaluation.report_models import RunReport, ScenarioResult, SimulatedCallerResult, summarise
 from voxfleet.evaluation.scenario_models import OpenAIBrain, ScriptedBrain, SimulatedCaller
 from voxfleet.evaluation.suite_loader import SuiteError, load_suite

@@ -8,6 +8,7 @@ Everything judged is what the caller heard and the session recorded (the eval re
 
 from __future__ import annotations
 
+import json
 import subprocess
 import xml.etree.ElementTree as ElementTree
 
@@ -90,13 +91,30 @@ def test_the_same_caller_fails_against_the_broken_agent_with_the_reason(runs):
     assert "said nothing for 4 s" in goal_case.find("failure").text
 
 
+class CallerAndJudge(Script):
+    """The fake plays the caller (its one line) and, asked by a rubric, judges on what the transcript it was sent
+    says: pass only when the agent said when the order ships."""
+
+    def answer(self, body):
+        messages = body["messages"]
+        if not messages[0]["content"].startswith("You judge"):
+            return ORDER_LINE, None
+        ships = "ships tomorrow" in messages[-1]["content"].lower()
+        return json.dumps({"pass": ships, "reason": "the agent said the order ships tomorrow" if ships
+                           else "the agent never said when the order ships"}), None
+
+
 def test_an_llm_plays_the_caller_through_the_openai_client(runs, eval_platform, tmp_path):
-    """The local fake speaks the real Chat Completions protocol and checks the key; the caller's line is its."""
-    fake = start_fake_openai(script=Script(reply=ORDER_LINE), api_key=FAKE_KEY)
+    """The local fake speaks the real Chat Completions protocol and checks the key; the caller's line is its, and
+    the scenario's rubric is judged by it too, on the transcript of the call as heard."""
+    fake = start_fake_openai(script=CallerAndJudge(), api_key=FAKE_KEY)
     try:
         suite = yaml.safe_load(SUITE.read_text())
         suite["scenarios"][0]["caller"]["brain"] = {"kind": "openai", "baseUrl": fake.url, "model": "caller-model",
                                                     "apiKeyEnv": "SIMULATED_CALLER_API_KEY"}
+        suite["scenarios"][0]["rubric"] = {"criteria": "The agent says when order 1234 ships.", "judge": {
+            "kind": "openai", "baseUrl": fake.url, "model": "judge-model", "apiKeyEnv": "SIMULATED_CALLER_API_KEY",
+            "temperature": 0}}
         path = write_suite(tmp_path / "llm.yaml", suite)
         argv, env = eval_platform.eval_command(path, "--report", str(tmp_path / "llm.json"), "--concurrency", "1",
                                                "--retries", "1")
@@ -109,6 +127,11 @@ def test_an_llm_plays_the_caller_through_the_openai_client(runs, eval_platform, 
     [scenario] = report["scenarios"]
     assert scenario["caller"]["brain"] == "openai" and scenario["caller"]["endedBy"] == "goal"
     assert scenario["turns"][0]["said"] == ORDER_LINE and "ships tomorrow" in scenario["turns"][0]["agentText"].lower()
+    assert scenario["rubric"]["passed"], scenario["rubric"]
+    assert scenario["rubric"]["actual"] == "the agent said the order ships tomorrow"
+    assert "rubric: PASS, the judge passed the call" in result.stdout
+    [judged] = [r for r in fake.requests if r["model"] == "judge-model"]
+    assert "caller: " + ORDER_LINE in judged["messages"][-1]["content"]
     request = fake.requests[0]
     assert request["model"] == "caller-model"
     system = request["messages"][0]["content"]
