@@ -60,7 +60,8 @@ def judge(timeline: CallTimeline, defaults: RunDefaults, *, recognise: bool = Tr
         # The simulated caller's lines: each must be answered (and within the suite's TTFA bound), like any turn.
         measured = timeline.turns[index]
         window = Window(starts[index] - WINDOW_MARGIN_S, starts[index + 1] - WINDOW_MARGIN_S)
-        turn = _judge_turn(timeline, measured, CallerTurn(say=measured.said), window, defaults, recognise)
+        turn = _judge_turn(timeline, measured, measured.played or CallerTurn(say=measured.said), window, defaults,
+                           recognise)
         turn.simulated, turn.because = True, measured.because
         result.turns.append(turn)
     if scenario.caller is not None:

@@ -51,6 +51,7 @@ class TurnTimeline:
     agent_was_talking: bool = False  # agent audio was still coming when the caller's line ended
     ended: float = 0.0  # the agent had been quiet for replyQuietMs (or the turn gave up)
     simulated: bool = False  # the simulated caller chose this line
+    played: CallerTurn | None = None  # the simulated caller's line as a turn (its interruption included)
     because: str = ""  # why it did (the script rule, or the LLM)
 
     @property

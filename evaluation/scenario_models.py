@@ -142,6 +142,19 @@ MAX_SCRIPT_RULES = 30
 API_KEY_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,119}_API_KEY$"
 
 
+class Interruption(ApiModel):
+    """The simulated caller talks over the agent's answer: `say` starts `atMs` into it, and the agent must stop
+    within `stopWithinMs` (judged like a fixed turn's bargeIn with stopsWhenInterrupted: true)."""
+
+    say: str = Field(min_length=1, max_length=MAX_LINE_CHARS, description="What the caller cuts in with.")
+    at_ms: int = Field(ge=0, le=30000, description="How far into the agent's answer (as the caller hears it).")
+    stop_within_ms: int = Field(default=300, ge=100, le=10000, description="The agent must go quiet this soon"
+                                                                           " after the caller's voice began.")
+
+    def as_barge_in(self) -> BargeIn:
+        return BargeIn(say=self.say, at_ms=self.at_ms, stop_within_ms=self.stop_within_ms)
+
+
 class ScriptRule(ApiModel):
     """A branch of a persona script: when the agent's last words mention one of `whenAgentSays`, say `say`."""
 
@@ -151,6 +164,7 @@ class ScriptRule(ApiModel):
                                                       " phrases, not patterns: matching stays linear.")
     say: str = Field(min_length=1, max_length=MAX_LINE_CHARS, description="The caller's answer.")
     hang_up: bool = Field(default=False, description="Hang up once the agent has answered this line.")
+    interrupt: Interruption | None = Field(default=None, description="Cut in on the agent's answer to this line.")
 
 
 class ScriptedBrain(ApiModel):
@@ -159,6 +173,8 @@ class ScriptedBrain(ApiModel):
 
     kind: Literal["scripted"] = Field(description="The offline caller.")
     opening: str = Field(min_length=1, max_length=MAX_LINE_CHARS, description="The caller's first line.")
+    opening_interrupt: Interruption | None = Field(default=None, description="Cut in on the agent's answer to the"
+                                                                             " opening line.")
     rules: list[ScriptRule] = Field(default_factory=list, max_length=MAX_SCRIPT_RULES,
                                     description="Answers to what the agent says, tried in order.")
     fallback: str | None = Field(default=None, min_length=1, max_length=MAX_LINE_CHARS,

@@ -30,7 +30,7 @@ from voxfleet.evaluation.scenario_call import (
     play_turn,
     quiet_after,
 )
-from voxfleet.evaluation.scenario_models import CallerTurn, ScriptedBrain, SimulatedCaller
+from voxfleet.evaluation.scenario_models import CallerTurn, ScriptedBrain, SimulatedCaller, TurnExpectations
 from voxfleet.evaluation.suite_loader import LoadedSuite
 
 WINDOW_MARGIN_S = 0.05
@@ -80,6 +80,8 @@ async def simulate(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline, 
             outcome.lines += 1  # the closing line, said once the goal is reached, does not count against maxTurns
             heard_until = turn.ended - quiet_s
             conversation.append(Exchange("caller", line.text))
+            if line.interrupt is not None:
+                conversation.append(Exchange("caller", line.interrupt.say))
             if turn.reply_start is None:
                 outcome.ended_by = "gave-up"
                 outcome.reason = (f"the agent said nothing for {patience_s:.0f} s after {line.text!r} (line"
@@ -113,9 +115,11 @@ async def _say(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline, line
                on_turn: Callable[[CallTimeline, TurnTimeline], None] | None) -> TurnTimeline:
     """The line as a turn: spoken into silence, the agent's whole answer waited for (or patience run out)."""
     await quiet_after(caller.heard, heard_until, quiet_s, timeout=patience_s * 3)
-    turn = await play_turn(caller, loaded, len(timeline.turns) + 1, CallerTurn(say=line.text), patience_s, quiet_s,
-                           tools)
-    turn.simulated, turn.because = True, line.because
+    interrupt = line.interrupt
+    played = CallerTurn(say=line.text) if interrupt is None else CallerTurn(
+        say=line.text, barge_in=interrupt.as_barge_in(), expect=TurnExpectations(stops_when_interrupted=True))
+    turn = await play_turn(caller, loaded, len(timeline.turns) + 1, played, patience_s, quiet_s, tools)
+    turn.simulated, turn.because, turn.played = True, line.because, played
     timeline.turns.append(turn)
     if on_turn is not None:
         on_turn(timeline, turn)

@@ -48,6 +48,18 @@ def test_the_script_opens_then_branches_on_what_the_agent_just_said():
     assert bye == CallerLine("bye", hang_up_after=True, because="rule 2: the agent said 'goodbye'")
 
 
+def test_an_interrupting_line_carries_its_interruption():
+    cut_in = {"say": "thank you goodbye", "atMs": 600}
+    brain = {**SCRIPT, "openingInterrupt": cut_in,
+             "rules": [{"whenAgentSays": ["details"], "say": "one two", "interrupt": {**cut_in, "stopWithinMs": 500}}]}
+    opening = _line(brain)
+    assert opening.interrupt is not None and (opening.interrupt.say, opening.interrupt.at_ms) == ("thank you goodbye",
+                                                                                                  600)
+    barge = _line(brain, ("caller", "x"), ("agent", "the details please")).interrupt.as_barge_in()
+    assert (barge.say, barge.at_ms, barge.stop_within_ms) == ("thank you goodbye", 600, 500)
+    assert _line(SCRIPT).interrupt is None
+
+
 def test_the_first_matching_rule_wins_and_no_fallback_means_hanging_up():
     brain = {**SCRIPT, "fallback": None,
              "rules": [{"whenAgentSays": ["order"], "say": "first"}, {"whenAgentSays": ["order"], "say": "second"}]}
@@ -203,6 +215,12 @@ def test_a_key_file_linked_out_of_the_suite_folder_is_not_read(tmp_path):
      "scenarios[0].caller.brain.openai.apiKeyFile", "inside the scenario file's folder"),
     ({**CALLER, "brain": {**{k: v for k, v in OPENAI.items() if k != "apiKeyEnv"}, "apiKeyFile": "keys/../../x"}},
      "scenarios[0].caller.brain.openai.apiKeyFile", "inside the scenario file's folder"),
+    ({**CALLER, "brain": {**SCRIPT, "openingInterrupt": {"say": "stop", "atMs": 30001}}},
+     "scenarios[0].caller.brain.scripted.openingInterrupt.atMs", "less than or equal to 30000"),
+    ({**CALLER, "brain": {**SCRIPT, "rules": [{"whenAgentSays": ["a"], "say": "b", "interrupt": {"atMs": 5}}]}},
+     "scenarios[0].caller.brain.scripted.rules[0].interrupt.say", "Field required"),
+    ({**CALLER, "brain": {**SCRIPT, "openingInterrupt": {"wav": "x.wav", "say": "s", "atMs": 5}}},
+     "scenarios[0].caller.brain.scripted.openingInterrupt.wav", "Extra inputs are not permitted"),
 ])
 def test_bad_callers_are_refused_naming_the_field(tmp_path, caller, where, problem):
     with pytest.raises(SuiteError) as refused:

@@ -138,3 +138,31 @@ def test_an_llm_plays_the_caller_through_the_openai_client(runs, eval_platform, 
     assert "Learn the status of order 1234" in system and "customer in a hurry" in system
     assert any(m["role"] == "user" and "demo line" in m["content"] for m in request["messages"])  # the greeting
     assert FAKE_KEY not in (tmp_path / "llm.json").read_text() + result.stdout + result.stderr
+
+
+def test_a_scripted_caller_cuts_in_and_the_agent_stops_as_the_caller_hears_it(runs, eval_platform, tmp_path):
+    """An impatient caller asks for the opening hours and cuts in 800 ms into the answer with "thank you goodbye":
+    the interruption is timed from the caller's voice onset to the agent's last voiced audio in the room, judged
+    as a barge-in (stopsWhenInterrupted), and the goodbye that answers it reaches the caller's goal."""
+    suite = {"agent": "concierge", "defaults": {"ttfaMaxMs": 4000}, "scenarios": [{
+        "name": "impatient-caller", "caller": {
+            "persona": "A caller who only half listens and cuts the agent off.",
+            "goal": {"description": "Say goodbye.", "mentions": ["goodbye"]}, "maxTurns": 2, "patienceMs": 4000,
+            "brain": {"kind": "scripted", "opening": "opening hours",
+                      # The demo's default VAD stops in 430-470 ms as heard (examples/scenarios/offline-demo.yaml's
+                      # barge-in bound, 600 ms, is the demo's as shipped; the 300 ms goal needs a faster VAD start).
+                      "openingInterrupt": {"say": "thank you goodbye", "atMs": 800, "stopWithinMs": 600}}}}]}
+    path = write_suite(tmp_path / "impatient.yaml", suite)
+    result = eval_platform.eval(path, "--report", str(tmp_path / "impatient.json"), "--retries", "1")
+    report = read_report(tmp_path / "impatient.json")
+    [scenario] = report["scenarios"]
+    assert result.returncode == 0 and scenario["passed"], result.stdout + result.stderr
+    [turn] = scenario["turns"]
+    barge = turn["bargeIn"]
+    assert turn["simulated"] and barge["said"] == "thank you goodbye" and barge["agentWasSpeaking"], turn
+    assert 0 <= barge["agentStoppedAfterMs"] <= 600, barge
+    assert {e["kind"]: e["passed"] for e in turn["expectations"]}["stopsWhenInterrupted"]
+    assert scenario["caller"]["endedBy"] == "goal" and "goodbye" in turn["agentText"].lower()
+    assert "barge-in at" in result.stdout
+    print(f"simulated caller cut in {barge['startedAfterReplyMs']:.0f} ms into the answer; the agent stopped"
+          f" {barge['agentStoppedAfterMs']:.0f} ms after the caller's voice began (heard in the room)")
