@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.security import failing_report_probe
 from tests.security.secret_ledger import RUN_DIR_ENV
-from world.postgres import DatabaseUrl
+from voxfleet.world.postgres import DatabaseUrl
 
 ROOT = Path(__file__).resolve().parents[2]
 
