@@ -85,7 +85,11 @@ def test_the_same_caller_fails_against_the_broken_agent_with_the_reason(runs):
     assert "the agent said nothing for 4 s after 'where is my order one two three four'" in caller["reason"], caller
     assert "expected the agent to mention 'ships tomorrow'" in caller["reason"], caller
     failed = {e["kind"] for e in caller["expectations"] if not e["passed"]}
-    assert failed == {"goalMentions", "goalReached"}, caller["expectations"]
+    # What this agent breaks is the silence; the goal's tool call usually holds (the number was given), but under
+    # the realtime phase's load the recogniser once heard "one two three four" as 12340 (a fresh-clone run), so it
+    # may fail too, never in place of the words the caller waited for.
+    assert {"goalMentions", "goalReached"} <= failed <= {"goalMentions", "goalReached", "goalToolCall"}, \
+        caller["expectations"]
     assert "goal NOT reached" in result.stdout and "ships tomorrow" in result.stdout
     [goal_case] = [c for c in junit.iter("testcase") if c.get("name").startswith("caller goal")]
     assert "said nothing for 4 s" in goal_case.find("failure").text
