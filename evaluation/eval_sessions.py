@@ -40,11 +40,11 @@ class EvalResults:
 
 
 class EvalSessions:
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = TIMEOUT_S,
-                 start_patience_s: float = START_PATIENCE_S):
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = TIMEOUT_S):
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout,
                                        headers={"Authorization": f"Bearer {api_key}"})
-        self.start_patience_s = start_patience_s  # how long start() waits out 429/503 unless told otherwise
+        # How long start() waits out 429/503 unless told otherwise (a load run shortens it as its end nears).
+        self.start_patience_s = START_PATIENCE_S
         self.refusals: list[tuple[float, str]] = []  # (monotonic time, code) of every 429/503 a start met
 
     async def aclose(self) -> None:
