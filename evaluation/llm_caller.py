@@ -5,8 +5,8 @@ caller's own as the assistant's) and answers with the caller's next line, or DON
 reached or the call can go no further. Whether the goal was really reached is judged by the scenario's rules,
 not by the model.
 
-The API key comes from the environment variable or file the scenario names (llm_keys); it is never logged, and
-errors are reported by type and status only, since some providers echo part of the key in their messages.
+The API key comes from the environment variable or file the scenario names (llm_keys); the endpoint and its
+secret-free errors are llm_endpoint's.
 """
 
 from __future__ import annotations
@@ -14,16 +14,12 @@ from __future__ import annotations
 import re
 
 from voxfleet.evaluation.caller_script import CallerLine, Exchange
+from voxfleet.evaluation.llm_endpoint import LLMEndpoint
 from voxfleet.evaluation.scenario_models import MAX_LINE_CHARS, OpenAIBrain, SimulatedCaller
 
 MAX_REPLY_TOKENS = 150
-TIMEOUT_S = 30.0
 DONE = "DONE"
 _DONE_AT_END = re.compile(r"\bDONE\W*$")
-
-
-class CallerLLMError(RuntimeError):
-    """The endpoint failed to give a line; the message carries no secret."""
 
 
 def system_prompt(caller: SimulatedCaller) -> str:
@@ -60,30 +56,17 @@ def parse_reply(text: str) -> CallerLine | None:
 
 class LLMCaller:
     def __init__(self, caller: SimulatedCaller, api_key: str):
-        from openai import AsyncOpenAI  # the eval extra's; imported here so scripted suites never need it
-
         assert isinstance(caller.brain, OpenAIBrain)
-        self._caller, self._brain = caller, caller.brain
-        self._client = AsyncOpenAI(base_url=self._brain.base_url, api_key=api_key, timeout=TIMEOUT_S,
-                                   max_retries=1)
+        self._caller = caller
+        self._endpoint = LLMEndpoint(caller.brain, api_key, who="caller")
 
     async def next_line(self, conversation: list[Exchange]) -> CallerLine | None:
-        from openai import APIError, APIStatusError
-
-        try:
-            response = await self._client.chat.completions.create(
-                model=self._brain.model, messages=chat_messages(self._caller, conversation),
-                temperature=self._brain.temperature, max_tokens=MAX_REPLY_TOKENS)
-        except APIStatusError as error:
-            raise CallerLLMError(f"the caller's LLM answered HTTP {error.status_code}"
-                                 f" ({type(error).__name__})") from None
-        except APIError as error:
-            raise CallerLLMError(f"the caller's LLM failed: {type(error).__name__}") from None
-        choice = response.choices[0] if response.choices else None
-        return parse_reply(choice.message.content if choice is not None else "")
+        """Raises LLMEndpointError when the endpoint gives no line."""
+        return parse_reply(await self._endpoint.reply(chat_messages(self._caller, conversation),
+                                                      max_tokens=MAX_REPLY_TOKENS))
 
     async def closing_line(self) -> str | None:
         return None  # the model already said goodbye if it wanted to; the rules ended the call
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._endpoint.aclose()

@@ -3,20 +3,21 @@ heard it, the tools it called) and the criteria, and answers pass or fail with a
 report keeps as the `rubric` expectation. The rules have already judged the call; the rubric adds what rules
 cannot say ("polite", "never promised a date").
 
-The judge sees text only, never audio. Its key comes from llm_keys; endpoint failures are reported by type and
-status only (some providers echo part of the key), and an answer that is not a verdict fails the expectation
-with what the judge said, so a confused judge is visible rather than a silent pass.
+The judge sees text only, never audio. Its key comes from llm_keys and its endpoint is llm_endpoint's (failures
+by type and status only); an answer that is not a verdict fails the expectation with what the judge said, so a
+confused judge is visible rather than a silent pass.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
+from voxfleet.evaluation.llm_endpoint import LLMEndpoint, LLMEndpointError
+from voxfleet.evaluation.llm_keys import CallerSetupError, read_api_key
 from voxfleet.evaluation.report_models import ExpectationResult, ScenarioResult
 from voxfleet.evaluation.scenario_models import Rubric
-
-TIMEOUT_S = 30.0
 MAX_VERDICT_TOKENS = 200
 MAX_TRANSCRIPT_CHARS = 20000  # the last part of a very long call: the judge's context and cost stay bounded
 MAX_REASON_CHARS = 500
@@ -65,24 +66,25 @@ def _expectation(rubric: Rubric, passed: bool, actual: str, message: str) -> Exp
 async def judge_by_rubric(rubric: Rubric, result: ScenarioResult, api_key: str) -> ExpectationResult:
     if result.error is not None and not result.turns:
         return _expectation(rubric, False, "no verdict", "the judge was not asked: the call did not take place")
-    from openai import APIError, APIStatusError, AsyncOpenAI  # the eval extra's, only for suites with a rubric
-
-    client = AsyncOpenAI(base_url=rubric.judge.base_url, api_key=api_key, timeout=TIMEOUT_S, max_retries=1)
+    judge = LLMEndpoint(rubric.judge, api_key, who="judge")
     try:
-        response = await client.chat.completions.create(
-            model=rubric.judge.model, messages=judge_messages(rubric, result),
-            temperature=rubric.judge.temperature, max_tokens=MAX_VERDICT_TOKENS)
-    except APIStatusError as error:
-        return _expectation(rubric, False, "no verdict", f"the judge's LLM answered HTTP {error.status_code}"
-                                                         f" ({type(error).__name__})")
-    except APIError as error:
-        return _expectation(rubric, False, "no verdict", f"the judge's LLM failed: {type(error).__name__}")
+        text = await judge.reply(judge_messages(rubric, result), max_tokens=MAX_VERDICT_TOKENS)
+    except LLMEndpointError as error:
+        return _expectation(rubric, False, "no verdict", str(error))
     finally:
-        await client.close()
-    text = response.choices[0].message.content if response.choices else ""
-    verdict = parse_verdict(text or "")
+        await judge.aclose()
+    verdict = parse_verdict(text)
     if verdict is None:
-        said = " ".join((text or "").split())[:200]
+        said = " ".join(text.split())[:200]
         return _expectation(rubric, False, "no verdict", f"the judge's answer was not a verdict: {said!r}")
     passed, reason = verdict
     return _expectation(rubric, passed, reason, f"the judge {'passed' if passed else 'failed'} the call: {reason}")
+
+
+async def judge_scenario(rubric: Rubric, result: ScenarioResult, suite_dir: Path) -> ExpectationResult:
+    """The rubric's verdict on a judged call, its key read now (checked before the run; a key file may be gone)."""
+    try:
+        key = read_api_key(rubric.judge, suite_dir, "rubric.judge")
+    except CallerSetupError as error:
+        return _expectation(rubric, False, "no verdict", str(error))
+    return await judge_by_rubric(rubric, result, key)

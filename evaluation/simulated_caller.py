@@ -20,7 +20,8 @@ from voxfleet.evaluation.agent_speech import SpeechInWindow, Window, speech_in
 from voxfleet.evaluation.caller_script import CallerLine, Exchange, ScriptedCaller
 from voxfleet.evaluation.eval_sessions import EvalResults, EvalSessions
 from voxfleet.evaluation.expectations import goal_checks
-from voxfleet.evaluation.llm_caller import CallerLLMError, LLMCaller
+from voxfleet.evaluation.llm_caller import LLMCaller
+from voxfleet.evaluation.llm_endpoint import LLMEndpointError
 from voxfleet.evaluation.llm_keys import CallerSetupError, read_api_key
 from voxfleet.evaluation.scenario_call import (
     CallTimeline,
@@ -69,7 +70,7 @@ async def simulate(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline, 
                 return
             try:
                 line = await brain.next_line(conversation)
-            except CallerLLMError as error:
+            except LLMEndpointError as error:
                 outcome.reason = str(error)
                 return
             if line is None:

@@ -15,9 +15,8 @@ from pathlib import Path
 from voxfleet.evaluation.call_recording import write_recording
 from voxfleet.evaluation.eval_sessions import EvalSessions
 from voxfleet.evaluation.expectations import judge
-from voxfleet.evaluation.llm_keys import CallerSetupError, read_api_key
-from voxfleet.evaluation.report_models import ExpectationResult, RunReport, ScenarioResult, summarise
-from voxfleet.evaluation.rubric_judge import judge_by_rubric
+from voxfleet.evaluation.report_models import RunReport, ScenarioResult, summarise
+from voxfleet.evaluation.rubric_judge import judge_scenario
 from voxfleet.evaluation.scenario_call import CallTimeline, TurnTimeline, run_scenario
 from voxfleet.evaluation.scenario_models import Scenario
 from voxfleet.evaluation.suite_loader import LoadedSuite
@@ -30,15 +29,6 @@ MAX_CONCURRENCY = 100
 def planned_turns(scenario: Scenario) -> int:
     """Turns the scenario may take: its fixed turns and, at most, its simulated caller's lines and closing line."""
     return len(scenario.turns) + (scenario.caller.max_turns + 1 if scenario.caller is not None else 0)
-
-
-async def _rubric_verdict(loaded: LoadedSuite, scenario: Scenario, result: ScenarioResult) -> ExpectationResult:
-    try:
-        key = read_api_key(scenario.rubric.judge, loaded.path.parent, "rubric.judge")
-    except CallerSetupError as error:  # checked before the run; a key file removed since then
-        return ExpectationResult(kind="rubric", passed=False, expected=scenario.rubric.criteria[:300],
-                                 actual="no verdict", message=str(error))
-    return await judge_by_rubric(scenario.rubric, result, key)
 
 
 async def run_suite(loaded: LoadedSuite, *, gateway: str, api_key: str, concurrency: int = DEFAULT_CONCURRENCY,
@@ -63,7 +53,7 @@ async def run_suite(loaded: LoadedSuite, *, gateway: str, api_key: str, concurre
             await asyncio.to_thread(write_recording, timeline, save_audio, scenario.name)
         result = await asyncio.to_thread(judge, timeline, loaded.suite.defaults)
         if scenario.rubric is not None:
-            result.rubric = await _rubric_verdict(loaded, scenario, result)
+            result.rubric = await judge_scenario(scenario.rubric, result, loaded.path.parent)
             result.passed = result.passed and result.rubric.passed
         failed = sum(1 for _, e in result.expectations() if not e.passed)
         progress.scenario_done(scenario.name, timeline.error or ("passed" if result.passed else f"{failed} failed"))

@@ -11,7 +11,8 @@ import yaml
 
 from tests.fakes.openai_server import Script, start_fake_openai
 from voxfleet.evaluation.caller_script import CallerLine, Exchange, ScriptedCaller
-from voxfleet.evaluation.llm_caller import CallerLLMError, LLMCaller, chat_messages, parse_reply
+from voxfleet.evaluation.llm_caller import LLMCaller, chat_messages, parse_reply
+from voxfleet.evaluation.llm_endpoint import LLMEndpointError
 from voxfleet.evaluation.llm_keys import CallerSetupError, read_api_key
 from voxfleet.evaluation.report_models import RunReport, ScenarioResult, SimulatedCallerResult, summarise
 from voxfleet.evaluation.scenario_models import OpenAIBrain, ScriptedBrain, SimulatedCaller
@@ -133,7 +134,7 @@ def test_a_refused_key_is_reported_without_the_key():
             finally:
                 await caller.aclose()
 
-        with pytest.raises(CallerLLMError) as failed:
+        with pytest.raises(LLMEndpointError) as failed:
             asyncio.run(talk())
     finally:
         fake.stop()
