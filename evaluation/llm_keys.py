@@ -13,7 +13,7 @@ from voxfleet.evaluation.scenario_models import OpenAIBrain, Scenario
 MAX_KEY_BYTES = 4096
 
 
-class CallerSetupError(ValueError):
+class LLMKeyError(ValueError):
     """An LLM of the suite cannot be used (no key); the message names the setting, never a secret."""
 
 
@@ -22,17 +22,17 @@ def read_api_key(brain: OpenAIBrain, suite_dir: Path, where: str = "caller.brain
     if brain.api_key_env is not None:
         key = os.environ.get(brain.api_key_env, "").strip()
         if not key:
-            raise CallerSetupError(f"{where}.apiKeyEnv: the environment variable {brain.api_key_env} is not set")
+            raise LLMKeyError(f"{where}.apiKeyEnv: the environment variable {brain.api_key_env} is not set")
         return key
     path = (suite_dir / (brain.api_key_file or "")).resolve()
     if not path.is_relative_to(suite_dir.resolve()):  # a link out of the folder: the model checked the text only
-        raise CallerSetupError(f"{where}.apiKeyFile: {brain.api_key_file} leads out of the scenario file's folder")
+        raise LLMKeyError(f"{where}.apiKeyFile: {brain.api_key_file} leads out of the scenario file's folder")
     try:
         key = path.read_bytes()[:MAX_KEY_BYTES].decode("utf-8", "replace").strip()
     except OSError as error:
-        raise CallerSetupError(f"{where}.apiKeyFile: cannot read {path} ({error.strerror or 'error'})") from None
+        raise LLMKeyError(f"{where}.apiKeyFile: cannot read {path} ({error.strerror or 'error'})") from None
     if not key:
-        raise CallerSetupError(f"{where}.apiKeyFile: {path} is empty")
+        raise LLMKeyError(f"{where}.apiKeyFile: {path} is empty")
     return key
 
 
@@ -54,6 +54,6 @@ def key_problems(scenarios: list[Scenario], suite_dir: Path) -> list[str]:
         for where, brain in llm_brains(scenario):
             try:
                 read_api_key(brain, suite_dir, where)
-            except CallerSetupError as error:
+            except LLMKeyError as error:
                 problems.append(f"{scenario.name}: {error}")
     return problems

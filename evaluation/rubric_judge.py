@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from voxfleet.evaluation.llm_endpoint import LLMEndpoint, LLMEndpointError
-from voxfleet.evaluation.llm_keys import CallerSetupError, read_api_key
+from voxfleet.evaluation.llm_keys import LLMKeyError, read_api_key
 from voxfleet.evaluation.report_models import ExpectationResult, ScenarioResult
 from voxfleet.evaluation.scenario_models import Rubric
 MAX_VERDICT_TOKENS = 200
@@ -85,6 +85,6 @@ async def judge_scenario(rubric: Rubric, result: ScenarioResult, suite_dir: Path
     """The rubric's verdict on a judged call, its key read now (checked before the run; a key file may be gone)."""
     try:
         key = read_api_key(rubric.judge, suite_dir, "rubric.judge")
-    except CallerSetupError as error:
+    except LLMKeyError as error:
         return _expectation(rubric, False, "no verdict", str(error))
     return await judge_by_rubric(rubric, result, key)

@@ -22,7 +22,7 @@ from voxfleet.evaluation.eval_sessions import EvalResults, EvalSessions
 from voxfleet.evaluation.expectations import goal_checks
 from voxfleet.evaluation.llm_caller import LLMCaller
 from voxfleet.evaluation.llm_endpoint import LLMEndpointError
-from voxfleet.evaluation.llm_keys import CallerSetupError, read_api_key
+from voxfleet.evaluation.llm_keys import LLMKeyError, read_api_key
 from voxfleet.evaluation.scenario_call import (
     CallTimeline,
     PendingTools,
@@ -55,7 +55,7 @@ async def simulate(caller: Caller, loaded: LoadedSuite, timeline: CallTimeline, 
     timeline.caller = outcome
     try:
         brain = brain_for(simulated, loaded)
-    except CallerSetupError as error:
+    except LLMKeyError as error:
         outcome.reason = str(error)
         return
     # What the agent said before the first line: its greeting, or its answer to the last fixed turn.

@@ -13,7 +13,7 @@ from tests.fakes.openai_server import Script, start_fake_openai
 from voxfleet.evaluation.caller_script import CallerLine, Exchange, ScriptedCaller
 from voxfleet.evaluation.llm_caller import LLMCaller, chat_messages, parse_reply
 from voxfleet.evaluation.llm_endpoint import LLMEndpointError
-from voxfleet.evaluation.llm_keys import CallerSetupError, read_api_key
+from voxfleet.evaluation.llm_keys import LLMKeyError, read_api_key
 from voxfleet.evaluation.report_models import RunReport, ScenarioResult, SimulatedCallerResult, summarise
 from voxfleet.evaluation.scenario_models import OpenAIBrain, ScriptedBrain, SimulatedCaller
 from voxfleet.evaluation.suite_loader import SuiteError, load_suite
@@ -149,14 +149,14 @@ def test_without_a_greeting_the_llm_is_told_the_call_connected():
 def test_the_key_comes_from_the_named_variable_or_file(tmp_path, monkeypatch):
     caller = _llm_caller("http://127.0.0.1:1/v1")
     monkeypatch.delenv("CALLER_API_KEY", raising=False)
-    with pytest.raises(CallerSetupError, match="apiKeyEnv: the environment variable CALLER_API_KEY is not set"):
+    with pytest.raises(LLMKeyError, match="apiKeyEnv: the environment variable CALLER_API_KEY is not set"):
         read_api_key(caller.brain, tmp_path)
     monkeypatch.setenv("CALLER_API_KEY", f" {KEY}\n")
     assert read_api_key(caller.brain, tmp_path) == KEY
     (tmp_path / "key.txt").write_text(KEY + "\n")
     from_file = caller.brain.model_copy(update={"api_key_env": None, "api_key_file": "key.txt"})
     assert read_api_key(from_file, tmp_path) == KEY
-    with pytest.raises(CallerSetupError, match="caller.brain.apiKeyFile: cannot read"):
+    with pytest.raises(LLMKeyError, match="caller.brain.apiKeyFile: cannot read"):
         read_api_key(from_file.model_copy(update={"api_key_file": "missing.txt"}), tmp_path)
 
 
@@ -178,7 +178,7 @@ def test_a_key_file_linked_out_of_the_suite_folder_is_not_read(tmp_path):
     (suite_dir / "key.txt").symlink_to(secret)
     brain = OpenAIBrain.model_validate({**{k: v for k, v in OPENAI.items() if k != "apiKeyEnv"},
                                         "apiKeyFile": "key.txt"})
-    with pytest.raises(CallerSetupError, match="leads out of the scenario file's folder") as refused:
+    with pytest.raises(LLMKeyError, match="leads out of the scenario file's folder") as refused:
         read_api_key(brain, suite_dir)
     assert "not-for-the-caller" not in str(refused.value)
 
